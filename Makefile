@@ -1,0 +1,36 @@
+# Two commands from a fresh clone:  make demo  (the main job)  and  make test  (the suite).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build by default; for CUDA e.g.  make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-all bench clean
+
+install: $(VENV)/.installed
+
+# torch goes first and pinned: unpinned, a dependency's "torch" pulls GBs of CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[ml,dev]"
+	touch $@
+
+demo: install
+	$(BIN)/python data/make_demo.py --check
+	$(BIN)/curate filter data/demo/raw.jsonl -o build/demo/filter
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+
+test-all: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m ""
+
+bench: install
+	OMP_NUM_THREADS=1 $(BIN)/python bench/filter.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,114 @@
+"""The ``curate`` command: thin wrappers over the library (parse, validate, call, print)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+class UserError(click.ClickException):
+    """A user mistake: one line on stderr, exit status 2, never a traceback."""
+
+    exit_code = 2
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        target, sep, column = p.partition("=")
+        if not sep or not target or not column:
+            raise UserError(f"--map expects FIELD=COLUMN, got '{p}'")
+        out[target.strip()] = column.strip()
+    return out
+
+
+def _user_errors(fn):
+    """Turn the library's user-facing exceptions into one-line exits."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .config import ConfigError
+        from .readers import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, InputError) as e:
+            raise UserError(str(e)) from None
+        except PermissionError as e:
+            raise UserError(f"{e.filename}: permission denied") from None
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="sft-curate")
+def main():
+    """Curate raw instruction and chat data into a clean SFT dataset."""
+
+
+def read_options(f):
+    f = click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
+                     help="Read a format field from another column, e.g. --map instruction=query.")(f)
+    f = click.option("--format", "fmt", default=None, metavar="NAME",
+                     help="Force an input format: openai, sharegpt, alpaca, prompt_completion, qa.")(f)
+    return f
+
+
+@main.command("filter")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--rules", "rule_files", multiple=True, type=click.Path(),
+              help="Rule set YAML (repeatable; default rules/default.yaml).")
+@read_options
+@_user_errors
+def filter_cmd(inputs, out, rule_files, fmt, mapping):
+    """Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json."""
+    from .api import filter_inputs
+
+    stats = filter_inputs(list(inputs), Path(out), list(rule_files) or None, fmt, _mapping(mapping))
+    _print_table(stats)
+    click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
+
+
+def _print_table(stats: dict) -> None:
+    total = max(stats["in"], 1)
+    fired = stats.get("fired", {})
+    rows = [(name, fired.get(name, n), n) for name, n in stats["rules"].items()]
+    width = max([len(r[0]) for r in rows] + [10])
+    click.echo(f"{'rule':<{width}}  {'fired':>7}  {'rejected':>8}  {'share':>6}")
+    for name, f, n in rows:
+        click.echo(f"{name:<{width}}  {f:>7}  {n:>8}  {100 * n / total:>5.1f}%")
+    click.echo(f"{'in':<{width}}  {'':>7}  {stats['in']:>8}")
+    click.echo(f"{'kept':<{width}}  {'':>7}  {stats['kept']:>8}  {100 * stats['kept'] / total:>5.1f}%")
+
+
+@main.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@_user_errors
+def validate_cmd(files):
+    """Check config files (rule sets); one line per file, exit 2 on the first bad one."""
+    from .api import validate_file
+
+    for f in files:
+        click.echo(f"ok  {f}: {validate_file(Path(f))}")
+
+
+@main.command("export")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--to", "dest", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .jsonl (one record a line) or .json (an array).")
+@click.option("--format", "fmt", type=click.Choice(["openai", "alpaca", "sharegpt"]), default="openai",
+              show_default=True)
+@_user_errors
+def export_cmd(inputs, dest, fmt):
+    """Write the kept records of a stage folder (or any input) for people and other trainers."""
+    from .api import export
+
+    n = export(list(inputs), Path(dest), fmt)
+    click.echo(f"wrote {n} records to {dest} ({fmt})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Write records out for people and other trainers: OpenAI, Alpaca or ShareGPT layout."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from .readers import InputError
+
+SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def _alpaca(messages: list[dict]) -> dict | None:
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    if len(system) > 1 or len(turns) != 2 or [m["role"] for m in turns] != ["user", "assistant"]:
+        return None
+    out = {"instruction": turns[0]["content"], "input": "", "output": turns[1]["content"]}
+    if system:
+        out["system"] = system[0]
+    return out
+
+
+def convert(messages: list[dict], fmt: str) -> dict | None:
+    if fmt == "openai":
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+    if fmt == "sharegpt":
+        return {"conversations": [{"from": SHAREGPT_FROM[m["role"]], "value": m["content"]} for m in messages]}
+    return _alpaca(messages)
+
+
+def write_export(records: pl.DataFrame, dest: Path, fmt: str) -> int:
+    rows = []
+    for rid, messages in zip(records["id"].to_list(), records["messages"].to_list()):
+        item = convert(messages, fmt)
+        if item is None:
+            # Refuse rather than drop: a multi-turn record has no Alpaca form.
+            raise InputError(f"record {rid} has {len(messages)} turns and no {fmt} form; export as openai or sharegpt")
+        rows.append({"id": rid, **item})
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "w", encoding="utf-8") as fh:
+        if dest.suffix.lower() == ".json":
+            json.dump(rows, fh, ensure_ascii=False, indent=1)
+            fh.write("\n")
+        else:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return len(rows)

@@ -1,0 +1,57 @@
+"""``curate filter`` as a library call: apply a rule set to records.
+
+Every rule is evaluated on every record (so stats can say how often each rule *fires*,
+not only which rule rejected first); a record is rejected by the first rule, in file
+order, that has a reason for it.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from ..config import load_config
+from ..stage import StageResult, count_rules, split
+from .fields import build_frame
+from .rules import RuleSet
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
+
+
+def load_rules(path=None) -> RuleSet:
+    return load_config(path or DEFAULT_RULES, RuleSet)
+
+
+def run(records: pl.DataFrame, rules: RuleSet) -> StageResult:
+    t0 = time.perf_counter()
+    text_fields = set().union(*(r.text_fields() for r in rules.rules))
+    turn_fields = set().union(*(r.turn_fields() for r in rules.rules))
+    frame = build_frame(records, text_fields, turn_fields)
+    timings = {"(fields)": time.perf_counter() - t0}
+
+    reasons: list[pl.Series] = []
+    for rule in rules.rules:
+        t = time.perf_counter()
+        reasons.append(rule.reasons(frame).alias(rule.name))
+        timings[rule.name] = time.perf_counter() - t
+
+    table = pl.DataFrame(reasons) if reasons else pl.DataFrame()
+    picked = table.select(
+        pl.coalesce([pl.when(pl.col(r.name).is_not_null()).then(pl.lit(r.name)) for r in rules.rules]
+                    + [pl.lit(None, pl.String)]).alias("rule"),
+        pl.coalesce([pl.col(r.name) for r in rules.rules] + [pl.lit(None, pl.String)]).alias("reason"),
+    ) if records.height else pl.DataFrame({"rule": [], "reason": []}, schema={"rule": pl.String, "reason": pl.String})
+    kept, rejected = split(records, "filter", picked["rule"], picked["reason"])
+    fired = {r.name: int(table[r.name].is_not_null().sum()) for r in rules.rules} if records.height else {}
+    stats = {
+        "stage": "filter",
+        "in": records.height,
+        "kept": kept.height,
+        "rejected": rejected.height,
+        "rules": {r.name: count_rules(rejected).get(r.name, 0) for r in rules.rules},
+        "fired": fired,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "rule_seconds": {k: round(v, 4) for k, v in timings.items()},
+    }
+    return StageResult(kept, rejected, stats)

@@ -1,0 +1,48 @@
+"""The text a rule reads, as polars expressions over the ``messages`` column.
+
+Each turn's content is stripped; turns of a field are joined with a blank line.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+
+Field = Literal["system", "user", "assistant", "last_assistant", "prompt", "conversation"]
+FIELDS: tuple[str, ...] = ("system", "user", "assistant", "last_assistant", "prompt", "conversation")
+
+
+def _role() -> pl.Expr:
+    return pl.element().struct.field("role")
+
+
+def field_messages(field: str) -> pl.Expr:
+    m = pl.col("messages")
+    if field == "conversation":
+        return m
+    if field == "prompt":
+        return m.list.filter(_role() != "assistant")
+    if field == "last_assistant":
+        return m.list.filter(_role() == "assistant").list.tail(1)
+    return m.list.filter(_role() == field)
+
+
+def field_text(field: str) -> pl.Expr:
+    contents = field_messages(field).list.eval(pl.element().struct.field("content").str.strip_chars())
+    return contents.list.join("\n\n").fill_null("")
+
+
+def text_column(field: str) -> str:
+    return f"__text_{field}"
+
+
+def turns_column(field: str) -> str:
+    return f"__turns_{field}"
+
+
+def build_frame(records: pl.DataFrame, fields: set[str], turn_fields: set[str]) -> pl.DataFrame:
+    """One column of text per field in use (computed once, shared by every rule)."""
+    exprs = [field_text(f).alias(text_column(f)) for f in sorted(fields)]
+    exprs += [field_messages(f).list.len().alias(turns_column(f)) for f in sorted(turn_fields)]
+    exprs.append(pl.col("messages"))
+    return records.select(exprs)

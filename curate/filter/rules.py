@@ -1,0 +1,195 @@
+"""Rule kinds about size, patterns, phrases and conversation shape, and the rule set.
+
+Each builds one polars expression (or, for keywords, an Aho-Corasick pass plus a regex
+over its hits) over the precomputed field columns; see :mod:`.textchecks` for the rest.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
+
+from .base import Role, Rule, check_regex, first_reason, message, snippet
+from .fields import text_column, turns_column
+
+
+class LengthRule(Rule):
+    kind: Literal["length"]
+    min_chars: int | None = PField(None, ge=0)
+    max_chars: int | None = PField(None, ge=0)
+    min_words: int | None = PField(None, ge=0)
+    max_words: int | None = PField(None, ge=0)
+    min_lines: int | None = PField(None, ge=0)
+    max_lines: int | None = PField(None, ge=0)
+    min_turns: int | None = PField(None, ge=0)
+    max_turns: int | None = PField(None, ge=0)
+
+    @model_validator(mode="after")
+    def _some_bound(self):
+        bounds = ("chars", "words", "lines", "turns")
+        if all(getattr(self, f"{s}_{b}") is None for b in bounds for s in ("min", "max")):
+            raise ValueError("a length rule needs at least one of min_/max_ chars, words, lines, turns")
+        for b in bounds:
+            lo, hi = getattr(self, f"min_{b}"), getattr(self, f"max_{b}")
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"min_{b} ({lo}) is greater than max_{b} ({hi})")
+        return self
+
+    def turn_fields(self) -> set[str]:
+        return {self.field} if self.min_turns is not None or self.max_turns is not None else set()
+
+    def expr(self) -> pl.Expr:
+        t = self.text
+        measures = {
+            "chars": ("characters", t.str.len_chars()),
+            "words": ("words", t.str.count_matches(r"\S+")),
+            "lines": ("lines", pl.when(t == "").then(0).otherwise(t.str.count_matches("\n") + 1)),
+            "turns": ("turns", pl.col(turns_column(self.field))),
+        }
+        parts = []
+        for key, (unit, value) in measures.items():
+            lo, hi = getattr(self, f"min_{key}"), getattr(self, f"max_{key}")
+            if lo is not None:
+                parts.append(pl.when(value < lo).then(
+                    message(f"{self.field} has ", value, f" {unit}, fewer than {lo}")))
+            if hi is not None:
+                parts.append(pl.when(value > hi).then(
+                    message(f"{self.field} has ", value, f" {unit}, more than {hi}")))
+        return first_reason(*parts)
+
+
+class RegexRule(Rule):
+    kind: Literal["regex"]
+    must_match: str | None = None
+    must_not_match: str | None = None
+
+    _v = field_validator("must_match", "must_not_match")(lambda cls, v: v if v is None else check_regex(v))
+
+    @model_validator(mode="after")
+    def _one(self):
+        if self.must_match is None and self.must_not_match is None:
+            raise ValueError("a regex rule needs must_match or must_not_match")
+        return self
+
+    def expr(self) -> pl.Expr:
+        parts = []
+        if self.must_match is not None:
+            parts.append(pl.when(~self.text.str.contains(self.must_match)).then(
+                pl.lit(f"{self.field} does not match /{self.must_match}/")))
+        if self.must_not_match is not None:
+            hit = self.text.str.extract(self.must_not_match, 0)
+            parts.append(pl.when(hit.is_not_null()).then(message(f"{self.field} matches /{self.must_not_match}/: '", snippet(hit), "'")))
+        return first_reason(*parts)
+
+
+class KeywordsRule(Rule):
+    kind: Literal["keywords"]
+    phrases: list[str] | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo):
+        if (self.phrases is None) == (self.file is None):
+            raise ValueError("a keywords rule needs exactly one of phrases or file")
+        if self.file is not None:
+            base = Path((info.context or {}).get("path", ".")).parent
+            candidates = [base / self.file, base / "lists" / self.file, Path(self.file)]
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                raise ValueError(f"keyword file '{self.file}' not found (looked in {base} and {base / 'lists'})")
+            self.phrases = [ln.strip() for ln in found.read_text(encoding="utf-8").splitlines()
+                            if ln.strip() and not ln.lstrip().startswith("#")]
+        if not self.phrases or any(not p.strip() for p in self.phrases):
+            raise ValueError("keywords must be a non-empty list of non-empty phrases")
+        return self
+
+    def _regex(self) -> str:
+        # Word-bounded where the phrase begins/ends with a word character; "<No Output>"
+        # has no word boundary before '<', so \b there would never match.
+        alts = []
+        for p in sorted({p.strip() for p in self.phrases}, key=lambda s: (-len(s), s)):
+            body = r"\s+".join(re.escape(w) for w in p.split())
+            alts.append((r"\b" if re.match(r"\w", p) else "") + body + (r"\b" if re.search(r"\w$", p) else ""))
+        return "(?i)(?:" + "|".join(alts) + ")"
+
+    def reasons(self, frame: pl.DataFrame) -> pl.Series:
+        text = frame[text_column(self.field)]
+        phrases = sorted({p.strip().lower() for p in self.phrases})
+        # Aho-Corasick prefilter over all phrases at once; only its hits pay for the
+        # word-bounded regex that confirms them and says which phrase matched.
+        if all(p.isascii() for p in phrases):
+            cand = text.str.contains_any(phrases, ascii_case_insensitive=True)
+        else:
+            cand = text.str.to_lowercase().str.contains_any(phrases)
+        out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        idx = cand.arg_true()
+        if len(idx):
+            hits = text.gather(idx).str.extract(self._regex(), 0)
+            msg = (pl.select(message(f"{self.field} contains '", snippet(pl.lit(hits)), "'"))
+                   .to_series())
+            out = out.scatter(idx, msg)
+        return out
+
+
+class RolesRule(Rule):
+    kind: Literal["roles"]
+    field: Literal["conversation"] = "conversation"
+    first_role: list[Role] | None = ["system", "user"]
+    alternate: bool = True
+    ends_with: Role | None = "assistant"
+    no_empty_turns: bool = True
+
+    def text_fields(self) -> set[str]:
+        return set()
+
+    def expr(self) -> pl.Expr:
+        m = pl.col("messages")
+        roles = m.list.eval(pl.element().struct.field("role"))
+        parts = [pl.when(m.list.len() == 0).then(pl.lit("conversation has no turns"))]
+        if self.first_role:
+            first = roles.list.first()
+            parts.append(pl.when(~first.is_in(self.first_role)).then(
+                message("conversation starts with ", first, f", not {' or '.join(self.first_role)}")))
+        if self.alternate:
+            late_system = roles.list.slice(1).list.eval(pl.element() == "system").list.any()
+            parts.append(pl.when(late_system).then(pl.lit("system turn after the first turn")))
+            body = roles.list.eval(pl.element().filter(pl.element() != "system"))
+            same = body.list.eval(pl.element() == pl.element().shift(1))
+            at = same.list.eval(pl.element().fill_null(False).arg_max()).list.first()
+            parts.append(pl.when(same.list.any()).then(
+                message("two ", body.list.get(at, null_on_oob=True), " turns in a row")))
+        if self.ends_with:
+            last = roles.list.last()
+            parts.append(pl.when(last != self.ends_with).then(
+                message("conversation ends with ", last, f", not {self.ends_with}")))
+        if self.no_empty_turns:
+            empty = m.list.eval(pl.element().struct.field("content").str.strip_chars().str.len_chars() == 0)
+            at = empty.list.eval(pl.element().arg_max()).list.first()
+            parts.append(pl.when(empty.list.any()).then(
+                message("turn ", at + 1, " (", roles.list.get(at, null_on_oob=True), ") is empty")))
+        return first_reason(*parts)
+
+
+from .textchecks import FormatRule, RepetitionRule  # noqa: E402
+
+AnyRule = Annotated[
+    Union[LengthRule, RegexRule, KeywordsRule, RolesRule, FormatRule, RepetitionRule],
+    PField(discriminator="kind"),
+]
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[AnyRule] = PField(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        seen = set()
+        for r in self.rules:
+            if r.name in seen:
+                raise ValueError(f"two rules are named '{r.name}'")
+            seen.add(r.name)
+        return self

@@ -1,0 +1,191 @@
+"""Rules about what the text is: format validity (JSON, Python, fences, control
+characters) and runaway repetition (Gopher's duplicate-line/paragraph/n-gram fractions)."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import textwrap
+import warnings
+from typing import Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field as PField, field_validator
+
+from .base import Rule, check_regex, first_reason, message
+from .fields import Field, text_column
+
+CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
+FENCE_LINE = r"(?m)^[ \t]*```"
+FENCE_BLOCK = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
+PY_LANGS = {"python", "py", "python3", "py3"}
+JSON_LANGS = {"json", "jsonc", "json5"}
+PY_START = re.compile(
+    r"^(def |class |import |from \S+ import |async def |@\w|for .+:\s*$|while .+:\s*$|if .+:\s*$|"
+    r"try:\s*$|with .+:\s*$|print\(|[A-Za-z_][\w.]*\s*=[^=])"
+)
+
+
+class When(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: Field
+    matches: str
+
+    _v = field_validator("matches")(lambda cls, v: check_regex(v))
+
+
+def json_problem(text: str) -> str | None:
+    blocks = FENCE_BLOCK.findall(text)
+    bodies = [b for lang, b in blocks if lang.lower() in JSON_LANGS] or [b for lang, b in blocks if not lang]
+    if not bodies:
+        stripped = text.strip()
+        starts = [i for i in (stripped.find("{"), stripped.find("[")) if i >= 0]
+        if not starts:
+            return "no JSON found"
+        # Accept JSON introduced by prose ("Here is the object: {...}"), as models write it.
+        bodies = [stripped[min(starts): max(stripped.rfind("}"), stripped.rfind("]")) + 1]]
+    for body in bodies:
+        try:
+            json.loads(body)
+        except json.JSONDecodeError as e:
+            return f"JSON does not parse: {e.msg} at line {e.lineno} column {e.colno}"
+    return None
+
+
+def python_problem(text: str) -> str | None:
+    blocks = FENCE_BLOCK.findall(text)
+    if blocks:
+        bodies = [b for lang, b in blocks if lang.lower() in PY_LANGS]
+        bodies += [b for lang, b in blocks if not lang and _looks_like_python(b)]
+    else:
+        bodies = [text] if _looks_like_python(text) else []
+    for body in bodies:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ast.parse(textwrap.dedent(body))
+        except SyntaxError as e:
+            return f"Python code does not parse: {e.msg} (line {e.lineno})"
+        except (ValueError, RecursionError, MemoryError) as e:
+            return f"Python code does not parse: {type(e).__name__}"
+    return None
+
+
+def _looks_like_python(text: str) -> bool:
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    return bool(PY_START.match(first.strip()))
+
+
+PARSERS = {"json": json_problem, "python": python_problem}
+
+
+class FormatRule(Rule):
+    kind: Literal["format"]
+    check: Literal["json", "python", "markdown_fences", "control_chars"]
+    when: When | None = None
+
+    def text_fields(self) -> set[str]:
+        return {self.field} | ({self.when.field} if self.when else set())
+
+    def _applies(self) -> pl.Expr:
+        if self.when is None:
+            return pl.lit(True)
+        return pl.col(text_column(self.when.field)).str.contains(self.when.matches)
+
+    def reasons(self, frame: pl.DataFrame) -> pl.Series:
+        t = self.text
+        if self.check == "control_chars":
+            hit = t.str.extract(CONTROL_CHARS, 0)
+            expr = pl.when(self._applies() & hit.is_not_null()).then(
+                message(f"{self.field} contains control character 0x", hit.str.encode("hex")))
+            return frame.select(expr.alias("reason")).to_series()
+        if self.check == "markdown_fences":
+            n = t.str.count_matches(FENCE_LINE)
+            expr = pl.when(self._applies() & (n % 2 == 1)).then(
+                message(f"{self.field} has an unclosed ``` fence (", n, f" fence lines)"))
+            return frame.select(expr.alias("reason")).to_series()
+        # Parser checks go row by row, but only over rows the `when` selects.
+        todo = frame.select((self._applies() & (t != "")).alias("m")).to_series().arg_true()
+        out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        if len(todo):
+            parse = PARSERS[self.check]
+            texts = frame[text_column(self.field)].gather(todo).to_list()
+            found = [parse(x) for x in texts]
+            out = out.scatter(todo, pl.Series([f"{self.field} {p}" if p else None for p in found], dtype=pl.String))
+        return out
+
+
+class RepetitionRule(Rule):
+    """Gopher (Rae et al. 2021) repetition filters, with Gopher's published thresholds."""
+
+    kind: Literal["repetition"]
+    max_duplicate_line_fraction: float | None = PField(0.30, ge=0, le=1)
+    max_duplicate_paragraph_fraction: float | None = PField(0.30, ge=0, le=1)
+    max_top_ngram_fraction: dict[int, float] | None = {2: 0.20, 3: 0.18, 4: 0.16}
+    min_words: int = PField(50, ge=1, description="n-gram fractions are noise on shorter texts; Gopher also drops them")
+
+    @field_validator("max_top_ngram_fraction")
+    @classmethod
+    def _ngrams(cls, v):
+        if v and any(not (2 <= n <= 10) or not (0 <= f <= 1) for n, f in v.items()):
+            raise ValueError("max_top_ngram_fraction maps n (2..10) to a fraction (0..1)")
+        return v
+
+    def _dup_fraction(self, parts: pl.Expr, what: str, limit: float) -> pl.Expr:
+        items = parts.list.eval(pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != ""))
+        n = items.list.len()
+        frac = (n - items.list.n_unique()) / n
+        return pl.when((n > 1) & (frac > limit)).then(message(
+            f"{self.field} repeats ", (frac * 100).round(0).cast(pl.Int64), f"% of its {what}, more than {limit:.0%}"))
+
+    def reasons(self, frame: pl.DataFrame) -> pl.Series:
+        t = self.text
+        parts = []
+        if self.max_duplicate_line_fraction is not None:
+            parts.append(self._dup_fraction(t.str.split("\n"), "lines", self.max_duplicate_line_fraction))
+        if self.max_duplicate_paragraph_fraction is not None:
+            paras = t.str.replace_all(r"\n[ \t]*\n\s*", "\x00").str.split("\x00")
+            parts.append(self._dup_fraction(paras, "paragraphs", self.max_duplicate_paragraph_fraction))
+        out = frame.select(first_reason(*parts).alias("reason")).to_series() if parts else \
+            pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        if self.max_top_ngram_fraction:
+            out = out.fill_null(self._top_ngrams(frame))
+        return out
+
+    def _top_ngrams(self, frame: pl.DataFrame) -> pl.Series:
+        """Share of characters covered by the most frequent n-gram, for texts of at least
+        ``min_words`` words. Vectorised: words exploded once, n-grams as u64 keys."""
+        col = text_column(self.field)
+        words = (frame.select(col)
+                 .with_row_index("row")
+                 .with_columns(w=pl.col(col).str.replace_all(r"\s+", " ").str.strip_chars().str.split(" "),
+                               total=pl.col(col).str.len_chars())
+                 .filter(pl.col("w").list.len() >= self.min_words)
+                 .select("row", "total", "w").explode("w")
+                 .with_columns(h=pl.col("w").hash(seed=0), ln=pl.col("w").str.len_chars()))
+        result = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        if words.height == 0:
+            return result
+        found: dict[int, str] = {}
+        for n, limit in sorted(self.max_top_ngram_fraction.items()):
+            key, length = pl.col("h"), pl.col("ln")
+            for j in range(1, n):
+                key = key * pl.lit(0x100000001B3, pl.UInt64) + pl.col("h").shift(-j)
+                length = length + pl.col("ln").shift(-j) + 1
+            top = (words.select("row", "total", key.alias("k"), length.alias("len"),
+                                (pl.col("row").shift(-(n - 1)) == pl.col("row")).alias("whole"))
+                   .filter("whole")
+                   .group_by("row", "k").agg(pl.len().alias("c"), pl.first("len"), pl.first("total"))
+                   .filter(pl.col("c") > 1)
+                   # Gopher's measure: the most frequent n-gram (ties: the longest) and
+                   # the characters its occurrences cover
+                   .sort(["row", "c", "len"], descending=[False, True, True])
+                   .group_by("row", maintain_order=True).first()
+                   .with_columns(frac=pl.col("c") * pl.col("len") / pl.col("total"))
+                   .filter(pl.col("frac") > limit))
+            for row, frac in top.select("row", "frac").iter_rows():
+                found.setdefault(row, f"{self.field} top {n}-gram covers {frac:.0%} of its characters, more than {limit:.0%}")
+        if found:
+            idx = sorted(found)
+            result = result.scatter(idx, pl.Series([found[i] for i in idx], dtype=pl.String))
+        return result

@@ -1,0 +1,62 @@
+"""The record every stage reads and writes, and its stable id.
+
+A record is one row: ``id``, ``messages`` (list of {role, content}), ``source``, ``meta``
+(the input fields the reader did not map, as JSON). Stages may add columns.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+
+import polars as pl
+
+ROLES = ("system", "user", "assistant")
+
+MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+RECORD_SCHEMA = {
+    "id": pl.String,
+    "messages": MESSAGE_TYPE,
+    "source": pl.String,
+    "meta": pl.String,
+}
+REJECT_COLUMNS = {"stage": pl.String, "rule": pl.String, "reason": pl.String}
+
+
+def _normalise_content(text: str) -> str:
+    # NFC and newline folding only: the id must not merge conversations that differ in
+    # anything a model would see, so no casefolding or whitespace collapsing here
+    # (that is exact dedup's job, on a copy).
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def record_id(messages: list[dict]) -> str:
+    """128-bit hex id of the normalised conversation; identical on every machine and run."""
+    canon = [[m["role"], _normalise_content(m["content"])] for m in messages]
+    blob = json.dumps(canon, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def raw_id(raw: bytes | str) -> str:
+    """Id for an input that never became a conversation (a line that did not parse)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    return "raw-" + hashlib.sha256(raw).hexdigest()[:28]
+
+
+def meta_json(fields: dict) -> str:
+    return json.dumps(fields, ensure_ascii=False, default=str) if fields else "{}"
+
+
+def empty_records() -> pl.DataFrame:
+    return pl.DataFrame(schema=RECORD_SCHEMA)
+
+
+def empty_rejected(schema: dict | None = None) -> pl.DataFrame:
+    return pl.DataFrame(schema={**(schema or RECORD_SCHEMA), **REJECT_COLUMNS})
+
+
+def records_frame(rows: list[dict]) -> pl.DataFrame:
+    if not rows:
+        return empty_records()
+    return pl.DataFrame(rows, schema=RECORD_SCHEMA)

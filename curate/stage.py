@@ -1,0 +1,58 @@
+"""The stage contract: ``run(records, config) -> StageResult(kept, rejected, stats)``.
+
+Every stage keeps input order, puts each input row in exactly one of kept/rejected, and
+writes byte-identical Parquet for the same input and config. Timings go only to
+``stats.json``, never into hashed output.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .record import REJECT_COLUMNS
+
+PARQUET_OPTS = dict(compression="zstd", compression_level=3, statistics=True)
+
+
+@dataclass
+class StageResult:
+    kept: pl.DataFrame
+    rejected: pl.DataFrame
+    stats: dict = field(default_factory=dict)
+
+
+def split(df: pl.DataFrame, stage: str, rule: pl.Series, reason: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``df`` on ``rule`` (null = keep). Both sides keep input order."""
+    tagged = df.with_columns(
+        pl.lit(stage, pl.String).alias("stage"), rule.alias("rule"), reason.alias("reason")
+    )
+    kept = tagged.filter(pl.col("rule").is_null()).drop(list(REJECT_COLUMNS))
+    rejected = tagged.filter(pl.col("rule").is_not_null())
+    return kept, rejected
+
+
+def merge_rejected(*frames: pl.DataFrame) -> pl.DataFrame:
+    frames = [f for f in frames if f is not None]
+    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
+def count_rules(rejected: pl.DataFrame) -> dict[str, int]:
+    if rejected.height == 0:
+        return {}
+    counts = rejected.group_by("rule").len().sort("rule")
+    return dict(zip(counts["rule"].to_list(), counts["len"].to_list()))
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    df.write_parquet(path, **PARQUET_OPTS)
+
+
+def write_stage(result: StageResult, out: Path) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(result.kept, out / "kept.parquet")
+    write_parquet(result.rejected, out / "rejected.parquet")
+    (out / "stats.json").write_text(json.dumps(result.stats, indent=2, ensure_ascii=False) + "\n")
