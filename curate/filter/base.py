@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field as PField
+from pydantic import BaseModel, ConfigDict, Field as PField, field_validator
 
 from .fields import Field, text_column
 
@@ -23,17 +23,45 @@ def check_regex(pattern: str) -> str:
     return pattern
 
 
+class When(BaseModel):
+    """A condition on another field: ``when`` limits a rule to records that match,
+    ``unless`` exempts them."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: Field
+    matches: str
+
+    _v = field_validator("matches")(lambda cls, v: check_regex(v))
+
+    def expr(self) -> pl.Expr:
+        return pl.col(text_column(self.field)).str.contains(self.matches)
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = PField(pattern=NAME_RE)
     field: Field = "conversation"
+    when: When | None = None
+    unless: When | None = None
 
     @property
     def text(self) -> pl.Expr:
         return pl.col(text_column(self.field))
 
     def text_fields(self) -> set[str]:
-        return {self.field}
+        return {self.field} | self.condition_fields()
+
+    def condition_fields(self) -> set[str]:
+        return {c.field for c in (self.when, self.unless) if c is not None}
+
+    def applies(self) -> pl.Expr:
+        """Where the rule is in force (``when`` matches and ``unless`` does not)."""
+        cond = pl.lit(True)
+        if self.when is not None:
+            cond = cond & self.when.expr()
+        if self.unless is not None:
+            cond = cond & ~self.unless.expr()
+        return cond
 
     def turn_fields(self) -> set[str]:
         return set()
@@ -43,6 +71,14 @@ class Rule(BaseModel):
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         return frame.select(self.expr().alias("reason")).to_series()
+
+    def checked_reasons(self, frame: pl.DataFrame) -> pl.Series:
+        """Reasons with ``when``/``unless`` applied: what the engine uses."""
+        out = self.reasons(frame)
+        if self.when is None and self.unless is None:
+            return out
+        mask = frame.select(self.applies().alias("m")).to_series()
+        return pl.select(pl.when(mask).then(out).otherwise(None)).to_series().alias(out.name)
 
 
 def first_reason(*exprs: pl.Expr) -> pl.Expr:

@@ -33,7 +33,7 @@ def run(records: pl.DataFrame, rules: RuleSet) -> StageResult:
     reasons: list[pl.Series] = []
     for rule in rules.rules:
         t = time.perf_counter()
-        reasons.append(rule.reasons(frame).alias(rule.name))
+        reasons.append(rule.checked_reasons(frame).alias(rule.name))
         timings[rule.name] = time.perf_counter() - t
 
     table = pl.DataFrame(reasons) if reasons else pl.DataFrame()

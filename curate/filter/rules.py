@@ -104,6 +104,9 @@ class KeywordsRule(Rule):
                             if ln.strip() and not ln.lstrip().startswith("#")]
         if not self.phrases or any(not p.strip() for p in self.phrases):
             raise ValueError("keywords must be a non-empty list of non-empty phrases")
+        # Typographic apostrophes are as common as straight ones in scraped and model text.
+        self.phrases = list(dict.fromkeys(
+            v for p in self.phrases for v in (p, p.replace("'", "\u2019"))))
         return self
 
     def _regex(self) -> str:
@@ -143,7 +146,7 @@ class RolesRule(Rule):
     no_empty_turns: bool = True
 
     def text_fields(self) -> set[str]:
-        return set()
+        return self.condition_fields()
 
     def expr(self) -> pl.Expr:
         m = pl.col("messages")

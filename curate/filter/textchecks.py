@@ -10,10 +10,10 @@ import warnings
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field as PField, field_validator
+from pydantic import Field as PField, field_validator
 
-from .base import Rule, check_regex, first_reason, message
-from .fields import Field, text_column
+from .base import Rule, first_reason, message
+from .fields import Field, field_messages, text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
 FENCE_LINE = r"(?m)^[ \t]*```"
@@ -24,14 +24,6 @@ PY_START = re.compile(
     r"^(def |class |import |from \S+ import |async def |@\w|for .+:\s*$|while .+:\s*$|if .+:\s*$|"
     r"try:\s*$|with .+:\s*$|print\(|[A-Za-z_][\w.]*\s*=[^=])"
 )
-
-
-class When(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    field: Field
-    matches: str
-
-    _v = field_validator("matches")(lambda cls, v: check_regex(v))
 
 
 def json_problem(text: str) -> str | None:
@@ -82,30 +74,23 @@ PARSERS = {"json": json_problem, "python": python_problem}
 class FormatRule(Rule):
     kind: Literal["format"]
     check: Literal["json", "python", "markdown_fences", "control_chars"]
-    when: When | None = None
-
-    def text_fields(self) -> set[str]:
-        return {self.field} | ({self.when.field} if self.when else set())
-
-    def _applies(self) -> pl.Expr:
-        if self.when is None:
-            return pl.lit(True)
-        return pl.col(text_column(self.when.field)).str.contains(self.when.matches)
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         t = self.text
         if self.check == "control_chars":
-            hit = t.str.extract(CONTROL_CHARS, 0)
-            expr = pl.when(self._applies() & hit.is_not_null()).then(
+            # on the raw turns: stripping would hide a control character at either end
+            raw = field_messages(self.field).list.eval(pl.element().struct.field("content")).list.join("\n")
+            hit = raw.str.extract(CONTROL_CHARS, 0)
+            expr = pl.when(self.applies() & hit.is_not_null()).then(
                 message(f"{self.field} contains control character 0x", hit.str.encode("hex")))
             return frame.select(expr.alias("reason")).to_series()
         if self.check == "markdown_fences":
             n = t.str.count_matches(FENCE_LINE)
-            expr = pl.when(self._applies() & (n % 2 == 1)).then(
+            expr = pl.when(self.applies() & (n % 2 == 1)).then(
                 message(f"{self.field} has an unclosed ``` fence (", n, f" fence lines)"))
             return frame.select(expr.alias("reason")).to_series()
         # Parser checks go row by row, but only over rows the `when` selects.
-        todo = frame.select((self._applies() & (t != "")).alias("m")).to_series().arg_true()
+        todo = frame.select((self.applies() & (t != "")).alias("m")).to_series().arg_true()
         out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
         if len(todo):
             parse = PARSERS[self.check]
