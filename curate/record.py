@@ -24,10 +24,11 @@ REJECT_COLUMNS = {"stage": pl.String, "rule": pl.String, "reason": pl.String}
 
 
 def _normalise_content(text: str) -> str:
-    # NFC and newline folding only: the id must not merge conversations that differ in
-    # anything a model would see, so no casefolding or whitespace collapsing here
-    # (that is exact dedup's job, on a copy).
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    # NFC, newline folding and outer blanks only: the id must not merge conversations
+    # that differ in anything else a model would see, so no casefolding, no whitespace
+    # collapsing (exact dedup's job, on a copy) and no str.strip(), which would also eat
+    # form feeds and other control characters.
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip(" \t\n")
 
 
 def record_id(messages: list[dict]) -> str:

@@ -168,10 +168,10 @@ def near_duplicate(rng: random.Random, rec: dict) -> dict:
     """Change one or two words of the answer: a near duplicate for MinHash/semantic dedup."""
     out = json.loads(json.dumps(rec))
     key = next(k for k in ("messages", "conversations", "output", "completion", "answer") if k in out)
-    swaps = [("is", "is"), ("the", "this"), ("and", "&"), ("a ", "one "), (".", "!")]
+    swaps = [("is", "was"), ("the", "this"), ("and", "&"), ("a ", "one "), (".", "!")]
     def edit(text: str) -> str:
         old, new = rng.choice(swaps)
-        return text.replace(old, new, 1) + rng.choice(["", " ", " Thanks!"])
+        return text.replace(old, new, 1) + rng.choice([" Thanks!", " Hope this helps.", " :)"])
     if key in ("messages", "conversations"):
         last = out[key][-1]
         field = "content" if key == "messages" else "value"
@@ -186,8 +186,13 @@ def build() -> bytes:
     rng = random.Random(SEED)
     lines: list[bytes] = []
     records: list[dict] = []
+    seen: set[tuple[str, str]] = set()
     for _ in range(N_CLEAN):
+        # every base record is distinct, so the planted duplicates below are the only ones
         q, a = rng.choice(TASKS)(rng)
+        while (q, a) in seen:
+            q, a = rng.choice(TASKS)(rng)
+        seen.add((q, a))
         label = "clean"
         for name, (fn, rate) in DEFECTS.items():
             if rng.random() < rate:
