@@ -37,6 +37,8 @@ def validate_file(path: Path) -> str:
     from .config import load_config
 
     data = read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty")
     if isinstance(data, dict) and "rules" in data:
         rs = load_config(path, RuleSet)
         return f"rule set, {len(rs.rules)} rules"

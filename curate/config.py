@@ -63,8 +63,11 @@ def format_validation_error(path: Path, data, err: ValidationError, model: type[
         msg = f"required key '{loc[-1]}' is missing"
         where = "".join(_entry_label(data, loc[:-1])) or "(top level)"
     elif first["type"] in ("union_tag_invalid", "literal_error"):
-        got = first.get("input")
-        expected = first.get("ctx", {}).get("expected_tags") or first.get("ctx", {}).get("expected", "")
+        ctx = first.get("ctx", {})
+        got = ctx.get("tag", first.get("input"))
+        if "discriminator" in ctx:
+            where += "." + str(ctx["discriminator"]).strip("'\"")
+        expected = ctx.get("expected_tags") or ctx.get("expected", "")
         options = [o.strip(" '\"") for o in str(expected).replace(" or ", ",").split(",") if o.strip()]
         hint = difflib.get_close_matches(str(got), options, n=1)
         msg = f"'{got}' is not one of {', '.join(options)}" + (f" (did you mean '{hint[0]}'?)" if hint else "")

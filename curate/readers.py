@@ -60,7 +60,7 @@ def _iter_jsonl(path: Path, label: str) -> Iterator[_Raw]:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as e:
                 yield _Raw(src, raw=line.decode("utf-8", "backslashreplace").rstrip("\n"),
-                           rule="read.invalid_utf8", reason=f"{src}: invalid UTF-8 at byte {e.start}")
+                           rule="read.invalid_utf8", reason=f"{src}: invalid UTF-8 at column {e.start + 1}")
                 continue
             try:
                 yield _Raw(src, value=json.loads(text))

@@ -1,0 +1,187 @@
+"""Every input kind and format, and every bad-input case, end up as records or read.* rows."""
+import json
+
+import polars as pl
+import pytest
+
+from curate.readers import InputError, read_inputs
+
+Q, A = "What is the capital of France?", "Paris."
+OPENAI = {"messages": [{"role": "user", "content": Q}, {"role": "assistant", "content": A}]}
+SHAREGPT = {"conversations": [{"from": "human", "value": Q}, {"from": "gpt", "value": A}]}
+ALPACA = {"instruction": Q, "input": "", "output": A}
+PC = {"prompt": Q, "completion": A}
+QA = {"question": Q, "answer": A}
+ALL = [OPENAI, SHAREGPT, ALPACA, PC, QA]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_every_format_gives_the_same_record_and_id(tmp_path):
+    read = read_inputs([write_jsonl(tmp_path / "mixed.jsonl", ALL)])
+    assert read.rejected.height == 0
+    assert read.records["id"].n_unique() == 1
+    assert read.records["messages"][0].to_list() == [{"role": "user", "content": Q}, {"role": "assistant", "content": A}]
+    assert read.records["source"].to_list() == [f"{tmp_path}/mixed.jsonl:{i}" for i in range(1, 6)]
+
+
+def test_same_id_from_jsonl_alpaca_json_parquet_csv(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps([ALPACA]))
+    pl.DataFrame([PC]).write_parquet(tmp_path / "p.parquet")
+    pl.DataFrame([QA]).write_csv(tmp_path / "q.csv")
+    ids = set()
+    for f in ["a.json", "p.parquet", "q.csv"]:
+        ids |= set(read_inputs([tmp_path / f]).records["id"].to_list())
+    ids |= set(read_inputs([write_jsonl(tmp_path / "o.jsonl", [OPENAI])]).records["id"].to_list())
+    assert len(ids) == 1
+
+
+def test_alpaca_input_and_system(tmp_path):
+    rec = {"instruction": "Translate.", "input": "Bonjour", "output": "Hello", "system": "Be exact.", "lang": "fr"}
+    read = read_inputs([write_jsonl(tmp_path / "x.jsonl", [rec])])
+    assert read.records["messages"][0].to_list() == [
+        {"role": "system", "content": "Be exact."},
+        {"role": "user", "content": "Translate.\n\nBonjour"},
+        {"role": "assistant", "content": "Hello"}]
+    assert json.loads(read.records["meta"][0]) == {"lang": "fr"}  # unmapped fields kept untouched
+
+
+def test_sharegpt_system_and_roles(tmp_path):
+    rec = {"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "U"},
+                             {"from": "gpt", "value": "A"}], "id": "orig-7"}
+    read = read_inputs([write_jsonl(tmp_path / "s.jsonl", [rec])])
+    assert [m["role"] for m in read.records["messages"][0].to_list()] == ["system", "user", "assistant"]
+    assert json.loads(read.records["meta"][0]) == {"id": "orig-7"}
+
+
+def test_openai_text_parts_accepted_media_rejected(tmp_path):
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+                          {"role": "assistant", "content": "Hello"}]}
+    media = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                          {"role": "assistant", "content": "A cat"}]}
+    read = read_inputs([write_jsonl(tmp_path / "m.jsonl", [parts, media])])
+    assert read.records["messages"][0].to_list()[0]["content"] == "Hi there"
+    assert read.rejected["rule"].to_list() == ["read.non_text_content"]
+
+
+def test_json_array_single_object_and_jsonl_named_json(tmp_path):
+    (tmp_path / "arr.json").write_text(json.dumps([ALPACA, QA]))
+    (tmp_path / "one.json").write_text(json.dumps(OPENAI))
+    (tmp_path / "lines.json").write_text(json.dumps(PC) + "\n" + json.dumps(QA) + "\n")
+    assert read_inputs([tmp_path / "arr.json"]).records.height == 2
+    assert read_inputs([tmp_path / "one.json"]).records.height == 1
+    assert read_inputs([tmp_path / "lines.json"]).records.height == 2
+
+
+def test_hf_datasets_folder_and_dict(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list([OPENAI, OPENAI | {"messages": OPENAI["messages"][:1] + [{"role": "assistant", "content": "Lyon?"}]}])
+    ds.save_to_disk(str(tmp_path / "ds"))
+    read = read_inputs([tmp_path / "ds"])
+    assert read.records.height == 2 and read.rejected.height == 0
+    assert read.records["source"][0] == f"{tmp_path}/ds:1"
+    dd = datasets.DatasetDict({"train": ds, "test": datasets.Dataset.from_list([QA])})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    read = read_inputs([tmp_path / "dd"])
+    assert read.records.height == 3
+    assert read.records["source"][-1] == f"{tmp_path}/dd/test:1"
+
+
+def test_folder_of_files_in_sorted_order(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    write_jsonl(d / "b.jsonl", [QA])
+    write_jsonl(d / "a.jsonl", [PC])
+    (d / "sub" / "c.json").write_text(json.dumps([ALPACA]))
+    (d / "notes.txt").write_text("ignored")
+    read = read_inputs([d])
+    assert [s.split("/")[-1] for s in read.records["source"].to_list()] == ["a.jsonl:1", "b.jsonl:1", "c.json:1"]
+
+
+def test_stage_output_folder_chains(tmp_path):
+    from curate.stage import StageResult, write_stage
+
+    first = read_inputs([write_jsonl(tmp_path / "x.jsonl", [OPENAI, QA])])
+    extra = first.records.with_columns(pl.Series("score", [1.0, 2.0]))
+    write_stage(StageResult(extra, first.rejected, {}), tmp_path / "stage")
+    again = read_inputs([tmp_path / "stage"])
+    assert again.records.equals(extra)  # columns a stage added travel on
+
+
+def test_bad_lines_become_rejected_rows(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_bytes(b"\n".join([
+        json.dumps(OPENAI).encode(),
+        b'{"instruction": "x", "output": ',               # 2: broken JSON
+        b'{"prompt": "caf\xe9", "completion": "coffee"}',  # 3: invalid UTF-8
+        b'{"instruction": "List three fruits."}',         # 4: missing field
+        b'{"question": "2+2?", "answer": 4}',             # 5: mistyped field
+        b'{"messages": []}',                              # 6: empty conversation
+        b'{"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": ""}]}',  # 7
+        b'{"conversations": [{"from": "narrator", "value": "x"}]}',  # 8: unknown role
+        b'{"foo": 1}',                                   # 9: unknown format
+        b'[1, 2]',                                       # 10: not an object
+    ]) + b"\n")
+    read = read_inputs([f])
+    assert read.records.height == 1
+    got = dict(zip(read.rejected["source"].to_list(), read.rejected["rule"].to_list()))
+    src = f"{f}:"
+    assert got == {
+        src + "2": "read.parse_error", src + "3": "read.invalid_utf8", src + "4": "read.missing_field",
+        src + "5": "read.bad_field", src + "6": "read.empty_conversation", src + "7": "read.empty_conversation",
+        src + "8": "read.bad_role", src + "9": "read.unknown_format", src + "10": "read.bad_record",
+    }
+    reasons = dict(zip(read.rejected["rule"].to_list(), read.rejected["reason"].to_list()))
+    assert reasons["read.missing_field"] == f"{f}:4: field 'output' is missing"
+    assert reasons["read.bad_field"] == f"{f}:5: field 'answer' is int, expected a string"
+    assert reasons["read.invalid_utf8"] == f"{f}:3: invalid UTF-8 at column 16"
+    assert set(read.rejected["stage"].to_list()) == {"read"}
+    # nothing lost: the raw input is kept in meta
+    raw = dict(zip(read.rejected["rule"].to_list(), read.rejected["meta"].to_list()))
+    assert json.loads(raw["read.parse_error"]) == {"raw": '{"instruction": "x", "output": '}
+    assert "caf\\xe9" in json.loads(raw["read.invalid_utf8"])["raw"]
+
+
+def test_invalid_utf8_inside_a_json_array(tmp_path):
+    f = tmp_path / "arr.json"
+    f.write_bytes(b'[{"prompt": "ok", "completion": "fine"}, {"prompt": "caf\xe9", "completion": "x"}]')
+    read = read_inputs([f])
+    assert read.records.height == 1
+    assert read.rejected["rule"].to_list() == ["read.invalid_utf8"]
+    assert read.rejected["source"].to_list() == [f"{f}:2"]
+
+
+def test_broken_json_array_is_one_rejected_row(tmp_path):
+    f = tmp_path / "arr.json"
+    f.write_text('[{"prompt": "a", "completion": "b"},\n {"prompt": ')
+    read = read_inputs([f])
+    assert read.records.height == 0
+    assert read.rejected["rule"].to_list() == ["read.parse_error"]
+
+
+def test_forced_format_and_field_mapping(tmp_path):
+    f = write_jsonl(tmp_path / "custom.jsonl", [{"query": Q, "response": A, "topic": "geo"}])
+    with pytest.raises(InputError, match="no known format"):
+        read_inputs([f])
+    read = read_inputs([f], fmt="alpaca", mapping={"instruction": "query", "output": "response"})
+    assert read.records["messages"][0].to_list()[1]["content"] == A
+    assert json.loads(read.records["meta"][0]) == {"topic": "geo"}
+    # auto-detection also works after mapping
+    read = read_inputs([f], mapping={"question": "query", "answer": "response"})
+    assert read.records.height == 1
+
+
+def test_input_errors_are_one_line(tmp_path):
+    with pytest.raises(InputError, match="no such file or folder"):
+        read_inputs([tmp_path / "missing.jsonl"])
+    (tmp_path / "data.xml").write_text("<x/>")
+    with pytest.raises(InputError, match="unknown input kind '.xml'"):
+        read_inputs([tmp_path / "data.xml"])
+    with pytest.raises(InputError, match="unknown format 'llama'"):
+        read_inputs([tmp_path], fmt="llama")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no readable input files"):
+        read_inputs([tmp_path / "empty"])
