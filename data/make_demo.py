@@ -182,12 +182,13 @@ def near_duplicate(rng: random.Random, rec: dict) -> dict:
     return out
 
 
-def build() -> bytes:
-    rng = random.Random(SEED)
+def build(n_clean: int = N_CLEAN, seed: int = SEED) -> bytes:
+    rng = random.Random(seed)
     lines: list[bytes] = []
     records: list[dict] = []
     seen: set[tuple[str, str]] = set()
-    for _ in range(N_CLEAN):
+    n_dup = round(n_clean * 0.0375)  # 90 of each kind in the committed file
+    for _ in range(n_clean):
         # every base record is distinct, so the planted duplicates below are the only ones
         q, a = rng.choice(TASKS)(rng)
         while (q, a) in seen:
@@ -202,11 +203,11 @@ def build() -> bytes:
         records.append(as_format(rng, q, a, label))
     # exact duplicates (same record again) and near duplicates of clean records
     clean = [r for r in records if r["demo_label"] == "clean"]
-    for r in rng.sample(clean, 90):
+    for r in rng.sample(clean, n_dup):
         dup = dict(r, demo_label="exact_duplicate")
         records.insert(rng.randrange(len(records) + 1), dup)
     prose = [r for r in clean if "```" not in json.dumps(r)]  # editing code would break it
-    for r in rng.sample(prose, 90):
+    for r in rng.sample(prose, n_dup):
         records.insert(rng.randrange(len(records) + 1), near_duplicate(rng, r))
     lines = [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in records]
     # reader defects: broken JSON, invalid UTF-8, missing and mistyped fields, empty conversation

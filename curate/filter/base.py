@@ -70,14 +70,14 @@ class Rule(BaseModel):
         raise NotImplementedError
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
-        return frame.select(self.expr().alias("reason")).to_series()
+        return evaluate(frame, self.expr())
 
     def checked_reasons(self, frame: pl.DataFrame) -> pl.Series:
         """Reasons with ``when``/``unless`` applied: what the engine uses."""
         out = self.reasons(frame)
         if self.when is None and self.unless is None:
             return out
-        mask = frame.select(self.applies().alias("m")).to_series()
+        mask = evaluate(frame, self.applies())
         return pl.select(pl.when(mask).then(out).otherwise(None)).to_series().alias(out.name)
 
 
@@ -93,3 +93,9 @@ def message(*parts) -> pl.Expr:
     """Concatenate literal strings and expressions into a reason (no format-string parsing,
     so rule text such as regexes with braces is safe)."""
     return pl.concat_str([pl.lit(p, pl.String) if isinstance(p, str) else p.cast(pl.String) for p in parts])
+
+
+def evaluate(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:
+    """Evaluate one expression lazily, so polars computes shared sub-expressions (a
+    signature or a split used by several checks) once instead of once per use."""
+    return frame.lazy().select(expr.alias("reason")).collect().to_series()

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Union
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
 
-from .base import Role, Rule, check_regex, first_reason, message, snippet
+from .base import Role, Rule, check_regex, evaluate, first_reason, message, snippet
 from .fields import text_column, turns_column
 
 
@@ -148,31 +148,41 @@ class RolesRule(Rule):
     def text_fields(self) -> set[str]:
         return self.condition_fields()
 
+    def reasons(self, frame: pl.DataFrame) -> pl.Series:
+        # One signature string per conversation, a letter a turn (s/u/a; upper case when
+        # the turn is blank), computed once; every shape check is then a cheap string op.
+        content = pl.element().struct.field("content").str.strip_chars()
+        letter = pl.element().struct.field("role").str.slice(0, 1)
+        sig = pl.col("messages").list.eval(
+            pl.when(content == "").then(letter.str.to_uppercase()).otherwise(letter)).list.join("")
+        sigs = frame.select(sig.alias("sig"), sig.str.to_lowercase().alias("low"))
+        return evaluate(sigs, self.expr())
+
     def expr(self) -> pl.Expr:
-        m = pl.col("messages")
-        roles = m.list.eval(pl.element().struct.field("role"))
-        parts = [pl.when(m.list.len() == 0).then(pl.lit("conversation has no turns"))]
+        sig, low = pl.col("sig"), pl.col("low")
+        name = {"s": "system", "u": "user", "a": "assistant"}
+
+        def role_of(ch: pl.Expr) -> pl.Expr:
+            return ch.str.to_lowercase().replace_strict(name, default="?")
+
+        parts = [pl.when(sig == "").then(pl.lit("conversation has no turns"))]
         if self.first_role:
-            first = roles.list.first()
-            parts.append(pl.when(~first.is_in(self.first_role)).then(
-                message("conversation starts with ", first, f", not {' or '.join(self.first_role)}")))
+            allowed = "".join(r[0] for r in self.first_role)
+            parts.append(pl.when(~low.str.slice(0, 1).str.contains(f"^[{allowed}]")).then(message(
+                "conversation starts with ", role_of(low.str.slice(0, 1)), f", not {' or '.join(self.first_role)}")))
         if self.alternate:
-            late_system = roles.list.slice(1).list.eval(pl.element() == "system").list.any()
-            parts.append(pl.when(late_system).then(pl.lit("system turn after the first turn")))
-            body = roles.list.eval(pl.element().filter(pl.element() != "system"))
-            same = body.list.eval(pl.element() == pl.element().shift(1))
-            at = same.list.eval(pl.element().fill_null(False).arg_max()).list.first()
-            parts.append(pl.when(same.list.any()).then(
-                message("two ", body.list.get(at, null_on_oob=True), " turns in a row")))
+            parts.append(pl.when(low.str.slice(1).str.contains("s")).then(pl.lit("system turn after the first turn")))
+            twice = low.str.replace_all("s", "").str.extract("(uu|aa)", 1)
+            parts.append(pl.when(twice.is_not_null()).then(
+                message("two ", role_of(twice.str.slice(0, 1)), " turns in a row")))
         if self.ends_with:
-            last = roles.list.last()
-            parts.append(pl.when(last != self.ends_with).then(
-                message("conversation ends with ", last, f", not {self.ends_with}")))
+            last = low.str.slice(-1)
+            parts.append(pl.when(last != self.ends_with[0]).then(
+                message("conversation ends with ", role_of(last), f", not {self.ends_with}")))
         if self.no_empty_turns:
-            empty = m.list.eval(pl.element().struct.field("content").str.strip_chars().str.len_chars() == 0)
-            at = empty.list.eval(pl.element().arg_max()).list.first()
-            parts.append(pl.when(empty.list.any()).then(
-                message("turn ", at + 1, " (", roles.list.get(at, null_on_oob=True), ") is empty")))
+            at = sig.str.find("[SUA]")
+            parts.append(pl.when(at.is_not_null()).then(
+                message("turn ", at + 1, " (", role_of(sig.str.slice(at, 1)), ") is empty")))
         return first_reason(*parts)
 
 
