@@ -143,36 +143,55 @@ class RepetitionRule(Rule):
         return out
 
     def _top_ngrams(self, frame: pl.DataFrame) -> pl.Series:
-        """Share of characters covered by the most frequent n-gram, for texts of at least
-        ``min_words`` words. Vectorised: words exploded once, n-grams as u64 keys."""
+        """Share of characters covered by the most frequent n-gram (ties: the longest), for
+        texts of at least ``min_words`` words.
+
+        Vectorised: words exploded once and hashed to u64; one (row, word) count gives
+        each row a bound that no n-gram can beat -- the top n-gram's c occurrences need
+        c copies of each of its words, so c * chars <= n * U + (n - 1) * K, with U the
+        largest count*length of a single word and K the largest word count. Only rows
+        whose bound passes the threshold pay for the n-gram pass.
+        """
         col = text_column(self.field)
-        words = (frame.select(col)
-                 .with_row_index("row")
-                 .with_columns(total=pl.col(col).str.len_chars())
-                 # n words need at least 2n-1 characters: a free filter before splitting
-                 .filter(pl.col("total") >= 2 * self.min_words - 1)
-                 .with_columns(w=pl.col(col).str.replace_all(r"\s+", " ").str.strip_chars().str.split(" "))
-                 .filter(pl.col("w").list.len() >= self.min_words)
-                 .select("row", "total", "w").explode("w")
-                 .with_columns(h=pl.col("w").hash(seed=0), ln=pl.col("w").str.len_chars()))
         result = pl.Series("reason", [None] * frame.height, dtype=pl.String)
-        if words.height == 0:
+        base = (frame.select(col).with_row_index("row")
+                .with_columns(total=pl.col(col).str.len_chars())
+                .filter(pl.col("total") >= 2 * self.min_words - 1)  # n words need 2n-1 chars
+                # ...and n-1 separators: count ASCII ones (cheap) before splitting; a row
+                # with other characters may have Unicode separators, so it always passes
+                .filter((pl.col(col).str.len_bytes() != pl.col("total"))
+                        | (pl.col(col).str.count_matches(r"[ \t\n\x0B\x0C\r]") >= self.min_words - 1))
+                .with_columns(w=pl.col(col).str.extract_all(r"\S+"))
+                .filter(pl.col("w").list.len() >= self.min_words))
+        if base.height == 0:
             return result
+        words = (base.select("row", "w").explode("w")
+                 .select("row", pl.col("w").hash(seed=0).alias("h"), pl.col("w").str.len_chars().alias("ln")))
+        mix = pl.col("row").cast(pl.UInt64) * pl.lit(0x9E3779B97F4A7C15, pl.UInt64)
+        bound = (words.group_by((pl.col("h") ^ mix).alias("key"))
+                 .agg(pl.first("row"), pl.len().alias("c"), pl.first("ln"))
+                 .group_by("row").agg((pl.col("c") * pl.col("ln")).max().alias("U"), pl.max("c").alias("K"))
+                 .join(base.select("row", "total"), on="row"))
         found: dict[int, str] = {}
         for n, limit in sorted(self.max_top_ngram_fraction.items()):
+            rows = bound.filter((n * pl.col("U") + (n - 1) * pl.col("K")) / pl.col("total") > limit)["row"]
+            if rows.len() == 0:
+                continue
+            sub = words.filter(pl.col("row").is_in(rows.implode()))
             key, length = pl.col("h"), pl.col("ln")
             for j in range(1, n):
                 key = key * pl.lit(0x100000001B3, pl.UInt64) + pl.col("h").shift(-j)
                 length = length + pl.col("ln").shift(-j) + 1
-            top = (words.select("row", "total", key.alias("k"), length.alias("len"),
-                                (pl.col("row").shift(-(n - 1)) == pl.col("row")).alias("whole"))
+            top = (sub.select("row", (key ^ mix).alias("k"), length.alias("len"),
+                              (pl.col("row").shift(-(n - 1)) == pl.col("row")).alias("whole"))
                    .filter("whole")
-                   .group_by("row", "k").agg(pl.len().alias("c"), pl.first("len"), pl.first("total"))
+                   .group_by("k").agg(pl.first("row"), pl.len().alias("c"), pl.first("len"))
                    .filter(pl.col("c") > 1)
                    # Gopher's measure: the most frequent n-gram (ties: the longest) and
                    # the characters its occurrences cover
                    .sort(["row", "c", "len"], descending=[False, True, True])
                    .group_by("row", maintain_order=True).first()
+                   .join(base.select("row", "total"), on="row")
                    .with_columns(frac=pl.col("c") * pl.col("len") / pl.col("total"))
                    .filter(pl.col("frac") > limit))
             for row, frac in top.select("row", "frac").iter_rows():
