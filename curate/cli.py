@@ -36,8 +36,8 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except (ConfigError, InputError) as e:
             raise UserError(str(e)) from None
-        except PermissionError as e:
-            raise UserError(f"{e.filename}: permission denied") from None
+        except OSError as e:  # unwritable output, a file where a folder should be, ...
+            raise UserError(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")) from None
 
     return wrapper
 

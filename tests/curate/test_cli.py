@@ -131,3 +131,10 @@ def test_help_is_instant_no_heavy_imports():
     code = "import sys; from curate.cli import main; print(sorted(m for m in ('polars','torch','transformers','pydantic') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_output_path_that_is_a_file_is_one_line(repo, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    res = run("filter", repo / "data/demo/raw.jsonl", "-o", tmp_path / "taken")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "taken" in res.output
