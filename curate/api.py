@@ -14,20 +14,41 @@ def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None) ->
     from . import filter as rule_filter
     from .filter.rules import RuleSet
 
-    t0 = time.perf_counter()
     sets = [rule_filter.load_rules(f) for f in (rule_files or [None])]
     rules = RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
+    return _run_stage(inputs, out, lambda records: rule_filter.run(records, rules), fmt, mapping)
+
+
+def dedup_inputs(inputs, out: Path, config: dict, fmt=None, mapping=None) -> dict:
+    """Read ``inputs``, deduplicate with ``config`` (a DedupConfig or its fields), write ``out``."""
+    from pydantic import ValidationError
+
+    from . import dedup
+
+    try:
+        cfg = config if isinstance(config, dedup.DedupConfig) else dedup.DedupConfig(**config)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"dedup option {where}: {err['msg'].removeprefix('Value error, ')}") from None
+    return _run_stage(inputs, out, lambda records: dedup.run(records, cfg), fmt, mapping)
+
+
+def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
+    """Read, run one stage, fold the read rejections in, write the stage folder."""
+    t0 = time.perf_counter()
     read = read_inputs(inputs, fmt, mapping)
-    result = rule_filter.run(read.records, rules)
+    result = run(read.records)
     rejected = merge_rejected(read.rejected, result.rejected)
     stats = dict(result.stats)
     read_counts = count_rules(read.rejected)
     stats["in"] = read.records.height + read.rejected.height
     stats["rejected"] = rejected.height
     stats["rules"] = {**read_counts, **stats["rules"]}
-    stats["fired"] = {**read_counts, **stats["fired"]}
+    if "fired" in stats:
+        stats["fired"] = {**read_counts, **stats["fired"]}
     stats["seconds"] = round(time.perf_counter() - t0, 4)
-    write_stage(StageResult(result.kept, rejected, stats), out)
+    write_stage(StageResult(result.kept, rejected, stats, result.extra), out)
     return stats
 
 

@@ -84,6 +84,59 @@ def _print_table(stats: dict) -> None:
     click.echo(f"{'kept':<{width}}  {'':>7}  {stats['kept']:>8}  {100 * stats['kept'] / total:>5.1f}%")
 
 
+@main.command("dedup")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--method", default="exact", show_default=True, metavar="M[,M...]",
+              help="exact, minhash, semantic; several run in the order given.")
+@click.option("--threshold", default=None, metavar="T|M=T,...",
+              help="Similarity threshold for minhash/semantic (defaults 0.8 / 0.92), e.g. 0.7 or minhash=0.7,semantic=0.9.")
+@click.option("--on", type=click.Choice(["conversation", "prompt", "response"]), default="conversation", show_default=True)
+@click.option("--strip-punct", is_flag=True, help="Ignore punctuation when comparing (exact, minhash).")
+@click.option("--num-perm", type=int, default=128, show_default=True)
+@click.option("--ngram", type=int, default=5, show_default=True, help="Shingle size, in words or characters.")
+@click.option("--shingle", type=click.Choice(["word", "char"]), default="word", show_default=True)
+@click.option("--bands", type=int, default=None, help="LSH bands (with --rows; default: chosen from the threshold).")
+@click.option("--rows", type=int, default=None)
+@click.option("--verify", type=click.Choice(["estimate", "exact"]), default="estimate", show_default=True,
+              help="Check candidates by signature agreement, or by the true Jaccard of their shingles.")
+@click.option("--model", default=None, help="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
+@read_options
+@_user_errors
+def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, shingle, bands, rows, verify,
+              model, batch_size, cache_dir, fmt, mapping):
+    """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
+    from .api import dedup_inputs
+
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
+                  num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
+                  model=model, batch_size=batch_size, cache_dir=cache_dir)
+    stats = dedup_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping))
+    _print_table(stats)
+    for m in stats["methods"]:
+        extra = "".join(f", {k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
+        click.echo(f"{m['method']}: {m['rejected']} duplicates in {m['clusters']} clusters{extra}")
+    click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), clusters.parquet, stats.json")
+
+
+def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
+    if text is None:
+        return {}
+    out = {}
+    try:
+        if "=" not in text:
+            return {m: float(text) for m in methods if m != "exact"}
+        for part in text.split(","):
+            m, _, v = part.partition("=")
+            out[m.strip()] = float(v)
+    except ValueError:
+        raise UserError(f"--threshold expects a number or METHOD=NUMBER,..., got '{text}'") from None
+    return out
+
+
 @main.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @_user_errors

@@ -22,6 +22,7 @@ class StageResult:
     kept: pl.DataFrame
     rejected: pl.DataFrame
     stats: dict = field(default_factory=dict)
+    extra: dict[str, pl.DataFrame] = field(default_factory=dict)  # more tables: OUT/<name>.parquet
 
 
 def split(df: pl.DataFrame, stage: str, rule: pl.Series, reason: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -55,4 +56,6 @@ def write_stage(result: StageResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(result.kept, out / "kept.parquet")
     write_parquet(result.rejected, out / "rejected.parquet")
+    for name, table in result.extra.items():
+        write_parquet(table, out / f"{name}.parquet")
     (out / "stats.json").write_text(json.dumps(result.stats, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,144 @@
+"""Deduplication: ``run(records, DedupConfig) -> StageResult`` with exact, MinHash-LSH and
+semantic methods, run in the order given, each on the survivors of the one before."""
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..stage import StageResult
+from .clusters import cluster_table, components, representatives
+from .text import select_text
+
+Method = Literal["exact", "minhash", "semantic"]
+DEFAULT_THRESHOLD = {"minhash": 0.8, "semantic": 0.92}
+
+
+class DedupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    methods: list[Method] = Field(default_factory=lambda: ["exact"], min_length=1)
+    threshold: dict[str, float] = Field(default_factory=dict, description="per method; defaults minhash 0.8, semantic 0.92")
+    on: Literal["conversation", "prompt", "response"] = "conversation"
+    strip_punct: bool = False
+    num_perm: int = Field(128, ge=2, le=4096)
+    ngram: int = Field(5, ge=1, le=64)
+    shingle: Literal["word", "char"] = "word"
+    bands: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)
+    verify: Literal["estimate", "exact"] = "estimate"
+    model: str | None = None
+    batch_size: int = Field(64, ge=1)
+    cache_dir: str | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        for m, t in self.threshold.items():
+            if m not in DEFAULT_THRESHOLD:
+                raise ValueError(f"threshold given for '{m}', which takes none (minhash, semantic do)")
+            if not 0 < t <= 1:
+                raise ValueError(f"threshold for {m} must be in (0, 1], got {t}")
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither")
+        if self.bands and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows ({self.bands * self.rows}) exceeds num_perm ({self.num_perm})")
+        return self
+
+    def threshold_for(self, method: str) -> float:
+        return self.threshold.get(method, DEFAULT_THRESHOLD[method])
+
+
+def run(records: pl.DataFrame, config: DedupConfig, embedder=None) -> StageResult:
+    t0 = time.perf_counter()
+    current = records
+    rejected_parts, cluster_parts, method_stats = [], [], []
+    for method in config.methods:
+        t = time.perf_counter()
+        texts = select_text(current, config.on)
+        ids = current["id"].to_list()
+        scores = current["score"].to_numpy() if "score" in current.columns else None
+        info: dict = {"method": method, "in": current.height}
+        if method == "exact":
+            from .exact import exact_groups
+
+            labels = exact_groups(texts, config.strip_punct)
+            similarity = np.ones(len(texts))
+            reps = representatives(labels, scores)
+        elif method == "minhash":
+            labels, reps, similarity = _minhash(texts, config, scores, info)
+        else:
+            labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder)
+        n = current.height
+        is_dup = reps != np.arange(n)
+        clusters = cluster_table(ids, labels, reps, similarity, method)
+        cluster_of = dict(zip(clusters["id"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
+        measure = "exact match" if method == "exact" else ("cosine" if method == "semantic" else "jaccard")
+        dup_idx = np.flatnonzero(is_dup)
+        reasons = [f"duplicate of {ids[reps[i]]} ({measure} {similarity[i]:.3f})" if method != "exact"
+                   else f"duplicate of {ids[reps[i]]} (exact match)" for i in dup_idx]
+        rej = current[dup_idx].with_columns(
+            pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
+            pl.Series("reason", reasons, dtype=pl.String),
+            pl.Series("cluster", [cluster_of[ids[i]] for i in dup_idx], dtype=pl.Int64))
+        rejected_parts.append(rej)
+        cluster_parts.append(clusters)
+        current = current.filter(pl.Series(~is_dup))
+        info.update(kept=current.height, rejected=int(is_dup.sum()),
+                    clusters=int(clusters["cluster"].n_unique()) if clusters.height else 0,
+                    seconds=round(time.perf_counter() - t, 4))
+        method_stats.append(info)
+    rejected = pl.concat(rejected_parts, how="diagonal_relaxed") if rejected_parts else records.head(0)
+    clusters = pl.concat(cluster_parts) if cluster_parts else cluster_table([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), "")
+    stats = {
+        "stage": "dedup", "in": records.height, "kept": current.height, "rejected": rejected.height,
+        "rules": {f"dedup.{m['method']}": m["rejected"] for m in method_stats},
+        "methods": method_stats, "on": config.on, "seconds": round(time.perf_counter() - t0, 4),
+    }
+    return StageResult(current, rejected, stats, extra={"clusters": clusters})
+
+
+def _minhash(texts, config: DedupConfig, scores, info: dict):
+    from . import minhash as mh
+
+    threshold = config.threshold_for("minhash")
+    bands, rows = (config.bands, config.rows) if config.bands else mh.choose_bands(threshold, config.num_perm)
+    shingled = mh.shingle_and_sign(texts, config.num_perm, config.ngram, config.shingle,
+                                   keep_sets=config.verify == "exact", strip_punct=config.strip_punct,
+                                   seed=config.seed + 1)
+    left, right = mh.candidate_pairs(mh.band_keys(shingled.signatures, bands, rows))
+    measure = mh.exact_jaccard if config.verify == "exact" else (
+        lambda s, l, r: mh.estimated_jaccard(s.signatures, l, r))
+    sim = measure(shingled, left, right)
+    ok = sim >= threshold
+    labels = components(len(texts), left[ok], right[ok])
+    reps = representatives(labels, scores)
+    similarity = np.ones(len(texts))
+    dup = np.flatnonzero(reps != np.arange(len(texts)))
+    if len(dup):
+        similarity[dup] = measure(shingled, dup, reps[dup])
+    info.update(threshold=threshold, num_perm=config.num_perm, bands=bands, rows=rows,
+                ngram=config.ngram, shingle=config.shingle, verify=config.verify,
+                candidate_probability_at_threshold=round(mh.candidate_probability(threshold, bands, rows), 4),
+                candidate_pairs=int(len(left)), verified_pairs=int(ok.sum()))
+    return labels, reps, similarity
+
+
+def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder=None):
+    from .semantic import Embedder, similar_pairs
+
+    threshold = config.threshold_for("semantic")
+    emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir)
+    vectors = emb.embed(ids, texts, config.on)
+    left, right, _ = similar_pairs(vectors, threshold, config.seed)
+    labels = components(len(texts), left, right)
+    reps = representatives(labels, scores)
+    similarity = np.ones(len(texts))
+    dup = np.flatnonzero(reps != np.arange(len(texts)))
+    if len(dup):
+        similarity[dup] = np.round(np.einsum("ij,ij->i", vectors[dup], vectors[reps[dup]]), 6)
+    info.update(threshold=threshold, model=emb.model_path, pairs=int(len(left)),
+                embedded=emb.embedded, search="exact" if len(texts) <= 50_000 else "kmeans")
+    return labels, reps, similarity

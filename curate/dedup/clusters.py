@@ -1,0 +1,64 @@
+"""From duplicate pairs to clusters, one kept member each, and the stage outputs."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+
+def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Union-find over pairs: a label per item, the smallest member index of its cluster
+    (so labels do not depend on pair order)."""
+    parent = np.arange(n, dtype=np.int64)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in zip(left.tolist(), right.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(n)], dtype=np.int64)
+
+
+def representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
+    """Index of the kept member for each item: highest score, ties and unscored records
+    by input order (the first)."""
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.arange(n)
+    if scores is None:
+        keys = np.lexsort((order, labels))
+    else:
+        s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+        keys = np.lexsort((order, -s, labels))  # by label, then score desc, then position
+    best = np.empty(n, dtype=np.int64)
+    sorted_labels = labels[keys]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    rep_of_label = dict(zip(sorted_labels[starts].tolist(), keys[starts].tolist()))
+    for i, lab in enumerate(labels.tolist()):
+        best[i] = rep_of_label[lab]
+    return best
+
+
+def cluster_table(ids: list[str], labels: np.ndarray, kept: np.ndarray, similarity: np.ndarray,
+                  method: str) -> pl.DataFrame:
+    """One row per record that has a duplicate; clusters numbered by first appearance."""
+    sizes = np.bincount(labels, minlength=len(labels))
+    member = sizes[labels] > 1
+    idx = np.flatnonzero(member)
+    first_seen: dict[int, int] = {}
+    cluster = [first_seen.setdefault(int(labels[i]), len(first_seen)) for i in idx]
+    return pl.DataFrame({
+        "id": [ids[i] for i in idx],
+        "cluster": pl.Series(cluster, dtype=pl.Int64),
+        "kept_id": [ids[int(kept[i])] for i in idx],
+        "method": [method] * len(idx),
+        "similarity": pl.Series(similarity[idx].round(6), dtype=pl.Float64),
+    }, schema={"id": pl.String, "cluster": pl.Int64, "kept_id": pl.String, "method": pl.String,
+               "similarity": pl.Float64})

@@ -1,0 +1,277 @@
+"""MinHash-LSH near-duplicate detection, vectorised over many documents at once.
+
+Texts are normalised (NFKC, casefold, one space), concatenated per chunk into one array of
+code points, and cut into word or character n-gram shingles by a compiled kernel: each
+word gets a 64-bit FNV-1a hash of its code points (stable by definition, no Python string
+per shingle), an n-gram folds its words' hashes and goes through the splitmix64 finaliser.
+Signatures apply every permutation ``h_i(x) = (a_i * x + b_i) mod 2^32`` (then an
+xor-shift) to every shingle in one SIMD loop per document, keeping the minimum. LSH keys
+are one 64-bit hash per band; candidates are documents with equal keys in a band, found
+by sorting; candidates are verified (estimated Jaccard from the signatures, or the true
+Jaccard of the shingle sets) before union-find.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .text import normalise
+
+MASK64 = (1 << 64) - 1
+CHUNK_DOCS = 20_000
+BIG_BUCKET = 64  # buckets larger than this are linked as a star to their first member
+
+
+def _nb():
+    import numba  # compiled on first use; cached in __pycache__
+
+    return numba
+
+
+def splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
+
+
+def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) for each permutation, from splitmix64 of (seed, i): the same on every
+    machine and numpy version (numpy's generators promise no stable stream)."""
+    a = [(splitmix64((seed << 32) ^ (2 * i)) & 0xFFFFFFFF) | 1 for i in range(num_perm)]
+    b = [splitmix64((seed << 32) ^ (2 * i + 1)) & 0xFFFFFFFF for i in range(num_perm)]
+    return np.array(a, dtype=np.uint32), np.array(b, dtype=np.uint32)
+
+
+def choose_bands(threshold: float, num_perm: int, min_recall: float = 0.95) -> tuple[int, int]:
+    """Bands b and rows r (b*r <= num_perm) so that a pair exactly at ``threshold`` is a
+    candidate with probability >= ``min_recall``; among those, the most rows (fewest
+    false candidates), then the most bands."""
+    best = None
+    for r in range(1, num_perm + 1):
+        b = num_perm // r
+        if b == 0:
+            break
+        p = 1 - (1 - threshold ** r) ** b
+        if p >= min_recall:
+            best = (b, r)
+    return best or (num_perm, 1)
+
+
+def candidate_probability(s: float, bands: int, rows: int) -> float:
+    return 1 - (1 - s ** rows) ** bands
+
+
+_KERNELS: dict = {}
+
+
+def _kernels():
+    if _KERNELS:
+        return _KERNELS
+    nb = _nb()
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def is_space(c):
+        # str.split()'s white space: ASCII, NEL, NBSP, and the Unicode space separators
+        return (c == 32 or (9 <= c <= 13) or (28 <= c <= 31) or c == 0x85 or c == 0xA0 or c == 0x1680
+                or (0x2000 <= c <= 0x200A) or c == 0x2028 or c == 0x2029 or c == 0x202F or c == 0x205F
+                or c == 0x3000)
+
+    @nb.njit(cache=True, nogil=True)
+    def shingle(cps, starts, ends, word_mode, n):
+        """Shingle hashes for each document, and their offsets."""
+        D = starts.shape[0]
+        counts = np.zeros(D, dtype=np.int64)
+        words = np.empty(cps.shape[0] + 1, dtype=np.uint64)
+        for d in range(D):  # pass 1: count
+            length = ends[d] - starts[d]
+            if word_mode:
+                nw = 0
+                inword = False
+                for i in range(starts[d], ends[d]):
+                    if is_space(cps[i]):
+                        inword = False
+                    elif not inword:
+                        inword = True
+                        nw += 1
+                units = nw
+            else:
+                units = length
+            counts[d] = max(units - n + 1, 1)
+        offsets = np.zeros(D + 1, dtype=np.int64)
+        for d in range(D):
+            offsets[d + 1] = offsets[d] + counts[d]
+        out = np.empty(offsets[D], dtype=np.uint64)
+        for d in range(D):  # pass 2: hash
+            k = 0
+            if word_mode:
+                h = np.uint64(0xCBF29CE484222325)
+                inword = False
+                for i in range(starts[d], ends[d]):
+                    c = cps[i]
+                    if is_space(c):
+                        if inword:
+                            words[k] = h
+                            k += 1
+                            inword = False
+                        h = np.uint64(0xCBF29CE484222325)
+                    else:
+                        inword = True
+                        h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
+                if inword:
+                    words[k] = h
+                    k += 1
+                seq = words
+            else:
+                for i in range(starts[d], ends[d]):
+                    words[k] = np.uint64(cps[i])
+                    k += 1
+                seq = words
+            m = counts[d]
+            width = n if k >= n else k
+            for j in range(m):
+                g = np.uint64(0x9E3779B97F4A7C15)
+                for t in range(j, j + width):
+                    g = (g ^ seq[t]) * np.uint64(0x100000001B3)
+                g = g + np.uint64(0x9E3779B97F4A7C15)
+                g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                out[offsets[d] + j] = g ^ (g >> np.uint64(31))
+        return out, offsets
+
+    @nb.njit(cache=True, nogil=True, fastmath=True)
+    def signatures(hashes, offsets, a, b, out):
+        P = a.shape[0]
+        x32 = (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        for d in range(offsets.shape[0] - 1):
+            m = out[d]
+            for p in range(P):
+                m[p] = np.uint32(0xFFFFFFFF)
+            for s in range(offsets[d], offsets[d + 1]):
+                x = x32[s]
+                for p in range(P):  # the loop the compiler vectorises
+                    # numba widens integer products to 64 bits: truncate to get mod 2^32
+                    v = np.uint32(np.uint32(a[p] * x) + b[p])
+                    v = np.uint32(v ^ (v >> np.uint32(15)))
+                    m[p] = min(m[p], v)
+
+    @nb.njit(cache=True, nogil=True)
+    def jaccard_pairs(sets, offsets, left, right):
+        """True Jaccard of sorted unique hash sets, per pair."""
+        out = np.empty(left.shape[0], dtype=np.float64)
+        for k in range(left.shape[0]):
+            i, j = left[k], right[k]
+            p, pe = offsets[i], offsets[i + 1]
+            q, qe = offsets[j], offsets[j + 1]
+            inter = 0
+            while p < pe and q < qe:
+                if sets[p] == sets[q]:
+                    inter += 1
+                    p += 1
+                    q += 1
+                elif sets[p] < sets[q]:
+                    p += 1
+                else:
+                    q += 1
+            union = (offsets[i + 1] - offsets[i]) + (offsets[j + 1] - offsets[j]) - inter
+            out[k] = inter / union if union else 1.0
+        return out
+
+    _KERNELS.update(shingle=shingle, signatures=signatures, jaccard_pairs=jaccard_pairs)
+    return _KERNELS
+
+
+def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One uint32 array of code points for many texts, with start/end per text."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    starts = np.zeros(len(texts), dtype=np.int64)
+    if len(texts) > 1:
+        starts[1:] = np.cumsum(lengths + 1)[:-1]
+    joined = "\x00".join(texts)
+    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return cps, starts, starts + lengths
+
+
+@dataclass
+class Shingled:
+    signatures: np.ndarray  # (docs, num_perm) uint32
+    sets: np.ndarray | None  # sorted unique shingle hashes, all docs (only for exact verify)
+    set_offsets: np.ndarray | None
+
+
+def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str = "word",
+                     keep_sets: bool = False, strip_punct: bool = False, seed: int = 1) -> Shingled:
+    k = _kernels()
+    a, b = permutations(num_perm, seed)
+    sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
+    sets, set_offsets = [], [np.zeros(1, dtype=np.int64)]
+    for c0 in range(0, len(texts), CHUNK_DOCS):
+        # word shingles split on any run of white space in the kernel; char shingles
+        # need it collapsed first
+        chunk = [normalise(t, strip_punct, collapse=shingle != "word") for t in texts[c0:c0 + CHUNK_DOCS]]
+        cps, starts, ends = code_points(chunk)
+        hashes, offsets = k["shingle"](cps, starts, ends, shingle == "word", ngram)
+        k["signatures"](hashes, offsets, a, b, sigs[c0:c0 + len(chunk)])
+        if keep_sets:
+            uniq, uoff = _unique_per_doc(hashes, offsets)
+            sets.append(uniq)
+            set_offsets.append(uoff[1:] + set_offsets[-1][-1])
+    if keep_sets:
+        return Shingled(sigs, np.concatenate(sets) if sets else np.zeros(0, np.uint64),
+                        np.concatenate(set_offsets))
+    return Shingled(sigs, None, None)
+
+
+def _unique_per_doc(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((hashes, doc))
+    h, d = hashes[order], doc[order]
+    keep = np.r_[True, (h[1:] != h[:-1]) | (d[1:] != d[:-1])]
+    h, d = h[keep], d[keep]
+    counts = np.bincount(d, minlength=len(offsets) - 1)
+    return h, np.r_[0, np.cumsum(counts)]
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(docs, bands) uint64: one hash of each band's rows."""
+    view = sigs[:, : bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
+    key = np.full(view.shape[:2], 0xCBF29CE484222325, dtype=np.uint64)
+    for r in range(rows):
+        key = (key ^ view[:, :, r]) * np.uint64(0x100000001B3)
+    return key
+
+
+def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (i < j) pairs that share a band key in any band."""
+    n = keys.shape[0]
+    found = []
+    for band in range(keys.shape[1]):
+        col = keys[:, band]
+        order = np.argsort(col, kind="stable")
+        sk = col[order]
+        bounds = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1], True])
+        sizes = np.diff(bounds)
+        for s, size in zip(bounds[:-1][sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+            members = np.sort(order[s:s + size])
+            if size <= BIG_BUCKET:
+                i, j = np.triu_indices(size, 1)
+                found.append(members[i] * n + members[j])
+            else:
+                found.append(members[0] * n + members[1:])
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    flat = np.unique(np.concatenate(found))
+    return flat // n, flat % n
+
+
+def estimated_jaccard(sigs: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    out = np.empty(len(left), dtype=np.float64)
+    for s in range(0, len(left), 100_000):  # bounded memory
+        out[s:s + 100_000] = (sigs[left[s:s + 100_000]] == sigs[right[s:s + 100_000]]).mean(axis=1)
+    return out
+
+
+def exact_jaccard(shingled: Shingled, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    return _kernels()["jaccard_pairs"](shingled.sets, shingled.set_offsets, left.astype(np.int64),
+                                       right.astype(np.int64))

@@ -1,0 +1,27 @@
+"""The text that dedup compares, and its normalisation."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import polars as pl
+
+from ..filter.fields import field_text
+
+ON = {"conversation": "conversation", "prompt": "prompt", "response": "assistant"}
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def select_text(records: pl.DataFrame, on: str) -> list[str]:
+    return records.select(field_text(ON[on]).alias("t"))["t"].to_list()
+
+
+def normalise(text: str, strip_punct: bool = False, collapse: bool = True) -> str:
+    """NFKC, casefold, collapse white space: what exact and MinHash dedup compare, so
+    case, width and spacing variants are the same document. (``collapse=False`` for
+    callers that split on any run of white space themselves.)"""
+    # ASCII is already NFKC, and its casefold is lower(): skip the Unicode tables
+    text = text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+    if strip_punct:
+        text = _PUNCT.sub(" ", text)
+    return " ".join(text.split()) if collapse else text

