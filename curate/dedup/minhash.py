@@ -243,26 +243,32 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (i < j) pairs that share a band key in any band."""
-    n = keys.shape[0]
-    found = []
-    for band in range(keys.shape[1]):
-        col = keys[:, band]
-        order = np.argsort(col, kind="stable")
-        sk = col[order]
-        bounds = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1], True])
-        sizes = np.diff(bounds)
-        for s, size in zip(bounds[:-1][sizes > 1].tolist(), sizes[sizes > 1].tolist()):
-            members = np.sort(order[s:s + size])
-            if size <= BIG_BUCKET:
-                i, j = np.triu_indices(size, 1)
-                found.append(members[i] * n + members[j])
-            else:
-                found.append(members[0] * n + members[1:])
-    if not found:
+    """Unique (i < j) pairs that share a band key in any band: one sort over all
+    (band, key) entries; pairs of two-member buckets (most of them) come out vectorised."""
+    n, nb = keys.shape
+    if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    flat = np.unique(np.concatenate(found))
-    return flat // n, flat % n
+    # band-major, docs ascending inside a band; the band is mixed into the key so one
+    # stable sort of one u64 column groups buckets and keeps doc order inside each
+    salt = (np.arange(nb, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))[:, None]
+    flat = (keys.T ^ salt).ravel()
+    doc = np.tile(np.arange(n, dtype=np.int64), nb)
+    order = np.argsort(flat, kind="stable")
+    sk, sd = flat[order], doc[order]
+    new = np.r_[True, sk[1:] != sk[:-1]]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, len(sk)])
+    two = starts[sizes == 2]
+    found = [sd[two] * n + sd[two + 1]]  # doc order within a bucket is ascending
+    for s, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
+        members = sd[s:s + size]
+        if size <= BIG_BUCKET:
+            i, j = np.triu_indices(size, 1)
+            found.append(members[i] * n + members[j])
+        else:  # a huge bucket: link as a star to its first member rather than size^2 pairs
+            found.append(members[0] * n + members[1:])
+    pairs = np.unique(np.concatenate(found))
+    return pairs // n, pairs % n
 
 
 def estimated_jaccard(sigs: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
