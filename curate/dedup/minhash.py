@@ -118,6 +118,8 @@ def _kernels():
                         h = np.uint64(0xCBF29CE484222325)
                     else:
                         inword = True
+                        if 65 <= c <= 90:  # ASCII upper case; other text arrives casefolded
+                            c += 32
                         h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
                 if inword:
                     words[k] = h
@@ -139,6 +141,54 @@ def _kernels():
                 g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
                 out[offsets[d] + j] = g ^ (g >> np.uint64(31))
         return out, offsets
+
+    @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+    def sign_docs(cps, starts, ends, word_mode, n, a, b, out):
+        """Shingle and sign in one pass, documents in parallel: no shingle array is
+        materialised. Same values as shingle() followed by signatures()."""
+        P = a.shape[0]
+        for d in nb.prange(starts.shape[0]):
+            seq = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
+            k = 0
+            if word_mode:
+                h = np.uint64(0xCBF29CE484222325)
+                inword = False
+                for i in range(starts[d], ends[d]):
+                    c = cps[i]
+                    if is_space(c):
+                        if inword:
+                            seq[k] = h
+                            k += 1
+                            inword = False
+                        h = np.uint64(0xCBF29CE484222325)
+                    else:
+                        inword = True
+                        if 65 <= c <= 90:  # ASCII upper case; other text arrives casefolded
+                            c += 32
+                        h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
+                if inword:
+                    seq[k] = h
+                    k += 1
+            else:
+                for i in range(starts[d], ends[d]):
+                    seq[k] = np.uint64(cps[i])
+                    k += 1
+            m = out[d]
+            for p in range(P):
+                m[p] = np.uint32(0xFFFFFFFF)
+            width = n if k >= n else k
+            for j in range(max(k - n + 1, 1)):
+                g = np.uint64(0x9E3779B97F4A7C15)
+                for t in range(j, j + width):
+                    g = (g ^ seq[t]) * np.uint64(0x100000001B3)
+                g = g + np.uint64(0x9E3779B97F4A7C15)
+                g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                x = np.uint32((g ^ (g >> np.uint64(31))) & np.uint64(0xFFFFFFFF))
+                for p in range(P):
+                    v = np.uint32(np.uint32(a[p] * x) + b[p])
+                    v = np.uint32(v ^ (v >> np.uint32(15)))
+                    m[p] = min(m[p], v)
 
     @nb.njit(cache=True, nogil=True, fastmath=True)
     def signatures(hashes, offsets, a, b, out):
@@ -178,19 +228,30 @@ def _kernels():
             out[k] = inter / union if union else 1.0
         return out
 
-    _KERNELS.update(shingle=shingle, signatures=signatures, jaccard_pairs=jaccard_pairs)
+    _KERNELS.update(shingle=shingle, signatures=signatures, sign_docs=sign_docs, jaccard_pairs=jaccard_pairs)
     return _KERNELS
 
 
 def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One uint32 array of code points for many texts, with start/end per text."""
+    """One array of code points for many texts (uint8 when all ASCII, else uint32),
+    with start/end per text."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     starts = np.zeros(len(texts), dtype=np.int64)
     if len(texts) > 1:
         starts[1:] = np.cumsum(lengths + 1)[:-1]
     joined = "\x00".join(texts)
+    if joined.isascii():
+        return np.frombuffer(joined.encode("ascii"), dtype=np.uint8), starts, starts + lengths
     cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return cps, starts, starts + lengths
+
+
+def _prepare(text: str, shingle: str, strip_punct: bool) -> str:
+    # Word shingles: the kernel splits on any white space and lower-cases ASCII, so
+    # ASCII text needs no Python pass at all; char shingles need the full normalisation.
+    if shingle == "word" and not strip_punct and text.isascii():
+        return text
+    return normalise(text, strip_punct, collapse=shingle != "word")
 
 
 @dataclass
@@ -207,10 +268,11 @@ def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str =
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
     sets, set_offsets = [], [np.zeros(1, dtype=np.int64)]
     for c0 in range(0, len(texts), CHUNK_DOCS):
-        # word shingles split on any run of white space in the kernel; char shingles
-        # need it collapsed first
-        chunk = [normalise(t, strip_punct, collapse=shingle != "word") for t in texts[c0:c0 + CHUNK_DOCS]]
+        chunk = [_prepare(t, shingle, strip_punct) for t in texts[c0:c0 + CHUNK_DOCS]]
         cps, starts, ends = code_points(chunk)
+        if not keep_sets:
+            k["sign_docs"](cps, starts, ends, shingle == "word", ngram, a, b, sigs[c0:c0 + len(chunk)])
+            continue
         hashes, offsets = k["shingle"](cps, starts, ends, shingle == "word", ngram)
         k["signatures"](hashes, offsets, a, b, sigs[c0:c0 + len(chunk)])
         if keep_sets:

@@ -122,3 +122,13 @@ def test_kernel_matches_the_documented_algorithm_and_fixed_values():
     assert sig.tolist() == [_python_signature(text, 4, 3)]
     # frozen: a change to hashing or permutations changes every user's clusters
     assert sig.tolist() == [[777851483, 172858215, 685636695, 161829118]]
+
+
+def test_fused_parallel_kernel_equals_two_step_kernels():
+    rng = random.Random(3)
+    docs = [" ".join(rng.choice(["alpha", "beta", "gamma", "δέλτα", "e"]) for _ in range(rng.randint(0, 60)))
+            for _ in range(200)]
+    for shingle, n in (("word", 5), ("char", 4), ("word", 1)):
+        fused = mh.shingle_and_sign(docs, 32, n, shingle).signatures
+        two_step = mh.shingle_and_sign(docs, 32, n, shingle, keep_sets=True).signatures
+        assert (fused == two_step).all(), shingle
