@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/python data/make_demo.py --check
 	$(BIN)/curate filter data/demo/raw.jsonl -o build/demo/filter
+	$(BIN)/curate dedup build/demo/filter -o build/demo/dedup --method exact,minhash,semantic --cache-dir build/cache
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
@@ -31,6 +32,8 @@ test-all: install
 
 bench: install
 	OMP_NUM_THREADS=1 $(BIN)/python bench/filter.py
+	$(BIN)/python bench/dedup.py --semantic
+	$(BIN)/python bench/real_dedup.py
 
 clean:
 	rm -rf build .pytest_cache

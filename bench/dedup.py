@@ -35,15 +35,16 @@ THRESHOLD, NUM_PERM, NGRAM = 0.8, 128, 5
 
 def corpus(n: int, seed: int = 0) -> tuple[list[str], dict]:
     rng = np.random.default_rng(seed)
-    vocab = np.array([f"w{i}" for i in range(30_000)])
+    vocab = [f"w{i}" for i in range(30_000)]
     p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.05
-    pool = vocab[rng.choice(len(vocab), size=n * 310, p=p / p.sum())].tolist()  # Zipf words, drawn at once
+    # Zipf word indices drawn at once (uint16: small, so peak memory measures the dedup)
+    pool = rng.choice(len(vocab), size=n * 310, p=p / p.sum()).astype(np.uint16)
     at = 0
 
     def words(k: int) -> list[str]:
         nonlocal at
-        at = (at + k) % (len(pool) - 400)
-        return pool[at - k if at >= k else 0: at if at >= k else k]
+        at += k
+        return [vocab[i] for i in pool[at - k: at].tolist()]
 
     preamble = " ".join(words(120))
     docs: list[str] = []
@@ -55,7 +56,7 @@ def corpus(n: int, seed: int = 0) -> tuple[list[str], dict]:
             src = docs[rng.integers(len(docs))].split(" ")
             k = max(1, int(len(src) * rng.uniform(0.01, 0.05)))
             for pos in rng.choice(len(src), size=k, replace=False):
-                src[pos] = vocab[rng.integers(len(vocab))]
+                src[pos] = vocab[int(rng.integers(len(vocab)))]
             docs.append(" ".join(src))
             kinds["near"] += 1
         elif docs and roll < 0.12:

@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..stage import StageResult
-from .clusters import cluster_table, components, representatives
+from .clusters import cluster_table, components, representatives, star_clusters
 from .text import select_text
 
 Method = Literal["exact", "minhash", "semantic"]
@@ -132,13 +132,10 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder=None
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir)
     vectors = emb.embed(ids, texts, config.on)
-    left, right, _ = similar_pairs(vectors, threshold, config.seed)
-    labels = components(len(texts), left, right)
-    reps = representatives(labels, scores)
-    similarity = np.ones(len(texts))
-    dup = np.flatnonzero(reps != np.arange(len(texts)))
-    if len(dup):
-        similarity[dup] = np.round(np.einsum("ij,ij->i", vectors[dup], vectors[reps[dup]]), 6)
-    info.update(threshold=threshold, model=emb.model_path, pairs=int(len(left)),
+    left, right, sim = similar_pairs(vectors, threshold, config.seed)
+    # no chaining: near-duplicate embeddings form chains across whole topics
+    reps, similarity = star_clusters(len(texts), left, right, sim, scores)
+    labels = reps
+    info.update(threshold=threshold, model=emb.model_path, clustering="greedy star", pairs=int(len(left)),
                 embedded=emb.embedded, search="exact" if len(texts) <= 50_000 else "kmeans")
     return labels, reps, similarity

@@ -46,6 +46,35 @@ def representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray
     return best
 
 
+def star_clusters(n: int, left: np.ndarray, right: np.ndarray, sim: np.ndarray,
+                  scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy clustering without chaining: in keep order (highest score, then input
+    order) each record not yet taken is kept and takes every untaken neighbour above the
+    threshold. Every removed record is then itself similar to the record it names
+    (union-find would chain a~b~c and name an a that c does not resemble).
+    Returns (representative index, similarity to it) per record."""
+    order = np.arange(n)
+    if scores is not None:
+        s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+        order = np.lexsort((order, -s))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    neighbours: dict[int, list[tuple[int, float]]] = {}
+    for a, b, v in zip(left.tolist(), right.tolist(), sim.tolist()):
+        neighbours.setdefault(a, []).append((b, v))
+        neighbours.setdefault(b, []).append((a, v))
+    rep = np.full(n, -1, dtype=np.int64)
+    best = np.ones(n, dtype=np.float64)
+    for i in order.tolist():
+        if rep[i] != -1:
+            continue
+        rep[i] = i
+        for j, v in sorted(neighbours.get(i, []), key=lambda jv: rank[jv[0]]):
+            if rep[j] == -1:
+                rep[j], best[j] = i, v
+    return rep, best
+
+
 def cluster_table(ids: list[str], labels: np.ndarray, kept: np.ndarray, similarity: np.ndarray,
                   method: str) -> pl.DataFrame:
     """One row per record that has a duplicate; clusters numbered by first appearance."""

@@ -28,3 +28,15 @@ def test_cluster_table_lists_members_only():
     assert t["kept_id"].to_list() == ["a", "a"]
     assert t["cluster"].to_list() == [0, 0]
     assert t["similarity"].to_list() == [1.0, 0.9]
+
+
+def test_star_clusters_do_not_chain():
+    from curate.dedup.clusters import star_clusters
+
+    # a~b (0.95), b~c (0.93), a and c not similar: c is kept, not "a duplicate of a"
+    rep, sim = star_clusters(3, np.array([0, 1]), np.array([1, 2]), np.array([0.95, 0.93]), None)
+    assert rep.tolist() == [0, 0, 2]
+    assert sim.tolist() == [1.0, 0.95, 1.0]
+    # with scores, the best record keeps its neighbours
+    rep, _ = star_clusters(3, np.array([0, 1]), np.array([1, 2]), np.array([0.95, 0.93]), np.array([1.0, 5.0, 2.0]))
+    assert rep.tolist() == [1, 1, 1]
