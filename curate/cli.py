@@ -119,6 +119,9 @@ def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, 
     for m in stats["methods"]:
         extra = "".join(f", {k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
         click.echo(f"{m['method']}: {m['rejected']} duplicates in {m['clusters']} clusters{extra}")
+        if m.get("truncated"):
+            click.echo(f"note: {m['truncated']} of {m['embedded']} texts are longer than the {m['max_tokens']} tokens "
+                       f"the model reads; only their beginning was compared (see --on)")
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), clusters.parquet, stats.json")
 
 

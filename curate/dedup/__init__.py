@@ -137,5 +137,5 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder=None
     reps, similarity = star_clusters(len(texts), left, right, sim, scores)
     labels = reps
     info.update(threshold=threshold, model=emb.model_path, clustering="greedy star", pairs=int(len(left)),
-                embedded=emb.embedded, search="exact" if len(texts) <= 50_000 else "kmeans")
+                embedded=emb.embedded, truncated=emb.truncated, max_tokens=emb.max_tokens, search="exact" if len(texts) <= 50_000 else "kmeans")
     return labels, reps, similarity

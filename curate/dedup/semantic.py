@@ -54,6 +54,8 @@ class Embedder:
         self.device = device
         self._model = None
         self.embedded = 0  # how many texts this instance sent through the model
+        self.truncated = 0  # ...and how many of those were longer than the model reads
+        self.max_tokens = None
 
     def model(self):
         if self._model is None:
@@ -75,6 +77,13 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.embedded += len(texts)
+        model = self.model()
+        limit = getattr(model, "max_seq_length", None)
+        if limit and texts:
+            # the model reads only its first max_seq_length tokens: say how often that bites
+            lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+            self.truncated += sum(n > limit for n in lengths)
+            self.max_tokens = limit
         vecs = self.model().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                    normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
