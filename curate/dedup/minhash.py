@@ -228,7 +228,16 @@ def _kernels():
             out[k] = inter / union if union else 1.0
         return out
 
-    _KERNELS.update(shingle=shingle, signatures=signatures, sign_docs=sign_docs, jaccard_pairs=jaccard_pairs)
+    @nb.njit(cache=True, nogil=True, parallel=True)
+    def band_keys_kernel(sigs, bands, rows, out):
+        for d in nb.prange(sigs.shape[0]):
+            for band in range(bands):
+                key = np.uint64(0xCBF29CE484222325)
+                for r in range(band * rows, band * rows + rows):
+                    key = (key ^ np.uint64(sigs[d, r])) * np.uint64(0x100000001B3)
+                out[d, band] = key
+
+    _KERNELS.update(band_keys=band_keys_kernel, shingle=shingle, signatures=signatures, sign_docs=sign_docs, jaccard_pairs=jaccard_pairs)
     return _KERNELS
 
 
@@ -297,11 +306,9 @@ def _unique_per_doc(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray
 
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(docs, bands) uint64: one hash of each band's rows."""
-    view = sigs[:, : bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
-    key = np.full(view.shape[:2], 0xCBF29CE484222325, dtype=np.uint64)
-    for r in range(rows):
-        key = (key ^ view[:, :, r]) * np.uint64(0x100000001B3)
-    return key
+    out = np.empty((len(sigs), bands), dtype=np.uint64)
+    _kernels()["band_keys"](np.ascontiguousarray(sigs), bands, rows, out)
+    return out
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -310,20 +317,20 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, nb = keys.shape
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # band-major, docs ascending inside a band; the band is mixed into the key so one
-    # stable sort of one u64 column groups buckets and keeps doc order inside each
+    # the band is mixed into the key, so one sort of one u64 column groups every bucket
     salt = (np.arange(nb, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))[:, None]
     flat = (keys.T ^ salt).ravel()
     doc = np.tile(np.arange(n, dtype=np.int64), nb)
-    order = np.argsort(flat, kind="stable")
+    order = np.argsort(flat)
     sk, sd = flat[order], doc[order]
     new = np.r_[True, sk[1:] != sk[:-1]]
     starts = np.flatnonzero(new)
     sizes = np.diff(np.r_[starts, len(sk)])
     two = starts[sizes == 2]
-    found = [sd[two] * n + sd[two + 1]]  # doc order within a bucket is ascending
+    lo, hi = np.minimum(sd[two], sd[two + 1]), np.maximum(sd[two], sd[two + 1])
+    found = [lo * n + hi]
     for s, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
-        members = sd[s:s + size]
+        members = np.sort(sd[s:s + size])
         if size <= BIG_BUCKET:
             i, j = np.triu_indices(size, 1)
             found.append(members[i] * n + members[j])

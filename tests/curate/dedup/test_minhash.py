@@ -132,3 +132,15 @@ def test_fused_parallel_kernel_equals_two_step_kernels():
         fused = mh.shingle_and_sign(docs, 32, n, shingle).signatures
         two_step = mh.shingle_and_sign(docs, 32, n, shingle, keep_sets=True).signatures
         assert (fused == two_step).all(), shingle
+
+
+def test_band_keys_equal_the_documented_fold():
+    rng = np.random.default_rng(0)
+    sigs = rng.integers(0, 2**32, size=(5, 12), dtype=np.uint64).astype(np.uint32)
+    keys = mh.band_keys(sigs, 3, 4)
+    for d in range(5):
+        for band in range(3):
+            k = 0xCBF29CE484222325
+            for v in sigs[d, band * 4:(band + 1) * 4].tolist():
+                k = ((k ^ v) * 0x100000001B3) & M64
+            assert int(keys[d, band]) == k
