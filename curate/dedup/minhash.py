@@ -23,12 +23,6 @@ CHUNK_DOCS = 20_000
 BIG_BUCKET = 64  # buckets larger than this are linked as a star to their first member
 
 
-def _nb():
-    import numba  # compiled on first use; cached in __pycache__
-
-    return numba
-
-
 def splitmix64(x: int) -> int:
     x = (x + 0x9E3779B97F4A7C15) & MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
@@ -63,196 +57,11 @@ def candidate_probability(s: float, bands: int, rows: int) -> float:
     return 1 - (1 - s ** rows) ** bands
 
 
-_KERNELS: dict = {}
-
-
 def _kernels():
-    if _KERNELS:
-        return _KERNELS
-    nb = _nb()
+    from . import kernels  # numba: a heavy import, only when MinHash runs
 
-    @nb.njit(cache=True, nogil=True, inline="always")
-    def is_space(c):
-        # str.split()'s white space: ASCII, NEL, NBSP, and the Unicode space separators
-        return (c == 32 or (9 <= c <= 13) or (28 <= c <= 31) or c == 0x85 or c == 0xA0 or c == 0x1680
-                or (0x2000 <= c <= 0x200A) or c == 0x2028 or c == 0x2029 or c == 0x202F or c == 0x205F
-                or c == 0x3000)
-
-    @nb.njit(cache=True, nogil=True)
-    def shingle(cps, starts, ends, word_mode, n):
-        """Shingle hashes for each document, and their offsets."""
-        D = starts.shape[0]
-        counts = np.zeros(D, dtype=np.int64)
-        words = np.empty(cps.shape[0] + 1, dtype=np.uint64)
-        for d in range(D):  # pass 1: count
-            length = ends[d] - starts[d]
-            if word_mode:
-                nw = 0
-                inword = False
-                for i in range(starts[d], ends[d]):
-                    if is_space(cps[i]):
-                        inword = False
-                    elif not inword:
-                        inword = True
-                        nw += 1
-                units = nw
-            else:
-                units = length
-            counts[d] = max(units - n + 1, 1)
-        offsets = np.zeros(D + 1, dtype=np.int64)
-        for d in range(D):
-            offsets[d + 1] = offsets[d] + counts[d]
-        out = np.empty(offsets[D], dtype=np.uint64)
-        for d in range(D):  # pass 2: hash
-            k = 0
-            if word_mode:
-                h = np.uint64(0xCBF29CE484222325)
-                inword = False
-                for i in range(starts[d], ends[d]):
-                    c = cps[i]
-                    if is_space(c):
-                        if inword:
-                            words[k] = h
-                            k += 1
-                            inword = False
-                        h = np.uint64(0xCBF29CE484222325)
-                    else:
-                        inword = True
-                        if 65 <= c <= 90:  # ASCII upper case; other text arrives casefolded
-                            c += 32
-                        h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
-                if inword:
-                    words[k] = h
-                    k += 1
-                seq = words
-            else:
-                for i in range(starts[d], ends[d]):
-                    words[k] = np.uint64(cps[i])
-                    k += 1
-                seq = words
-            m = counts[d]
-            width = n if k >= n else k
-            for j in range(m):
-                g = np.uint64(0x9E3779B97F4A7C15)
-                for t in range(j, j + width):
-                    g = (g ^ seq[t]) * np.uint64(0x100000001B3)
-                g = g + np.uint64(0x9E3779B97F4A7C15)
-                g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-                g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-                out[offsets[d] + j] = g ^ (g >> np.uint64(31))
-        return out, offsets
-
-    @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
-    def sign_docs(cps, starts, ends, word_mode, n, a, b, out):
-        """Shingle and sign in one pass, documents in parallel: no shingle array is
-        materialised. Same values as shingle() followed by signatures()."""
-        P = a.shape[0]
-        for d in nb.prange(starts.shape[0]):
-            seq = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
-            k = 0
-            if word_mode:
-                h = np.uint64(0xCBF29CE484222325)
-                inword = False
-                for i in range(starts[d], ends[d]):
-                    c = cps[i]
-                    if is_space(c):
-                        if inword:
-                            seq[k] = h
-                            k += 1
-                            inword = False
-                        h = np.uint64(0xCBF29CE484222325)
-                    else:
-                        inword = True
-                        if 65 <= c <= 90:  # ASCII upper case; other text arrives casefolded
-                            c += 32
-                        h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
-                if inword:
-                    seq[k] = h
-                    k += 1
-            else:
-                for i in range(starts[d], ends[d]):
-                    seq[k] = np.uint64(cps[i])
-                    k += 1
-            m = out[d]
-            for p in range(P):
-                m[p] = np.uint32(0xFFFFFFFF)
-            width = n if k >= n else k
-            for j in range(max(k - n + 1, 1)):
-                g = np.uint64(0x9E3779B97F4A7C15)
-                for t in range(j, j + width):
-                    g = (g ^ seq[t]) * np.uint64(0x100000001B3)
-                g = g + np.uint64(0x9E3779B97F4A7C15)
-                g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-                g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-                x = np.uint32((g ^ (g >> np.uint64(31))) & np.uint64(0xFFFFFFFF))
-                for p in range(P):
-                    v = np.uint32(np.uint32(a[p] * x) + b[p])
-                    v = np.uint32(v ^ (v >> np.uint32(15)))
-                    m[p] = min(m[p], v)
-
-    @nb.njit(cache=True, nogil=True, fastmath=True)
-    def signatures(hashes, offsets, a, b, out):
-        P = a.shape[0]
-        x32 = (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        for d in range(offsets.shape[0] - 1):
-            m = out[d]
-            for p in range(P):
-                m[p] = np.uint32(0xFFFFFFFF)
-            for s in range(offsets[d], offsets[d + 1]):
-                x = x32[s]
-                for p in range(P):  # the loop the compiler vectorises
-                    # numba widens integer products to 64 bits: truncate to get mod 2^32
-                    v = np.uint32(np.uint32(a[p] * x) + b[p])
-                    v = np.uint32(v ^ (v >> np.uint32(15)))
-                    m[p] = min(m[p], v)
-
-    @nb.njit(cache=True, nogil=True)
-    def jaccard_pairs(sets, offsets, left, right):
-        """True Jaccard of sorted unique hash sets, per pair."""
-        out = np.empty(left.shape[0], dtype=np.float64)
-        for k in range(left.shape[0]):
-            i, j = left[k], right[k]
-            p, pe = offsets[i], offsets[i + 1]
-            q, qe = offsets[j], offsets[j + 1]
-            inter = 0
-            while p < pe and q < qe:
-                if sets[p] == sets[q]:
-                    inter += 1
-                    p += 1
-                    q += 1
-                elif sets[p] < sets[q]:
-                    p += 1
-                else:
-                    q += 1
-            union = (offsets[i + 1] - offsets[i]) + (offsets[j + 1] - offsets[j]) - inter
-            out[k] = inter / union if union else 1.0
-        return out
-
-    @nb.njit(cache=True, nogil=True, parallel=True)
-    def band_keys_kernel(sigs, bands, rows, out):
-        for d in nb.prange(sigs.shape[0]):
-            for band in range(bands):
-                key = np.uint64(0xCBF29CE484222325)
-                for r in range(band * rows, band * rows + rows):
-                    key = (key ^ np.uint64(sigs[d, r])) * np.uint64(0x100000001B3)
-                out[d, band] = key
-
-    _KERNELS.update(band_keys=band_keys_kernel, shingle=shingle, signatures=signatures, sign_docs=sign_docs, jaccard_pairs=jaccard_pairs)
-    return _KERNELS
-
-
-def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One array of code points for many texts (uint8 when all ASCII, else uint32),
-    with start/end per text."""
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    starts = np.zeros(len(texts), dtype=np.int64)
-    if len(texts) > 1:
-        starts[1:] = np.cumsum(lengths + 1)[:-1]
-    joined = "\x00".join(texts)
-    if joined.isascii():
-        return np.frombuffer(joined.encode("ascii"), dtype=np.uint8), starts, starts + lengths
-    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return cps, starts, starts + lengths
+    return {"shingle": kernels.shingle, "signatures": kernels.signatures, "sign_docs": kernels.sign_docs,
+            "jaccard_pairs": kernels.jaccard_pairs, "band_keys": kernels.band_keys_kernel}
 
 
 def _prepare(text: str, shingle: str, strip_punct: bool) -> str:
@@ -272,6 +81,8 @@ class Shingled:
 
 def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str = "word",
                      keep_sets: bool = False, strip_punct: bool = False, seed: int = 1) -> Shingled:
+    from ..textkernels import code_points
+
     k = _kernels()
     a, b = permutations(num_perm, seed)
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)

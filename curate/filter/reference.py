@@ -114,7 +114,7 @@ def _repetition(r: RepetitionRule, text: str) -> bool:
     if r.max_duplicate_line_fraction is not None and _dup_fraction(text.split("\n"), r.max_duplicate_line_fraction):
         return True
     if r.max_duplicate_paragraph_fraction is not None and _dup_fraction(
-            re.split(r"\n[ \t]*\n\s*", text), r.max_duplicate_paragraph_fraction):
+            re.split(r"\n[^\S\n]*\n\s*", text), r.max_duplicate_paragraph_fraction):
         return True
     words = text.split()
     if not r.max_top_ngram_fraction or len(words) < r.min_words:

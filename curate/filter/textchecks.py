@@ -9,10 +9,11 @@ import textwrap
 import warnings
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field as PField, field_validator
 
-from .base import Rule, evaluate, first_reason, message
+from .base import Rule, evaluate, message
 from .fields import Field, field_messages, text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -104,7 +105,8 @@ class FormatRule(Rule):
 
 
 class RepetitionRule(Rule):
-    """Gopher (Rae et al. 2021) repetition filters, with Gopher's published thresholds."""
+    """Gopher (Rae et al. 2021) repetition filters, with Gopher's published thresholds.
+    The top n-gram share is checked only from ``min_words`` words up."""
 
     kind: Literal["repetition"]
     max_duplicate_line_fraction: float | None = PField(0.30, ge=0, le=1)
@@ -120,83 +122,32 @@ class RepetitionRule(Rule):
         return v
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
-        t = self.text
-        # Trim and drop blank items in the string domain (one regex pass) rather than per
-        # list element, and count each list once: several times faster on polars.
-        counts, parts = [], []
-        for key, what, sep, splitter in (
-                ("max_duplicate_line_fraction", "lines", "\n", r"[^\S\n]*\n\s*"),
-                ("max_duplicate_paragraph_fraction", "paragraphs", "\x00", r"\s*\n[^\S\n]*\n\s*")):
-            limit = getattr(self, key)
-            if limit is None:
-                continue
-            items = t.str.replace_all(splitter, sep).str.split(sep)
-            counts += [items.list.len().alias(f"n_{what}"), items.list.n_unique().alias(f"u_{what}")]
-            n = pl.col(f"n_{what}")
-            frac = (n - pl.col(f"u_{what}")) / n
-            parts.append(pl.when((n > 1) & (frac > limit)).then(message(
-                f"{self.field} repeats ", (frac * 100).round(0).cast(pl.Int64), f"% of its {what}, more than {limit:.0%}")))
-        out = evaluate(frame.select(counts), first_reason(*parts)) if parts else \
-            pl.Series("reason", [None] * frame.height, dtype=pl.String)
-        if self.max_top_ngram_fraction:
-            out = out.fill_null(self._top_ngrams(frame))
-        return out
+        # One compiled pass over the whole column (curate.textkernels): per-text counting
+        # of lines, paragraphs and n-grams is what polars can only do by exploding words.
+        from ..textkernels import code_points, repetition
 
-    def _top_ngrams(self, frame: pl.DataFrame) -> pl.Series:
-        """Share of characters covered by the most frequent n-gram (ties: the longest), for
-        texts of at least ``min_words`` words.
-
-        Vectorised: words exploded once and hashed to u64; one (row, word) count gives
-        each row a bound that no n-gram can beat -- the top n-gram's c occurrences need
-        c copies of each of its words, so c * chars <= n * U + (n - 1) * K, with U the
-        largest count*length of a single word and K the largest word count. Only rows
-        whose bound passes the threshold pay for the n-gram pass.
-        """
-        col = text_column(self.field)
-        result = pl.Series("reason", [None] * frame.height, dtype=pl.String)
-        base = (frame.select(col).with_row_index("row")
-                .with_columns(total=pl.col(col).str.len_chars())
-                .filter(pl.col("total") >= 2 * self.min_words - 1)  # n words need 2n-1 chars
-                # ...and n-1 separators: count ASCII ones (cheap) before splitting; a row
-                # with other characters may have Unicode separators, so it always passes
-                .filter((pl.col(col).str.len_bytes() != pl.col("total"))
-                        | (pl.col(col).str.count_matches(r"[ \t\n\x0B\x0C\r]") >= self.min_words - 1))
-                .with_columns(w=pl.col(col).str.extract_all(r"\S+"))
-                .filter(pl.col("w").list.len() >= self.min_words))
-        if base.height == 0:
-            return result
-        words = (base.select("row", "w").explode("w")
-                 .select("row", pl.col("w").hash(seed=0).alias("h"), pl.col("w").str.len_chars().alias("ln")))
-        mix = pl.col("row").cast(pl.UInt64) * pl.lit(0x9E3779B97F4A7C15, pl.UInt64)
-        bound = (words.group_by((pl.col("h") ^ mix).alias("key"))
-                 .agg(pl.first("row"), pl.len().alias("c"), pl.first("ln"))
-                 .group_by("row").agg((pl.col("c") * pl.col("ln")).max().alias("U"), pl.max("c").alias("K"))
-                 .join(base.select("row", "total"), on="row"))
-        found: dict[int, str] = {}
-        for n, limit in sorted(self.max_top_ngram_fraction.items()):
-            rows = bound.filter((n * pl.col("U") + (n - 1) * pl.col("K")) / pl.col("total") > limit)["row"]
-            if rows.len() == 0:
-                continue
-            sub = words.filter(pl.col("row").is_in(rows.implode()))
-            key, length = pl.col("h"), pl.col("ln")
-            for j in range(1, n):
-                key = key * pl.lit(0x100000001B3, pl.UInt64) + pl.col("h").shift(-j)
-                length = length + pl.col("ln").shift(-j) + 1
-            top = (sub.select("row", (key ^ mix).alias("k"), length.alias("len"),
-                              (pl.col("row").shift(-(n - 1)) == pl.col("row")).alias("whole"))
-                   .filter("whole")
-                   .group_by("k").agg(pl.first("row"), pl.len().alias("c"), pl.first("len"))
-                   .filter(pl.col("c") > 1)
-                   # Gopher's measure: the most frequent n-gram (ties: the longest) and
-                   # the characters its occurrences cover
-                   .sort(["row", "c", "len"], descending=[False, True, True])
-                   .group_by("row", maintain_order=True).first()
-                   .join(base.select("row", "total"), on="row")
-                   .with_columns(frac=pl.col("c") * pl.col("len") / pl.col("total"))
-                   .filter(pl.col("frac") > limit))
-            for row, frac in top.select("row", "frac").iter_rows():
-                found.setdefault(row, f"{self.field} top {n}-gram covers {frac:.0%} of its characters, more than {limit:.0%}")
-        if found:
-            idx = sorted(found)
-            result = result.scatter(idx, pl.Series([found[i] for i in idx], dtype=pl.String))
-        return result
+        texts = frame[text_column(self.field)].to_list()
+        n = len(texts)
+        kind = np.zeros(n, dtype=np.int8)
+        value = np.zeros(n, dtype=np.float64)
+        which = np.zeros(n, dtype=np.int64)
+        grams = sorted((self.max_top_ngram_fraction or {}).items())
+        if n:
+            cps, starts, ends = code_points(texts)
+            lines, paras = self.max_duplicate_line_fraction, self.max_duplicate_paragraph_fraction
+            repetition(
+                cps, starts, ends, lines is not None, lines or 0.0, paras is not None, paras or 0.0,
+                np.array([g for g, _ in grams], dtype=np.int64), np.array([f for _, f in grams], dtype=np.float64),
+                self.min_words, kind, value, which)
+        limits = dict(grams)
+        out: list[str | None] = [None] * n
+        for i in np.flatnonzero(kind).tolist():
+            f = float(value[i])
+            if kind[i] == 3:
+                g = int(which[i])
+                out[i] = f"{self.field} top {g}-gram covers {f:.0%} of its characters, more than {limits[g]:.0%}"
+            else:
+                what, limit = (("lines", self.max_duplicate_line_fraction) if kind[i] == 1
+                               else ("paragraphs", self.max_duplicate_paragraph_fraction))
+                out[i] = f"{self.field} repeats {f:.0%} of its {what}, more than {limit:.0%}"
+        return pl.Series("reason", out, dtype=pl.String)
