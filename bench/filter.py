@@ -2,7 +2,8 @@
 
     make bench        # or: python bench/filter.py [--records 100000]
 
-Both run in this process on the same records, on one core (POLARS_MAX_THREADS=1), every rule
+Both run in this process on the same records, on one core (POLARS_MAX_THREADS=1 and
+NUMBA_NUM_THREADS=1 for the compiled repetition pass), every rule
 on every record (no short-circuit on either side). Prints µs/record per rule for both, the
 ratio, and records/s overall. The reference is curate.filter.reference, which tests check
 rejects exactly the same records as the engine.
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "data")]
 
@@ -32,7 +34,8 @@ def compare(records, label: str) -> None:
 
     n = records.height
     rules = load_rules()
-    print(f"\n## {n} {label}; default rules; polars threads={pl.thread_pool_size()}")
+    print(f"\n## {n} {label}; default rules; polars threads={pl.thread_pool_size()}, "
+          f"numba threads={os.environ.get('NUMBA_NUM_THREADS')}")
 
     run(records.head(1000), rules)  # warm up regex caches
     t = time.perf_counter()

@@ -132,12 +132,26 @@ def repetition(cps, starts, ends, do_lines, line_limit, do_paras, para_limit, ns
                 length += 1
         if k < min_words:
             continue
+        # An exact bound first: the top n-gram's c occurrences need c copies of each of
+        # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
+        # of one word, K the largest word count. Most texts stop here.
+        worder = np.argsort(words[:k])
+        big_u = 0
+        big_k = 0
+        run = 1
+        for r in range(1, k + 1):
+            if r < k and words[worder[r]] == words[worder[r - 1]]:
+                run += 1
+                continue
+            big_u = max(big_u, run * lens[worder[r - 1]])
+            big_k = max(big_k, run)
+            run = 1
         grams = np.empty(k, dtype=np.uint64)
         glens = np.empty(k, dtype=np.int64)
         for t in range(ns.shape[0]):
             n = ns[t]
             m = k - n + 1
-            if m < 1:
+            if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
                 continue
             for j in range(m):
                 g = np.uint64(0x9E3779B97F4A7C15)

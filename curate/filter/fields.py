@@ -1,6 +1,6 @@
 """The text a rule reads, as polars expressions over the ``messages`` column.
 
-Each turn's content is stripped; turns of a field are joined with a blank line.
+Each turn's content is trimmed of blanks; turns of a field are joined with a blank line.
 """
 from __future__ import annotations
 
@@ -27,8 +27,13 @@ def field_messages(field: str) -> pl.Expr:
     return m.list.filter(_role() == field)
 
 
+# Only these are trimmed: a form feed or other control character at a turn's edge must
+# stay visible to the control-character check, which reads the same text.
+TRIM = " \t\n\r"
+
+
 def field_text(field: str) -> pl.Expr:
-    contents = field_messages(field).list.eval(pl.element().struct.field("content").str.strip_chars())
+    contents = field_messages(field).list.eval(pl.element().struct.field("content").str.strip_chars(TRIM))
     return contents.list.join("\n\n").fill_null("")
 
 

@@ -25,7 +25,7 @@ def pick(messages: list[dict], field: str) -> list[dict]:
 
 
 def field_text(messages: list[dict], field: str) -> str:
-    return "\n\n".join(m["content"].strip() for m in pick(messages, field))
+    return "\n\n".join(m["content"].strip(" \t\n\r") for m in pick(messages, field))
 
 
 def turns(messages: list[dict], field: str) -> int:
@@ -78,7 +78,7 @@ class Compiled:
             return bool(self.kw.search(text))
         if isinstance(r, FormatRule):
             if r.check == "control_chars":
-                return any(self.ctrl.search(m["content"]) for m in pick(messages, r.field))
+                return bool(self.ctrl.search(text))
             if r.check == "markdown_fences":
                 return len(self.fence.findall(text)) % 2 == 1
             return bool(text) and PARSERS[r.check](text) is not None

@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field as PField, field_validator
 
 from .base import Rule, evaluate, message
-from .fields import Field, field_messages, text_column
+from .fields import Field, text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
 FENCE_LINE = r"(?m)^[ \t]*```"
@@ -79,13 +79,11 @@ class FormatRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         t = self.text
         if self.check == "control_chars":
-            # on the raw turns: stripping would hide a control character at either end
-            raw = field_messages(self.field).list.eval(pl.element().struct.field("content")).list.join("\n")
-            idx = evaluate(frame, self.applies() & raw.str.contains(CONTROL_CHARS)).arg_true()
+            idx = evaluate(frame, self.applies() & t.str.contains(CONTROL_CHARS)).arg_true()
             out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
             if len(idx):  # say which character only for the (rare) hits
                 hits = evaluate(frame[idx], message(
-                    f"{self.field} contains control character 0x", raw.str.extract(CONTROL_CHARS, 0).str.encode("hex")))
+                    f"{self.field} contains control character 0x", t.str.extract(CONTROL_CHARS, 0).str.encode("hex")))
                 out = out.scatter(idx, hits)
             return out
         if self.check == "markdown_fences":
