@@ -123,30 +123,26 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (i < j) pairs that share a band key in any band: one sort over all
-    (band, key) entries; pairs of two-member buckets (most of them) come out vectorised."""
+    """Unique (i < j) pairs that share a band key in any band; pairs of two-member
+    buckets (most of them) come out vectorised."""
     n, nb = keys.shape
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # the band is mixed into the key, so one sort of one u64 column groups every bucket
-    salt = (np.arange(nb, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))[:, None]
-    flat = (keys.T ^ salt).ravel()
-    doc = np.tile(np.arange(n, dtype=np.int64), nb)
-    order = np.argsort(flat)
-    sk, sd = flat[order], doc[order]
-    new = np.r_[True, sk[1:] != sk[:-1]]
-    starts = np.flatnonzero(new)
-    sizes = np.diff(np.r_[starts, len(sk)])
-    two = starts[sizes == 2]
-    lo, hi = np.minimum(sd[two], sd[two + 1]), np.maximum(sd[two], sd[two + 1])
-    found = [lo * n + hi]
-    for s, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
-        members = np.sort(sd[s:s + size])
-        if size <= BIG_BUCKET:
-            i, j = np.triu_indices(size, 1)
-            found.append(members[i] * n + members[j])
-        else:  # a huge bucket: link as a star to its first member rather than size^2 pairs
-            found.append(members[0] * n + members[1:])
+    found = [np.zeros(0, np.int64)]
+    columns = np.ascontiguousarray(keys.T)  # one sort per band, over contiguous memory
+    for band in range(nb):
+        col = columns[band]
+        order = np.argsort(col, kind="stable")  # stable: documents ascend inside a bucket
+        sk, sd = col[order], order
+        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+        sizes = np.diff(np.r_[starts, len(sk)])
+        two = starts[sizes == 2]
+        found.append(sd[two] * n + sd[two + 1])
+        for st, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
+            members = sd[st:st + size]
+            if size <= BIG_BUCKET:
+                i, j = np.triu_indices(size, 1)
+                found.append(members[i] * n + members[j])
+            else:  # a huge bucket: link as a star to its first member rather than size^2 pairs
+                found.append(members[0] * n + members[1:])
     pairs = np.unique(np.concatenate(found))
     return pairs // n, pairs % n
 
