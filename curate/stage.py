@@ -23,6 +23,7 @@ class StageResult:
     rejected: pl.DataFrame
     stats: dict = field(default_factory=dict)
     extra: dict[str, pl.DataFrame] = field(default_factory=dict)  # more tables: OUT/<name>.parquet
+    files: dict[str, str] = field(default_factory=dict)  # text files: OUT/<name>
 
 
 def split(df: pl.DataFrame, stage: str, rule: pl.Series, reason: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -58,4 +59,6 @@ def write_stage(result: StageResult, out: Path) -> None:
     write_parquet(result.rejected, out / "rejected.parquet")
     for name, table in result.extra.items():
         write_parquet(table, out / f"{name}.parquet")
+    for name, text in result.files.items():
+        (out / name).write_text(text, encoding="utf-8")
     (out / "stats.json").write_text(json.dumps(result.stats, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,157 @@
+"""``curate format``: render each conversation with a chat template, count its tokens and
+the tokens training will learn from, enforce a token budget, split train/eval by id.
+
+``run(records, FormatConfig, tokenizer=None) -> StageResult``; the result also carries
+``train``/``eval`` tables and the files ``train.jsonl``, ``eval.jsonl``, ``template.jinja``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..stage import StageResult
+from . import template as tpl
+
+
+class FormatConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tokenizer: str
+    template: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    on_overflow: Literal["reject", "truncate"] = "reject"
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+def eval_side(record_id: str, fraction: float) -> bool:
+    """Deterministic by id alone: a record's side never moves when others come or go."""
+    return int(hashlib.sha256(record_id.encode()).hexdigest()[:16], 16) / 2**64 < fraction
+
+
+def _tokens(tokenizer, texts: list[str]):
+    return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=False)
+
+
+def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
+    """(tokens, trained tokens, every span ends on an end-of-turn token) for batch item b."""
+    ids = enc["input_ids"][b]
+    trained, eot_ok = 0, bool(spans)
+    for s, e in spans:
+        if e <= s:
+            eot_ok = False
+            continue
+        first, last = enc.char_to_token(b, s), enc.char_to_token(b, e - 1)
+        if first is None or last is None:
+            eot_ok = False
+            continue
+        trained += last - first + 1
+        eot_ok = eot_ok and ids[last] in eot_ids
+    return len(ids), trained, eot_ok
+
+
+def encode(template: str, messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
+    """Token ids of one rendered conversation and its loss mask (1 = trained)."""
+    text, spans = tpl.render(template, messages, tokenizer, spans=True)
+    enc = _tokens(tokenizer, [text])
+    mask = [0] * len(enc["input_ids"][0])
+    for s, e in spans:
+        first, last = enc.char_to_token(0, s), enc.char_to_token(0, e - 1) if e > s else None
+        if first is not None and last is not None:
+            mask[first:last + 1] = [1] * (last - first + 1)
+    return enc["input_ids"][0], mask
+
+
+def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageResult:
+    from .tokenizer import load_tokenizer
+
+    t0 = time.perf_counter()
+    tok = tokenizer or load_tokenizer(config.tokenizer)
+    name, template, original = tpl.choose(config.template, tok)
+    messages = records["messages"].to_list()
+    tpl.check_template(template, original, tok, tpl.PROBES + messages[:20])
+    eot_ids = set(tok.convert_tokens_to_ids(tpl.end_of_turn_tokens(tok)))
+
+    rendered = [tpl.render(template, m, tok, spans=True) for m in messages]
+    texts = [r[0] for r in rendered]
+    enc = _tokens(tok, texts)
+    n_tokens, n_train, rule, reason = [], [], [], []
+    for b, (text, spans) in enumerate(rendered):
+        n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
+        if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
+            cut = _truncate(template, messages[b], tok, config.max_tokens)
+            if cut is not None:
+                messages[b], texts[b], spans = cut
+                sub = _tokens(tok, [texts[b]])
+                n, trained, eot_ok = _measure(sub, 0, spans, eot_ids)
+        n_tokens.append(n)
+        n_train.append(trained)
+        if config.max_tokens and n > config.max_tokens:
+            rule.append("format.too_long")
+            keep = " and no turn boundary keeps a whole assistant turn" if config.on_overflow == "truncate" else ""
+            reason.append(f"{n} tokens, more than {config.max_tokens}{keep}")
+        elif trained == 0:
+            rule.append("format.no_train_tokens")
+            reason.append("no assistant tokens to train on")
+        elif not eot_ok:
+            rule.append("format.end_of_turn_not_trained")
+            reason.append("an assistant turn does not end on a trained end-of-turn token")
+        else:
+            rule.append(None)
+            reason.append(None)
+
+    ids = records["id"].to_list()
+    table = records.with_columns(
+        pl.Series("messages", messages, dtype=records.schema["messages"]),
+        pl.Series("text", texts, dtype=pl.String),
+        pl.Series("n_tokens", n_tokens, dtype=pl.Int64),
+        pl.Series("n_train_tokens", n_train, dtype=pl.Int64),
+        pl.Series("split", ["eval" if eval_side(i, config.eval_fraction) else "train" for i in ids], dtype=pl.String),
+    )
+    rules = pl.Series("rule", rule, dtype=pl.String)
+    kept = table.filter(rules.is_null())
+    rejected = table.filter(rules.is_not_null()).with_columns(
+        pl.lit("format").alias("stage"), rules.filter(rules.is_not_null()).alias("rule"),
+        pl.Series("reason", [r for r in reason if r is not None], dtype=pl.String))
+    train, evals = kept.filter(pl.col("split") == "train"), kept.filter(pl.col("split") == "eval")
+    counts = rejected.group_by("rule").len().sort("rule") if rejected.height else None
+    stats = {
+        "stage": "format", "in": records.height, "kept": kept.height, "rejected": rejected.height,
+        "rules": dict(zip(counts["rule"].to_list(), counts["len"].to_list())) if counts is not None else {},
+        "train": train.height, "eval": evals.height, "eval_fraction": config.eval_fraction,
+        "template": name, "tokenizer": config.tokenizer, "max_tokens": config.max_tokens,
+        "tokens": _token_stats(kept), "seconds": round(time.perf_counter() - t0, 4),
+    }
+    files = {"train.jsonl": _jsonl(train), "eval.jsonl": _jsonl(evals), "template.jinja": template}
+    return StageResult(kept, rejected, stats, extra={"train": train, "eval": evals}, files=files)
+
+
+def _truncate(template, messages, tok, max_tokens):
+    """The longest prefix ending on an assistant turn that fits, or None."""
+    for k in range(len(messages) - 1, 0, -1):
+        if messages[k - 1]["role"] != "assistant":
+            continue
+        text, spans = tpl.render(template, messages[:k], tok, spans=True)
+        if spans and len(_tokens(tok, [text])["input_ids"][0]) <= max_tokens:
+            return messages[:k], text, spans
+    return None
+
+
+def _token_stats(kept: pl.DataFrame) -> dict:
+    if kept.height == 0:
+        return {}
+    out = {}
+    for col in ("n_tokens", "n_train_tokens"):
+        v = kept[col].to_numpy()
+        out[col] = {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "max": int(v.max()),
+                    "total": int(v.sum())}
+    out["share_trained"] = round(out["n_train_tokens"]["total"] / max(out["n_tokens"]["total"], 1), 4)
+    return out
+
+
+def _jsonl(df: pl.DataFrame) -> str:
+    return "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in df["messages"].to_list())

@@ -1,0 +1,183 @@
+"""Chat templates: which one, its {% generation %} markers, and an independent check.
+
+The trained part of a conversation is found by rendering with a template whose assistant
+content and closing end-of-turn token sit inside ``{% generation %}`` (what TRL's
+``assistant_only_loss`` reads). Shipped templates carry the markers; a tokenizer's own
+template without them gets them added (:func:`add_generation_markers`), and the result
+is checked against a second method that needs no markers at all: rendering prefixes of
+the conversation (:func:`prefix_spans`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..config import ConfigError
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "rules" / "templates"
+SHIPPED = ("chatml", "llama3", "mistral", "alpaca")
+MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+CONTENT = re.compile(r"""message(?:\[['"]content['"]\]|\.content)""")
+
+
+def template_kwargs(tokenizer) -> dict:
+    return {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+
+
+def render(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
+           spans: bool = False):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    texts, indices = render_jinja_template(
+        conversations=[messages], chat_template=template, return_assistant_tokens_mask=spans,
+        add_generation_prompt=add_generation_prompt, **template_kwargs(tokenizer))
+    return (texts[0], [tuple(x) for x in indices[0]]) if spans else texts[0]
+
+
+def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
+    """(name, template text with generation markers, the unmarked original when the
+    markers were added here)."""
+    if template in SHIPPED:
+        return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
+    if template is not None:
+        path = Path(template)
+        if not path.is_file():
+            raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}")
+        text = path.read_text(encoding="utf-8")
+        name = str(path)
+    else:
+        text = tokenizer.chat_template
+        if not text or not isinstance(text, str):
+            raise ConfigError("the tokenizer has no chat template: pass --template "
+                              f"({', '.join(SHIPPED)} or a .jinja file)")
+        name = "tokenizer"
+    if MARKER.search(text):
+        return name, text, None
+    return name, add_generation_markers(text, end_of_turn_tokens(tokenizer), name), text
+
+
+def end_of_turn_tokens(tokenizer) -> list[str]:
+    """Special-token strings that can close a turn (longest first)."""
+    names = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    return sorted((n for n in names if n), key=len, reverse=True)
+
+
+def _split_terms(expr: str) -> list[str]:
+    """Split a Jinja expression on top-level '+' (outside quotes and brackets)."""
+    terms, depth, quote, cur = [], 0, None, ""
+    for ch in expr:
+        if quote:
+            cur += ch
+            if ch == quote and not cur.endswith("\\" + quote):
+                quote = None
+        elif ch in "'\"":
+            quote, cur = ch, cur + ch
+        elif ch in "([{":
+            depth, cur = depth + 1, cur + ch
+        elif ch in ")]}":
+            depth, cur = depth - 1, cur + ch
+        elif ch == "+" and depth == 0:
+            terms.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    terms.append(cur.strip())
+    return terms
+
+
+def _literal(term: str) -> str | None:
+    m = re.fullmatch(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""", term)
+    if not m:
+        return None
+    raw = m.group(1) if m.group(1) is not None else m.group(2)
+    return raw.encode("utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
+
+
+def add_generation_markers(template: str, eot_tokens: list[str], name: str) -> str:
+    """Wrap the assistant content and the end-of-turn token that follows it in
+    ``{% generation %}``, for templates that print ``message['content'] + '<eot>' ...``
+    in one ``{{ }}`` expression (ChatML, SmolLM2, Qwen and most others)."""
+    out, changed = [], False
+    pos = 0
+    for m in re.finditer(r"\{\{(-?)(.*?)(-?)\}\}", template, flags=re.S):
+        expr = m.group(2)
+        if not CONTENT.search(expr):
+            continue
+        terms = _split_terms(expr)
+        idx = next((i for i, t in enumerate(terms) if CONTENT.fullmatch(t)), None)
+        if idx is None or idx + 1 >= len(terms):
+            continue
+        first = terms[idx + 1]
+        lit = _literal(first)
+        if first == "eos_token":
+            eot_expr, rest = "eos_token", terms[idx + 2:]
+        elif lit is not None and any(lit.startswith(t) for t in eot_tokens):
+            tok = next(t for t in eot_tokens if lit.startswith(t))
+            eot_expr = repr(tok)
+            tail = lit[len(tok):]
+            rest = ([repr(tail)] if tail else []) + terms[idx + 2:]
+        else:
+            continue
+        prefix = terms[:idx]
+        content = terms[idx]
+        before = "{{ " + " + ".join(prefix) + " }}" if prefix else ""
+        after = "{{ " + " + ".join(rest) + " }}" if rest else ""
+        replacement = (before + "{% if message['role'] == 'assistant' %}{% generation %}{{ " + content + " + "
+                       + eot_expr + " }}{% endgeneration %}" + after + "{% else %}{{ " + " + ".join(terms[idx:])
+                       + " }}{% endif %}")
+        out.append(template[pos:m.start()] + replacement)
+        pos = m.end()
+        changed = True
+    if not changed:
+        raise ConfigError(f"cannot add {{% generation %}} markers to the {name} chat template automatically: "
+                          "pass --template with a marked copy (see rules/templates/)")
+    return "".join(out) + template[pos:]
+
+
+def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[int, int]] | None:
+    """Character spans of each assistant content plus its end-of-turn token, found by
+    rendering prefixes (no markers needed). None when the template does not render
+    prefix-consistently, so the method cannot say."""
+    full = render(template, messages, tokenizer)
+    eots = end_of_turn_tokens(tokenizer)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = render(template, messages[:i], tokenizer, add_generation_prompt=True)
+        upto = render(template, messages[: i + 1], tokenizer)
+        if not (full.startswith(upto) and upto.startswith(before)):
+            return None
+        start = len(before)
+        if not upto.startswith(m["content"], start):
+            return None
+        end = start + len(m["content"])
+        eot = next((t for t in eots if upto.startswith(t, end)), None)
+        spans.append((start, end + len(eot) if eot else end))
+    return spans
+
+
+def check_template(template: str, original: str | None, tokenizer, probes: list[list[dict]]) -> None:
+    """The marked template must render as the original and mark what prefix rendering finds."""
+    for messages in probes:
+        text, spans = render(template, messages, tokenizer, spans=True)
+        if original is not None and text != render(original, messages, tokenizer):
+            raise ConfigError("adding generation markers changed what the template renders: pass --template")
+        expected = prefix_spans(template, messages, tokenizer)
+        if expected is None or spans == expected:
+            continue
+        if len(spans) == len(expected) and all(a == c and b > d for (a, b), (c, d) in zip(spans, expected)):
+            tail = text[expected[0][1]:spans[0][1]]
+            raise ConfigError(f"the template closes assistant turns with {tail!r}, which is not a special token of "
+                              "this tokenizer, so the model could not learn to stop: use a template made for this "
+                              "tokenizer, or add the token to it")
+        raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
+                          f"{expected}: the trained tokens would not be exactly the assistant turns")
+
+
+PROBES = [
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+     {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "6, of course."}],
+    [{"role": "user", "content": "Ünïcödé ✓ 漢字"}, {"role": "assistant", "content": "Très bien — 好的"}],
+]
