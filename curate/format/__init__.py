@@ -76,16 +76,18 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
     tpl.check_template(template, original, tok, tpl.PROBES + messages[:20])
     eot_ids = set(tok.convert_tokens_to_ids(tpl.end_of_turn_tokens(tok)))
 
-    rendered = [tpl.render(template, m, tok, spans=True) for m in messages]
+    rendered = tpl.render_many(template, messages, tok)
     texts = [r[0] for r in rendered]
     enc = _tokens(tok, texts)
     n_tokens, n_train, rule, reason = [], [], [], []
+    truncated = False
     for b, (text, spans) in enumerate(rendered):
         n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
         if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
             cut = _truncate(template, messages[b], tok, config.max_tokens)
             if cut is not None:
                 messages[b], texts[b], spans = cut
+                truncated = True
                 sub = _tokens(tok, [texts[b]])
                 n, trained, eot_ok = _measure(sub, 0, spans, eot_ids)
         n_tokens.append(n)
@@ -106,7 +108,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
 
     ids = records["id"].to_list()
     table = records.with_columns(
-        pl.Series("messages", messages, dtype=records.schema["messages"]),
+        *([pl.Series("messages", messages, dtype=records.schema["messages"])] if truncated else []),
         pl.Series("text", texts, dtype=pl.String),
         pl.Series("n_tokens", n_tokens, dtype=pl.Int64),
         pl.Series("n_train_tokens", n_train, dtype=pl.Int64),

@@ -24,6 +24,22 @@ def template_kwargs(tokenizer) -> dict:
     return {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
 
+def render_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple[str, list]]:
+    """Render many conversations with their generation spans: the compiled template is
+    driven directly (transformers' per-call wrapper costs as much as the rendering)."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
+    except ImportError:  # a transformers without these helpers: the public path, slower
+        return [render(template, m, tokenizer, spans=True) for m in conversations]
+    compiled = _compile_jinja_template(template)
+    kwargs = template_kwargs(tokenizer)
+    out = []
+    for messages in conversations:
+        text, indices = _render_with_assistant_indices(compiled, messages, None, None, False, **kwargs)
+        out.append((text, [tuple(x) for x in indices]))
+    return out
+
+
 def render(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
            spans: bool = False):
     from transformers.utils.chat_template_utils import render_jinja_template
