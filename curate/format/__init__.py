@@ -56,7 +56,10 @@ def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
 
 def encode(template: str, messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
     """Token ids of one rendered conversation and its loss mask (1 = trained)."""
-    text, spans = tpl.render(template, messages, tokenizer, spans=True)
+    if tpl.MARKER.search(template):
+        text, spans = tpl.render(template, messages, tokenizer, spans=True)
+    else:
+        (text, spans), = tpl.prefix_render_many(template, [messages], tokenizer)
     enc = _tokens(tokenizer, [text])
     mask = [0] * len(enc["input_ids"][0])
     for s, e in spans:
@@ -76,7 +79,8 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
     tpl.check_template(template, original, tok, tpl.PROBES + messages[:20])
     eot_ids = set(tok.convert_tokens_to_ids(tpl.end_of_turn_tokens(tok)))
 
-    rendered = tpl.render_many(template, messages, tok)
+    marked = bool(tpl.MARKER.search(template))
+    rendered = (tpl.render_many if marked else tpl.prefix_render_many)(template, messages, tok)
     texts = [r[0] for r in rendered]
     enc = _tokens(tok, texts)
     n_tokens, n_train, rule, reason = [], [], [], []
@@ -125,7 +129,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
         "stage": "format", "in": records.height, "kept": kept.height, "rejected": rejected.height,
         "rules": dict(zip(counts["rule"].to_list(), counts["len"].to_list())) if counts is not None else {},
         "train": train.height, "eval": evals.height, "eval_fraction": config.eval_fraction,
-        "template": name, "tokenizer": config.tokenizer, "max_tokens": config.max_tokens,
+        "template": name, "template_markers": marked, "tokenizer": config.tokenizer, "max_tokens": config.max_tokens,
         "tokens": _token_stats(kept), "seconds": round(time.perf_counter() - t0, 4),
     }
     files = {"train.jsonl": _jsonl(train), "eval.jsonl": _jsonl(evals), "template.jinja": template}
@@ -138,6 +142,8 @@ def _truncate(template, messages, tok, max_tokens):
         if messages[k - 1]["role"] != "assistant":
             continue
         text, spans = tpl.render(template, messages[:k], tok, spans=True)
+        if not tpl.MARKER.search(template):
+            spans = tpl.prefix_spans(template, messages[:k], tok) or []
         if spans and len(_tokens(tok, [text])["input_ids"][0]) <= max_tokens:
             return messages[:k], text, spans
     return None

@@ -20,6 +20,10 @@ MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 CONTENT = re.compile(r"""message(?:\[['"]content['"]\]|\.content)""")
 
 
+class NoMarkers(ConfigError):
+    """The template prints assistant content in a way the marker pass cannot rewrite."""
+
+
 def template_kwargs(tokenizer) -> dict:
     return {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
@@ -69,7 +73,10 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         name = "tokenizer"
     if MARKER.search(text):
         return name, text, None
-    return name, add_generation_markers(text, end_of_turn_tokens(tokenizer), name), text
+    try:
+        return name, add_generation_markers(text, end_of_turn_tokens(tokenizer), name), text
+    except NoMarkers:
+        return name, text, text  # no markers: masks come from prefix rendering alone
 
 
 def end_of_turn_tokens(tokenizer) -> list[str]:
@@ -145,8 +152,7 @@ def add_generation_markers(template: str, eot_tokens: list[str], name: str) -> s
         pos = m.end()
         changed = True
     if not changed:
-        raise ConfigError(f"cannot add {{% generation %}} markers to the {name} chat template automatically: "
-                          "pass --template with a marked copy (see rules/templates/)")
+        raise NoMarkers(f"cannot add {{% generation %}} markers to the {name} chat template automatically")
     return "".join(out) + template[pos:]
 
 
@@ -173,8 +179,22 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
     return spans
 
 
+def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple[str, list]]:
+    """render_many for templates without markers: spans by prefix rendering."""
+    out = []
+    for messages in conversations:
+        spans = prefix_spans(template, messages, tokenizer)
+        if spans is None:
+            raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
+                              "{% generation %} markers: pass --template with a marked copy (see rules/templates/)")
+        out.append((render(template, messages, tokenizer), spans))
+    return out
+
+
 def check_template(template: str, original: str | None, tokenizer, probes: list[list[dict]]) -> None:
     """The marked template must render as the original and mark what prefix rendering finds."""
+    if not MARKER.search(template):
+        return  # nothing to check against: prefix rendering is then the only method
     for messages in probes:
         text, spans = render(template, messages, tokenizer, spans=True)
         if original is not None and text != render(original, messages, tokenizer):

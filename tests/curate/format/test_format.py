@@ -88,11 +88,17 @@ def test_llama3_shipped_template_matches_the_published_one(llama_tok):
         assert llama_tok.decode([i for i, m in zip(ids, mask) if m]) == _expected(messages, "<|eot_id|>")
 
 
-def test_published_llama3_template_cannot_be_marked_automatically(llama_tok, tmp_path):
+def test_published_llama3_template_masks_by_prefix_rendering(llama_tok, tmp_path):
+    # it builds its text with {% set %}: no markers can be added, prefix rendering still finds the turns
     f = tmp_path / "llama3.jinja"
     f.write_text(LLAMA3)
-    with pytest.raises(ConfigError, match="cannot add .* markers"):
-        tpl.choose(str(f), llama_tok)
+    name, template, original = tpl.choose(str(f), llama_tok)
+    assert not tpl.MARKER.search(template)
+    for messages in CONVERSATIONS:
+        ids, mask = encode(template, messages, llama_tok)
+        assert llama_tok.decode([i for i, m in zip(ids, mask) if m]) == _expected(messages, "<|eot_id|>")
+    result = run(frame(*CONVERSATIONS), FormatConfig(tokenizer="x", template=str(f)), tokenizer=llama_tok)
+    assert result.kept.height == 4 and result.stats["template_markers"] is False
 
 
 def test_llama3_template_on_a_tokenizer_without_its_tokens_is_refused(tok):
