@@ -8,68 +8,68 @@ import numpy as np
 from ..textkernels import is_space
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def units(cps, a, b, word_mode, seq):
+    """Fill ``seq`` with a document's units: FNV-1a hashes of its words (split on white
+    space, ASCII lower-cased: other text arrives casefolded) or its code points.
+    Returns how many."""
+    k = 0
+    if word_mode:
+        h = np.uint64(0xCBF29CE484222325)
+        inword = False
+        for i in range(a, b):
+            c = cps[i]
+            if is_space(c):
+                if inword:
+                    seq[k] = h
+                    k += 1
+                    inword = False
+                h = np.uint64(0xCBF29CE484222325)
+            else:
+                inword = True
+                if 65 <= c <= 90:
+                    c += 32
+                h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
+        if inword:
+            seq[k] = h
+            k += 1
+    else:
+        for i in range(a, b):
+            seq[k] = np.uint64(cps[i])
+            k += 1
+    return k
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def gram_hash(seq, j, width):
+    """Fold ``width`` units from ``j``, then the splitmix64 finaliser."""
+    g = np.uint64(0x9E3779B97F4A7C15)
+    for t in range(j, j + width):
+        g = (g ^ seq[t]) * np.uint64(0x100000001B3)
+    g = g + np.uint64(0x9E3779B97F4A7C15)
+    g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return g ^ (g >> np.uint64(31))
+
+
 @nb.njit(cache=True, nogil=True)
 def shingle(cps, starts, ends, word_mode, n):
-    """Shingle hashes for each document, and their offsets."""
+    """Shingle hashes for each document, and their offsets (one shingle of all units
+    when a document has fewer than n; an empty document gets the hash of nothing)."""
     D = starts.shape[0]
+    seq = np.empty(cps.shape[0] + 1, dtype=np.uint64)
     counts = np.zeros(D, dtype=np.int64)
-    words = np.empty(cps.shape[0] + 1, dtype=np.uint64)
-    for d in range(D):  # pass 1: count
-        length = ends[d] - starts[d]
-        if word_mode:
-            nw = 0
-            inword = False
-            for i in range(starts[d], ends[d]):
-                if is_space(cps[i]):
-                    inword = False
-                elif not inword:
-                    inword = True
-                    nw += 1
-            units = nw
-        else:
-            units = length
-        counts[d] = max(units - n + 1, 1)
+    for d in range(D):
+        counts[d] = max(units(cps, starts[d], ends[d], word_mode, seq) - n + 1, 1)
     offsets = np.zeros(D + 1, dtype=np.int64)
     for d in range(D):
         offsets[d + 1] = offsets[d] + counts[d]
     out = np.empty(offsets[D], dtype=np.uint64)
-    for d in range(D):  # pass 2: hash
-        k = 0
-        if word_mode:
-            h = np.uint64(0xCBF29CE484222325)
-            inword = False
-            for i in range(starts[d], ends[d]):
-                c = cps[i]
-                if is_space(c):
-                    if inword:
-                        words[k] = h
-                        k += 1
-                        inword = False
-                    h = np.uint64(0xCBF29CE484222325)
-                else:
-                    inword = True
-                    if 65 <= c <= 90:  # ASCII upper case; other text arrives casefolded
-                        c += 32
-                    h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
-            if inword:
-                words[k] = h
-                k += 1
-            seq = words
-        else:
-            for i in range(starts[d], ends[d]):
-                words[k] = np.uint64(cps[i])
-                k += 1
-            seq = words
-        m = counts[d]
+    for d in range(D):
+        k = units(cps, starts[d], ends[d], word_mode, seq)
         width = n if k >= n else k
-        for j in range(m):
-            g = np.uint64(0x9E3779B97F4A7C15)
-            for t in range(j, j + width):
-                g = (g ^ seq[t]) * np.uint64(0x100000001B3)
-            g = g + np.uint64(0x9E3779B97F4A7C15)
-            g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            out[offsets[d] + j] = g ^ (g >> np.uint64(31))
+        for j in range(counts[d]):
+            out[offsets[d] + j] = gram_hash(seq, j, width)
     return out, offsets
 
 
@@ -80,43 +80,15 @@ def sign_docs(cps, starts, ends, word_mode, n, a, b, out):
     P = a.shape[0]
     for d in nb.prange(starts.shape[0]):
         seq = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
-        k = 0
-        if word_mode:
-            h = np.uint64(0xCBF29CE484222325)
-            inword = False
-            for i in range(starts[d], ends[d]):
-                c = cps[i]
-                if is_space(c):
-                    if inword:
-                        seq[k] = h
-                        k += 1
-                        inword = False
-                    h = np.uint64(0xCBF29CE484222325)
-                else:
-                    inword = True
-                    if 65 <= c <= 90:  # ASCII upper case; other text arrives casefolded
-                        c += 32
-                    h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
-            if inword:
-                seq[k] = h
-                k += 1
-        else:
-            for i in range(starts[d], ends[d]):
-                seq[k] = np.uint64(cps[i])
-                k += 1
+        k = units(cps, starts[d], ends[d], word_mode, seq)
         m = out[d]
         for p in range(P):
             m[p] = np.uint32(0xFFFFFFFF)
         width = n if k >= n else k
         for j in range(max(k - n + 1, 1)):
-            g = np.uint64(0x9E3779B97F4A7C15)
-            for t in range(j, j + width):
-                g = (g ^ seq[t]) * np.uint64(0x100000001B3)
-            g = g + np.uint64(0x9E3779B97F4A7C15)
-            g = (g ^ (g >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            g = (g ^ (g >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            x = np.uint32((g ^ (g >> np.uint64(31))) & np.uint64(0xFFFFFFFF))
-            for p in range(P):
+            x = np.uint32(gram_hash(seq, j, width) & np.uint64(0xFFFFFFFF))
+            for p in range(P):  # the loop the compiler vectorises
+                # numba widens integer products to 64 bits: truncate to get mod 2^32
                 v = np.uint32(np.uint32(a[p] * x) + b[p])
                 v = np.uint32(v ^ (v >> np.uint32(15)))
                 m[p] = min(m[p], v)
