@@ -63,10 +63,17 @@ def _iter_jsonl(path: Path, label: str) -> Iterator[_Raw]:
                            rule="read.invalid_utf8", reason=f"{src}: invalid UTF-8 at column {e.start + 1}")
                 continue
             try:
-                yield _Raw(src, value=json.loads(text))
+                value = json.loads(text)
             except json.JSONDecodeError as e:
                 yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error",
                            reason=f"{src}: {e.msg} at column {e.colno}")
+                continue
+            # "\ud800" is valid JSON but decodes to a lone surrogate, which is not text
+            if "\\u" in text and _has_surrogates(value):
+                yield _Raw(src, raw=text.rstrip("\n"), rule="read.invalid_utf8",
+                           reason=f"{src}: a \\u escape decodes to a lone surrogate, not a character")
+                continue
+            yield _Raw(src, value=value)
 
 
 def _iter_json(path: Path, label: str) -> Iterator[_Raw]:

@@ -54,47 +54,74 @@ def dup_fraction(hashes, k):
     return (k - unique) / k
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def decode(data, i):
+    """The code point at byte i of UTF-8 ``data``, and its width in bytes."""
+    b = np.int64(data[i])
+    if b < 0x80:
+        return b, 1
+    if b < 0xE0:
+        return ((b & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
+    if b < 0xF0:
+        return ((b & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
+    return (((b & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6)
+            | (np.int64(data[i + 3]) & 0x3F)), 4
+
+
+def utf8_column(texts: list[str], byte_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Many texts as one UTF-8 byte array and byte offsets (len + 1)."""
+    data = "".join(texts).encode("utf-8")
+    return np.frombuffer(data, dtype=np.uint8), np.r_[0, np.cumsum(byte_lengths)].astype(np.int64)
+
+
 @nb.njit(cache=True, nogil=True, parallel=True)
-def repetition(cps, starts, ends, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
+def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
                kind, value, which):
-    """Per text: kind 1 = duplicate lines, 2 = duplicate paragraphs, 3 = top n-gram
+    """Per text (UTF-8 bytes ``data[offsets[d]:offsets[d+1]]``, ``n_chars_of[d]``
+    characters): kind 1 = duplicate lines, 2 = duplicate paragraphs, 3 = top n-gram
     (``which`` = n), 0 = none; ``value`` the fraction. Lines and paragraphs are
     stripped and blank ones dropped; paragraphs end at a line that is only white
     space; words split as str.split() does; an n-gram's length is its words joined
-    by single spaces; the top n-gram is the most frequent, ties the longest."""
-    for d in nb.prange(starts.shape[0]):
-        a, b = starts[d], ends[d]
-        n_chars = b - a
-        buf = np.empty(n_chars + 2, dtype=np.uint64)
+    by single spaces, in characters; the top n-gram is the most frequent, ties the
+    longest."""
+    for d in nb.prange(offsets.shape[0] - 1):
+        a, b = offsets[d], offsets[d + 1]
+        n_chars = n_chars_of[d]
+        buf = np.empty(b - a + 2, dtype=np.uint64)
         if do_lines or do_paras:
             k_lines = 0
             k_paras = 0
-            pbuf = np.empty(n_chars + 2, dtype=np.uint64)
+            pbuf = np.empty(b - a + 2, dtype=np.uint64)
             para_start = -1
             para_end = -1
             i = a
             while i <= b:
                 j = i
-                while j < b and cps[j] != 10:
+                while j < b and data[j] != 10:
                     j += 1
-                s, e = i, j  # the line [i, j), stripped:
-                while s < e and is_space(cps[s]):
-                    s += 1
-                while e > s and is_space(cps[e - 1]):
-                    e -= 1
-                if e > s:
-                    buf[k_lines] = span_hash(cps, s, e)
+                s = -1  # the line [i, j), stripped to [s, e)
+                e = i
+                p = i
+                while p < j:
+                    c, w = decode(data, p)
+                    if not is_space(c):
+                        if s < 0:
+                            s = p
+                        e = p + w
+                    p += w
+                if s >= 0:
+                    buf[k_lines] = span_hash(data, s, e)
                     k_lines += 1
                     if para_start < 0:
                         para_start = s
                     para_end = e
                 elif para_start >= 0:
-                    pbuf[k_paras] = span_hash(cps, para_start, para_end)
+                    pbuf[k_paras] = span_hash(data, para_start, para_end)
                     k_paras += 1
                     para_start = -1
                 i = j + 1
             if para_start >= 0:
-                pbuf[k_paras] = span_hash(cps, para_start, para_end)
+                pbuf[k_paras] = span_hash(data, para_start, para_end)
                 k_paras += 1
             if do_lines:
                 f = dup_fraction(buf, k_lines)
@@ -108,16 +135,20 @@ def repetition(cps, starts, ends, do_lines, line_limit, do_paras, para_limit, ns
                     kind[d] = 2
                     value[d] = f
                     continue
-        if ns.shape[0] == 0:
+        if ns.shape[0] == 0 or n_chars < 2 * min_words - 1:  # n words need 2n - 1 characters
             continue
         words = buf
-        lens = np.empty(n_chars + 2, dtype=np.int64)
+        lens = np.empty(b - a + 2, dtype=np.int64)
         k = 0
         inword = False
         h = np.uint64(0xCBF29CE484222325)
         length = 0
-        for i in range(a, b + 1):
-            c = cps[i] if i < b else 32
+        p = a
+        while p <= b:
+            if p < b:
+                c, w = decode(data, p)
+            else:
+                c, w = 32, 1
             if is_space(c):
                 if inword:
                     words[k] = h
@@ -130,6 +161,7 @@ def repetition(cps, starts, ends, do_lines, line_limit, do_paras, para_limit, ns
                 inword = True
                 h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
                 length += 1
+            p += w
         if k < min_words:
             continue
         # An exact bound first: the top n-gram's c occurrences need c copies of each of

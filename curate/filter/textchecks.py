@@ -122,19 +122,20 @@ class RepetitionRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         # One compiled pass over the whole column (curate.textkernels): per-text counting
         # of lines, paragraphs and n-grams is what polars can only do by exploding words.
-        from ..textkernels import code_points, repetition
+        from ..textkernels import repetition, utf8_column
 
-        texts = frame[text_column(self.field)].to_list()
+        column = frame[text_column(self.field)]
+        texts = column.to_list()
         n = len(texts)
         kind = np.zeros(n, dtype=np.int8)
         value = np.zeros(n, dtype=np.float64)
         which = np.zeros(n, dtype=np.int64)
         grams = sorted((self.max_top_ngram_fraction or {}).items())
         if n:
-            cps, starts, ends = code_points(texts)
+            data, offsets = utf8_column(texts, column.str.len_bytes().to_numpy())
             lines, paras = self.max_duplicate_line_fraction, self.max_duplicate_paragraph_fraction
             repetition(
-                cps, starts, ends, lines is not None, lines or 0.0, paras is not None, paras or 0.0,
+                data, offsets, column.str.len_chars().to_numpy().astype(np.int64), lines is not None, lines or 0.0, paras is not None, paras or 0.0,
                 np.array([g for g, _ in grams], dtype=np.int64), np.array([f for _, f in grams], dtype=np.float64),
                 self.min_words, kind, value, which)
         limits = dict(grams)

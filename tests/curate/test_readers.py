@@ -185,3 +185,14 @@ def test_input_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no readable input files"):
         read_inputs([tmp_path / "empty"])
+
+
+def test_lone_surrogate_escape_is_rejected_not_a_crash(tmp_path):
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"prompt": "bad \\ud800 here", "completion": "x"}\n{"prompt": "ok \\u00e9", "completion": "fine"}\n')
+    read = read_inputs([f])
+    assert read.records["messages"][0].to_list()[0]["content"] == "ok é"
+    assert read.rejected["rule"].to_list() == ["read.invalid_utf8"]
+    arr = tmp_path / "s.json"
+    arr.write_text('[{"prompt": "bad \\udfff", "completion": "x"}]')
+    assert read_inputs([arr]).rejected["rule"].to_list() == ["read.invalid_utf8"]
