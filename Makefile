@@ -35,6 +35,7 @@ test-all: install
 
 bench: install
 	OMP_NUM_THREADS=1 $(BIN)/python bench/filter.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/filter.py --threads 2
 	$(BIN)/python bench/dedup.py --semantic
 	$(BIN)/python bench/real_dedup.py
 	$(BIN)/python bench/format.py

@@ -1,6 +1,6 @@
 """Filter throughput: the vectorised engine against a per-record Python loop of the same rules.
 
-    make bench        # or: python bench/filter.py [--records 100000]
+    make bench        # or: python bench/filter.py [--records 100000] [--threads 2]
 
 Both run in this process on the same records, on one core (POLARS_MAX_THREADS=1 and
 NUMBA_NUM_THREADS=1 for the compiled repetition pass), every rule
@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("POLARS_MAX_THREADS", "1")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+# threads are fixed when polars and numba load, so read --threads before importing them
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+os.environ.setdefault("POLARS_MAX_THREADS", _threads)
+os.environ.setdefault("NUMBA_NUM_THREADS", _threads)
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "data")]
 
@@ -79,6 +81,7 @@ def compare(records, label: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--threads", default="1", help="engine threads (polars, numba); the loop is one thread")
     args = ap.parse_args()
 
     import make_demo
