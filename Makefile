@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 # CPU build by default; for CUDA e.g.  make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install demo test test-all bench clean
 
@@ -28,10 +27,10 @@ demo: install
 	$(BIN)/curate format build/demo/dedup -o build/demo/format --tokenizer smollm2-135m-instruct --max-tokens 2048 --eval-fraction 0.05
 
 test: install
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest
 
 test-all: install
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m ""
+	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest -m ""
 
 bench: install
 	OMP_NUM_THREADS=1 $(BIN)/python bench/filter.py
