@@ -89,7 +89,7 @@ def code_task(rng: random.Random):
 
 
 def json_task(rng: random.Random):
-    name, (country, capital, currency) = rng.choice(NAMES), rng.choice(COUNTRIES)
+    name, (_, capital, _) = rng.choice(NAMES), rng.choice(COUNTRIES)
     age = rng.randint(19, 70)
     q = f"Return a JSON object with the keys name, age and city for this person: {name}, {age}, lives in {capital}."
     obj = json.dumps({"name": name, "age": age, "city": capital}, ensure_ascii=False)
@@ -220,7 +220,7 @@ def build(n_clean: int = N_CLEAN, seed: int = SEED) -> bytes:
         b'{"messages": [{"role": "narrator", "content": "Once upon a time"}]}',
         b'not json at all',
     ]
-    for i, b in enumerate(bad):
+    for b in bad:
         lines.insert(rng.randrange(len(lines) + 1), b)
     return b"\n".join(lines) + b"\n"
 

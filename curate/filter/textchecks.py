@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field as PField, field_validator
 
 from .base import Rule, evaluate, message
-from .fields import Field, text_column
+from .fields import text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
 FENCE_LINE = r"(?m)^[ \t]*```"
@@ -89,7 +89,7 @@ class FormatRule(Rule):
         if self.check == "markdown_fences":
             n = t.str.count_matches(FENCE_LINE)
             expr = pl.when(self.applies() & (n % 2 == 1)).then(
-                message(f"{self.field} has an unclosed ``` fence (", n, f" fence lines)"))
+                message(f"{self.field} has an unclosed ``` fence (", n, " fence lines)"))
             return evaluate(frame, expr)
         # Parser checks go row by row, but only over rows the `when` selects.
         todo = evaluate(frame, self.applies() & (t != "")).arg_true()

@@ -85,7 +85,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
     enc = _tokens(tok, texts)
     n_tokens, n_train, rule, reason = [], [], [], []
     truncated = False
-    for b, (text, spans) in enumerate(rendered):
+    for b, (_, spans) in enumerate(rendered):
         n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
         if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
             cut = _truncate(template, messages[b], tok, config.max_tokens)
