@@ -19,19 +19,26 @@ def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None) ->
     return _run_stage(inputs, out, lambda records: rule_filter.run(records, rules), fmt, mapping)
 
 
-def dedup_inputs(inputs, out: Path, config: dict, fmt=None, mapping=None) -> dict:
+def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
     """Read ``inputs``, deduplicate with ``config`` (a DedupConfig or its fields), write ``out``."""
-    from pydantic import ValidationError
-
     from . import dedup
 
+    cfg = _options(dedup.DedupConfig, config, "dedup")
+    return _run_stage(inputs, out, lambda records: dedup.run(records, cfg), fmt, mapping)
+
+
+def _options(model, config, command: str):
+    """A command's options as its pydantic config; a bad one is one line naming it."""
+    from pydantic import ValidationError
+
+    if isinstance(config, model):
+        return config
     try:
-        cfg = config if isinstance(config, dedup.DedupConfig) else dedup.DedupConfig(**config)
+        return model(**config)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"dedup option {where}: {err['msg'].removeprefix('Value error, ')}") from None
-    return _run_stage(inputs, out, lambda records: dedup.run(records, cfg), fmt, mapping)
+        raise ConfigError(f"{command} option {where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
@@ -52,17 +59,12 @@ def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
     return stats
 
 
-def format_inputs(inputs, out: Path, config: dict, fmt=None, mapping=None) -> dict:
-    """Read ``inputs``, render and measure them with a chat template, write ``out``."""
-    from pydantic import ValidationError
-
+def format_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
+    """Read ``inputs``, render and measure them with a chat template, write ``out``
+    (``config``: a FormatConfig or its fields)."""
     from . import format as formatting
 
-    try:
-        cfg = formatting.FormatConfig(**config)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"format option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    cfg = _options(formatting.FormatConfig, config, "format")
     return _run_stage(inputs, out, lambda records: formatting.run(records, cfg), fmt, mapping)
 
 
