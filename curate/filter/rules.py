@@ -149,14 +149,32 @@ class RolesRule(Rule):
         return self.condition_fields()
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
-        # One signature string per conversation, a letter a turn (s/u/a; upper case when
-        # the turn is blank), computed once; every shape check is then a cheap string op.
+        # One signature string per conversation, a letter a turn (s/u/a); every shape check
+        # is then a cheap string op. Which check fired, and the sentence that says so, are
+        # worked out only for the (few) conversations that fail one.
         content = pl.element().struct.field("content").str.strip_chars()
         letter = pl.element().struct.field("role").str.slice(0, 1)
-        sig = pl.col("messages").list.eval(
-            pl.when(content == "").then(letter.str.to_uppercase()).otherwise(letter)).list.join("")
-        sigs = frame.select(sig.alias("sig"), sig.str.to_lowercase().alias("low"))
-        return evaluate(sigs, self.expr())
+        low = pl.col("low")
+        fails = [low == ""]
+        if self.first_role:
+            fails.append(~low.str.slice(0, 1).is_in([r[0] for r in self.first_role]))
+        if self.alternate:
+            fails.append(low.str.slice(1).str.contains("s", literal=True))
+            fails.append(low.str.replace_all("s", "", literal=True).str.contains("uu|aa"))
+        if self.ends_with:
+            fails.append(low.str.slice(-1) != self.ends_with[0])
+        if self.no_empty_turns:
+            fails.append(pl.col("blank"))
+        base = frame.select(pl.col("messages").list.eval(letter).list.join("").alias("low"),
+                            pl.col("messages").list.eval(content == "").list.any().alias("blank"))
+        idx = evaluate(base, pl.any_horizontal(fails)).arg_true()
+        out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        if len(idx):
+            sig = pl.col("messages").list.eval(
+                pl.when(content == "").then(letter.str.to_uppercase()).otherwise(letter)).list.join("")
+            sigs = frame[idx].select(sig.alias("sig"), sig.str.to_lowercase().alias("low"))
+            out = out.scatter(idx, evaluate(sigs, self.expr()))
+        return out
 
     def expr(self) -> pl.Expr:
         sig, low = pl.col("sig"), pl.col("low")
