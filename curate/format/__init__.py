@@ -81,11 +81,18 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
 
     marked = bool(tpl.MARKER.search(template))
     rendered = (tpl.render_many if marked else tpl.prefix_render_many)(template, messages, tok)
-    texts = [r[0] for r in rendered]
+    refused = {b: r[1] for b, r in enumerate(rendered) if r[0] is None}
+    texts = [r[0] if r[0] is not None else "" for r in rendered]
     enc = _tokens(tok, texts)
     n_tokens, n_train, rule, reason = [], [], [], []
     truncated = False
     for b, (_, spans) in enumerate(rendered):
+        if b in refused:
+            n_tokens.append(0)
+            n_train.append(0)
+            rule.append("format.template_error")
+            reason.append(f"the chat template refuses this conversation: {refused[b]}")
+            continue
         n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
         if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
             cut = _truncate(template, messages[b], tok, config.max_tokens)

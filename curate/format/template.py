@@ -34,14 +34,29 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
     try:
         from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
     except ImportError:  # a transformers without these helpers: the public path, slower
-        return [render(template, m, tokenizer, spans=True) for m in conversations]
+        return [_guarded(lambda m=m: render(template, m, tokenizer, spans=True)) for m in conversations]
+    from jinja2 import TemplateError
+
     compiled = _compile_jinja_template(template)
     kwargs = template_kwargs(tokenizer)
     out = []
     for messages in conversations:
-        text, indices = _render_with_assistant_indices(compiled, messages, None, None, False, **kwargs)
+        try:
+            text, indices = _render_with_assistant_indices(compiled, messages, None, None, False, **kwargs)
+        except TemplateError as e:  # the template refuses this conversation (roles, say)
+            out.append((None, str(e)))
+            continue
         out.append((text, [tuple(x) for x in indices]))
     return out
+
+
+def _guarded(fn):
+    from jinja2 import TemplateError
+
+    try:
+        return fn()
+    except TemplateError as e:
+        return None, str(e)
 
 
 def render(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
@@ -181,9 +196,15 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
 
 def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple[str, list]]:
     """render_many for templates without markers: spans by prefix rendering."""
+    from jinja2 import TemplateError
+
     out = []
     for messages in conversations:
-        spans = prefix_spans(template, messages, tokenizer)
+        try:
+            spans = prefix_spans(template, messages, tokenizer)
+        except TemplateError as e:
+            out.append((None, str(e)))
+            continue
         if spans is None:
             raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
                               "{% generation %} markers: pass --template with a marked copy (see rules/templates/)")
@@ -193,10 +214,15 @@ def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer
 
 def check_template(template: str, original: str | None, tokenizer, probes: list[list[dict]]) -> None:
     """The marked template must render as the original and mark what prefix rendering finds."""
+    from jinja2 import TemplateError
+
     if not MARKER.search(template):
         return  # nothing to check against: prefix rendering is then the only method
     for messages in probes:
-        text, spans = render(template, messages, tokenizer, spans=True)
+        try:
+            text, spans = render(template, messages, tokenizer, spans=True)
+        except TemplateError:
+            continue  # a conversation this template refuses proves nothing either way
         if original is not None and text != render(original, messages, tokenizer):
             raise ConfigError("adding generation markers changed what the template renders: pass --template")
         expected = prefix_spans(template, messages, tokenizer)

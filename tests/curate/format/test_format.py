@@ -176,3 +176,12 @@ def test_cli_writes_everything(repo, tmp_path):
     assert set(train[0]) == {"messages"}
     res = CliRunner().invoke(main, ["format", str(repo / "data/demo/raw.jsonl"), "-o", str(out), "--tokenizer", "/nope"])
     assert res.exit_code == 2 and "--tokenizer /nope" in res.output
+
+
+def test_conversation_the_template_refuses_is_a_rejected_row(tok, tmp_path):
+    f = tmp_path / "mistral.jinja"
+    f.write_text(MISTRAL)  # the published Mistral template raises on a system turn
+    result = run(frame(*CONVERSATIONS), FormatConfig(tokenizer="x", template=str(f)), tokenizer=tok)
+    assert result.rejected["rule"].to_list() == ["format.template_error"]
+    assert "Conversation roles must alternate" in result.rejected["reason"][0]
+    assert result.kept.height == 3
