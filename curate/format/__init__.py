@@ -34,6 +34,8 @@ def eval_side(record_id: str, fraction: float) -> bool:
 
 
 def _tokens(tokenizer, texts: list[str]):
+    if not texts:  # the tokenizer's batch call fails on an empty batch
+        return {"input_ids": []}
     return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=False)
 
 

@@ -185,3 +185,8 @@ def test_conversation_the_template_refuses_is_a_rejected_row(tok, tmp_path):
     assert result.rejected["rule"].to_list() == ["format.template_error"]
     assert "Conversation roles must alternate" in result.rejected["reason"][0]
     assert result.kept.height == 3
+
+
+def test_empty_input(tok, tmp_path):
+    result = assert_stage_contract(lambda d: run(d, FormatConfig(tokenizer="x"), tokenizer=tok), frame(), tmp_path)
+    assert result.kept.height == 0 and result.stats["tokens"] == {}
