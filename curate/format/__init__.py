@@ -40,9 +40,10 @@ def _tokens(tokenizer, texts: list[str]):
 
 
 def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
-    """(tokens, trained tokens, every span ends on an end-of-turn token) for batch item b."""
+    """(tokens, trained tokens, every span ends on an end-of-turn token) for batch item b;
+    trained is 0 when only end-of-turn tokens would be trained (empty answers)."""
     ids = enc["input_ids"][b]
-    trained, eot_ok = 0, bool(spans)
+    trained, eot_ok, content = 0, bool(spans), 0
     for s, e in spans:
         if e <= s:
             eot_ok = False
@@ -53,7 +54,8 @@ def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
             continue
         trained += last - first + 1
         eot_ok = eot_ok and ids[last] in eot_ids
-    return len(ids), trained, eot_ok
+        content += last - first + (0 if ids[last] in eot_ids else 1)
+    return len(ids), trained if content else 0, eot_ok
 
 
 def encode(template: str, messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
@@ -111,7 +113,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
             reason.append(f"{n} tokens, more than {config.max_tokens}{keep}")
         elif trained == 0:
             rule.append("format.no_train_tokens")
-            reason.append("no assistant tokens to train on")
+            reason.append("no assistant content to train on (no assistant turn, or only empty ones)")
         elif not eot_ok:
             rule.append("format.end_of_turn_not_trained")
             reason.append("an assistant turn does not end on a trained end-of-turn token")

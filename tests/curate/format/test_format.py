@@ -135,12 +135,13 @@ def test_rejection_rules_fire(tok, tmp_path):
                       "{% generation %}{{ m['content'] }}{% endgeneration %}{% else %}{{ m['content'] }}{% endif %}"
                       "{{ '<|im_end|>\\n' }}{% endfor %}")
     long = convo("x " * 50, "y " * 50, "z " * 50, "w " * 400)
-    df = frame(convo("Only a question?", "ok"), long, [{"role": "user", "content": "No answer here."}])
+    df = frame(convo("Only a question?", "ok"), long, [{"role": "user", "content": "No answer here."}],
+               convo("Empty answer?", ""))
     result = run(df, FormatConfig(tokenizer="s", max_tokens=200), tokenizer=tok)
-    assert result.rejected["rule"].to_list() == ["format.too_long", "format.no_train_tokens"]
+    assert result.rejected["rule"].to_list() == ["format.too_long", "format.no_train_tokens", "format.no_train_tokens"]
     # truncating at a turn boundary keeps the first exchange
     result = run(df, FormatConfig(tokenizer="s", max_tokens=200, on_overflow="truncate"), tokenizer=tok)
-    assert result.rejected["rule"].to_list() == ["format.no_train_tokens"]
+    assert result.rejected["rule"].to_list() == ["format.no_train_tokens"] * 2
     cut = result.kept.row(1, named=True)
     assert [m["content"] for m in cut["messages"]] == ["x " * 50, "y " * 50] and cut["n_tokens"] <= 200
     # a template whose marked turns omit the end-of-turn token
