@@ -46,6 +46,14 @@ def span_hash(cps, a, b):
 def dup_fraction(hashes, k):
     if k < 2:
         return 0.0
+    if k <= 16:  # few items (most texts): compare pairwise, no allocation or sort
+        dup = 0
+        for i in range(1, k):
+            for j in range(i):
+                if hashes[i] == hashes[j]:
+                    dup += 1
+                    break
+        return dup / k
     s = np.sort(hashes[:k])
     unique = 1
     for i in range(1, k):
@@ -87,8 +95,16 @@ def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_l
     for d in nb.prange(offsets.shape[0] - 1):
         a, b = offsets[d], offsets[d + 1]
         n_chars = n_chars_of[d]
+        one_line = True  # a text of one line has no repeated lines or paragraphs
+        for q in range(a, b):
+            if data[q] == 10:
+                one_line = False
+                break
+        short = ns.shape[0] == 0 or n_chars < 2 * min_words - 1  # n words need 2n - 1 characters
+        if one_line and short:
+            continue
         buf = np.empty(b - a + 2, dtype=np.uint64)
-        if do_lines or do_paras:
+        if (do_lines or do_paras) and not one_line:
             k_lines = 0
             k_paras = 0
             pbuf = np.empty(b - a + 2, dtype=np.uint64)
@@ -135,7 +151,7 @@ def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_l
                     kind[d] = 2
                     value[d] = f
                     continue
-        if ns.shape[0] == 0 or n_chars < 2 * min_words - 1:  # n words need 2n - 1 characters
+        if short:
             continue
         words = buf
         lens = np.empty(b - a + 2, dtype=np.int64)
