@@ -79,7 +79,12 @@ class FormatRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         t = self.text
         if self.check == "control_chars":
-            idx = evaluate(frame, self.applies() & t.str.contains(CONTROL_CHARS)).arg_true()
+            from .fastfields import control_mask
+
+            hit = pl.Series(control_mask(frame[text_column(self.field)]))
+            if self.when is not None or self.unless is not None:
+                hit = hit & evaluate(frame, self.applies())
+            idx = hit.arg_true()
             out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
             if len(idx):  # say which character only for the (rare) hits
                 hits = evaluate(frame[idx], message(
