@@ -46,14 +46,8 @@ def turns_column(field: str) -> str:
 
 
 def build_frame(records: pl.DataFrame, fields: set[str], turn_fields: set[str]) -> pl.DataFrame:
-    """One column of text per field in use (computed once, shared by every rule), by one
-    compiled pass over the messages (:mod:`.fastfields`); polars expressions for an empty
-    table."""
-    exprs = [field_messages(f).list.len().alias(turns_column(f)) for f in sorted(turn_fields)]
+    """One column of text per field in use (computed once, shared by every rule)."""
+    exprs = [field_text(f).alias(text_column(f)) for f in sorted(fields)]
+    exprs += [field_messages(f).list.len().alias(turns_column(f)) for f in sorted(turn_fields)]
     exprs.append(pl.col("messages"))
-    if records.height == 0:
-        return records.select([field_text(f).alias(text_column(f)) for f in sorted(fields)] + exprs)
-    from .fastfields import field_columns
-
-    texts = field_columns(records["messages"], sorted(fields))
-    return records.select(exprs).with_columns([texts[f].alias(text_column(f)) for f in sorted(fields)])
+    return records.select(exprs)

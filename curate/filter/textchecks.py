@@ -79,7 +79,7 @@ class FormatRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         t = self.text
         if self.check == "control_chars":
-            from .fastfields import control_mask
+            from .bytescan import control_mask
 
             hit = pl.Series(control_mask(frame[text_column(self.field)]))
             if self.when is not None or self.unless is not None:
