@@ -1,8 +1,8 @@
 """Compiled byte scans over the Arrow buffers of a text column.
 
 (A compiled pass building every field text from the ``messages`` buffers was tried and
-dropped: exporting polars' string views to Arrow copies the text, which on long real
-records cost more than the list joins it replaced.)
+dropped: importing each produced text column back into polars copies it, which on long
+real records cost more than the list joins it replaced.)
 """
 from __future__ import annotations
 
