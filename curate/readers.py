@@ -208,9 +208,7 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
                     take(_iter_table(df, sub), sub)
     _flush(rows, frames)
     records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
-    rejected = pl.DataFrame(rejects, schema={**RECORD_SCHEMA, **REJECT_COLUMNS}) if rejects else None
-    if rejected is None:
-        rejected = pl.DataFrame(schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
+    rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
     return ReadResult(records, rejected)
 
 

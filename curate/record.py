@@ -11,8 +11,6 @@ import unicodedata
 
 import polars as pl
 
-ROLES = ("system", "user", "assistant")
-
 MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 RECORD_SCHEMA = {
     "id": pl.String,
@@ -51,10 +49,6 @@ def meta_json(fields: dict) -> str:
 
 def empty_records() -> pl.DataFrame:
     return pl.DataFrame(schema=RECORD_SCHEMA)
-
-
-def empty_rejected(schema: dict | None = None) -> pl.DataFrame:
-    return pl.DataFrame(schema={**(schema or RECORD_SCHEMA), **REJECT_COLUMNS})
 
 
 def records_frame(rows: list[dict]) -> pl.DataFrame:
