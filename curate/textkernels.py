@@ -82,6 +82,26 @@ def utf8_column(texts: list[str], byte_lengths: np.ndarray) -> tuple[np.ndarray,
     return np.frombuffer(data, dtype=np.uint8), np.r_[0, np.cumsum(byte_lengths)].astype(np.int64)
 
 
+@nb.njit(cache=True, nogil=True)
+def count_runs(keys, lens, m):
+    """Over the first m (key, length) items, grouping equal keys: the most frequent key's
+    count and length (ties: the longest), the largest count * length, the largest count."""
+    order = np.argsort(keys[:m])
+    best_c, best_l, max_cl, max_c = 0, 0, 0, 0
+    run = 1
+    for r in range(1, m + 1):
+        if r < m and keys[order[r]] == keys[order[r - 1]]:
+            run += 1
+            continue
+        length = lens[order[r - 1]]
+        if run > best_c or (run == best_c and length > best_l):
+            best_c, best_l = run, length
+        max_cl = max(max_cl, run * length)
+        max_c = max(max_c, run)
+        run = 1
+    return best_c, best_l, max_cl, max_c
+
+
 @nb.njit(cache=True, nogil=True, parallel=True)
 def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
                kind, value, which):
@@ -183,17 +203,7 @@ def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_l
         # An exact bound first: the top n-gram's c occurrences need c copies of each of
         # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
         # of one word, K the largest word count. Most texts stop here.
-        worder = np.argsort(words[:k])
-        big_u = 0
-        big_k = 0
-        run = 1
-        for r in range(1, k + 1):
-            if r < k and words[worder[r]] == words[worder[r - 1]]:
-                run += 1
-                continue
-            big_u = max(big_u, run * lens[worder[r - 1]])
-            big_k = max(big_k, run)
-            run = 1
+        _, _, big_u, big_k = count_runs(words, lens, k)
         grams = np.empty(k, dtype=np.uint64)
         glens = np.empty(k, dtype=np.int64)
         for t in range(ns.shape[0]):
@@ -209,19 +219,7 @@ def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_l
                     gl += lens[q]
                 grams[j] = g
                 glens[j] = gl
-            order = np.argsort(grams[:m])
-            best_c = 0
-            best_l = 0
-            run = 1
-            for r in range(1, m + 1):
-                if r < m and grams[order[r]] == grams[order[r - 1]]:
-                    run += 1
-                    continue
-                gl = glens[order[r - 1]]
-                if run > best_c or (run == best_c and gl > best_l):
-                    best_c = run
-                    best_l = gl
-                run = 1
+            best_c, best_l, _, _ = count_runs(grams, glens, m)
             f = best_c * best_l / n_chars if n_chars else 0.0
             if best_c > 1 and f > limits[t]:
                 kind[d] = 3
