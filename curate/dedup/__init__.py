@@ -75,10 +75,10 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None) -> StageResul
         is_dup = reps != np.arange(n)
         clusters = cluster_table(ids, labels, reps, similarity, method)
         cluster_of = dict(zip(clusters["id"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
-        measure = "exact match" if method == "exact" else ("cosine" if method == "semantic" else "jaccard")
+        measure = {"minhash": "jaccard", "semantic": "cosine"}.get(method)
         dup_idx = np.flatnonzero(is_dup)
-        reasons = [f"duplicate of {ids[reps[i]]} ({measure} {similarity[i]:.3f})" if method != "exact"
-                   else f"duplicate of {ids[reps[i]]} (exact match)" for i in dup_idx]
+        reasons = [f"duplicate of {ids[reps[i]]} ("
+                   + (f"{measure} {similarity[i]:.3f}" if measure else "exact match") + ")" for i in dup_idx]
         rej = current[dup_idx].with_columns(
             pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
             pl.Series("reason", reasons, dtype=pl.String),
@@ -90,8 +90,8 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None) -> StageResul
                     clusters=int(clusters["cluster"].n_unique()) if clusters.height else 0,
                     seconds=round(time.perf_counter() - t, 4))
         method_stats.append(info)
-    rejected = pl.concat(rejected_parts, how="diagonal_relaxed") if rejected_parts else records.head(0)
-    clusters = pl.concat(cluster_parts) if cluster_parts else cluster_table([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), "")
+    rejected = pl.concat(rejected_parts, how="diagonal_relaxed")  # config.methods is never empty
+    clusters = pl.concat(cluster_parts)
     stats = {
         "stage": "dedup", "in": records.height, "kept": current.height, "rejected": rejected.height,
         "rules": {f"dedup.{m['method']}": m["rejected"] for m in method_stats},
@@ -127,7 +127,7 @@ def _minhash(texts, config: DedupConfig, scores, info: dict):
 
 
 def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder=None):
-    from .semantic import Embedder, similar_pairs
+    from .semantic import EXACT_LIMIT, Embedder, similar_pairs
 
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir)
@@ -137,5 +137,5 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder=None
     reps, similarity = star_clusters(len(texts), left, right, sim, scores)
     labels = reps
     info.update(threshold=threshold, model=emb.model_path, clustering="greedy star", pairs=int(len(left)),
-                embedded=emb.embedded, truncated=emb.truncated, max_tokens=emb.max_tokens, search="exact" if len(texts) <= 50_000 else "kmeans")
+                embedded=emb.embedded, truncated=emb.truncated, max_tokens=emb.max_tokens, search="exact" if len(texts) <= EXACT_LIMIT else "kmeans")
     return labels, reps, similarity

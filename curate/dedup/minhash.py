@@ -57,13 +57,6 @@ def candidate_probability(s: float, bands: int, rows: int) -> float:
     return 1 - (1 - s ** rows) ** bands
 
 
-def _kernels():
-    from . import kernels  # numba: a heavy import, only when MinHash runs
-
-    return {"shingle": kernels.shingle, "signatures": kernels.signatures, "sign_docs": kernels.sign_docs,
-            "jaccard_pairs": kernels.jaccard_pairs, "band_keys": kernels.band_keys_kernel}
-
-
 def _prepare(text: str, shingle: str, strip_punct: bool) -> str:
     # Word shingles: the kernel splits on any white space and lower-cases ASCII, so
     # ASCII text needs no Python pass at all; char shingles need the full normalisation.
@@ -82,8 +75,8 @@ class Shingled:
 def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str = "word",
                      keep_sets: bool = False, strip_punct: bool = False, seed: int = 1) -> Shingled:
     from ..textkernels import code_points
+    from . import kernels as k  # numba: a heavy import, only when MinHash runs
 
-    k = _kernels()
     a, b = permutations(num_perm, seed)
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
     sets, set_offsets = [], [np.zeros(1, dtype=np.int64)]
@@ -91,14 +84,13 @@ def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str =
         chunk = [_prepare(t, shingle, strip_punct) for t in texts[c0:c0 + CHUNK_DOCS]]
         cps, starts, ends = code_points(chunk)
         if not keep_sets:
-            k["sign_docs"](cps, starts, ends, shingle == "word", ngram, a, b, sigs[c0:c0 + len(chunk)])
+            k.sign_docs(cps, starts, ends, shingle == "word", ngram, a, b, sigs[c0:c0 + len(chunk)])
             continue
-        hashes, offsets = k["shingle"](cps, starts, ends, shingle == "word", ngram)
-        k["signatures"](hashes, offsets, a, b, sigs[c0:c0 + len(chunk)])
-        if keep_sets:
-            uniq, uoff = _unique_per_doc(hashes, offsets)
-            sets.append(uniq)
-            set_offsets.append(uoff[1:] + set_offsets[-1][-1])
+        hashes, offsets = k.shingle(cps, starts, ends, shingle == "word", ngram)
+        k.signatures(hashes, offsets, a, b, sigs[c0:c0 + len(chunk)])
+        uniq, uoff = _unique_per_doc(hashes, offsets)
+        sets.append(uniq)
+        set_offsets.append(uoff[1:] + set_offsets[-1][-1])
     if keep_sets:
         return Shingled(sigs, np.concatenate(sets) if sets else np.zeros(0, np.uint64),
                         np.concatenate(set_offsets))
@@ -118,7 +110,9 @@ def _unique_per_doc(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(docs, bands) uint64: one hash of each band's rows."""
     out = np.empty((len(sigs), bands), dtype=np.uint64)
-    _kernels()["band_keys"](np.ascontiguousarray(sigs), bands, rows, out)
+    from .kernels import band_keys_kernel
+
+    band_keys_kernel(np.ascontiguousarray(sigs), bands, rows, out)
     return out
 
 
@@ -155,5 +149,7 @@ def estimated_jaccard(sigs: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
 
 
 def exact_jaccard(shingled: Shingled, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return _kernels()["jaccard_pairs"](shingled.sets, shingled.set_offsets, left.astype(np.int64),
+    from .kernels import jaccard_pairs
+
+    return jaccard_pairs(shingled.sets, shingled.set_offsets, left.astype(np.int64),
                                        right.astype(np.int64))
