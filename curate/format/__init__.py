@@ -39,19 +39,32 @@ def _tokens(tokenizer, texts: list[str]):
     return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=False)
 
 
+def _token_ranges(enc, b: int, spans) -> list[tuple[int, int] | None]:
+    """The first and last token of each character span of batch item b (None: empty)."""
+    out = []
+    for s, e in spans:
+        first, last = (enc.char_to_token(b, s), enc.char_to_token(b, e - 1)) if e > s else (None, None)
+        out.append((first, last) if first is not None and last is not None else None)
+    return out
+
+
+def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
+    """(text, spans) per conversation, from the markers when the template has them, else
+    by prefix rendering; (None, message) where the template refuses a conversation."""
+    many = tpl.render_many if tpl.MARKER.search(template) else tpl.prefix_render_many
+    return many(template, conversations, tok)
+
+
 def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
     """(tokens, trained tokens, every span ends on an end-of-turn token) for batch item b;
     trained is 0 when only end-of-turn tokens would be trained (empty answers)."""
     ids = enc["input_ids"][b]
     trained, eot_ok, content = 0, bool(spans), 0
-    for s, e in spans:
-        if e <= s:
+    for r in _token_ranges(enc, b, spans):
+        if r is None:
             eot_ok = False
             continue
-        first, last = enc.char_to_token(b, s), enc.char_to_token(b, e - 1)
-        if first is None or last is None:
-            eot_ok = False
-            continue
+        first, last = r
         trained += last - first + 1
         eot_ok = eot_ok and ids[last] in eot_ids
         content += last - first + (0 if ids[last] in eot_ids else 1)
@@ -60,16 +73,14 @@ def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
 
 def encode(template: str, messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
     """Token ids of one rendered conversation and its loss mask (1 = trained)."""
-    if tpl.MARKER.search(template):
-        text, spans = tpl.render(template, messages, tokenizer, spans=True)
-    else:
-        (text, spans), = tpl.prefix_render_many(template, [messages], tokenizer)
+    (text, spans), = _render(template, [messages], tokenizer)
+    if text is None:
+        raise ValueError(f"the chat template refuses this conversation: {spans}")
     enc = _tokens(tokenizer, [text])
     mask = [0] * len(enc["input_ids"][0])
-    for s, e in spans:
-        first, last = enc.char_to_token(0, s), enc.char_to_token(0, e - 1) if e > s else None
-        if first is not None and last is not None:
-            mask[first:last + 1] = [1] * (last - first + 1)
+    for r in _token_ranges(enc, 0, spans):
+        if r is not None:
+            mask[r[0]:r[1] + 1] = [1] * (r[1] - r[0] + 1)
     return enc["input_ids"][0], mask
 
 
@@ -84,7 +95,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
     eot_ids = set(tok.convert_tokens_to_ids(tpl.end_of_turn_tokens(tok)))
 
     marked = bool(tpl.MARKER.search(template))
-    rendered = (tpl.render_many if marked else tpl.prefix_render_many)(template, messages, tok)
+    rendered = _render(template, messages, tok)
     refused = {b: r[1] for b, r in enumerate(rendered) if r[0] is None}
     texts = [r[0] if r[0] is not None else "" for r in rendered]
     enc = _tokens(tok, texts)
@@ -152,10 +163,8 @@ def _truncate(template, messages, tok, max_tokens):
     for k in range(len(messages) - 1, 0, -1):
         if messages[k - 1]["role"] != "assistant":
             continue
-        text, spans = tpl.render(template, messages[:k], tok, spans=True)
-        if not tpl.MARKER.search(template):
-            spans = tpl.prefix_spans(template, messages[:k], tok) or []
-        if spans and len(_tokens(tok, [text])["input_ids"][0]) <= max_tokens:
+        (text, spans), = _render(template, [messages[:k]], tok)
+        if text is not None and spans and len(_tokens(tok, [text])["input_ids"][0]) <= max_tokens:
             return messages[:k], text, spans
     return None
 
