@@ -55,7 +55,7 @@ def format_validation_error(path: Path, data, err: ValidationError, model: type[
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _allowed_keys(first, model)
+        allowed = _allowed_keys(model)
         hint = difflib.get_close_matches(key, allowed, n=1)
         msg = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
         where = "".join(_entry_label(data, loc[:-1])) or "(top level)"
@@ -78,7 +78,7 @@ def format_validation_error(path: Path, data, err: ValidationError, model: type[
     return f"{path}: {where}: {msg}{tail}"
 
 
-def _allowed_keys(error: dict, model: type[BaseModel]) -> list[str]:
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
     keys: set[str] = set()
 
     def walk(m):

@@ -1,7 +1,7 @@
 """The rule base class: a rule says, per record, nothing (keep) or a reason (reject)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, field_validator
@@ -72,10 +72,13 @@ class Rule(BaseModel):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         return evaluate(frame, self.expr())
 
+    # rules whose reasons() already honour when/unless (to skip work where they do not apply)
+    applies_itself: ClassVar[bool] = False
+
     def checked_reasons(self, frame: pl.DataFrame) -> pl.Series:
         """Reasons with ``when``/``unless`` applied: what the engine uses."""
         out = self.reasons(frame)
-        if self.when is None and self.unless is None:
+        if self.applies_itself or (self.when is None and self.unless is None):
             return out
         mask = evaluate(frame, self.applies())
         return pl.select(pl.when(mask).then(out).otherwise(None)).to_series().alias(out.name)

@@ -7,7 +7,7 @@ import json
 import re
 import textwrap
 import warnings
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -75,6 +75,7 @@ PARSERS = {"json": json_problem, "python": python_problem}
 class FormatRule(Rule):
     kind: Literal["format"]
     check: Literal["json", "python", "markdown_fences", "control_chars"]
+    applies_itself: ClassVar[bool] = True  # parsers run only where when/unless allow
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         t = self.text
