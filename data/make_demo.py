@@ -184,7 +184,6 @@ def near_duplicate(rng: random.Random, rec: dict) -> dict:
 
 def build(n_clean: int = N_CLEAN, seed: int = SEED) -> bytes:
     rng = random.Random(seed)
-    lines: list[bytes] = []
     records: list[dict] = []
     seen: set[tuple[str, str]] = set()
     n_dup = round(n_clean * 0.0375)  # 90 of each kind in the committed file
