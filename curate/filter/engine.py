@@ -36,20 +36,21 @@ def run(records: pl.DataFrame, rules: RuleSet) -> StageResult:
         reasons.append(rule.checked_reasons(frame).alias(rule.name))
         timings[rule.name] = time.perf_counter() - t
 
-    table = pl.DataFrame(reasons) if reasons else pl.DataFrame()
+    table = pl.DataFrame(reasons)  # a rule set has at least one rule
     picked = table.select(
         pl.coalesce([pl.when(pl.col(r.name).is_not_null()).then(pl.lit(r.name)) for r in rules.rules]
                     + [pl.lit(None, pl.String)]).alias("rule"),
         pl.coalesce([pl.col(r.name) for r in rules.rules] + [pl.lit(None, pl.String)]).alias("reason"),
-    ) if records.height else pl.DataFrame({"rule": [], "reason": []}, schema={"rule": pl.String, "reason": pl.String})
+    )
     kept, rejected = split(records, "filter", picked["rule"], picked["reason"])
-    fired = {r.name: int(table[r.name].is_not_null().sum()) for r in rules.rules} if records.height else {}
+    fired = {r.name: int(table[r.name].is_not_null().sum()) for r in rules.rules}
+    counts = count_rules(rejected)
     stats = {
         "stage": "filter",
         "in": records.height,
         "kept": kept.height,
         "rejected": rejected.height,
-        "rules": {r.name: count_rules(rejected).get(r.name, 0) for r in rules.rules},
+        "rules": {r.name: counts.get(r.name, 0) for r in rules.rules},
         "fired": fired,
         "seconds": round(time.perf_counter() - t0, 4),
         "rule_seconds": {k: round(v, 4) for k, v in timings.items()},
