@@ -68,6 +68,33 @@ def format_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
     return _run_stage(inputs, out, lambda records: formatting.run(records, cfg), fmt, mapping)
 
 
+def score_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
+    """Read ``inputs``, score them with a jury (``config``: a ScoreConfig or its fields), write ``out``."""
+    from . import score
+
+    cfg = _options(score.ScoreConfig, config, "score")
+    cfg.load()  # a bad jury file fails before any input is read
+    return _run_stage(inputs, out, lambda records: score.run(records, cfg), fmt, mapping)
+
+
+def score_plan(inputs, config, fmt=None, mapping=None) -> dict:
+    """What ``score_inputs`` would send to each judge, and what is already cached."""
+    from . import score
+
+    cfg = _options(score.ScoreConfig, config, "score")
+    cfg.load()
+    return score.plan(read_inputs(inputs, fmt, mapping).records, cfg)
+
+
+def calibrate(labels, jury, label_field: str = "human_score", cache: str | None = None) -> dict:
+    """Compare each judge and the jury with human scores in ``labels`` (records with ``label_field``)."""
+    from . import score
+
+    cfg = _options(score.ScoreConfig, {"jury": jury, "cache": cache}, "score")
+    j = cfg.load()
+    return score.calibrate(read_inputs([labels]).records, j, label_field)
+
+
 def validate_file(path: Path) -> str:
     """Validate one config file by its shape; return a short description."""
     from .filter.rules import RuleSet
@@ -79,8 +106,13 @@ def validate_file(path: Path) -> str:
     if isinstance(data, dict) and "rules" in data:
         rs = load_config(path, RuleSet)
         return f"rule set, {len(rs.rules)} rules"
+    if isinstance(data, dict) and "judges" in data:
+        from .score.jury import Jury
+
+        jury = load_config(path, Jury)
+        return f"jury, {len(jury.judges)} judges ({', '.join(j.name for j in jury.judges)}), rubric {jury.rubric}"
     keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
-    raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules'")
+    raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules', a jury 'judges'")
 
 
 def export(inputs, dest: Path, fmt: str) -> int:

@@ -1,0 +1,285 @@
+"""``curate score``: annotate records with a jury's scores; ``min_score`` turns them into rejections.
+
+Each judge sees the rubric rendered for the record; answers are cached by (model, prompt,
+parameters) so a rerun replays without calls. Records get ``score`` (the aggregate over the
+judges that answered), ``scores`` (one value per judge, null where it failed) and
+``score_reasons`` (the judge's reason, or ``error: KIND``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import ConfigError
+from ..stage import StageResult, count_rules, split
+from .jury import Jury, load_jury, warnings_for
+
+SCORE_COLUMNS = ("score", "scores", "score_reasons")
+
+
+class ScoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    jury: str | Path | Jury
+    min_score: float | None = None
+    limit: int | None = Field(None, ge=0)  # score the first N records; the rest are rejected as not scored
+    cache: str | None = None               # overrides the jury's cache path
+
+    def load(self) -> Jury:
+        jury = self.jury if isinstance(self.jury, Jury) else load_jury(self.jury)
+        return jury.model_copy(update={"cache": self.cache}) if self.cache else jury
+
+
+def _prompts(records: pl.DataFrame, jury: Jury) -> dict[str, list[str]]:
+    from .rubric import render_prompts
+
+    messages = records["messages"].to_list()
+    modes = sorted({j.mode for j in jury.judges})
+    return {m: render_prompts(messages, jury.rubric_text(), jury.rubric, jury.scale, m, jury.max_chars) for m in modes}
+
+
+def _keys(prompts: dict[str, list[str]], jury: Jury) -> list[list[str]]:
+    from .cache import cache_key
+
+    return [[cache_key(j.model, p, j.params()) for p in prompts[j.mode]] for j in jury.judges]
+
+
+def judge_all(records: pl.DataFrame, jury: Jury) -> tuple[list[list], dict]:
+    """Every judge's verdict for every record (cache first), and per-judge accounting."""
+    import asyncio
+
+    from .cache import JudgeCache
+    from .remote import Verdict, score_remote
+
+    prompts = _prompts(records, jury)
+    keys = _keys(prompts, jury)
+    cache = JudgeCache(jury.cache)
+    n = records.height
+    verdicts: list[list[Verdict | None]] = [[None] * n for _ in jury.judges]
+    acct = {j.name: {"backend": j.backend, "model": j.model, "mode": j.mode, "records": n, "calls": 0,
+                     "cache_hits": 0, "scored": 0, "failed": 0, "failures": {}, "retries": 0,
+                     "tokens_in": 0, "tokens_out": 0, "_lat": []} for j in jury.judges}
+    remote_jobs, remote_slots = [], []  # (judge index, prompt), [(judge index, [record rows])]
+    local_work = {}
+    try:
+        for ji, judge in enumerate(jury.judges):
+            hits = cache.get_many(keys[ji])
+            todo: dict[str, list[int]] = {}
+            for row, key in enumerate(keys[ji]):
+                if key in hits:
+                    h = hits[key]
+                    verdicts[ji][row] = Verdict(score=h["score"], reason=h["reason"])
+                    acct[judge.name]["cache_hits"] += 1
+                else:
+                    todo.setdefault(key, []).append(row)  # the same prompt twice is asked once
+            if judge.backend == "openai":
+                for key, rows in todo.items():
+                    remote_jobs.append((ji, prompts[judge.mode][rows[0]]))
+                    remote_slots.append((ji, key, rows))
+            elif todo:
+                local_work[ji] = list(todo.items())
+
+        def record(ji: int, key: str, rows: list[int], v: Verdict) -> None:
+            judge = jury.judges[ji]
+            a = acct[judge.name]
+            a["calls"] += len(v.latencies)
+            a["retries"] += v.retries
+            a["tokens_in"] += v.tokens_in
+            a["tokens_out"] += v.tokens_out
+            a["_lat"].extend(v.latencies)
+            if v.failure is None:
+                cache.put(key, judge.model, {"score": v.score, "reason": v.reason})
+            for row in rows:
+                verdicts[ji][row] = v
+
+        def run_local(ji: int, work: list) -> list:
+            from .local import LocalJudge
+
+            judge = LocalJudge(jury.judges[ji], jury)
+            return judge.score([prompts[jury.judges[ji].mode][rows[0]] for _, rows in work])
+
+        async def everything():
+            local_tasks = {ji: asyncio.ensure_future(asyncio.to_thread(run_local, ji, work))
+                           for ji, work in local_work.items()}
+            remote_judges = {ji: jury.judges[ji] for ji, _ in remote_jobs}
+            try:
+                await score_remote(remote_jobs, remote_judges, jury,
+                                   lambda i, v: record(remote_slots[i][0], remote_slots[i][1], remote_slots[i][2], v))
+            finally:
+                done = await asyncio.gather(*local_tasks.values(), return_exceptions=True)
+            for ji, result in zip(local_tasks, done):
+                if isinstance(result, BaseException):
+                    raise result
+                for (key, rows), v in zip(local_work[ji], result):
+                    record(ji, key, rows, v)
+
+        if remote_jobs or local_work:
+            asyncio.run(everything())
+    finally:
+        cache.close()
+    for ji, judge in enumerate(jury.judges):
+        a = acct[judge.name]
+        for v in verdicts[ji]:
+            if v.failure is None:
+                a["scored"] += 1
+            else:
+                a["failed"] += 1
+                a["failures"][v.failure] = a["failures"].get(v.failure, 0) + 1
+        a["failures"] = dict(sorted(a["failures"].items()))
+        a["latency_s"] = _percentiles(a.pop("_lat"))
+    return verdicts, acct
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None}
+    import numpy as np
+
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": round(float(p50), 4), "p95": round(float(p95), 4)}
+
+
+def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
+    from .agreement import aggregate, krippendorff_alpha_ordinal, pairwise
+
+    jury = config.load()
+    records = records.drop([c for c in SCORE_COLUMNS if c in records.columns])
+    limit = records.height if config.limit is None else min(config.limit, records.height)
+    head = records.head(limit)
+    verdicts, acct = judge_all(head, jury) if limit else ([[] for _ in jury.judges], {})
+    names = [j.name for j in jury.judges]
+
+    scores, per_judge, reasons, rule, why = [], [], [], [], []
+    for row in range(records.height):
+        if row >= limit:
+            scores.append(None), per_judge.append(None), reasons.append(None)
+            rule.append("score.not_scored")
+            why.append(f"beyond --limit {config.limit}: not sent to the jury")
+            continue
+        vs = [verdicts[ji][row] for ji in range(len(names))]
+        answered = [v.score for v in vs if v.failure is None]
+        per_judge.append({n: (v.score if v.failure is None else None) for n, v in zip(names, vs)})
+        reasons.append({n: (v.reason if v.failure is None else f"error: {v.failure}") for n, v in zip(names, vs)})
+        if len(answered) < jury.quorum:
+            scores.append(None)
+            failed = ", ".join(f"{n}: {v.failure}" for n, v in zip(names, vs) if v.failure)
+            rule.append("score.no_quorum")
+            why.append(f"{len(answered)} of {len(names)} judges answered, quorum {jury.quorum} ({failed})")
+            continue
+        s = round(aggregate(answered, jury.aggregate), 4)
+        scores.append(s)
+        if config.min_score is not None and s < config.min_score:
+            each = ", ".join(f"{n} {v.score:g}" for n, v in zip(names, vs) if v.failure is None)
+            rule.append("score.below_threshold")
+            why.append(f"score {s:g} < {config.min_score:g} ({jury.aggregate} of {each})")
+        else:
+            rule.append(None)
+            why.append(None)
+
+    struct_f = pl.Struct({n: pl.Float64 for n in names})
+    struct_s = pl.Struct({n: pl.String for n in names})
+    annotated = records.with_columns(
+        pl.Series("score", scores, pl.Float64),
+        pl.Series("scores", per_judge, struct_f),
+        pl.Series("score_reasons", reasons, struct_s),
+    )
+    kept, rejected = split(annotated, "score", pl.Series(rule, dtype=pl.String), pl.Series(why, dtype=pl.String))
+
+    columns = {n: [verdicts[ji][r].score if verdicts[ji][r].failure is None else None for r in range(limit)]
+               for ji, n in enumerate(names)}
+    done = [s for s in scores if s is not None]
+    stats = {
+        "stage": "score", "in": records.height, "kept": kept.height, "rejected": rejected.height,
+        "rules": count_rules(rejected),
+        "jury": {"fingerprint": jury.fingerprint(), "rubric": jury.rubric, "scale": list(jury.scale),
+                 "aggregate": jury.aggregate, "quorum": jury.quorum, "min_score": config.min_score},
+        "judges": acct,
+        "histogram": _histogram(done, jury.scale),
+        "agreement": {"pairs": pairwise(columns),
+                      "krippendorff_alpha_ordinal": _round(krippendorff_alpha_ordinal(
+                          [[columns[n][r] for n in names] for r in range(limit)])) if len(names) > 1 else None},
+        "warnings": warnings_for(jury),
+    }
+    return StageResult(kept, rejected, stats)
+
+
+def _round(x):
+    return None if x is None else round(x, 4)
+
+
+def _histogram(values: list[float], scale: tuple[int, int]) -> dict[str, int]:
+    """Counts in half-point bins from the bottom of the scale to the top."""
+    lo, hi = scale
+    bins = {f"{lo + k / 2:.1f}": 0 for k in range(2 * (hi - lo) + 1)}
+    for v in values:
+        bins[f"{round(v * 2) / 2:.1f}"] += 1
+    return bins
+
+
+def plan(records: pl.DataFrame, config: ScoreConfig) -> dict:
+    """What a run would do, without calling anything: per judge the calls still to make,
+    the answers already cached and an estimate of the input tokens."""
+    from .cache import JudgeCache
+
+    jury = config.load()
+    head = records.head(records.height if config.limit is None else config.limit)
+    prompts = _prompts(head, jury)
+    keys = _keys(prompts, jury)
+    out = {"records": head.height, "judges": {}, "warnings": warnings_for(jury)}
+    cache = JudgeCache(jury.cache) if Path(jury.cache).exists() else None
+    try:
+        for ji, judge in enumerate(jury.judges):
+            hits = cache.get_many(keys[ji]) if cache else {}
+            todo = {k: row for row, k in enumerate(keys[ji]) if k not in hits}
+            texts = [prompts[judge.mode][row] for row in todo.values()]
+            if judge.backend == "local":
+                from ..models import tokenizer_folder
+                from transformers import AutoTokenizer
+
+                tok = AutoTokenizer.from_pretrained(str(tokenizer_folder(judge.model)))
+                tokens, exact = sum(len(tok(t)["input_ids"]) for t in texts), True
+            else:
+                tokens, exact = sum(len(t) for t in texts) // 4, False  # ~4 characters a token in English
+            out["judges"][judge.name] = {
+                "backend": judge.backend, "model": judge.model, "calls": len(todo),
+                "cached": sum(k in hits for k in keys[ji]), "tokens_in": tokens, "tokens_exact": exact,
+                "max_tokens_out": len(todo) * (judge.params().get("max_tokens") or 0)}
+    finally:
+        if cache:
+            cache.close()
+    return out
+
+
+def calibrate(records: pl.DataFrame, jury: Jury, label_field: str = "human_score") -> dict:
+    """Score labelled records (cache first) and compare each judge and the jury with the labels."""
+    from .agreement import aggregate, versus_labels
+
+    labels, keep = [], []
+    for i, meta in enumerate(records["meta"].to_list()):
+        value = json.loads(meta or "{}").get(label_field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            labels.append(float(value))
+            keep.append(i)
+    if not keep:
+        raise ConfigError(f"no record has a numeric '{label_field}' field to calibrate against")
+    lo, hi = jury.scale
+    outside = [x for x in labels if not lo <= x <= hi]
+    if outside:
+        raise ConfigError(f"label {outside[0]:g} is outside the jury's scale {lo}..{hi}")
+    labelled = records[keep]
+    verdicts, acct = judge_all(labelled, jury)
+    out = {"records": labelled.height, "unlabelled": records.height - labelled.height, "judges": {}}
+    for ji, judge in enumerate(jury.judges):
+        pred = [v.score if v.failure is None else None for v in verdicts[ji]]
+        out["judges"][judge.name] = versus_labels(pred, labels, jury.scale)
+    jury_pred = []
+    for r in range(labelled.height):
+        answered = [verdicts[ji][r].score for ji in range(len(jury.judges)) if verdicts[ji][r].failure is None]
+        jury_pred.append(aggregate(answered, jury.aggregate) if len(answered) >= jury.quorum else None)
+    out["jury"] = versus_labels(jury_pred, labels, jury.scale)
+    out["accounting"] = acct
+    return out

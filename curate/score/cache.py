@@ -1,0 +1,69 @@
+"""Judge answers on disk: SQLite keyed by a hash of (model, prompt, sampling parameters).
+
+Only answers that became a score are stored, so a rerun retries failures and replays the
+rest without a call. WAL mode and a busy timeout let several processes share one file;
+one connection per thread inside a process.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+
+def cache_key(model: str, prompt: str, params: dict) -> str:
+    # no judge name, URL or key: the same model asked the same way is the same answer,
+    # whichever server or alias served it
+    blob = json.dumps({"model": model, "prompt": prompt, "params": params}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class JudgeCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        conn = self._conn()
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i:i + 500]
+            rows = conn.execute(f"SELECT key, value FROM answers WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            out.update((k, json.loads(v)) for k, v in rows)
+        return out
+
+    def put(self, key: str, model: str, value: dict) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO answers (key, model, value) VALUES (?, ?, ?)",
+                             (key, model, json.dumps(value, sort_keys=True)))
+
+    def put_many(self, rows: list[tuple[str, str, dict]]) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO answers (key, model, value) VALUES (?, ?, ?)",
+                             [(k, m, json.dumps(v, sort_keys=True)) for k, m, v in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,198 @@
+"""A small OpenAI-compatible chat server for tests, benchmarks and dry runs of a jury.
+
+    python -m curate.score.fakeserver --port 8000 --latency-ms 20
+
+It answers ``/v1/chat/completions`` as a judge would. What it answers is steered by
+directives written into the prompt (so a test record says how the judge should misbehave):
+
+    @score=N            answer {"score": N, ...} (default: a score derived from the prompt's hash)
+    @MODEL:score=N      the same, only for requests to model MODEL
+    @malformed[=K]      answer prose instead of JSON (the first K attempts; always without K)
+    @out_of_scale[=K]   answer a score of 99
+    @429[=K]            HTTP 429 with Retry-After (seconds: --retry-after)
+    @500[=K]            HTTP 500
+    @stall[=K]          wait --stall-s seconds before answering
+    @401                HTTP 401 echoing the bearer token, as careless servers do
+
+Any directive may carry a MODEL: prefix. Attempts are counted per (model, prompt).
+``GET /stats`` returns calls, the maximum requests in flight and status counts; ``POST /reset``
+clears them. ``--no-json-mode`` refuses ``response_format`` with HTTP 400, like servers without it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_DIRECTIVE = re.compile(r"@(?:([A-Za-z0-9_.-]+):)?(score|malformed|out_of_scale|429|500|stall|401)(?:=(\d+))?")
+
+
+class FakeJudgeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+    def __init__(self, host="127.0.0.1", port=0, latency_s=0.0, stall_s=5.0, retry_after=0.05,
+                 json_mode=True):
+        super().__init__((host, port), _Handler)
+        self.latency_s, self.stall_s, self.retry_after, self.json_mode = latency_s, stall_s, retry_after, json_mode
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.calls = 0
+            self.inflight = 0
+            self.max_inflight = 0
+            self.statuses: dict[str, int] = {}
+            self.attempts: dict[str, int] = {}
+            self.last_request: dict | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def stats(self) -> dict:
+        with self.lock:
+            return {"calls": self.calls, "max_inflight": self.max_inflight, "statuses": dict(self.statuses)}
+
+    def start(self) -> "FakeJudgeServer":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+
+def _directives(prompt: str, model: str) -> dict[str, int | None]:
+    found: dict[str, int | None] = {}
+    for m_model, action, value in _DIRECTIVE.findall(prompt):
+        if m_model and m_model != model:
+            continue
+        if m_model or action not in found:  # a model-specific directive overrides a general one
+            found[action] = int(value) if value else None
+    return found
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeJudgeServer
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status: int, body: dict, headers: dict | None = None):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        with self.server.lock:
+            self.server.statuses[str(status)] = self.server.statuses.get(str(status), 0) + 1
+
+    def do_GET(self):
+        if self.path.rstrip("/").endswith("/stats"):
+            return self._send(200, self.server.stats())
+        self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if self.path.rstrip("/").endswith("/reset"):
+            self.server.reset()
+            return self._send(200, {"ok": True})
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._send(404, {"error": {"message": f"no route {self.path}"}})
+        srv = self.server
+        with srv.lock:
+            srv.calls += 1
+            srv.inflight += 1
+            srv.max_inflight = max(srv.max_inflight, srv.inflight)
+        try:
+            self._complete(json.loads(body))
+        finally:
+            with srv.lock:
+                srv.inflight -= 1
+
+    def _complete(self, req: dict):
+        srv = self.server
+        model = req.get("model", "")
+        prompt = "\n".join(str(m.get("content", "")) for m in req.get("messages", []))
+        key = hashlib.sha256(f"{model}\0{prompt}".encode()).hexdigest()
+        with srv.lock:
+            attempt = srv.attempts[key] = srv.attempts.get(key, 0) + 1
+            srv.last_request = req
+        d = _directives(prompt, model)
+
+        def active(name):  # a directive applies always, or for its first K attempts
+            return name in d and (d[name] is None or attempt <= d[name])
+
+        if srv.latency_s:
+            time.sleep(srv.latency_s)
+        if active("stall"):
+            time.sleep(srv.stall_s)
+        if active("401"):
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            return self._send(401, {"error": {"message": f"Incorrect API key provided: {token}"}})
+        if active("429"):
+            return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": str(srv.retry_after)})
+        if active("500"):
+            return self._send(500, {"error": {"message": "internal error"}})
+        if req.get("response_format") and not srv.json_mode:
+            return self._send(400, {"error": {"message": "response_format is not supported"}})
+        score = d.get("score")
+        if score is None:
+            score = 1 + int(key[:8], 16) % 5
+        if req.get("logprobs"):
+            return self._send(200, _completion(model, str(score), _logprobs(score)))
+        if active("malformed"):
+            text = f"I would give this a {score} because it is fine."
+        elif active("out_of_scale"):
+            text = json.dumps({"score": 99, "reason": "off the scale"})
+        else:
+            text = json.dumps({"score": score, "reason": f"scored {score} by {model}"})
+        return self._send(200, _completion(model, text))
+
+
+def _logprobs(score: int) -> dict:
+    # most mass on the score, the rest on its neighbours: the expectation stays near the score
+    probs = {str(score): 0.8}
+    for other, p in ((score - 1, 0.1), (score + 1, 0.1)):
+        probs[str(other) if 0 <= other <= 9 else "x"] = p
+    top = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in probs.items()]
+    return {"content": [{"token": str(score), "logprob": math.log(0.8), "bytes": None, "top_logprobs": top}]}
+
+
+def _completion(model: str, text: str, logprobs: dict | None = None) -> dict:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
+                     "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": max(1, len(text) // 4), "total_tokens": 100 + len(text) // 4},
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--latency-ms", type=float, default=0.0)
+    ap.add_argument("--stall-s", type=float, default=5.0)
+    ap.add_argument("--no-json-mode", action="store_true")
+    args = ap.parse_args(argv)
+    srv = FakeJudgeServer(args.host, args.port, args.latency_ms / 1000, args.stall_s, json_mode=not args.no_json_mode)
+    print(f"fake judge server on {srv.base_url}", flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Judges behind OpenAI-compatible endpoints: async, a bounded number of requests in flight,
+retries with backoff and jitter that honour Retry-After, failures counted by kind."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+
+from ..config import ConfigError
+from .jury import Judge, Jury, api_key
+from .parse import BadAnswer, expected_digit, parse_json_answer
+
+
+@dataclass
+class Verdict:
+    score: float | None = None
+    reason: str | None = None
+    failure: str | None = None     # kind, when no score came back
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latencies: tuple[float, ...] = ()  # one per request sent
+    retries: int = 0
+
+
+class JudgeFatal(ConfigError):
+    """A problem no retry fixes (a refused key, an unknown model): stops the whole run."""
+
+
+def _retry_after(exc) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class RemoteJudge:
+    def __init__(self, judge: Judge, jury: Jury):
+        import openai
+
+        self.judge, self.jury = judge, jury
+        self._key = api_key(judge)
+        # the client's own retries are off: ours count failures by kind and honour Retry-After
+        http = openai.DefaultAsyncHttpxClient()
+        self.client = openai.AsyncOpenAI(base_url=judge.base_url, api_key=self._key, max_retries=0,
+                                         timeout=jury.timeout_s, http_client=http)
+        self.json_format = judge.json_mode != "off"   # auto starts with it and drops it if refused
+        self.json_confirmed = False                   # a JSON-mode request has succeeded once
+        self._rng = random.Random(0)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key and len(self._key) > 3 else text
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _request(self, prompt: str) -> dict:
+        j = self.judge
+        req = dict(model=j.model, messages=[{"role": "user", "content": prompt}], temperature=j.temperature)
+        if j.mode == "logprobs":
+            req.update(max_tokens=1, logprobs=True, top_logprobs=20)
+        else:
+            req.update(max_tokens=j.max_tokens)
+            if self.json_format:
+                req["response_format"] = {"type": "json_object"}
+        return req
+
+    def _answer(self, resp) -> tuple[float, str]:
+        choice = resp.choices[0] if resp.choices else None
+        if choice is None:
+            raise BadAnswer("parse_error", "no choices in the response")
+        if self.judge.mode == "logprobs":
+            content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+            if not content:
+                raise BadAnswer("no_logprobs", "the server returned no logprobs")
+            top = {t.token: t.logprob for t in (content[0].top_logprobs or [])}
+            top.setdefault(content[0].token, content[0].logprob)
+            return expected_digit(top, self.jury.scale)
+        return parse_json_answer(choice.message.content, self.jury.scale)
+
+    def _delay(self, attempt: int) -> float:
+        return min(30.0, self.jury.backoff_s * 2 ** attempt) * (0.5 + self._rng.random())
+
+    async def score(self, prompt: str, gate: asyncio.Semaphore) -> Verdict:
+        import openai
+
+        v, latencies = Verdict(), []
+        attempt = 0
+        while True:
+            kind, wait = None, None
+            t0 = time.perf_counter()
+            try:
+                async with gate:
+                    t0 = time.perf_counter()
+                    resp = await self.client.chat.completions.create(**self._request(prompt))
+                latencies.append(time.perf_counter() - t0)
+                if resp.usage:
+                    v.tokens_in += resp.usage.prompt_tokens or 0
+                    v.tokens_out += resp.usage.completion_tokens or 0
+                try:
+                    v.score, v.reason = self._answer(resp)
+                    v.failure = None
+                    self.json_confirmed = self.json_confirmed or self.json_format
+                    break
+                except BadAnswer as e:
+                    kind = e.kind
+            except openai.APIStatusError as e:
+                latencies.append(time.perf_counter() - t0)
+                status = e.status_code
+                if status in (401, 403):
+                    raise JudgeFatal(f"judge {self.judge.name}: {self.judge.base_url} refused the request (HTTP {status}); "
+                                     f"check the key in ${self.judge.api_key_env or '(no api_key_env set)'}") from None
+                if status == 404:
+                    raise JudgeFatal(f"judge {self.judge.name}: HTTP 404 from {self.judge.base_url} for model "
+                                     f"'{self.judge.model}': {self._scrub(_message(e))}") from None
+                if status in (400, 422) and self.json_format and self.judge.json_mode == "auto" \
+                        and not self.json_confirmed:
+                    self.json_format = False  # the server does not do JSON mode: ask in the prompt only
+                    continue
+                if status == 429:
+                    kind, wait = "rate_limited", _retry_after(e)
+                elif status >= 500:
+                    kind, wait = "server_error", _retry_after(e)
+                elif status == 408:
+                    kind = "timeout"
+                else:
+                    v.failure = f"http_{status}"  # this request is wrong; sending it again will not help
+                    break
+            except openai.APITimeoutError:
+                latencies.append(time.perf_counter() - t0)
+                kind = "timeout"
+            except openai.APIConnectionError:
+                latencies.append(time.perf_counter() - t0)
+                kind = "connection"
+            v.failure = kind
+            if attempt >= self.jury.retries:
+                break
+            attempt += 1
+            v.retries += 1
+            await asyncio.sleep(min(wait, 60.0) if wait is not None else self._delay(attempt - 1))
+        v.latencies = tuple(latencies)
+        if v.failure:
+            v.score = v.reason = None
+        return v
+
+
+def _message(e) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error")
+        msg = inner.get("message") if isinstance(inner, dict) else body.get("message")
+        if msg:
+            return str(msg)[:200]
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+async def score_remote(jobs: list[tuple[int, str]], judges: dict[int, Judge], jury: Jury,
+                       on_verdict) -> None:
+    """Run ``jobs`` ((judge index, prompt)) with at most ``jury.concurrency`` requests in flight;
+    ``on_verdict(job_index, verdict)`` is called as each finishes."""
+    if not jobs:
+        return
+    clients = {i: RemoteJudge(j, jury) for i, j in judges.items()}
+    gate = asyncio.Semaphore(jury.concurrency)
+    queue: asyncio.Queue = asyncio.Queue()
+    for n, job in enumerate(jobs):
+        queue.put_nowait((n, job))
+
+    async def worker():
+        while True:
+            try:
+                n, (ji, prompt) = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            on_verdict(n, await clients[ji].score(prompt, gate))
+
+    # retries sleep outside the gate, so a few more workers than slots keep the pipe full
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(len(jobs), jury.concurrency * 2))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    finally:
+        for c in clients.values():
+            await c.close()
