@@ -53,7 +53,7 @@ class RemoteJudge:
         self.judge, self.jury = judge, jury
         self._key = api_key(judge)
         # the client's own retries are off: ours count failures by kind and honour Retry-After
-        http = openai.DefaultAsyncHttpxClient()
+        http = _http_client(openai)
         self.client = openai.AsyncOpenAI(base_url=judge.base_url, api_key=self._key, max_retries=0,
                                          timeout=jury.timeout_s, http_client=http)
         self.json_format = judge.json_mode != "off"   # auto starts with it and drops it if refused
@@ -68,14 +68,18 @@ class RemoteJudge:
 
     def _request(self, prompt: str) -> dict:
         j = self.judge
-        req = dict(model=j.model, messages=[{"role": "user", "content": prompt}], temperature=j.temperature)
+        body = dict(messages=[{"role": "user", "content": prompt}], temperature=j.temperature)
         if j.mode == "logprobs":
-            req.update(max_tokens=1, logprobs=True, top_logprobs=20)
+            body.update(max_tokens=1, logprobs=True, top_logprobs=20)
         else:
-            req.update(max_tokens=j.max_tokens)
+            body.update(max_tokens=j.max_tokens)
             if self.json_format:
-                req["response_format"] = {"type": "json_object"}
-        return req
+                body["response_format"] = {"type": "json_object"}
+        # The body goes in extra_body, which the client sends as is: its typed-parameter
+        # transform costs ~0.4 ms of CPU a request, a quarter of the client's time at high
+        # concurrency, and does nothing for plain JSON values. `messages` is required by the
+        # signature; the empty list is replaced by extra_body's.
+        return dict(model=j.model, messages=[], extra_body=body)
 
     def _answer(self, resp) -> tuple[float, str]:
         choice = resp.choices[0] if resp.choices else None
@@ -154,6 +158,16 @@ class RemoteJudge:
         if v.failure:
             v.score = v.reason = None
         return v
+
+
+def _http_client(openai):
+    """aiohttp under the openai client where installed (openai[aiohttp]): about 40% less CPU
+    a request than the default httpx transport, which is what bounds throughput at high
+    concurrency."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except (ImportError, RuntimeError):  # the client raises RuntimeError when aiohttp is missing
+        return openai.DefaultAsyncHttpxClient()
 
 
 def _message(e) -> str:
