@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python bench/dedup.py --semantic
 	$(BIN)/python bench/real_dedup.py
 	$(BIN)/python bench/format.py
+	$(BIN)/python bench/score.py
+	$(BIN)/python bench/judge_quality.py
 
 clean:
 	rm -rf build .pytest_cache
