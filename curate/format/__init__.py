@@ -73,15 +73,29 @@ def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
 
 def encode(template: str, messages: list[dict], tokenizer) -> tuple[list[int], list[int]]:
     """Token ids of one rendered conversation and its loss mask (1 = trained)."""
-    (text, spans), = _render(template, [messages], tokenizer)
-    if text is None:
-        raise ValueError(f"the chat template refuses this conversation: {spans}")
-    enc = _tokens(tokenizer, [text])
-    mask = [0] * len(enc["input_ids"][0])
-    for r in _token_ranges(enc, 0, spans):
-        if r is not None:
-            mask[r[0]:r[1] + 1] = [1] * (r[1] - r[0] + 1)
-    return enc["input_ids"][0], mask
+    (ids, mask), = encode_many(template, [messages], tokenizer)
+    if ids is None:
+        raise ValueError(mask)
+    return ids, mask
+
+
+def encode_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple]:
+    """(token ids, loss mask) per conversation, the same tokens and mask `curate format`
+    measures; (None, reason) for a conversation the template refuses."""
+    rendered = _render(template, conversations, tokenizer)
+    enc = _tokens(tokenizer, [r[0] if r[0] is not None else "" for r in rendered])
+    out = []
+    for b, (text, spans) in enumerate(rendered):
+        if text is None:
+            out.append((None, f"the chat template refuses this conversation: {spans}"))
+            continue
+        ids = list(enc["input_ids"][b])
+        mask = [0] * len(ids)
+        for r in _token_ranges(enc, b, spans):
+            if r is not None:
+                mask[r[0]:r[1] + 1] = [1] * (r[1] - r[0] + 1)
+        out.append((ids, mask))
+    return out
 
 
 def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageResult:

@@ -1,0 +1,393 @@
+"""``train sft``: supervised fine-tuning on a curated dataset, top to bottom.
+
+    load config -> pick hardware and precision -> read data and template -> tokenize and
+    check every loss mask -> build the model (LoRA / QLoRA / full, or continue an earlier
+    run) -> train with TRL's SFTTrainer -> save model, tokenizer, config, provenance, card,
+    loss curve (and merged/).
+
+Every refusal here is a ConfigError: one line, before any training time is spent.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from curate.config import ConfigError
+
+from .config import SFTConfig
+
+
+def hardware() -> dict:
+    """Device and precision from the machine: bf16 where supported, fp16 on other CUDA, fp32 on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"device": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+                "precision": "bf16" if bf16 else "fp16", "dtype": torch.bfloat16 if bf16 else torch.float16}
+    import os
+
+    return {"device": "cpu", "name": f"{os.cpu_count()} CPU cores", "count": 0, "precision": "fp32", "dtype": torch.float32}
+
+
+# ---------------------------------------------------------------------------------- data
+def data_files(cfg: SFTConfig) -> dict[str, Path]:
+    """train / eval / template files: a `curate format` folder, or one JSONL (no eval)."""
+    src = Path(cfg.data)
+    if src.is_dir():
+        train = src / "train.jsonl"
+        if not train.is_file():
+            raise ConfigError(f"data {src}: no train.jsonl (a `curate format` output folder, or a .jsonl file)")
+        files = {"train": train}
+        if (src / "eval.jsonl").is_file() and (src / "eval.jsonl").stat().st_size:
+            files["eval"] = src / "eval.jsonl"
+        if (src / "template.jinja").is_file():
+            files["template"] = src / "template.jinja"
+        return files
+    if src.is_file():
+        return {"train": src}
+    raise ConfigError(f"data {src}: no such file or folder")
+
+
+def read_conversations(path: Path) -> tuple[list[list[dict]], list[str]]:
+    from curate.readers import read_inputs
+
+    read = read_inputs([path])
+    if read.rejected.height:
+        first = read.rejected.row(0, named=True)
+        raise ConfigError(f"data {path}: {read.rejected.height} records cannot be read "
+                          f"(first: {first['source']}: {first['rule']}: {first['reason']})")
+    return read.records["messages"].to_list(), read.records["source"].to_list()
+
+
+def encode(conversations, sources, template: str, tok, max_length: int, split: str) -> list[dict]:
+    """input_ids and labels (-100 where no loss) per conversation, cut to max_length; stops the
+    run, naming the records, when one has nothing to train on or a turn whose end is not trained."""
+    from curate.format import encode_many
+    from curate.format.template import end_of_turn_tokens
+
+    eot_ids = set(tok.convert_tokens_to_ids(end_of_turn_tokens(tok)))
+    rows, empty, open_end, refused = [], [], [], []
+    for (ids, mask), src in zip(encode_many(template, conversations, tok), sources):
+        if ids is None:
+            refused.append(f"{src} ({mask})")
+            continue
+        ids, mask = ids[:max_length], mask[:max_length]
+        if not any(mask):
+            empty.append(src)
+            continue
+        # every trained span must end on an end-of-turn token, or the model never learns to stop
+        ends = [i for i in range(len(mask)) if mask[i] and (i + 1 == len(mask) or not mask[i + 1])]
+        if any(ids[i] not in eot_ids for i in ends):
+            open_end.append(src)
+        rows.append({"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]})
+    for bad, what in ((refused, "the chat template refuses"), (empty, "no trained tokens"),
+                      (open_end, "an assistant turn whose end-of-turn token is not trained")):
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            hint = (f" (cut at max_length {max_length}? raise it or run curate format --max-tokens)"
+                    if bad is open_end else "")
+            raise ConfigError(f"{split} data: {len(bad)} records with {what}: {', '.join(bad[:3])}{more}{hint}")
+    return rows
+
+
+# --------------------------------------------------------------------------------- model
+def load_model(cfg: SFTConfig, hw: dict):
+    from transformers import AutoModelForCausalLM
+
+    from curate.models import model_folder
+
+    kwargs = {"dtype": hw["dtype"]}
+    if cfg.method == "qlora":
+        if hw["device"] != "cuda":
+            raise ConfigError("method: qlora needs a CUDA GPU (4-bit NF4 via bitsandbytes); use method: lora on this machine")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("method: qlora needs bitsandbytes: pip install bitsandbytes") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=hw["dtype"])
+    if cfg.packing:
+        kwargs["attn_implementation"] = "flash_attention_2"
+    source = cfg.init.model or cfg.model
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_folder(source), **kwargs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"model {source}: cannot load it: {(str(e).splitlines() or [''])[0]}") from None
+    if hw["device"] == "cuda" and cfg.method != "qlora":
+        model.to("cuda")
+    if cfg.method == "full":
+        if cfg.init.adapter:
+            raise ConfigError("init.adapter continues a LoRA adapter; for method: full, merge it first "
+                              "(train merge ADAPTER -o DIR) and use init.model: DIR")
+        return model, []
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    warnings = []
+    if cfg.init.model:
+        warnings.append(f"LoRA on top of the full fine-tune {cfg.init.model}: serving needs that checkpoint "
+                        "and this adapter together (or train merge)")
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    if cfg.init.adapter:
+        if not (Path(cfg.init.adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f"init.adapter {cfg.init.adapter}: no adapter_config.json there")
+        return PeftModel.from_pretrained(model, cfg.init.adapter, is_trainable=True), warnings
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.rslora,
+                      use_dora=cfg.lora.dora, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), warnings
+
+
+def check_packing(cfg: SFTConfig, hw: dict) -> None:
+    """Packing only where attention cannot cross samples: padding-free batches with position
+    ids on flash-attention. Anywhere else it is refused, not silently cross-contaminated."""
+    if not cfg.packing:
+        return
+    if hw["device"] != "cuda":
+        raise ConfigError("packing: true is refused on CPU: without flash-attention, packed samples would attend "
+                          "to each other; set packing: false")
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        raise ConfigError("packing: true needs flash-attention 2 (pip install flash-attn) so packed samples cannot "
+                          "attend to each other; plain SDPA would mix them; set packing: false") from None
+
+
+def count_parameters(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+# ---------------------------------------------------------------------------------- run
+def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict:
+    import math
+
+    from transformers import AutoTokenizer, set_seed
+
+    from curate.format.template import choose
+    from curate.models import tokenizer_folder
+
+    hw = hardware()
+    check_packing(cfg, hw)
+    if cfg.method == "qlora" and hw["device"] != "cuda":
+        raise ConfigError("method: qlora needs a CUDA GPU (4-bit NF4 via bitsandbytes); use method: lora on this machine")
+    set_seed(cfg.seed)
+
+    # data and template: the format folder's template.jinja unless the config names one
+    files = data_files(cfg)
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_folder(cfg.init.model or cfg.model)))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    template_spec = cfg.template or (str(files["template"]) if "template" in files else None)
+    _, template, _ = choose(template_spec, tok)
+    train_conv, train_src = read_conversations(files["train"])
+    train_rows = encode(train_conv, train_src, template, tok, cfg.max_length, "train")
+    eval_rows = []
+    if "eval" in files:
+        eval_conv, eval_src = read_conversations(files["eval"])
+        eval_rows = encode(eval_conv, eval_src, template, tok, cfg.max_length, "eval")
+
+    per_step = cfg.batch_size * cfg.grad_accum * max(1, hw["count"])
+    steps_per_epoch = math.ceil(len(train_rows) / per_step)
+    total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    tokens = sum(len(r["input_ids"]) for r in train_rows)
+    trained = sum(sum(t != -100 for t in r["labels"]) for r in train_rows)
+    plan = {"device": hw["device"], "hardware": hw["name"], "precision": hw["precision"],
+            "train_records": len(train_rows), "eval_records": len(eval_rows), "train_tokens": tokens,
+            "trained_tokens": trained, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
+    echo(f"{hw['name']} ({hw['precision']}); train {len(train_rows)} records, {tokens} tokens "
+         f"({trained / max(tokens, 1):.0%} trained), eval {len(eval_rows)}; {steps_per_epoch} steps/epoch, {total_steps} steps")
+
+    model, warnings = load_model(cfg, hw)
+    for w in warnings:
+        echo(f"warning: {w}")
+    total, trainable = count_parameters(model)
+    plan.update(parameters=total, trainable=trainable)
+    echo(f"{cfg.method}: {_human(trainable)} of {_human(total)} parameters trainable ({trainable / total:.2%})")
+    if dry_run:
+        return plan
+
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig as TRLConfig
+    from trl import SFTTrainer
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluate = bool(eval_rows)
+    eval_strategy = ("steps" if cfg.eval_every else "epoch") if evaluate else "no"
+    save_strategy = "steps" if (cfg.save_every or cfg.eval_every) else "epoch"
+    args = TRLConfig(
+        output_dir=str(out), seed=cfg.seed, data_seed=cfg.seed,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        num_train_epochs=cfg.epochs or 1, max_steps=cfg.max_steps or -1,
+        eval_strategy=eval_strategy, eval_steps=cfg.eval_every,
+        save_strategy=save_strategy, save_steps=cfg.save_every or cfg.eval_every, save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=evaluate and cfg.early_stopping_patience is not None,
+        metric_for_best_model="eval_loss", greater_is_better=False,
+        logging_steps=cfg.logging_steps, logging_first_step=True,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        bf16=hw["precision"] == "bf16", fp16=hw["precision"] == "fp16", use_cpu=hw["device"] == "cpu",
+        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
+        eval_on_start=evaluate,  # the starting loss: where a continued run picks up, and the baseline
+        max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.packing,
+        assistant_only_loss=False,  # the labels already carry the assistant-only mask, checked above
+        dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+    )
+    extra = [TokensPerSecond()]
+    if cfg.early_stopping_patience:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = SFTTrainer(model=model, args=args, processing_class=tok,
+                         train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(eval_rows) if evaluate else None,
+                         callbacks=extra + list(callbacks))
+
+    resume = _resume_point(cfg, out)
+    if resume:
+        echo(f"resuming from {resume}")
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+
+    # save: the trained weights (adapter or full), the tokenizer with the template it was trained with
+    trainer.save_model(str(out))
+    tok.chat_template = template
+    tok.save_pretrained(str(out))
+    (out / "template.jinja").write_text(template, encoding="utf-8")
+    history = trainer.state.log_history
+    result = {**plan, "seconds": round(seconds, 2), "global_step": trainer.state.global_step,
+              "best_checkpoint": trainer.state.best_model_checkpoint,
+              "train_loss": _last(history, "loss"), "eval_loss": _last(history, "eval_loss")}
+    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    plot_losses(history, out / "loss.png")
+    if cfg.merge and cfg.method != "full":
+        merge(str(out), str(out / "merged"))
+    from .provenance import write_outputs
+
+    write_outputs(cfg, files, out, result, hw)
+    echo(f"saved {out}: {'adapter' if cfg.method != 'full' else 'model'}, tokenizer, config.yaml, provenance.json, "
+         f"README.md, loss.png" + (", merged/" if cfg.merge and cfg.method != "full" else ""))
+    return result
+
+
+def _resume_point(cfg: SFTConfig, out: Path) -> str | None:
+    if not cfg.resume:
+        return None
+    if cfg.resume == "auto":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(str(out)) if out.is_dir() else None
+    if not Path(cfg.resume).is_dir():
+        raise ConfigError(f"resume {cfg.resume}: no such checkpoint folder")
+    return cfg.resume
+
+
+def _last(history: list[dict], key: str):
+    return next((h[key] for h in reversed(history) if key in h), None)
+
+
+def _human(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def TokensPerSecond():  # noqa: N802 (a class made on demand: transformers is imported only when training)
+    from transformers import TrainerCallback
+
+    class TokensPerSecond(TrainerCallback):
+        """Adds tokens/s (input tokens, padding excluded) to every log line."""
+
+        def __init__(self):
+            self.last = None
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs is None or "loss" not in logs:
+                return
+            now, seen = time.perf_counter(), state.num_input_tokens_seen
+            if self.last is not None and now > self.last[0]:
+                logs["tokens_per_s"] = round((seen - self.last[1]) / (now - self.last[0]), 1)
+            self.last = (now, seen)
+
+    return TokensPerSecond()
+
+
+def plot_losses(history: list[dict], path: Path, title: str = "loss") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), label="train")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def merge(adapter: str, out: str, base: str | None = None) -> Path:
+    """Adapter + base (unquantized, in the adapter's base precision) -> a full model folder."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curate.models import model_folder
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+    base = base or PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    model = AutoModelForCausalLM.from_pretrained(model_folder(base), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged.save_pretrained(out)
+    AutoTokenizer.from_pretrained(adapter).save_pretrained(out)
+    return Path(out)
+
+
+def load_for_inference(path: str):
+    """(model, tokenizer) from a run folder (adapter or full) or any model folder."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curate.models import model_folder
+
+    if (Path(path) / "adapter_config.json").is_file():
+        base = PeftConfig.from_pretrained(path).base_model_name_or_path
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_folder(base), dtype=torch.float32), path)
+        tok = AutoTokenizer.from_pretrained(path)
+    else:
+        where = model_folder(path)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(where)
+    return model.eval(), tok
+
+
+def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | None = None) -> str:
+    """What the model now says, greedy, with the chat template it was trained with."""
+    import torch
+
+    model, tok = load_for_inference(path)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
+    return tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
