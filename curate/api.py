@@ -111,6 +111,13 @@ def validate_file(path: Path) -> str:
 
         jury = load_config(path, Jury)
         return f"jury, {len(jury.judges)} judges ({', '.join(j.name for j in jury.judges)}), rubric {jury.rubric}"
+    if isinstance(data, dict) and {"model", "data", "output_dir"} & set(data) and "judges" not in data:
+        from train.config import load
+
+        cfg = load(path)
+        return f"training config, {cfg.method} on {cfg.model}"
+    if isinstance(data, dict) and "compute_environment" in data:
+        return f"accelerate config ({data.get('distributed_type', '?')}), read by accelerate itself"
     keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
     raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules', a jury 'judges'")
 
