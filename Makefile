@@ -25,6 +25,8 @@ demo: install
 	$(BIN)/curate filter data/demo/raw.jsonl -o build/demo/filter
 	$(BIN)/curate dedup build/demo/filter -o build/demo/dedup --method exact,minhash,semantic --cache-dir build/cache
 	$(BIN)/curate format build/demo/dedup -o build/demo/format --tokenizer smollm2-135m-instruct --max-tokens 2048 --eval-fraction 0.05
+	$(BIN)/train sft train/configs/smollm2_lora.yaml
+	$(BIN)/train generate build/demo/train --prompt "Name three primary colors."
 
 test: install
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest
