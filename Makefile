@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/format.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/judge_quality.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf build .pytest_cache
