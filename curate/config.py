@@ -105,11 +105,15 @@ def _models_in(annotation) -> list[type[BaseModel]]:
     return out
 
 
-def load_config(path, model: type[M], context: dict | None = None) -> M:
+def load_config(path, model: type[M], context: dict | None = None, edit=None) -> M:
+    """Read and validate a YAML config; ``edit(data)`` may change the mapping first
+    (command-line overrides), so its errors are reported like the file's own."""
     path = Path(path)
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
+    if edit is not None:
+        data = edit(data)
     try:
         return model.model_validate(data, context={"path": path, **(context or {})})
     except ValidationError as e:

@@ -5,24 +5,7 @@ import sys
 
 import click
 
-
-class UserError(click.ClickException):
-    exit_code = 2
-
-
-def _user_errors(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from curate.config import ConfigError
-
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as e:
-            raise UserError(str(e)) from None
-
-    return wrapper
+from curate.cli import _user_errors  # the same one-line errors, exit 2, as curate
 
 
 @click.group()

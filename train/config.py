@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curate.config import ConfigError, format_validation_error, read_yaml
+from curate.config import ConfigError, load_config
 
 
 class Strict(BaseModel):
@@ -98,14 +98,9 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> SFTConfig:
-    from pydantic import ValidationError
+    def edit(data):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a training config is a mapping of keys (model, data, method, ...)")
+        return apply_overrides(data, overrides or [], str(path))
 
-    path = Path(path)
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a training config is a mapping of keys (model, data, method, ...)")
-    data = apply_overrides(data, overrides or [], str(path))
-    try:
-        return SFTConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(path, data, e, SFTConfig)) from None
+    return load_config(path, SFTConfig, edit=edit)

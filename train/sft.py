@@ -99,9 +99,7 @@ def load_model(cfg: SFTConfig, hw: dict):
     from curate.models import model_folder
 
     kwargs = {"dtype": hw["dtype"]}
-    if cfg.method == "qlora":
-        if hw["device"] != "cuda":
-            raise ConfigError("method: qlora needs a CUDA GPU (4-bit NF4 via bitsandbytes); use method: lora on this machine")
+    if cfg.method == "qlora":  # sft() has refused it already where there is no CUDA
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
@@ -343,20 +341,26 @@ def plot_losses(history: list[dict], path: Path, title: str = "loss") -> None:
     plt.close(fig)
 
 
-def merge(adapter: str, out: str, base: str | None = None) -> Path:
-    """Adapter + base (unquantized, in the adapter's base precision) -> a full model folder."""
+def _adapter_on_base(adapter: str, base: str | None = None):
+    """A LoRA adapter on its (unquantized, fp32) base: the one the adapter names, or ``base``."""
     import torch
     from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from curate.models import model_folder
 
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise ConfigError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     base = base or PeftConfig.from_pretrained(adapter).base_model_name_or_path
     model = AutoModelForCausalLM.from_pretrained(model_folder(base), dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    merged.save_pretrained(out)
+    return PeftModel.from_pretrained(model, adapter)
+
+
+def merge(adapter: str, out: str, base: str | None = None) -> Path:
+    """Adapter + base -> a full model folder (with the adapter's tokenizer and template)."""
+    from transformers import AutoTokenizer
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+    _adapter_on_base(adapter, base).merge_and_unload().save_pretrained(out)
     AutoTokenizer.from_pretrained(adapter).save_pretrained(out)
     return Path(out)
 
@@ -364,15 +368,12 @@ def merge(adapter: str, out: str, base: str | None = None) -> Path:
 def load_for_inference(path: str):
     """(model, tokenizer) from a run folder (adapter or full) or any model folder."""
     import torch
-    from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from curate.models import model_folder
 
     if (Path(path) / "adapter_config.json").is_file():
-        base = PeftConfig.from_pretrained(path).base_model_name_or_path
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_folder(base), dtype=torch.float32), path)
-        tok = AutoTokenizer.from_pretrained(path)
+        model, tok = _adapter_on_base(path), AutoTokenizer.from_pretrained(path)
     else:
         where = model_folder(path)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)

@@ -144,7 +144,7 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
-    from .agreement import aggregate, krippendorff_alpha_ordinal, pairwise
+    from .agreement import krippendorff_alpha_ordinal, pairwise
 
     jury = config.load()
     records = records.drop([c for c in SCORE_COLUMNS if c in records.columns])
@@ -161,17 +161,16 @@ def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
             why.append(f"beyond --limit {config.limit}: not sent to the jury")
             continue
         vs = [verdicts[ji][row] for ji in range(len(names))]
-        answered = [v.score for v in vs if v.failure is None]
+        s = _verdict_of_jury(vs, jury)
         per_judge.append({n: (v.score if v.failure is None else None) for n, v in zip(names, vs)})
         reasons.append({n: (v.reason if v.failure is None else f"error: {v.failure}") for n, v in zip(names, vs)})
-        if len(answered) < jury.quorum:
-            scores.append(None)
+        scores.append(s)
+        if s is None:
             failed = ", ".join(f"{n}: {v.failure}" for n, v in zip(names, vs) if v.failure)
             rule.append("score.no_quorum")
-            why.append(f"{len(answered)} of {len(names)} judges answered, quorum {jury.quorum} ({failed})")
+            why.append(f"{sum(v.failure is None for v in vs)} of {len(names)} judges answered, "
+                       f"quorum {jury.quorum} ({failed})")
             continue
-        s = round(aggregate(answered, jury.aggregate), 4)
-        scores.append(s)
         if config.min_score is not None and s < config.min_score:
             each = ", ".join(f"{n} {v.score:g}" for n, v in zip(names, vs) if v.failure is None)
             rule.append("score.below_threshold")
@@ -205,6 +204,14 @@ def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
         "warnings": warnings_for(jury),
     }
     return StageResult(kept, rejected, stats)
+
+
+def _verdict_of_jury(verdicts: list, jury: Jury) -> float | None:
+    """The aggregate of the judges that answered, or None below quorum."""
+    from .agreement import aggregate
+
+    answered = [v.score for v in verdicts if v.failure is None]
+    return round(aggregate(answered, jury.aggregate), 4) if len(answered) >= jury.quorum else None
 
 
 def _round(x):
@@ -256,7 +263,7 @@ def plan(records: pl.DataFrame, config: ScoreConfig) -> dict:
 
 def calibrate(records: pl.DataFrame, jury: Jury, label_field: str = "human_score") -> dict:
     """Score labelled records (cache first) and compare each judge and the jury with the labels."""
-    from .agreement import aggregate, versus_labels
+    from .agreement import versus_labels
 
     labels, keep = [], []
     for i, meta in enumerate(records["meta"].to_list()):
@@ -276,10 +283,7 @@ def calibrate(records: pl.DataFrame, jury: Jury, label_field: str = "human_score
     for ji, judge in enumerate(jury.judges):
         pred = [v.score if v.failure is None else None for v in verdicts[ji]]
         out["judges"][judge.name] = versus_labels(pred, labels, jury.scale)
-    jury_pred = []
-    for r in range(labelled.height):
-        answered = [verdicts[ji][r].score for ji in range(len(jury.judges)) if verdicts[ji][r].failure is None]
-        jury_pred.append(aggregate(answered, jury.aggregate) if len(answered) >= jury.quorum else None)
+    jury_pred = [_verdict_of_jury([v[r] for v in verdicts], jury) for r in range(labelled.height)]
     out["jury"] = versus_labels(jury_pred, labels, jury.scale)
     out["accounting"] = acct
     return out

@@ -41,9 +41,11 @@ def _retry_after(exc) -> float | None:
         return None
     try:
         return float(value)
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
+    except ValueError:  # an HTTP date
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
 
 
 class RemoteJudge:
@@ -104,12 +106,13 @@ class RemoteJudge:
         attempt = 0
         while True:
             kind, wait = None, None
-            t0 = time.perf_counter()
             try:
                 async with gate:
                     t0 = time.perf_counter()
-                    resp = await self.client.chat.completions.create(**self._request(prompt))
-                latencies.append(time.perf_counter() - t0)
+                    try:
+                        resp = await self.client.chat.completions.create(**self._request(prompt))
+                    finally:  # every request sent counts, answered or not
+                        latencies.append(time.perf_counter() - t0)
                 if resp.usage:
                     v.tokens_in += resp.usage.prompt_tokens or 0
                     v.tokens_out += resp.usage.completion_tokens or 0
@@ -121,7 +124,6 @@ class RemoteJudge:
                 except BadAnswer as e:
                     kind = e.kind
             except openai.APIStatusError as e:
-                latencies.append(time.perf_counter() - t0)
                 status = e.status_code
                 if status in (401, 403):
                     raise JudgeFatal(f"judge {self.judge.name}: {self.judge.base_url} refused the request (HTTP {status}); "
@@ -143,10 +145,8 @@ class RemoteJudge:
                     v.failure = f"http_{status}"  # this request is wrong; sending it again will not help
                     break
             except openai.APITimeoutError:
-                latencies.append(time.perf_counter() - t0)
                 kind = "timeout"
             except openai.APIConnectionError:
-                latencies.append(time.perf_counter() - t0)
                 kind = "connection"
             v.failure = kind
             if attempt >= self.jury.retries:
