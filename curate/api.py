@@ -44,7 +44,12 @@ def _options(model, config, command: str):
 def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
     """Read, run one stage, fold the read rejections in, write the stage folder."""
     t0 = time.perf_counter()
-    read = read_inputs(inputs, fmt, mapping)
+    return run_on(read_inputs(inputs, fmt, mapping), out, run, t0)
+
+
+def run_on(read, out: Path, run, t0: float | None = None) -> dict:
+    """Run one stage on records already read; the reader's rejections join the stage's own."""
+    t0 = time.perf_counter() if t0 is None else t0
     result = run(read.records)
     rejected = merge_rejected(read.rejected, result.rejected)
     stats = dict(result.stats)
@@ -106,6 +111,11 @@ def validate_file(path: Path) -> str:
     if isinstance(data, dict) and "rules" in data:
         rs = load_config(path, RuleSet)
         return f"rule set, {len(rs.rules)} rules"
+    if isinstance(data, dict) and "steps" in data:
+        from .pipeline.build import check
+
+        pipe = check(path)
+        return f"pipeline {pipe.name}, {len(pipe.steps)} steps ({', '.join(s.kind for s in pipe.steps)}) -> {pipe.output}"
     if isinstance(data, dict) and "judges" in data:
         from .score.jury import Jury
 
@@ -119,7 +129,7 @@ def validate_file(path: Path) -> str:
     if isinstance(data, dict) and "compute_environment" in data:
         return f"accelerate config ({data.get('distributed_type', '?')}), read by accelerate itself"
     keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
-    raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules', a jury 'judges'")
+    raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules', a jury 'judges', a pipeline 'steps'")
 
 
 def export(inputs, dest: Path, fmt: str) -> int:

@@ -245,6 +245,44 @@ def _print_calibration(report: dict) -> None:
                "a jury far below that should not gate your data")
 
 
+@main.command("run")
+@click.argument("pipeline", type=click.Path())
+@click.option("--force", is_flag=True, help="Rerun every step, cached or not.")
+@click.option("--from", "from_step", default=None, metavar="STEP",
+              help="Rerun from this step on (a number, a name like 03-dedup, or a kind used once).")
+@_user_errors
+def run_cmd(pipeline, force, from_step):
+    """Build PIPELINE (a YAML file) step by step, reusing unchanged steps; writes its .lock file."""
+    from .pipeline import build, lock_path
+
+    lock = build(Path(pipeline), force=force, from_step=from_step, echo=click.echo)
+    first, last = lock["steps"][0], lock["steps"][-1]
+    click.echo(f"{first['in']} records in, {last['kept']} out; wrote {lock_path(pipeline)} and "
+               f"{_output_of(pipeline)}/manifest.json")
+
+
+def _output_of(pipeline) -> str:
+    from .pipeline import load_pipeline
+
+    return load_pipeline(pipeline).output
+
+
+@main.command("verify")
+@click.argument("pipeline", type=click.Path())
+@_user_errors
+def verify_cmd(pipeline):
+    """Rebuild PIPELINE from its inputs (judge cache allowed) and compare with its lock; exit 1 on a difference."""
+    from .pipeline import lock_path, verify
+
+    differences = verify(Path(pipeline), echo=click.echo)
+    if differences:
+        click.echo(f"{lock_path(pipeline)}: the rebuild differs from the lock:", err=True)
+        for line in differences:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: the rebuild matches {lock_path(pipeline)}")
+
+
 @main.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @_user_errors

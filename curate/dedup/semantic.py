@@ -76,21 +76,35 @@ class Embedder:
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` in batches of equal token length. Padding changes a text's vector in
+        its last bits, and with it which other texts share its batch; without padding a text's
+        vector depends on nothing but the text, so cached and fresh embeddings agree bit for bit
+        (and `curate verify` can rebuild a semantic step exactly). It is faster too."""
         self.embedded += len(texts)
         model = self.model()
-        limit = getattr(model, "max_seq_length", None)
-        if limit and texts:
-            # the model reads only its first max_seq_length tokens: say how often that bites
-            lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-            self.truncated += sum(n > limit for n in lengths)
-            self.max_tokens = limit
-        vecs = self.model().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                   normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(vecs, dtype=np.float32)
+        dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        if not texts:
+            return np.zeros((0, dim_of() or 0), dtype=np.float32)
+        limit = getattr(model, "max_seq_length", None) or 10**9
+        lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        self.truncated += sum(n > limit for n in lengths)  # the model reads only its first `limit` tokens
+        self.max_tokens = limit if limit < 10**9 else None
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault(min(n, limit), []).append(i)
+        out = np.zeros((len(texts), dim_of()), dtype=np.float32)
+        for _, members in sorted(groups.items()):
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start:start + self.batch_size]
+                vecs = model.encode([texts[i] for i in batch], batch_size=len(batch), convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
+                out[batch] = np.asarray(vecs, dtype=np.float32)
+        return out
 
     def embed(self, ids: list[str], texts: list[str], on: str) -> np.ndarray:
         """Embeddings for ``texts``, from the cache where present."""
-        path = self.cache_dir / model_key(self.model_path) / f"{on}.npz"
+        # v2: vectors from unpadded batches (see encode); older caches hold padded ones
+        path = self.cache_dir / model_key(self.model_path) / f"{on}.v2.npz"
         cache: dict[str, np.ndarray] = {}
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
 
+from ..config import note_read
 from .base import Role, Rule, check_regex, evaluate, first_reason, message, snippet
 from .fields import text_column, turns_column
 
@@ -100,6 +101,7 @@ class KeywordsRule(Rule):
             found = next((p for p in candidates if p.is_file()), None)
             if found is None:
                 raise ValueError(f"keyword file '{self.file}' not found (looked in {base} and {base / 'lists'})")
+            note_read(found)
             self.phrases = [ln.strip() for ln in found.read_text(encoding="utf-8").splitlines()
                             if ln.strip() and not ln.lstrip().startswith("#")]
         if not self.phrases or any(not p.strip() for p in self.phrases):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config import ConfigError, note_read
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "rules" / "templates"
 SHIPPED = ("chatml", "llama3", "mistral", "alpaca")
@@ -73,11 +73,13 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
     """(name, template text with generation markers, the unmarked original when the
     markers were added here)."""
     if template in SHIPPED:
+        note_read(TEMPLATES / f"{template}.jinja")
         return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
     if template is not None:
         path = Path(template)
         if not path.is_file():
             raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}")
+        note_read(path)
         text = path.read_text(encoding="utf-8")
         name = str(path)
     else:

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, load_config, note_read
 
 
 class Judge(BaseModel):
@@ -75,6 +75,7 @@ class Jury(BaseModel):
         path = resolve_relative(v, info.context)
         if not path.is_file():
             raise ValueError(f"rubric file {v} not found")
+        note_read(path)
         return os.path.normpath(path)
 
     @model_validator(mode="after")

@@ -1,0 +1,192 @@
+"""`curate run`: build a pipeline step by step, reusing every step whose input, config and
+code are unchanged and whose files still hash to what was recorded.
+
+Each step writes into ``OUTPUT/.NN-kind.tmp`` and is renamed to ``OUTPUT/NN-kind`` only when
+complete, with ``step.json`` (the cache key and the hash of every file) written last inside
+it; a killed build leaves at worst a temporary folder, which the next run deletes.
+``manifest.json`` is removed when a build starts and written when it ends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from ..config import ConfigError
+from .hashing import (code_version, display_path, library_versions, output_files, output_hash, sha256_bytes,
+                      sha256_json, tree_hash)
+from .spec import Pipeline, load_pipeline, lock_path
+from .steps import Prepared, prepare, read_entries
+
+STEP_DIR = re.compile(r"^\d\d-(filter|dedup|score|format)$")
+
+
+def lock_text(lock: dict) -> str:
+    return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build(pipeline_path, *, force: bool = False, from_step: str | None = None, output: Path | None = None,
+          embed_cache: str | None = None, write_lock: bool = True, echo=print) -> dict:
+    """Build the pipeline; returns its lock (also written to ``pipelines/NAME.lock`` unless
+    ``write_lock`` is false). ``output`` overrides the pipeline's output folder."""
+    pipeline_path = Path(pipeline_path)
+    pipe = load_pipeline(pipeline_path)
+    names = pipe.step_names()
+    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache)
+    start = _step_index(from_step, names, pipeline_path) if from_step else None
+    out = Path(output or pipe.output)
+    inputs = _hash_inputs(pipe, pipeline_path)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    for stale in out.iterdir():  # leftovers of a killed build, and steps no longer in the pipeline
+        if stale.name.startswith(".") and stale.name.endswith(".tmp") or (STEP_DIR.match(stale.name) and stale.name not in names):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+    env = {"code": code_version(), "libraries": sha256_json(library_versions())}
+    in_hash = sha256_json([{k: v for k, v in i.items() if k != "records"} for i in inputs])
+    rerun = force
+    records: list[dict] = []
+    timings = {}
+    for i, (prep, name) in enumerate(zip(prepared, names)):
+        rerun = rerun or (start is not None and i >= start)
+        key = {"input": in_hash, "config": prep.config_hash, **env}
+        folder = out / name
+        rec = None if rerun else _cached(folder, key, echo)
+        t0 = time.perf_counter()
+        if rec is None:
+            rec = _run_step(prep, key, folder, pipe, out / names[i - 1] if i else None)
+            rerun = True  # every later step runs again
+            status = "ran"
+        else:
+            status = "cached"
+        timings[name] = {"status": status, "seconds": round(time.perf_counter() - t0, 3),
+                         "stage_seconds": rec["counts"].get("seconds")}
+        counts = rec["counts"]
+        echo(f"{name:<10} {status:<6} {counts['in']:>7} in  {counts['kept']:>7} kept  {counts['rejected']:>7} rejected"
+             + (f"  {timings[name]['seconds']:.1f}s" if status == "ran" else ""))
+        if i == 0:
+            for spec, n in zip(inputs, rec.get("input_records", [])):
+                spec["records"] = n
+        records.append(_lock_step(prep, key, rec))
+        in_hash = rec["files"]["kept.parquet"]
+
+    last = out / names[-1]
+    lock = {"pipeline": pipe.name, "inputs": inputs, "steps": records,
+            "outputs": {f"{names[-1]}/{k}": v for k, v in sorted(_final_files(last).items())},
+            "versions": library_versions()}
+    text = lock_text(lock)
+    if write_lock:
+        lock_path(pipeline_path).write_text(text, encoding="utf-8")
+    manifest = {**lock, "lock_sha256": sha256_bytes(text.encode()), "final": names[-1], "pipeline_file":
+                display_path(pipeline_path), "output": display_path(out), "build": timings}
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return lock
+
+
+def check(pipeline_path) -> Pipeline:
+    """Validate a pipeline and every config file its steps read, without building."""
+    pipe = load_pipeline(pipeline_path)
+    _prepare_all(pipe, Path(pipeline_path), pipe.step_names(), None)
+    return pipe
+
+
+def _prepare_all(pipe: Pipeline, path: Path, names: list[str], embed_cache) -> list[Prepared]:
+    out = []
+    for i, (step, name) in enumerate(zip(pipe.steps, names)):
+        try:
+            out.append(prepare(step, name, embed_cache))
+        except ConfigError as e:  # name the pipeline and the step, then the file's own message
+            raise ConfigError(f"{path}: steps[{i}] ({step.kind}): {e}") from None
+    return out
+
+
+def _step_index(spec: str, names: list[str], path: Path) -> int:
+    spec = str(spec)
+    if spec.isdigit() and 1 <= int(spec) <= len(names):
+        return int(spec) - 1
+    if spec in names:
+        return names.index(spec)
+    kinds = [n.split("-", 1)[1] for n in names]
+    if kinds.count(spec) == 1:
+        return kinds.index(spec)
+    why = "is used by several steps" if kinds.count(spec) > 1 else "is not a step"
+    raise ConfigError(f"--from {spec}: {why} of {path} (steps: {', '.join(names)}; give a number or a name)")
+
+
+def _hash_inputs(pipe: Pipeline, path: Path) -> list[dict]:
+    out = []
+    for i, spec in enumerate(pipe.inputs):
+        p = Path(spec.path)
+        if not p.exists():
+            raise ConfigError(f"{path}: inputs[{i}].path: {spec.path}: no such file or folder")
+        entry = {"path": display_path(p), "sha256": tree_hash(p)}
+        if spec.format:
+            entry["format"] = spec.format
+        if spec.map:
+            entry["map"] = dict(sorted(spec.map.items()))
+        out.append(entry)
+    return out
+
+
+def _cached(folder: Path, key: dict, echo) -> dict | None:
+    """The step's record when its folder is complete, for this key, and unaltered."""
+    try:
+        rec = json.loads((folder / "step.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if rec.get("key") != key:
+        return None
+    files = output_files(folder)
+    if files != rec.get("files"):
+        changed = sorted(set(files.items()) ^ set(rec.get("files", {}).items()))
+        echo(f"{folder.name}: cached output altered ({', '.join(sorted({n for n, _ in changed}))}): rebuilding")
+        return None
+    return rec
+
+
+def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, previous: Path | None) -> dict:
+    from ..readers import read_inputs
+
+    tmp = folder.parent / f".{folder.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    t0 = time.perf_counter()
+    if previous is None:
+        read, input_records = read_entries(pipe.inputs)
+    else:
+        read, input_records = read_inputs([previous]), None
+    stats = prep.run(read, tmp)
+    files = output_files(tmp)
+    counts = {"in": stats["in"], "kept": stats["kept"], "rejected": stats["rejected"],
+              "rules": stats.get("rules", {}), "seconds": round(time.perf_counter() - t0, 3)}
+    rec = {"key": key, "files": files, "output_hash": output_hash(files), "counts": counts}
+    if input_records is not None:
+        rec["input_records"] = input_records
+    _atomic_write(tmp / "step.json", json.dumps(rec, indent=2, sort_keys=True) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return rec
+
+
+def _lock_step(prep: Prepared, key: dict, rec: dict) -> dict:
+    c = rec["counts"]
+    return {"step": prep.name, "kind": prep.kind, "options": prep.options, "files": prep.files,
+            "config_hash": prep.config_hash, "input_hash": key["input"], "output_hash": rec["output_hash"],
+            "in": c["in"], "kept": c["kept"], "rejected": c["rejected"], "rules": c["rules"]}
+
+
+def _final_files(folder: Path) -> dict[str, str]:
+    rec = json.loads((folder / "step.json").read_text(encoding="utf-8"))
+    return rec["files"]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

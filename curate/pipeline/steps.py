@@ -1,0 +1,111 @@
+"""Turn a pipeline step into something runnable and hashable: its validated stage config,
+the config files it reads (hashed by their bytes), and a function that runs it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import ConfigError, tracked_reads
+from .hashing import display_path, sha256_file, sha256_json, tree_files
+from .spec import InputSpec, Step
+
+# Files of a tokenizer folder that shape what `format` writes (weights do not).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+@dataclass
+class Prepared:
+    name: str                 # 03-dedup
+    kind: str
+    options: dict             # as validated, minus what cannot change the output (cache locations)
+    files: dict[str, str]     # config files read -> sha256
+    run: Callable             # (ReadResult, out folder) -> stats
+
+    @property
+    def config_hash(self) -> str:
+        return sha256_json({"kind": self.kind, "options": self.options, "files": sorted(self.files.items())})
+
+
+def prepare(step: Step, name: str, embed_cache: str | None = None) -> Prepared:
+    """Validate a step and load every file it reads, before anything runs."""
+    with tracked_reads() as reads:
+        options, run, extra = _BUILDERS[step.kind](step.options, embed_cache)
+    files = {display_path(p): sha256_file(p) for p in [*reads, *extra]}
+    return Prepared(name, step.kind, options, dict(sorted(files.items())), run)
+
+
+def _filter(opts, _embed_cache):
+    from .. import filter as rule_filter
+    from ..api import run_on
+    from ..filter.rules import RuleSet
+
+    sets = [rule_filter.load_rules(f) for f in opts.rule_files()]
+    rules = RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
+    return opts.model_dump(), lambda read, out: run_on(read, out, lambda recs: rule_filter.run(recs, rules)), []
+
+
+def _dedup(opts, embed_cache):
+    from .. import dedup
+    from ..api import run_on
+
+    cfg = opts.config()
+    if embed_cache is not None:
+        cfg = cfg.model_copy(update={"cache_dir": embed_cache})
+    extra = []
+    if "semantic" in cfg.methods and cfg.model and Path(cfg.model).is_dir():
+        extra = tree_files(Path(cfg.model))  # a user's own embedding model: its bytes are its identity
+    options = cfg.model_dump(exclude={"cache_dir"})
+    return options, lambda read, out: run_on(read, out, lambda recs: dedup.run(recs, cfg)), extra
+
+
+def _score(opts, _embed_cache):
+    from .. import score
+    from ..api import run_on
+
+    cfg = score.ScoreConfig(**opts.model_dump())
+    jury = cfg.load()  # reads (and so hashes) the jury file and its rubric
+    cfg = cfg.model_copy(update={"jury": jury})
+    options = opts.model_dump(exclude={"cache"})
+    return options, lambda read, out: run_on(read, out, lambda recs: score.run(recs, cfg)), []
+
+
+def _format(cfg, _embed_cache):
+    from .. import format as formatting
+    from ..api import run_on
+    from ..format.template import SHIPPED, TEMPLATES
+    from ..models import SHIPPED as SHIPPED_MODELS
+
+    extra = []
+    if cfg.template in SHIPPED:
+        extra.append(TEMPLATES / f"{cfg.template}.jinja")
+    elif cfg.template is not None:
+        if not Path(cfg.template).is_file():
+            raise ConfigError(f"template {cfg.template}: not a file, nor one of {', '.join(SHIPPED)}")
+        extra.append(Path(cfg.template))
+    if cfg.tokenizer not in SHIPPED_MODELS:  # shipped ones are pinned by their package's version
+        folder = Path(cfg.tokenizer)
+        if not folder.is_dir():
+            raise ConfigError(f"tokenizer {cfg.tokenizer}: not a folder, nor one of {', '.join(SHIPPED_MODELS)}")
+        extra += [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
+    return cfg.model_dump(), lambda read, out: run_on(read, out, lambda recs: formatting.run(recs, cfg)), extra
+
+
+_BUILDERS = {"filter": _filter, "dedup": _dedup, "score": _score, "format": _format}
+
+
+def read_entries(inputs: list[InputSpec]):
+    """Read every input with its own format and field mapping; returns the combined read and
+    the number of rows (records plus unreadable ones) each input gave."""
+    import polars as pl
+
+    from ..readers import ReadResult, read_inputs
+    from ..stage import merge_rejected
+
+    parts = [read_inputs([spec.path], spec.format, spec.map or None) for spec in inputs]
+    counts = [r.records.height + r.rejected.height for r in parts]
+    if len(parts) == 1:
+        return parts[0], counts
+    records = pl.concat([r.records for r in parts], how="vertical_relaxed")
+    return ReadResult(records, merge_rejected(*[r.rejected for r in parts])), counts
