@@ -49,3 +49,18 @@ def test_similar_pairs_blockwise_and_partitioned_agree(monkeypatch):
     found = set(zip(exact[0].tolist(), exact[1].tolist()))
     got = set(zip(parted[0].tolist(), parted[1].tolist()))
     assert got <= found and len(got) >= 0.9 * len(found)  # k-means may split a few pairs
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch():
+    # cached vectors (embedded with one set of texts) and fresh ones (another set) must agree
+    # bit for bit, or `curate verify` would see a semantic step move between runs
+    from curate.dedup.semantic import Embedder
+
+    texts = SENTENCES + [f"{s} Also, item {i} of the list, with some words." for i, s in enumerate(SENTENCES * 4)]
+    emb = Embedder(batch_size=8)
+    everything = emb.encode(texts)
+    alone = np.stack([emb.encode([t])[0] for t in texts[:6]])
+    every_third = emb.encode(texts[::3])
+    assert np.array_equal(everything[:6], alone)
+    assert np.array_equal(everything[::3], every_third)
+    assert np.allclose(np.linalg.norm(everything, axis=1), 1.0, atol=1e-5)
