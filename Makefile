@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install browser demo test test-all verify bench clean
 
 install: $(VENV)/.installed
 
@@ -22,16 +22,25 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/python data/make_demo.py --check
-	$(BIN)/curate filter data/demo/raw.jsonl -o build/demo/filter
-	$(BIN)/curate dedup build/demo/filter -o build/demo/dedup --method exact,minhash,semantic --cache-dir build/cache
-	$(BIN)/curate format build/demo/dedup -o build/demo/format --tokenizer smollm2-135m-instruct --max-tokens 2048 --eval-fraction 0.05
+	$(BIN)/curate run pipelines/demo.yaml
 	$(BIN)/train sft train/configs/smollm2_lora.yaml
 	$(BIN)/train generate build/demo/train --prompt "Name three primary colors."
+	$(BIN)/curate report build/demo -o build/demo/report.html
 
-test: install
+# Debian's chromium for the report's browser test (playwright drives it; nothing is downloaded).
+browser:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || \
+	  echo "note: could not install chromium (not root?); the report's browser test will be skipped"
+
+test: install browser
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest
 
-test-all: install
+# Rebuild the small committed pipeline from its inputs and compare with its lock (CI runs it).
+verify: install
+	$(BIN)/curate verify pipelines/ci.yaml
+
+test-all: install browser
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -m pytest -m ""
 
 bench: install

@@ -283,6 +283,21 @@ def verify_cmd(pipeline):
     click.echo(f"ok: the rebuild matches {lock_path(pipeline)}")
 
 
+@main.command("report")
+@click.argument("build", type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--train", "train_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="A training run to show (repeatable; default: runs in or beside BUILD that trained on it).")
+@_user_errors
+def report_cmd(build, out, train_dirs):
+    """Write one self-contained HTML page about BUILD (a `curate run` output folder) and print its gist."""
+    from .report import write_report
+
+    for line in write_report(Path(build), Path(out), list(train_dirs) or None):
+        click.echo(line)
+    click.echo(f"wrote {out}")
+
+
 @main.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @_user_errors

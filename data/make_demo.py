@@ -1,7 +1,9 @@
 """Write data/demo/raw.jsonl: seeded, realistic instruction records with planted defects.
 
     python data/make_demo.py            # (re)write the file
-    python data/make_demo.py --check    # exit 1 if the committed file differs from a fresh run
+    python data/make_demo.py --check    # exit 1 if the committed files differ from a fresh run
+
+It also writes data/demo/sample.jsonl (every 12th line), the input of pipelines/ci.yaml.
 
 Records come in five input formats (OpenAI messages, ShareGPT, Alpaca, prompt/completion,
 question/answer). Each defect kind the default rules target is planted at a known rate;
@@ -20,6 +22,7 @@ from pathlib import Path
 SEED = 20261123
 N_CLEAN = 2400
 OUT = Path(__file__).resolve().parent / "demo" / "raw.jsonl"
+NL = b"\n"
 
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonah", "Kira", "Luis",
          "Maya", "Noor", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Victor", "Wen", "Yara"]
@@ -224,24 +227,30 @@ def build(n_clean: int = N_CLEAN, seed: int = SEED) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+def sample(data: bytes, every: int = 12) -> bytes:
+    """Every 12th line: the small input of pipelines/ci.yaml, which CI rebuilds and verifies."""
+    return b"".join(line + b"\n" for line in data.split(b"\n")[:-1][::every])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     data = build()
-    n_lines = data.count(b"\n")
+    outputs = {args.out: data, args.out.with_name("sample.jsonl"): sample(data)}
     if args.check:
-        if not args.out.is_file() or args.out.read_bytes() != data:
-            print(f"{args.out} differs from a fresh run of {Path(__file__).name}", file=sys.stderr)
-            return 1
-        print(f"{args.out}: up to date ({n_lines} lines)")
+        for path, body in outputs.items():
+            if not path.is_file() or path.read_bytes() != body:
+                print(f"{path} differs from a fresh run of {Path(__file__).name}", file=sys.stderr)
+                return 1
+            print(f"{path}: up to date ({body.count(NL)} lines)")
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(data)
-    print(f"wrote {args.out} ({n_lines} lines)")
+    for path, body in outputs.items():
+        path.write_bytes(body)
+        print(f"wrote {path} ({body.count(NL)} lines)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,13 +21,18 @@ def sha256_file(path: Path) -> str:
 
 
 def dataset_identity(files: dict[str, Path]) -> dict:
-    """The dataset's hash: a pipeline lock or manifest beside the data when there is one (it
-    already pins inputs, configs and outputs), else the hash of the files trained on."""
+    """The dataset's hash: the lock of the `curate run` build it comes from when there is one
+    (the lock pins inputs, configs and outputs), else the hash of the files trained on."""
     hashes = {name: sha256_file(p) for name, p in sorted(files.items())}
     folder = files["train"].parent
-    for name in ("manifest.json", "lock.json"):
-        if (folder / name).is_file():
-            return {"hash": sha256_file(folder / name), "source": str(folder / name), "files": hashes}
+    for manifest in (folder / "manifest.json", folder.parent / "manifest.json"):
+        try:
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if m.get("outputs", {}).get(f"{folder.name}/train.jsonl") == hashes["train"]:
+            return {"hash": m.get("lock_sha256"), "source": f"lock of pipeline {m.get('pipeline')} "
+                    f"({m.get('pipeline_file')}, build {manifest.parent})", "files": hashes}
     combined = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
     return {"hash": combined, "source": "sha256 of the files trained on", "files": hashes}
 

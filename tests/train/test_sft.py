@@ -114,11 +114,21 @@ def test_provenance_names_the_dataset(base_cfg, tmp_path, data_dir):
     assert prov["versions"]["trl"] and prov["hardware"]["device"] == "cpu"
     card = (tmp_path / "run" / "README.md").read_text()
     assert prov["dataset"]["hash"] in card
-    # a manifest beside the data is the dataset's identity when there is one
-    (data_dir / "manifest.json").write_text('{"x": 1}')
-    run(base_cfg, max_steps=1, eval_every=None, output_dir=str(tmp_path / "r2"))
+    # data from a `curate run` build: training reads its last step, and the build's lock names the dataset
+    import shutil
+
+    build = tmp_path / "build"
+    shutil.copytree(data_dir, build / "03-format")
+    manifest = {"final": "03-format", "lock_sha256": "ab" * 32, "pipeline": "p", "pipeline_file": "pipelines/p.yaml",
+                "outputs": {"03-format/train.jsonl": files["train"]}}
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    run(base_cfg, max_steps=1, eval_every=None, output_dir=str(tmp_path / "r2"), data=str(build))
     prov2 = json.loads((tmp_path / "r2" / "provenance.json").read_text())
-    assert prov2["dataset"]["hash"] == hashlib.sha256(b'{"x": 1}').hexdigest()
+    assert prov2["dataset"]["hash"] == "ab" * 32 and "pipeline p" in prov2["dataset"]["source"]
+    assert prov2["dataset"]["files"] == files
+    (build / "manifest.json").write_text(json.dumps({"final": "02-dedup"}))
+    with pytest.raises(ConfigError, match="the build ends with 02-dedup, not a format step"):
+        run(base_cfg, max_steps=1, data=str(build))
 
 
 def test_a_record_with_nothing_to_train_stops_the_run(base_cfg, data_dir):

@@ -1,0 +1,147 @@
+"""One self-contained HTML page from :func:`collect`'s data: inline CSS and SVG, no script."""
+from __future__ import annotations
+
+from html import escape
+
+from . import svg
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;max-width:1000px;padding:24px;color:#222}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px}.muted{color:#777}.chart text{font-size:11px;fill:#333}
+table{border-collapse:collapse;margin:6px 0 12px}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+td:first-child,th:first-child{text-align:left}code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
+details{margin:4px 0 4px 8px}summary{cursor:pointer}.ex{font-family:ui-monospace,monospace;font-size:12px;
+background:#fafafa;border-left:3px solid #ccc;padding:4px 8px;margin:4px 0;white-space:pre-wrap;word-break:break-word}
+.kept{border-left-color:#4f9a5c}.dup{border-left-color:#a8443b}.grid{display:flex;flex-wrap:wrap;gap:24px}
+"""
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    h = "".join(f"<th>{escape(str(c))}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100 * a / b:.1f}%" if b else "-"
+
+
+def render(data: dict) -> str:
+    parts = [f"<h1>Build report: {escape(data['pipeline'])}</h1>",
+             f"<p class='muted'>build <code>{escape(data['build'])}</code> from <code>{escape(str(data['pipeline_file']))}"
+             f"</code>; lock sha256 <code>{escape(str(data['lock_sha256'])[:16])}</code></p>"]
+    parts += _funnel(data)
+    parts += _rejections(data)
+    parts += _duplicates(data)
+    parts += _scores(data)
+    parts += _tokens(data)
+    parts += _training(data)
+    versions = ", ".join(f"{escape(k)} {escape(str(v))}" for k, v in sorted(data["versions"].items()))
+    parts.append(f"<p class='muted'>versions: {versions}</p>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{escape(data['pipeline'])}: build report</title><style>{CSS}</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")
+
+
+def _funnel(data: dict) -> list[str]:
+    n0 = data["records_in"]
+    bars = [("input", n0)] + [(s["step"], s["kept"]) for s in data["steps"]]
+    rows = [[escape(s["step"]), s["in"], s["kept"], s["rejected"], _pct(s["kept"], n0),
+             escape(str(s.get("status") or "")), "" if s["seconds"] is None else f"{s['seconds']:.2f}s"]
+            for s in data["steps"]]
+    inputs = ", ".join(f"<code>{escape(i['path'])}</code> ({i.get('records', '?')})" for i in data["inputs"])
+    return ["<h2>Records per step</h2>", f"<p>inputs: {inputs}</p>", svg.hbars(bars),
+            _table(["step", "in", "kept", "rejected", "kept of input", "this build", "stage time"], rows)]
+
+
+def _rejections(data: dict) -> list[str]:
+    out = ["<h2>Rejections per rule</h2>"]
+    for s in data["steps"]:
+        counts = sorted(((r, n) for r, n in s["rules"].items() if n), key=lambda x: (-x[1], x[0]))
+        if not counts:
+            continue
+        out.append(f"<h3>{escape(s['step'])}: {s['rejected']} rejected</h3>")
+        out.append(svg.hbars(counts))
+        for rule, n in counts:
+            examples = "".join(f"<div class='ex'><b>{escape(e['source'])}</b>: {escape(e['reason'])}\n{escape(e['text'])}</div>"
+                               for e in s["examples"].get(rule, []))
+            out.append(f"<details><summary><code>{escape(rule)}</code>: {n}</summary>{examples}</details>")
+    return out if len(out) > 1 else out + ["<p>No record was rejected.</p>"]
+
+
+def _duplicates(data: dict) -> list[str]:
+    out = []
+    for s in data["steps"]:
+        d = s.get("dedup")
+        if not d:
+            continue
+        out.append(f"<h3>{escape(s['step'])}: {s['rejected']} duplicates in {d['n_clusters']} clusters "
+                   f"(largest {d['largest']})</h3>")
+        for m in d["methods"]:
+            extra = ", ".join(f"{k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
+            out.append(f"<p class='muted'>{escape(m['method'])}: {extra}</p>")
+        for c in d["clusters"]:
+            dups = "".join(f"<div class='ex dup'>{escape(x['text'])} <span class='muted'>(similarity "
+                           f"{x['similarity']:.3f})</span></div>" for x in c["duplicates"])
+            more = f"<p class='muted'>and {c['more']} more</p>" if c["more"] else ""
+            out.append(f"<details><summary>{escape(c['method'])} cluster of {c['size']}: kept "
+                       f"<code>{escape(c['kept_id'][:12])}</code></summary><div class='ex kept'>{escape(c['kept'])}</div>"
+                       f"{dups}{more}</details>")
+    return (["<h2>Duplicate clusters</h2>", "<p class='muted'>The kept member (green) and the records rejected as its "
+             "duplicates (red), largest clusters first.</p>"] + out) if out else []
+
+
+def _scores(data: dict) -> list[str]:
+    out = []
+    for s in data["steps"]:
+        sc = s.get("score")
+        if not sc:
+            continue
+        hist = sorted((sc.get("histogram") or {}).items(), key=lambda kv: float(kv[0]))
+        out.append(f"<h3>{escape(s['step'])}</h3>")
+        out.append(svg.histogram([], counts=hist, label="jury score"))
+        rows = [[escape(name), escape(f"{j['backend']} {j['model']}"), j["scored"], j["failed"], j["cache_hits"],
+                 escape(", ".join(f"{k} {v}" for k, v in j["failures"].items()))] for name, j in (sc.get("judges") or {}).items()]
+        out.append(_table(["judge", "model", "scored", "failed", "from cache", "failures"], rows))
+        agree = sc.get("agreement") or {}
+        pairs = [[escape(f"{p['a']} ~ {p['b']}"), p["n"], f"{p['exact']:.2f}", f"{p['within_one']:.2f}"]
+                 for p in agree.get("pairs", []) if p.get("n")]
+        if pairs:
+            out.append(_table(["judges", "records", "exact", "within one"], pairs))
+        if agree.get("krippendorff_alpha_ordinal") is not None:
+            out.append(f"<p>Krippendorff's alpha (ordinal): {agree['krippendorff_alpha_ordinal']:.3f}</p>")
+    return ["<h2>Scores</h2>"] + out if out else []
+
+
+def _tokens(data: dict) -> list[str]:
+    out = []
+    for s in data["steps"]:
+        t = s.get("tokens")
+        if not t:
+            continue
+        st = t["stats"]
+        line = ""
+        if st:
+            n, tr = st["n_tokens"], st["n_train_tokens"]
+            budget = "" if t["max_tokens"] is None else f", budget {t['max_tokens']} tokens"
+            line = (f"<p>tokens per record p50 {n['p50']:.0f}, p95 {n['p95']:.0f}, max {n['max']}; trained p50 "
+                    f"{tr['p50']:.0f}, p95 {tr['p95']:.0f}; {st['share_trained']:.1%} of tokens trained. "
+                    f"Split: {escape(', '.join(f'{k} {v}' for k, v in t['split'].items()))}. Template "
+                    f"<code>{escape(str(t['template']))}</code>, tokenizer <code>{escape(str(t['tokenizer']))}</code>"
+                    f"{budget}.</p>")
+        out += [f"<h3>{escape(s['step'])}</h3>", line, "<div class='grid'>",
+                svg.histogram(t["n_tokens"], width=460, label="tokens per record"),
+                svg.histogram(t["n_train_tokens"], width=460, label="trained (assistant) tokens per record"), "</div>"]
+    return ["<h2>Token lengths</h2>"] + out if out else []
+
+
+def _training(data: dict) -> list[str]:
+    out = []
+    for r in data["training"]:
+        out.append(f"<h3><code>{escape(r['folder'])}</code>: {escape(str(r['method']))} on {escape(str(r['model']))}</h3>")
+        if r["eval_before"] is not None:
+            out.append(f"<p>eval loss {r['eval_before']:.4f} before training, {r['eval_after']:.4f} after "
+                       f"(best {r['eval_best']:.4f}).</p>")
+        out.append(svg.lines({"train loss": r["train_loss"], "eval loss": r["eval_loss"]}))
+    return ["<h2>Training on this build</h2>"] + out if out else []
