@@ -101,7 +101,8 @@ def _print_table(stats: dict) -> None:
 @click.option("--verify", type=click.Choice(["estimate", "exact"]), default="estimate", show_default=True,
               help="Check candidates by signature agreement, or by the true Jaccard of their shingles.")
 @click.option("--model", default=None, help="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Semantic: texts per forward pass (every pass has this many rows, so vectors never depend on batching).")
 @click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
 @read_options
 @_user_errors

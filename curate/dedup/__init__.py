@@ -30,7 +30,7 @@ class DedupConfig(BaseModel):
     rows: int | None = Field(None, ge=1)
     verify: Literal["estimate", "exact"] = "estimate"
     model: str | None = None
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(8, ge=1, le=256)  # semantic: rows per forward pass, always this many
     cache_dir: str | None = None
     seed: int = 0
 

@@ -46,7 +46,7 @@ def model_key(model: str) -> str:
 
 
 class Embedder:
-    def __init__(self, model: str | None = None, batch_size: int = 64, cache_dir: Path | None = None,
+    def __init__(self, model: str | None = None, batch_size: int = 8, cache_dir: Path | None = None,
                  device: str | None = None):
         self.model_path = model or default_model()
         self.batch_size = batch_size
@@ -76,10 +76,12 @@ class Embedder:
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` in batches of equal token length. Padding changes a text's vector in
-        its last bits, and with it which other texts share its batch; without padding a text's
-        vector depends on nothing but the text, so cached and fresh embeddings agree bit for bit
-        (and `curate verify` can rebuild a semantic step exactly). It is faster too."""
+        """Embed ``texts`` so that a text's vector depends on the text alone, never on which
+        other texts share its batch: batches hold texts of one token length (no padding) and
+        always ``batch_size`` rows (a short batch is filled with copies of its first text).
+        Padding, and a matrix shape that changes with the batch, move vectors in their last
+        bits (the CPU kernels split work by shape and thread count), which made cached and
+        fresh embeddings differ and a semantic step's output move under `curate verify`."""
         self.embedded += len(texts)
         model = self.model()
         dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -92,19 +94,21 @@ class Embedder:
         groups: dict[int, list[int]] = {}
         for i, n in enumerate(lengths):
             groups.setdefault(min(n, limit), []).append(i)
+        rows = self.batch_size
         out = np.zeros((len(texts), dim_of()), dtype=np.float32)
         for _, members in sorted(groups.items()):
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start:start + self.batch_size]
-                vecs = model.encode([texts[i] for i in batch], batch_size=len(batch), convert_to_numpy=True,
-                                    normalize_embeddings=True, show_progress_bar=False)
-                out[batch] = np.asarray(vecs, dtype=np.float32)
+            for start in range(0, len(members), rows):
+                batch = members[start:start + rows]
+                chunk = [texts[i] for i in batch] + [texts[batch[0]]] * (rows - len(batch))
+                vecs = model.encode(chunk, batch_size=rows, convert_to_numpy=True, normalize_embeddings=True,
+                                    show_progress_bar=False)
+                out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
         return out
 
     def embed(self, ids: list[str], texts: list[str], on: str) -> np.ndarray:
         """Embeddings for ``texts``, from the cache where present."""
-        # v2: vectors from unpadded batches (see encode); older caches hold padded ones
-        path = self.cache_dir / model_key(self.model_path) / f"{on}.v2.npz"
+        # v3: vectors from fixed-shape unpadded batches (see encode); older caches differ in their last bits
+        path = self.cache_dir / model_key(self.model_path) / f"{on}.v3.npz"
         cache: dict[str, np.ndarray] = {}
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:

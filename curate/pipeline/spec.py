@@ -53,7 +53,7 @@ class DedupOptions(Strict):
     rows: int | None = None
     verify: Literal["estimate", "exact"] = "estimate"
     model: str | None = None
-    batch_size: int = 64
+    batch_size: int = 8
     cache_dir: str | None = None
 
     @model_validator(mode="after")

@@ -54,13 +54,23 @@ def test_similar_pairs_blockwise_and_partitioned_agree(monkeypatch):
 def test_a_texts_vector_does_not_depend_on_its_batch():
     # cached vectors (embedded with one set of texts) and fresh ones (another set) must agree
     # bit for bit, or `curate verify` would see a semantic step move between runs
+    import torch
+
     from curate.dedup.semantic import Embedder
 
     texts = SENTENCES + [f"{s} Also, item {i} of the list, with some words." for i, s in enumerate(SENTENCES * 4)]
     emb = Embedder(batch_size=8)
-    everything = emb.encode(texts)
-    alone = np.stack([emb.encode([t])[0] for t in texts[:6]])
-    every_third = emb.encode(texts[::3])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # several threads split the work by matrix shape: the harder case
+        everything = emb.encode(texts)
+        alone = np.stack([emb.encode([t])[0] for t in texts[:6]])
+        every_third = emb.encode(texts[::3])
+        torch.set_num_threads(1)
+        one_thread = emb.encode(texts)
+    finally:
+        torch.set_num_threads(threads)
     assert np.array_equal(everything[:6], alone)
     assert np.array_equal(everything[::3], every_third)
+    assert np.array_equal(everything, one_thread)
     assert np.allclose(np.linalg.norm(everything, axis=1), 1.0, atol=1e-5)
