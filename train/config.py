@@ -62,11 +62,16 @@ class SFTConfig(Strict):
     merge: bool = False
     resume: Literal["auto"] | str | None = None
     logging_steps: int = Field(5, ge=1)
+    # weight of prompt tokens (system, user) in the loss, assistant tokens weighing 1: 0 = assistant-only
+    # loss (but computed here, with both losses logged), 1 = plain LM loss; unset = TRL's assistant-only loss
+    prompt_loss_weight: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check(self):
         if self.epochs is None and self.max_steps is None:
             self.epochs = 1.0
+        if self.prompt_loss_weight is not None and self.packing:
+            raise ValueError("prompt_loss_weight with packing is not supported yet: set packing: false")
         if self.early_stopping_patience and not self.eval_every:
             raise ValueError("early_stopping_patience needs eval_every (steps between evaluations)")
         return self

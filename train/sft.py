@@ -249,13 +249,25 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         assistant_only_loss=False,  # the labels already carry the assistant-only mask, checked above
         dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
     )
+    weighted = cfg.prompt_loss_weight is not None
+    if weighted:  # every token a target, each with its role; the loss weighs prompt tokens by W
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        from .loss import WeightedCollator, weighted_rows, weighted_trainer_class
+
+        train_rows, eval_rows = weighted_rows(train_rows), weighted_rows(eval_rows)
+        args.remove_unused_columns = False  # keep the token_role column for the collator
     extra = [TokensPerSecond()]
     if cfg.early_stopping_patience:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = SFTTrainer(model=model, args=args, processing_class=tok,
-                         train_dataset=Dataset.from_list(train_rows),
-                         eval_dataset=Dataset.from_list(eval_rows) if evaluate else None,
-                         callbacks=extra + list(callbacks))
+    common = dict(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(train_rows),
+                  eval_dataset=Dataset.from_list(eval_rows) if evaluate else None, callbacks=extra + list(callbacks))
+    if weighted:
+        trainer = weighted_trainer_class()(
+            **common, prompt_loss_weight=cfg.prompt_loss_weight,
+            data_collator=WeightedCollator(DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)))
+    else:
+        trainer = SFTTrainer(**common)
 
     resume = _resume_point(cfg, out)
     if resume:
