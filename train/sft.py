@@ -107,7 +107,11 @@ def load_model(cfg: SFTConfig, hw: dict):
 
     from curate.models import model_folder
 
-    kwargs = {"dtype": hw["dtype"]}
+    import torch
+
+    # full fine-tuning keeps fp32 master weights (bf16/fp16 only under autocast): updates smaller
+    # than a bf16 weight's resolution would otherwise vanish; frozen LoRA bases can be 16-bit
+    kwargs = {"dtype": torch.float32 if cfg.method == "full" else hw["dtype"]}
     if cfg.method == "qlora":  # sft() has refused it already where there is no CUDA
         try:
             import bitsandbytes  # noqa: F401
@@ -132,7 +136,7 @@ def load_model(cfg: SFTConfig, hw: dict):
             raise ConfigError("init.adapter continues a LoRA adapter; for method: full, merge it first "
                               "(train merge ADAPTER -o DIR) and use init.model: DIR")
         return model, []
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     warnings = []
     if cfg.init.model:
@@ -144,10 +148,25 @@ def load_model(cfg: SFTConfig, hw: dict):
         if not (Path(cfg.init.adapter) / "adapter_config.json").is_file():
             raise ConfigError(f"init.adapter {cfg.init.adapter}: no adapter_config.json there")
         return PeftModel.from_pretrained(model, cfg.init.adapter, is_trainable=True), warnings
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+    return get_peft_model(model, lora_config(cfg)), warnings
+
+
+def lora_config(cfg: SFTConfig):
+    """The adapter to train: the config's, or the one being continued (None for full)."""
+    if cfg.method == "full":
+        if cfg.init.adapter:
+            raise ConfigError("init.adapter continues a LoRA adapter; for method: full, merge it first "
+                              "(train merge ADAPTER -o DIR) and use init.model: DIR")
+        return None
+    from peft import LoraConfig
+
+    if cfg.init.adapter:
+        if not (Path(cfg.init.adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f"init.adapter {cfg.init.adapter}: no adapter_config.json there")
+        return LoraConfig.from_pretrained(cfg.init.adapter)
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.rslora,
                       use_dora=cfg.lora.dora, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora), warnings
 
 
 def check_packing(cfg: SFTConfig, hw: dict) -> None:
@@ -163,12 +182,6 @@ def check_packing(cfg: SFTConfig, hw: dict) -> None:
     except ImportError:
         raise ConfigError("packing: true needs flash-attention 2 (pip install flash-attn) so packed samples cannot "
                           "attend to each other; plain SDPA would mix them; set packing: false") from None
-
-
-def count_parameters(model) -> tuple[int, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
 
 
 # ---------------------------------------------------------------------------------- run
@@ -211,14 +224,28 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     echo(f"{hw['name']} ({hw['precision']}); train {len(train_rows)} records, {tokens} tokens "
          f"({trained / max(tokens, 1):.0%} trained), eval {len(eval_rows)}; {steps_per_epoch} steps/epoch, {total_steps} steps")
 
+    # the plan, from the model's shapes on the meta device: no weights read, no memory used
+    from . import plan as planning
+
+    adapter = lora_config(cfg)
+    meta, model_config = planning.meta_model(cfg, adapter)
+    params = planning.count(meta)
+    seq_len = max(len(r["input_ids"]) for r in train_rows + eval_rows)  # the widest batch, as padded
+    memory = planning.memory_plan(planning.architecture(model_config), params, cfg.method, hw["precision"],
+                                  hw["device"], cfg.batch_size, seq_len, cfg.gradient_checkpointing,
+                                  adapter.lora_dropout if adapter is not None else 0.0)
+    del meta
+    where, capacity = planning.available(hw["device"])
+    total, trainable = params["total"], params["trainable"]
+    plan.update(parameters=total, trainable=trainable, memory=memory, memory_capacity=capacity)
+    echo(f"{cfg.method}: {_human(trainable)} of {_human(total)} parameters trainable ({trainable / total:.2%})")
+    echo(planning.describe(memory, cfg.method, hw["precision"], cfg.batch_size, seq_len, where, capacity))
+    if dry_run:
+        return plan
+
     model, warnings = load_model(cfg, hw)
     for w in warnings:
         echo(f"warning: {w}")
-    total, trainable = count_parameters(model)
-    plan.update(parameters=total, trainable=trainable)
-    echo(f"{cfg.method}: {_human(trainable)} of {_human(total)} parameters trainable ({trainable / total:.2%})")
-    if dry_run:
-        return plan
 
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
@@ -257,7 +284,8 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
 
         train_rows, eval_rows = weighted_rows(train_rows), weighted_rows(eval_rows)
         args.remove_unused_columns = False  # keep the token_role column for the collator
-    extra = [TokensPerSecond()]
+    peak = planning.PeakMemory(memory["total"], hw["device"], echo)
+    extra = [TokensPerSecond(), peak]
     if cfg.early_stopping_patience:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     common = dict(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(train_rows),
@@ -284,7 +312,8 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     history = trainer.state.log_history
     result = {**plan, "seconds": round(seconds, 2), "global_step": trainer.state.global_step,
               "best_checkpoint": trainer.state.best_model_checkpoint,
-              "train_loss": _last(history, "loss"), "eval_loss": _last(history, "eval_loss")}
+              "train_loss": _last(history, "loss"), "eval_loss": _last(history, "eval_loss"),
+              "memory_measured": peak.measured}
     (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot_losses(history, out / "loss.png")
     if cfg.merge and cfg.method != "full":
