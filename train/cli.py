@@ -55,5 +55,35 @@ def generate_cmd(model, prompt, system, max_new_tokens):
     click.echo(generate(model, prompt, max_new_tokens, system))
 
 
+@main.command("eval")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", required=True, help="Held-out set: a .jsonl, a `curate format` folder (eval.jsonl) or a build.")
+@click.option("--metric", "metrics", multiple=True,
+              type=click.Choice(["loss", "exact_match", "json_valid", "refusal", "length"]),
+              help="Repeatable; default all. loss needs no generation, the others generate greedily.")
+@click.option("--extract", "extractor", default="gsm8k", show_default=True,
+              help="Answer extractor for exact_match: gsm8k (number after ####), last_number, or a regex (group 1).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N records.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the table as JSON.")
+@_user_errors
+def eval_cmd(models, data, metrics, extractor, batch_size, max_new_tokens, limit, json_out):
+    """Compare MODELS (run folders, model folders, shipped names) on one held-out set."""
+    import json
+    from pathlib import Path
+
+    from .evaluate import evaluate, table
+
+    result = evaluate(list(models), data, list(metrics) or None, extractor, batch_size, max_new_tokens, limit,
+                      echo=lambda line: click.echo(line, err=True))
+    click.echo(f"{result['records']} records from {result['data']}")
+    for line in table(result):
+        click.echo(line)
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        click.echo(f"wrote {json_out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,178 @@
+"""`train eval`: loss and perplexity over trained (assistant) tokens with each model's own chat
+template, and generation metrics, for one or several models on one held-out set.
+
+The reference answer of a conversation is its last assistant turn; the prompt is everything
+before it. Loss is token-weighted over every assistant token of the set (not a mean of
+per-record means), so perplexity is exp(loss).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from curate.config import ConfigError
+
+METRICS = ("loss", "exact_match", "json_valid", "refusal", "length")
+
+
+def eval_file(data: str) -> Path:
+    """A JSONL file; a `curate format` folder's eval.jsonl; or a `curate run` build's last step's."""
+    src = Path(data)
+    if (src / "manifest.json").is_file():
+        try:
+            src = src / json.loads((src / "manifest.json").read_text(encoding="utf-8"))["final"]
+        except (ValueError, KeyError):
+            raise ConfigError(f"--data {data}: manifest.json is not a `curate run` manifest") from None
+    if src.is_dir():
+        if not (src / "eval.jsonl").is_file() or not (src / "eval.jsonl").stat().st_size:
+            raise ConfigError(f"--data {data}: no eval.jsonl with records there (curate format --eval-fraction)")
+        return src / "eval.jsonl"
+    if src.is_file():
+        return src
+    raise ConfigError(f"--data {data}: no such file or folder")
+
+
+def read_eval(path: Path) -> tuple[list[list[dict]], list[str]]:
+    from .sft import read_conversations
+
+    conversations, sources = read_conversations(path)
+    keep = [(c, s) for c, s in zip(conversations, sources) if c and c[-1]["role"] == "assistant"]
+    if not keep:
+        raise ConfigError(f"--data {path}: no conversation ends with an assistant turn to compare with")
+    return [c for c, _ in keep], [s for _, s in keep]
+
+
+def load(spec: str):
+    """(model, tokenizer, template, identity) of a run folder, model folder or shipped name."""
+    from curate.format.template import choose
+
+    from .sft import load_for_inference
+
+    path = Path(spec)
+    try:
+        model, tok = load_for_inference(spec)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{spec}: cannot load a model: {(str(e).splitlines() or [''])[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    trained_with = path / "template.jinja"
+    _, template, _ = choose(str(trained_with) if trained_with.is_file() else None, tok)
+    identity = {"dataset": None, "source": None}
+    try:
+        prov = json.loads((path / "provenance.json").read_text(encoding="utf-8"))
+        identity = {"dataset": prov["dataset"]["hash"], "source": prov["dataset"].get("source")}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return model, tok, template, identity
+
+
+def loss(model, tok, template: str, conversations, sources, batch_size: int = 8, max_length: int = 4096) -> dict:
+    """Mean cross-entropy over every assistant token of the set, and its perplexity."""
+    import torch
+
+    from .loss import token_losses
+    from .sft import encode
+
+    rows = encode(conversations, sources, template, tok, max_length, "eval")
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    total, count = 0.0, 0
+    pad = tok.pad_token_id
+    for start in range(0, len(order), batch_size):
+        batch = [rows[i] for i in order[start:start + batch_size]]
+        width = max(len(r["input_ids"]) for r in batch)
+        ids = torch.full((len(batch), width), pad)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, r in enumerate(batch):
+            n = len(r["input_ids"])
+            ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+        with torch.inference_mode():
+            ce, valid = token_losses(model(input_ids=ids, attention_mask=mask).logits, labels)
+        total += float(ce.sum())
+        count += int(valid.sum())
+    mean = total / max(count, 1)
+    return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else math.inf, "tokens": count}
+
+
+def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_size: int = 8,
+                 max_new_tokens: int = 256) -> tuple[list[str], list[int]]:
+    """Greedy answers to every prompt, batched (left padding); returns texts and token counts."""
+    import torch
+
+    from curate.format.template import end_of_turn_tokens
+
+    tok.padding_side = "left"
+    encoded = [tok.apply_chat_template(p, chat_template=template, add_generation_prompt=True, tokenize=True,
+                                       return_dict=True)["input_ids"] for p in prompts]
+    stops = {tok.eos_token_id, *tok.convert_tokens_to_ids(end_of_turn_tokens(tok))} - {None, tok.unk_token_id}
+    order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
+    texts, lengths = [""] * len(prompts), [0] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, i in enumerate(batch):
+            ids[b, width - len(encoded[i]):], mask[b, width - len(encoded[i]):] = torch.tensor(encoded[i]), 1
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=sorted(stops), pad_token_id=tok.pad_token_id)
+        for b, i in enumerate(batch):
+            new = out[b, width:].tolist()
+            cut = next((k for k, t in enumerate(new) if t in stops), len(new))
+            texts[i] = tok.decode(new[:cut], skip_special_tokens=True)
+            lengths[i] = cut
+    return texts, lengths
+
+
+def evaluate(models: list[str], data: str, metrics: list[str] | None = None, extractor: str = "gsm8k",
+             batch_size: int = 8, max_new_tokens: int = 256, limit: int | None = None, echo=print) -> dict:
+    from . import metrics as m
+
+    metrics = list(metrics or METRICS)
+    bad = [x for x in metrics if x not in METRICS]
+    if bad:
+        raise ConfigError(f"--metric {bad[0]}: not one of {', '.join(METRICS)}")
+    path = eval_file(data)
+    conversations, sources = read_eval(path)
+    if limit:
+        conversations, sources = conversations[:limit], sources[:limit]
+    references = [c[-1]["content"] for c in conversations]
+    prompts = [c[:-1] for c in conversations]
+    generating = [x for x in metrics if x != "loss"]
+    rows = []
+    for spec in models:
+        model, tok, template, identity = load(spec)
+        row = {"model": spec, **identity}
+        if "loss" in metrics:
+            row.update(loss(model, tok, template, conversations, sources, batch_size))
+        if generating:
+            texts, lengths = generate_all(model, tok, template, prompts, batch_size, max_new_tokens)
+            if "exact_match" in metrics:
+                row["exact_match"] = m.exact_match(texts, references, extractor)
+            if "json_valid" in metrics:
+                row["json_valid"] = m.json_valid(texts, references)
+            if "refusal" in metrics:
+                row["refusal"] = m.refusal_rate(texts)
+            if "length" in metrics:
+                row["mean_length"] = sum(lengths) / len(lengths)
+            row["samples"] = [{"source": s, "prediction": t, "reference": r}
+                              for s, t, r in list(zip(sources, texts, references))[:3]]
+        echo(f"evaluated {spec}")
+        rows.append(row)
+        del model
+    return {"data": str(path), "records": len(conversations), "metrics": metrics, "extractor": extractor, "rows": rows}
+
+
+def table(result: dict) -> list[str]:
+    """The comparison as aligned text lines."""
+    cols = [("model", "model", "{}"), ("dataset", "dataset", "{:.12}"), ("loss", "loss", "{:.4f}"),
+            ("perplexity", "ppl", "{:.2f}"), ("exact_match", "exact", "{:.1%}"), ("json_valid", "json", "{:.1%}"),
+            ("refusal", "refusal", "{:.1%}"), ("mean_length", "length", "{:.1f}")]
+    present = [c for c in cols if any(c[0] in r for r in result["rows"])]
+    cells = [[h for _, h, _ in present]]
+    for r in result["rows"]:
+        cells.append(["-" if r.get(k) is None else f.format(r[k]) for k, _, f in present])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(present))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
