@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browser demo test test-all verify bench clean
+.PHONY: install browser demo test test-all verify bench efficacy staged clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,13 @@ bench: install
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/judge_quality.py
 	$(BIN)/python bench/train.py
+
+# Long CPU runs on ../shared/datasets/gsm8k (~25 and ~15 min on 2 cores): does curation pay; staged LoRA.
+efficacy: install
+	$(BIN)/python bench/efficacy.py
+
+staged: install
+	$(BIN)/python bench/staged.py
 
 clean:
 	rm -rf build .pytest_cache

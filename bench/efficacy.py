@@ -53,7 +53,7 @@ def corrupt(records: list[list[dict]], rng: random.Random) -> tuple[list[list[di
             answer = rng.choice(REFUSALS)
         elif kind == "repetition":
             first = answer.split("\n")[0]
-            answer = "\n".join([first] * 25)
+            answer = "\n".join([first] * 12)
         elif kind == "merged":
             user = user + "\n##\n2. Instruction: Write a haiku about the sea.\n2. Input: <noinput>\n2. Output:"
         elif kind == "control":
@@ -139,7 +139,7 @@ def main() -> int:
 
     runs = {}
     for name in ("raw", "curated"):
-        cfg = SFTConfig(model=args.model, data=str(out / name), method="lora", max_length=1024, max_steps=args.steps,
+        cfg = SFTConfig(model=args.model, data=str(out / name), method="lora", max_length=2048, max_steps=args.steps,
                         lr=2e-4, scheduler="cosine", warmup_ratio=0.05, batch_size=args.batch_size,
                         eval_every=max(1, args.steps // 2), seed=args.seed, report_to="none", logging_steps=5,
                         lora={"r": 16, "alpha": 32, "dropout": 0.05}, output_dir=str(out / f"run_{name}"))

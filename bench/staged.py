@@ -22,15 +22,21 @@ sys.path.insert(0, str(ROOT))
 GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k" / "train.jsonl"
 
 
-def write_halves(src: Path, out: Path, records: int, n_eval: int) -> dict:
+def write_halves(src: Path, out: Path, records: int, n_eval: int, max_tokens: int = 512) -> dict:
     """A held-out eval slice and two disjoint training halves, chosen by a hash of each record's
     id (deterministic, independent of file order)."""
     from curate.readers import read_inputs
 
+    from curate import format as fmt
+
     read = read_inputs([src], "qa")
-    rows = sorted(zip(read.records["id"].to_list(), read.records["messages"].to_list()),
-                  key=lambda r: hashlib.sha256(r[0].encode()).hexdigest())
-    evals, rest = rows[:n_eval], rows[n_eval:n_eval + records]
+    order = sorted(range(read.records.height), key=lambda i: hashlib.sha256(read.records["id"][i].encode()).hexdigest())
+    chosen = read.records[order[:n_eval + records]]
+    # the token budget the configs train with: `curate format` rejects what would be cut
+    result = fmt.run(chosen, fmt.FormatConfig(tokenizer="smollm2-135m-instruct", max_tokens=max_tokens))
+    kept = set(result.kept["id"].to_list())
+    rows = [(i, m) for i, m in zip(chosen["id"].to_list(), chosen["messages"].to_list()) if i in kept]
+    evals, rest = rows[:n_eval], rows[n_eval:]
     half = len(rest) // 2
     parts = {"stage1": rest[:half], "stage2": rest[half:]}
     for stage, train in parts.items():
@@ -40,7 +46,7 @@ def write_halves(src: Path, out: Path, records: int, n_eval: int) -> dict:
             with open(d / name, "w", encoding="utf-8") as f:
                 for _, messages in part:
                     f.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
-    return {"eval": len(evals), "stage1": half, "stage2": len(rest) - half}
+    return {"eval": len(evals), "stage1": half, "stage2": len(rest) - half, "over_budget": chosen.height - len(rows)}
 
 
 def plot(first: list, second: list, offset: int, path: Path) -> None:
@@ -80,7 +86,8 @@ def main() -> int:
     from train.sft import sft
 
     sizes = write_halves(GSM8K, args.out, args.records, args.eval)
-    print(f"GSM8K: {sizes['eval']} held out, {sizes['stage1']} in the first half, {sizes['stage2']} in the second")
+    print(f"GSM8K: {sizes['eval']} held out, {sizes['stage1']} in the first half, {sizes['stage2']} in the second "
+          f"({sizes['over_budget']} over the 512-token budget left out)")
     evals = {}
     for stage, config, extra in (("stage1", "staged_stage1.yaml", []),
                                  ("stage2", "staged_stage2.yaml", [f"init.adapter={args.out / 'stage1_run'}"])):

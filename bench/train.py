@@ -4,7 +4,9 @@
 
 Same random Llama (4 layers, hidden 256, a BPE tokenizer trained here), same conversations,
 same batch size and steps, each run in its own process so peak memory (max RSS; CUDA peak
-allocated where a GPU is) is its own. Tokens/s counts input tokens without padding. The plain
+allocated where a GPU is) is its own. Tokens/s counts input tokens without padding, over the
+training loop only (after 3 warm-up steps, up to the last step's end: loading, dataset
+preparation and end-of-run saving are left out of both). The plain
 script is what people write first: SFTTrainer(model, SFTConfig(output_dir, batch size,
 max_steps)) on a `messages` dataset, all defaults. Packing is measured only on CUDA with
 flash-attention, the one place train sft allows it.
@@ -58,17 +60,35 @@ def peak_memory() -> dict:
     return out
 
 
+WARMUP = 3  # steps left out of the timing: first-step allocations and lazy initialisation
+
+
+def step_timer():
+    """Times the training loop itself, from the end of step WARMUP to the end of the last step,
+    with the tokens seen in between: the same measure for both scripts, leaving out model
+    loading, dataset preparation and the checkpoint `train sft` saves at the end."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        start = end = None
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == WARMUP:
+                self.start = (time.perf_counter(), state.num_input_tokens_seen)
+            self.end = (time.perf_counter(), state.num_input_tokens_seen)
+
+    return StepTimer()
+
+
 def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -> dict:
+    timer = step_timer()
     if kind == "ours":
         from train.config import SFTConfig
         from train.sft import sft
 
         cfg = SFTConfig(model=model, data=data, method="full", max_steps=steps, batch_size=batch, lr=1e-4,
                         output_dir=out, report_to="none", max_length=1024, logging_steps=10_000)
-        r = sft(cfg, echo=lambda *_: None)
-        history = json.loads((Path(out) / "history.json").read_text())
-        final = history[-1]
-        tokens, seconds = final["num_input_tokens_seen"], final["train_runtime"]
+        r = sft(cfg, echo=lambda *_: None, callbacks=[timer])
     else:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
@@ -77,12 +97,11 @@ def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -
         args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, report_to=[],
                          include_num_input_tokens_seen="non_padding", save_strategy="no", logging_steps=10_000,
                          use_cpu=not __import__("torch").cuda.is_available())
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows))
-        t0 = time.perf_counter()
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), callbacks=[timer])
         trainer.train()
-        seconds = time.perf_counter() - t0
-        tokens = trainer.state.num_input_tokens_seen
         r = {}
+    tokens = timer.end[1] - timer.start[1]
+    seconds = timer.end[0] - timer.start[0]
     return {"kind": kind, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
             **peak_memory(), "trained_tokens": r.get("trained_tokens")}
 

@@ -201,7 +201,11 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
 
     # data and template: the format folder's template.jinja unless the config names one
     files = data_files(cfg)
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_folder(cfg.init.model or cfg.model)))
+    source = cfg.init.model or cfg.model
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_folder(source)))
+    except (OSError, ValueError) as e:  # not downloaded, offline, not a model folder: one line
+        raise ConfigError(f"model {source}: cannot load its tokenizer: {(str(e).splitlines() or [''])[0]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     template_spec = cfg.template or (str(files["template"]) if "template" in files else None)

@@ -16,6 +16,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(base_cfg, tmp_path):
     assert r.exit_code == 0, r.output
     assert "train 48 records" in r.output and "12 steps/epoch, 12 steps" in r.output
     assert "lora: 16.4K of 116.0K parameters trainable (14.12%)" in r.output
+    assert "memory plan (lora, fp32, batch 4 x " in r.output and "fits this machine" in r.output
     assert not (tmp_path / "run").exists()
 
 
@@ -38,3 +39,6 @@ def test_errors_are_one_line_exit_2(base_cfg, tmp_path):
     assert r.exit_code == 2 and "no such file" in r.output
     r = CliRunner().invoke(main, ["merge", str(tmp_path), "-o", str(tmp_path / "m")])
     assert r.exit_code == 2 and "not a LoRA adapter folder" in r.output
+    r = CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg, model=str(tmp_path / "no-model"))), "--dry-run"])
+    assert r.exit_code == 2 and r.output.startswith(f"Error: model {tmp_path / 'no-model'}: cannot load its tokenizer")
+    assert r.output.count("\n") == 1
