@@ -80,7 +80,7 @@ def _duplicates(data: dict) -> list[str]:
                    f"(largest {d['largest']})</h3>")
         for m in d["methods"]:
             extra = ", ".join(f"{k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
-            out.append(f"<p class='muted'>{escape(m['method'])}: {extra}</p>")
+            out.append(f"<p class='muted'>{escape(m['method'])}{': ' + escape(extra) if extra else ''}</p>")
         for c in d["clusters"]:
             dups = "".join(f"<div class='ex dup'>{escape(x['text'])} <span class='muted'>(similarity "
                            f"{x['similarity']:.3f})</span></div>" for x in c["duplicates"])
