@@ -219,3 +219,22 @@ def test_a_missing_input_is_named(project):
     Path("data/raw.jsonl").unlink()
     with pytest.raises(ConfigError, match=r"pipelines/p.yaml: inputs\[0\].path: data/raw.jsonl: no such file"):
         run()
+
+
+def test_several_inputs_each_with_its_own_format_and_mapping(project):
+    Path("data/qa.csv").write_text("query,reply\nWhat is the capital of France?,Paris is the capital of France.\n"
+                                   "Name a prime number.,Seven is a prime number.\n")
+    pipe = {"name": "p", "inputs": [{"path": "data/raw.jsonl"},
+                                    {"path": "data/qa.csv", "format": "qa", "map": {"question": "query", "answer": "reply"}}],
+            "steps": [{"dedup": {"method": "exact"}}], "output": "build/p"}
+    PIPE.write_text(yaml.safe_dump(pipe, sort_keys=False))
+    lock, _ = run()
+    assert [(i["path"], i["records"], i.get("format"), i.get("map")) for i in lock["inputs"]] == [
+        ("data/raw.jsonl", 40, None, None), ("data/qa.csv", 2, "qa", {"answer": "reply", "question": "query"})]
+    kept = pl.read_parquet("build/p/01-dedup/kept.parquet")
+    assert kept.height == 36 + 2 and kept["source"].to_list()[-2:] == ["data/qa.csv:1", "data/qa.csv:2"]
+    # the mapping is part of the input's identity: changing it reruns the build
+    pipe["inputs"][1]["map"] = {"question": "reply", "answer": "query"}
+    PIPE.write_text(yaml.safe_dump(pipe, sort_keys=False))
+    _, lines = run()
+    assert statuses(lines) == {"01-dedup": "ran"}
