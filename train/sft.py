@@ -163,7 +163,9 @@ def lora_config(cfg: SFTConfig):
     if cfg.init.adapter:
         if not (Path(cfg.init.adapter) / "adapter_config.json").is_file():
             raise ConfigError(f"init.adapter {cfg.init.adapter}: no adapter_config.json there")
-        return LoraConfig.from_pretrained(cfg.init.adapter)
+        adapter = LoraConfig.from_pretrained(cfg.init.adapter)
+        adapter.inference_mode = False  # saved adapters say True; continuing one trains it
+        return adapter
     return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.rslora,
                       use_dora=cfg.lora.dora, task_type="CAUSAL_LM")

@@ -59,6 +59,10 @@ def test_init_adapter_continues_where_the_adapter_ended(base_cfg, tmp_path):
     second = evals(tmp_path / "second")
     assert second[0] == pytest.approx(first[-1], abs=1e-5)
     assert second[-1] < second[0]
+    # the plan counts the continued adapter as trainable, like a fresh one of the same shape
+    fresh = sft(SFTConfig(**base_cfg), dry_run=True, echo=lambda *_: None)
+    cont = sft(SFTConfig(**{**base_cfg, "init": {"adapter": str(tmp_path / "run")}}), dry_run=True, echo=lambda *_: None)
+    assert cont["trainable"] == fresh["trainable"] > 0
 
 
 class Interrupt(Exception):
