@@ -124,12 +124,14 @@ def meta_model(cfg, lora_config=None):
         config = AutoConfig.from_pretrained(str(model_folder(source)))
     except (OSError, ValueError) as e:
         raise ConfigError(f"model {source}: cannot read its config: {(str(e).splitlines() or [''])[0]}") from None
-    with torch.device("meta"):
+    # building (and LoRA-wrapping) a model draws from the global RNG even on the meta device:
+    # fork it, so planning leaves the real run's initialisation exactly as without a plan
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    if lora_config is not None:
-        from peft import get_peft_model
+        if lora_config is not None:
+            from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config)
+            model = get_peft_model(model, lora_config)
     return model, config
 
 

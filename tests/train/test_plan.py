@@ -108,3 +108,17 @@ def test_peak_memory_is_measured_once_at_its_step():
     cb.on_step_end(None, SimpleNamespace(global_step=2), None)
     assert cb.measured > 100 * 2**20 and lines[0].startswith("measured after 2 steps: peak process RSS")
     assert lines[0].endswith("estimated 2.00 GiB (" + f"{cb.measured / (2 * GIB):.2f}x)")
+
+
+def test_planning_leaves_the_random_state_alone(base_cfg):
+    import torch
+
+    from train.config import SFTConfig
+    from train.plan import meta_model
+    from train.sft import lora_config
+
+    cfg = SFTConfig(**base_cfg)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    meta_model(cfg, lora_config(cfg))
+    assert torch.equal(torch.get_rng_state(), before)  # so a run initialises exactly as without a plan
