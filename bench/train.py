@@ -82,12 +82,13 @@ def step_timer():
 
 def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -> dict:
     timer = step_timer()
-    if kind == "ours":
+    if kind.startswith("ours"):
         from train.config import SFTConfig
         from train.sft import sft
 
+        precision = "bf16" if kind == "ours_bf16" else "auto"
         cfg = SFTConfig(model=model, data=data, method="full", max_steps=steps, batch_size=batch, lr=1e-4,
-                        output_dir=out, report_to="none", max_length=1024, logging_steps=10_000)
+                        output_dir=out, report_to="none", max_length=1024, logging_steps=10_000, precision=precision)
         r = sft(cfg, echo=lambda *_: None, callbacks=[timer])
     else:
         from datasets import Dataset
@@ -125,7 +126,7 @@ def main() -> int:
         return 0
     tmp = Path(tempfile.mkdtemp())
     model, data = prepare(tmp, args.records)
-    results: dict[str, list[dict]] = {"plain": [], "plain_fp32": [], "ours": []}
+    results: dict[str, list[dict]] = {"plain": [], "plain_fp32": [], "ours": [], "ours_bf16": []}
     for rep in range(args.repeats):
         for kind in results:  # interleaved: drift on a shared machine hits all
             cmd = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--data", str(data),
@@ -137,7 +138,7 @@ def main() -> int:
     print(f"{'':28} {'tokens/s':>9} {'max RSS MiB':>12}")
     med = {}
     labels = {"plain": "plain SFTTrainer (defaults)", "plain_fp32": "plain SFTTrainer, bf16=False",
-              "ours": "train sft (full)"}
+              "ours": "train sft (full)", "ours_bf16": "train sft, precision: bf16"}
     for kind, label in labels.items():
         rs = results[kind]
         med[kind] = statistics.median(r["tokens_per_s"] for r in rs)
@@ -145,7 +146,7 @@ def main() -> int:
     gpu = __import__("torch").cuda.is_available()
     print(f"ratio train sft / plain at the same precision{'' if gpu else ' (fp32)'}: {med['ours'] / med['plain_fp32']:.2f}x")
     print(f"ratio train sft / plain with TRL's defaults{'' if gpu else ' (bf16 autocast on CPU)'}: "
-          f"{med['ours'] / med['plain']:.2f}x")
+          f"{med['ours'] / med['plain']:.2f}x; with precision: bf16 {med['ours_bf16'] / med['plain']:.2f}x")
     return 0
 
 

@@ -62,6 +62,8 @@ class SFTConfig(Strict):
     merge: bool = False
     resume: Literal["auto"] | str | None = None
     logging_steps: int = Field(5, ge=1)
+    # auto: bf16 (or fp16) on CUDA, fp32 on CPU; bf16 on a CPU is autocast, faster where it has bf16 units
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # weight of prompt tokens (system, user) in the loss, assistant tokens weighing 1: 0 = assistant-only
     # loss (but computed here, with both losses logged), 1 = plain LM loss; unset = TRL's assistant-only loss
     prompt_loss_weight: float | None = Field(None, ge=0, le=1)

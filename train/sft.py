@@ -18,17 +18,25 @@ from curate.config import ConfigError
 from .config import SFTConfig
 
 
-def hardware() -> dict:
-    """Device and precision from the machine: bf16 where supported, fp16 on other CUDA, fp32 on CPU."""
+def hardware(precision: str = "auto") -> dict:
+    """Device and precision: ``auto`` is bf16 where supported, fp16 on other CUDA, fp32 on CPU.
+    bf16 on a CPU is autocast over fp32 weights (faster where the CPU has bf16 units)."""
+    import os
+
     import torch
 
     if torch.cuda.is_available():
         bf16 = torch.cuda.is_bf16_supported()
+        chosen = ("bf16" if bf16 else "fp16") if precision == "auto" else precision
+        if chosen == "bf16" and not bf16:
+            raise ConfigError(f"precision: bf16 is not supported by {torch.cuda.get_device_name(0)}; use fp16 or auto")
         return {"device": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
-                "precision": "bf16" if bf16 else "fp16", "dtype": torch.bfloat16 if bf16 else torch.float16}
-    import os
-
-    return {"device": "cpu", "name": f"{os.cpu_count()} CPU cores", "count": 0, "precision": "fp32", "dtype": torch.float32}
+                "precision": chosen, "dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}.get(chosen, torch.float32)}
+    chosen = "fp32" if precision == "auto" else precision
+    if chosen == "fp16":
+        raise ConfigError("precision: fp16 needs a CUDA GPU; on CPU use fp32 or bf16 (autocast)")
+    # weights stay fp32 on CPU: bf16 runs as autocast, so frozen and trained weights keep full precision
+    return {"device": "cpu", "name": f"{os.cpu_count()} CPU cores", "count": 0, "precision": chosen, "dtype": torch.float32}
 
 
 # ---------------------------------------------------------------------------------- data
@@ -195,7 +203,7 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     from curate.format.template import choose
     from curate.models import tokenizer_folder
 
-    hw = hardware()
+    hw = hardware(cfg.precision)
     check_packing(cfg, hw)
     if cfg.method == "qlora" and hw["device"] != "cuda":
         raise ConfigError("method: qlora needs a CUDA GPU (4-bit NF4 via bitsandbytes); use method: lora on this machine")

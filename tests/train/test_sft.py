@@ -179,3 +179,16 @@ def test_set_overrides_nested_keys(tmp_path):
     assert (cfg.lora.r, cfg.lr, cfg.packing, cfg.init.adapter) == (32, 1e-4, False, "runs/a")
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
         load(p, ["lora.r"])
+
+
+def test_bf16_autocast_on_cpu_trains_and_fp16_is_refused(base_cfg, tmp_path):
+    import json as _json
+
+    result = run(base_cfg, precision="bf16", max_steps=6, eval_every=6)
+    assert result["precision"] == "bf16"
+    losses = evals(tmp_path / "run")
+    assert losses[-1] < losses[0]
+    prov = _json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert prov["hardware"]["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="precision: fp16 needs a CUDA GPU"):
+        run(base_cfg, precision="fp16")
