@@ -9,15 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from curate.pipeline.hashing import sha256_file  # noqa: F401  (one file hash for builds and runs)
+
 LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "sft-curate")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dataset_identity(files: dict[str, Path]) -> dict:
