@@ -18,12 +18,9 @@ METRICS = ("loss", "exact_match", "json_valid", "refusal", "length")
 
 def eval_file(data: str) -> Path:
     """A JSONL file; a `curate format` folder's eval.jsonl; or a `curate run` build's last step's."""
-    src = Path(data)
-    if (src / "manifest.json").is_file():
-        try:
-            src = src / json.loads((src / "manifest.json").read_text(encoding="utf-8"))["final"]
-        except (ValueError, KeyError):
-            raise ConfigError(f"--data {data}: manifest.json is not a `curate run` manifest") from None
+    from .sft import format_folder
+
+    src = format_folder(Path(data), "--data")
     if src.is_dir():
         if not (src / "eval.jsonl").is_file() or not (src / "eval.jsonl").stat().st_size:
             raise ConfigError(f"--data {data}: no eval.jsonl with records there (curate format --eval-fraction)")

@@ -40,18 +40,24 @@ def hardware(precision: str = "auto") -> dict:
 
 
 # ---------------------------------------------------------------------------------- data
+def format_folder(src: Path, what: str) -> Path:
+    """``src`` itself, or, for a `curate run` build, its last step, which must be a format step."""
+    if not (src / "manifest.json").is_file():
+        return src
+    try:
+        final = json.loads((src / "manifest.json").read_text(encoding="utf-8"))["final"]
+    except (ValueError, KeyError):
+        raise ConfigError(f"{what} {src}: manifest.json is not a `curate run` manifest") from None
+    if not final.endswith("-format"):
+        raise ConfigError(f"{what} {src}: the build ends with {final}, not a format step; add "
+                          "`- format: {tokenizer: ...}` to the pipeline")
+    return src / final
+
+
 def data_files(cfg: SFTConfig) -> dict[str, Path]:
-    """train / eval / template files: a `curate format` folder, or one JSONL (no eval)."""
-    src = Path(cfg.data)
-    if (src / "manifest.json").is_file():  # a `curate run` build: train on its last step
-        try:
-            final = json.loads((src / "manifest.json").read_text(encoding="utf-8"))["final"]
-        except (ValueError, KeyError):
-            raise ConfigError(f"data {src}: manifest.json is not a `curate run` manifest") from None
-        if not final.endswith("-format"):
-            raise ConfigError(f"data {src}: the build ends with {final}, not a format step; add "
-                              "`- format: {tokenizer: ...}` to the pipeline")
-        src = src / final
+    """train / eval / template files: a `curate format` folder or a `curate run` build (its last
+    step), or one JSONL (no eval)."""
+    src = format_folder(Path(cfg.data), "data")
     if src.is_dir():
         train = src / "train.jsonl"
         if not train.is_file():

@@ -74,9 +74,8 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
         records.append(_lock_step(prep, key, rec))
         in_hash = rec["files"]["kept.parquet"]
 
-    last = out / names[-1]
     lock = {"pipeline": pipe.name, "inputs": inputs, "steps": records,
-            "outputs": {f"{names[-1]}/{k}": v for k, v in sorted(_final_files(last).items())},
+            "outputs": {f"{names[-1]}/{k}": v for k, v in sorted(rec["files"].items())},
             "versions": library_versions()}
     text = lock_text(lock)
     if write_lock:
@@ -179,11 +178,6 @@ def _lock_step(prep: Prepared, key: dict, rec: dict) -> dict:
     return {"step": prep.name, "kind": prep.kind, "options": prep.options, "files": prep.files,
             "config_hash": prep.config_hash, "input_hash": key["input"], "output_hash": rec["output_hash"],
             "in": c["in"], "kept": c["kept"], "rejected": c["rejected"], "rules": c["rules"]}
-
-
-def _final_files(folder: Path) -> dict[str, str]:
-    rec = json.loads((folder / "step.json").read_text(encoding="utf-8"))
-    return rec["files"]
 
 
 def _atomic_write(path: Path, text: str) -> None:
