@@ -5,26 +5,27 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, read_yaml
+from .engine import stage_runner
 from .readers import read_inputs
 from .stage import StageResult, count_rules, merge_rejected, write_stage
 
 
-def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None) -> dict:
+def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, apply the rule sets (default ``rules/default.yaml``), write ``out``."""
     from . import filter as rule_filter
     from .filter.rules import RuleSet
 
     sets = [rule_filter.load_rules(f) for f in (rule_files or [None])]
     rules = RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
-    return _run_stage(inputs, out, lambda records: rule_filter.run(records, rules), fmt, mapping)
+    return _run_stage(inputs, out, stage_runner("filter", rules, engine), fmt, mapping)
 
 
-def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
+def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, deduplicate with ``config`` (a DedupConfig or its fields), write ``out``."""
     from . import dedup
 
     cfg = _options(dedup.DedupConfig, config, "dedup")
-    return _run_stage(inputs, out, lambda records: dedup.run(records, cfg), fmt, mapping)
+    return _run_stage(inputs, out, stage_runner("dedup", cfg, engine), fmt, mapping)
 
 
 def _options(model, config, command: str):
@@ -64,22 +65,22 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     return stats
 
 
-def format_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
+def format_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, render and measure them with a chat template, write ``out``
     (``config``: a FormatConfig or its fields)."""
     from . import format as formatting
 
     cfg = _options(formatting.FormatConfig, config, "format")
-    return _run_stage(inputs, out, lambda records: formatting.run(records, cfg), fmt, mapping)
+    return _run_stage(inputs, out, stage_runner("format", cfg, engine), fmt, mapping)
 
 
-def score_inputs(inputs, out: Path, config, fmt=None, mapping=None) -> dict:
+def score_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, score them with a jury (``config``: a ScoreConfig or its fields), write ``out``."""
     from . import score
 
     cfg = _options(score.ScoreConfig, config, "score")
     cfg.load()  # a bad jury file fails before any input is read
-    return _run_stage(inputs, out, lambda records: score.run(records, cfg), fmt, mapping)
+    return _run_stage(inputs, out, stage_runner("score", cfg, engine), fmt, mapping)
 
 
 def score_plan(inputs, config, fmt=None, mapping=None) -> dict:

@@ -49,6 +49,8 @@ def main():
 
 
 def read_options(f):
+    f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where to run: this process, or Ray Data (RAY_ADDRESS, else a local Ray instance).")(f)
     f = click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
                      help="Read a format field from another column, e.g. --map instruction=query.")(f)
     f = click.option("--format", "fmt", default=None, metavar="NAME",
@@ -63,11 +65,11 @@ def read_options(f):
               help="Rule set YAML (repeatable; default rules/default.yaml).")
 @read_options
 @_user_errors
-def filter_cmd(inputs, out, rule_files, fmt, mapping):
+def filter_cmd(inputs, out, rule_files, fmt, mapping, engine):
     """Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json."""
     from .api import filter_inputs
 
-    stats = filter_inputs(list(inputs), Path(out), list(rule_files) or None, fmt, _mapping(mapping))
+    stats = filter_inputs(list(inputs), Path(out), list(rule_files) or None, fmt, _mapping(mapping), engine)
     _print_table(stats)
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
 
@@ -107,7 +109,7 @@ def _print_table(stats: dict) -> None:
 @read_options
 @_user_errors
 def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, shingle, bands, rows, verify,
-              model, batch_size, cache_dir, fmt, mapping):
+              model, batch_size, cache_dir, fmt, mapping, engine):
     """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
     from .api import dedup_inputs
 
@@ -115,7 +117,7 @@ def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, 
     config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
                   num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
                   model=model, batch_size=batch_size, cache_dir=cache_dir)
-    stats = dedup_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping))
+    stats = dedup_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     for m in stats["methods"]:
         extra = "".join(f", {k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
@@ -152,13 +154,13 @@ def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
 @click.option("--eval-fraction", type=float, default=0.0, show_default=True, help="Share of records for eval, by id.")
 @read_options
 @_user_errors
-def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, fmt, mapping):
+def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, fmt, mapping, engine):
     """Render with a chat template, check the loss mask, budget tokens, split train/eval."""
     from .api import format_inputs
 
     config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
                   eval_fraction=eval_fraction)
-    stats = format_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping))
+    stats = format_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     tokens = stats.get("tokens") or {}
     if tokens:
@@ -186,7 +188,7 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
 @click.option("--label-field", default="human_score", show_default=True, help="The human score's field in --calibrate.")
 @read_options
 @_user_errors
-def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label_field, fmt, mapping):
+def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label_field, fmt, mapping, engine):
     """Score records with a jury of LLM judges; writes OUT/kept, rejected.parquet and stats.json."""
     from . import api
 
@@ -210,7 +212,7 @@ def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label
         return
     if not out:
         raise UserError("missing -o/--out")
-    stats = api.score_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping))
+    stats = api.score_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping), engine)
     _warn(stats["warnings"])
     _print_table(stats)
     for name, a in stats["judges"].items():
@@ -251,12 +253,14 @@ def _print_calibration(report: dict) -> None:
 @click.option("--force", is_flag=True, help="Rerun every step, cached or not.")
 @click.option("--from", "from_step", default=None, metavar="STEP",
               help="Rerun from this step on (a number, a name like 03-dedup, or a kind used once).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="Override the pipeline's engine (outputs are the same bytes on both).")
 @_user_errors
-def run_cmd(pipeline, force, from_step):
+def run_cmd(pipeline, force, from_step, engine):
     """Build PIPELINE (a YAML file) step by step, reusing unchanged steps; writes its .lock file."""
     from .pipeline import build, lock_path
 
-    lock = build(Path(pipeline), force=force, from_step=from_step, echo=click.echo)
+    lock = build(Path(pipeline), force=force, from_step=from_step, engine=engine, echo=click.echo)
     first, last = lock["steps"][0], lock["steps"][-1]
     click.echo(f"{first['in']} records in, {last['kept']} out; wrote {lock_path(pipeline)} and "
                f"{_output_of(pipeline)}/manifest.json")
@@ -270,12 +274,14 @@ def _output_of(pipeline) -> str:
 
 @main.command("verify")
 @click.argument("pipeline", type=click.Path())
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="Rebuild on this engine instead of the pipeline's.")
 @_user_errors
-def verify_cmd(pipeline):
+def verify_cmd(pipeline, engine):
     """Rebuild PIPELINE from its inputs (judge cache allowed) and compare with its lock; exit 1 on a difference."""
     from .pipeline import lock_path, verify
 
-    differences = verify(Path(pipeline), echo=click.echo)
+    differences = verify(Path(pipeline), echo=click.echo, engine=engine)
     if differences:
         click.echo(f"{lock_path(pipeline)}: the rebuild differs from the lock:", err=True)
         for line in differences:

@@ -51,8 +51,12 @@ class DedupConfig(BaseModel):
         return self.threshold.get(method, DEFAULT_THRESHOLD[method])
 
 
-def run(records: pl.DataFrame, config: DedupConfig, embedder=None) -> StageResult:
+def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None) -> StageResult:
+    """``backend`` does the heavy, data-parallel parts (hashing, signatures and band
+    grouping, embedding, pair search) where the data lives; everything that decides the
+    output (clusters, kept members, reasons, tables) is here, shared by every engine."""
     t0 = time.perf_counter()
+    backend = backend or LocalBackend()
     current = records
     rejected_parts, cluster_parts, method_stats = [], [], []
     for method in config.methods:
@@ -62,15 +66,13 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None) -> StageResul
         scores = current["score"].to_numpy() if "score" in current.columns else None
         info: dict = {"method": method, "in": current.height}
         if method == "exact":
-            from .exact import exact_groups
-
-            labels = exact_groups(texts, config.strip_punct)
+            labels = backend.exact_labels(texts, config.strip_punct)
             similarity = np.ones(len(texts))
             reps = representatives(labels, scores)
         elif method == "minhash":
-            labels, reps, similarity = _minhash(texts, config, scores, info)
+            labels, reps, similarity = _minhash(texts, config, scores, info, backend)
         else:
-            labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder)
+            labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend)
         n = current.height
         is_dup = reps != np.arange(n)
         clusters = cluster_table(ids, labels, reps, similarity, method)
@@ -100,39 +102,62 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None) -> StageResul
     return StageResult(current, rejected, stats, extra={"clusters": clusters})
 
 
-def _minhash(texts, config: DedupConfig, scores, info: dict):
+class LocalBackend:
+    """The data-parallel parts of dedup, in this process (``curate.engine.ray_engine`` has
+    the same methods as Ray Data operations)."""
+
+    def exact_labels(self, texts: list[str], strip_punct: bool) -> np.ndarray:
+        from .exact import exact_groups
+
+        return exact_groups(texts, strip_punct)
+
+    def minhash_edges(self, texts: list[str], config: DedupConfig, threshold: float, bands: int, rows: int):
+        """Verified pairs (left, right) with similarity >= threshold, the number of
+        candidates, and ``measure(left, right)`` for any pair."""
+        from . import minhash as mh
+
+        shingled = mh.shingle_and_sign(texts, config.num_perm, config.ngram, config.shingle,
+                                       keep_sets=config.verify == "exact", strip_punct=config.strip_punct,
+                                       seed=config.seed + 1)
+        left, right = mh.candidate_pairs(mh.band_keys(shingled.signatures, bands, rows))
+        measure = (lambda l, r: mh.exact_jaccard(shingled, l, r)) if config.verify == "exact" else (
+            lambda l, r: mh.estimated_jaccard(shingled.signatures, l, r))
+        ok = measure(left, right) >= threshold
+        return left[ok], right[ok], len(left), measure
+
+    def encoder(self, embedder):
+        return embedder.encode
+
+    def pair_search(self):
+        return None  # semantic.similar_pairs' own sequential loop
+
+
+def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
     from . import minhash as mh
 
     threshold = config.threshold_for("minhash")
     bands, rows = (config.bands, config.rows) if config.bands else mh.choose_bands(threshold, config.num_perm)
-    shingled = mh.shingle_and_sign(texts, config.num_perm, config.ngram, config.shingle,
-                                   keep_sets=config.verify == "exact", strip_punct=config.strip_punct,
-                                   seed=config.seed + 1)
-    left, right = mh.candidate_pairs(mh.band_keys(shingled.signatures, bands, rows))
-    measure = mh.exact_jaccard if config.verify == "exact" else (
-        lambda s, l, r: mh.estimated_jaccard(s.signatures, l, r))
-    sim = measure(shingled, left, right)
-    ok = sim >= threshold
-    labels = components(len(texts), left[ok], right[ok])
+    left, right, n_candidates, measure = backend.minhash_edges(texts, config, threshold, bands, rows)
+    labels = components(len(texts), left, right)
     reps = representatives(labels, scores)
     similarity = np.ones(len(texts))
     dup = np.flatnonzero(reps != np.arange(len(texts)))
     if len(dup):
-        similarity[dup] = measure(shingled, dup, reps[dup])
+        similarity[dup] = measure(dup, reps[dup])
     info.update(threshold=threshold, num_perm=config.num_perm, bands=bands, rows=rows,
                 ngram=config.ngram, shingle=config.shingle, verify=config.verify,
                 candidate_probability_at_threshold=round(mh.candidate_probability(threshold, bands, rows), 4),
-                candidate_pairs=int(len(left)), verified_pairs=int(ok.sum()))
+                candidate_pairs=int(n_candidates), verified_pairs=int(len(left)))
     return labels, reps, similarity
 
 
-def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder=None):
+def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, backend):
     from .semantic import EXACT_LIMIT, Embedder, similar_pairs
 
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir)
-    vectors = emb.embed(ids, texts, config.on)
-    left, right, sim = similar_pairs(vectors, threshold, config.seed)
+    vectors = emb.embed(ids, texts, config.on, encode=backend.encoder(emb))
+    left, right, sim = similar_pairs(vectors, threshold, config.seed, pmap=backend.pair_search())
     # no chaining: near-duplicate embeddings form chains across whole topics
     reps, similarity = star_clusters(len(texts), left, right, sim, scores)
     labels = reps

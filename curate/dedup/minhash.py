@@ -125,20 +125,28 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for band in range(nb):
         col = columns[band]
         order = np.argsort(col, kind="stable")  # stable: documents ascend inside a bucket
-        sk, sd = col[order], order
-        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-        sizes = np.diff(np.r_[starts, len(sk)])
-        two = starts[sizes == 2]
-        found.append(sd[two] * n + sd[two + 1])
-        for st, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
-            members = sd[st:st + size]
-            if size <= BIG_BUCKET:
-                i, j = np.triu_indices(size, 1)
-                found.append(members[i] * n + members[j])
-            else:  # a huge bucket: link as a star to its first member rather than size^2 pairs
-                found.append(members[0] * n + members[1:])
+        sk = col[order]
+        found += bucket_pairs(np.r_[True, sk[1:] != sk[:-1]], order, n)
     pairs = np.unique(np.concatenate(found))
     return pairs // n, pairs % n
+
+
+def bucket_pairs(starts_bucket: np.ndarray, docs: np.ndarray, n: int) -> list[np.ndarray]:
+    """Pairs, encoded ``i * n + j`` (i < j), of documents sharing a bucket. ``docs`` are
+    grouped by bucket, ascending inside one; ``starts_bucket`` is True where a bucket
+    begins. (The Ray engine calls this on each partition of its shuffle by band key.)"""
+    starts = np.flatnonzero(starts_bucket)
+    sizes = np.diff(np.r_[starts, len(docs)])
+    two = starts[sizes == 2]
+    found = [docs[two] * n + docs[two + 1]]
+    for st, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
+        members = docs[st:st + size]
+        if size <= BIG_BUCKET:
+            i, j = np.triu_indices(size, 1)
+            found.append(members[i] * n + members[j])
+        else:  # a huge bucket: link as a star to its first member rather than size^2 pairs
+            found.append(members[0] * n + members[1:])
+    return found
 
 
 def estimated_jaccard(sigs: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -105,8 +105,9 @@ class Embedder:
                 out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
         return out
 
-    def embed(self, ids: list[str], texts: list[str], on: str) -> np.ndarray:
-        """Embeddings for ``texts``, from the cache where present."""
+    def embed(self, ids: list[str], texts: list[str], on: str, encode=None) -> np.ndarray:
+        """Embeddings for ``texts``, from the cache where present; the missing ones through
+        ``encode`` (default ``self.encode``; the Ray engine passes an actor pool's)."""
         # v3: vectors from fixed-shape unpadded batches (see encode); older caches differ in their last bits
         path = self.cache_dir / model_key(self.model_path) / f"{on}.v3.npz"
         cache: dict[str, np.ndarray] = {}
@@ -116,7 +117,7 @@ class Embedder:
         missing = sorted({i for i in ids if i not in cache})
         if missing:
             first = {i: t for i, t in zip(ids, texts)}
-            fresh = self.encode([first[i] for i in missing])
+            fresh = (encode or self.encode)([first[i] for i in missing])
             cache.update(zip(missing, fresh))
             path.parent.mkdir(parents=True, exist_ok=True)
             keys = sorted(cache)
@@ -129,24 +130,31 @@ class Embedder:
         return np.stack([cache[i] for i in ids])
 
 
-def similar_pairs(vectors: np.ndarray, threshold: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, cosine) for i < j with cosine >= threshold."""
+def similar_pairs(vectors: np.ndarray, threshold: float, seed: int = 0, pmap=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, cosine) for i < j with cosine >= threshold. ``pmap(fn, vectors, jobs)`` runs
+    ``fn(vectors, *job)`` for every job, in order (default: here, one after another; the Ray
+    engine runs the k-means partitions in parallel)."""
     n = len(vectors)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    pmap = pmap or (lambda fn, vecs, jobs: [fn(vecs, *job) for job in jobs])
     if n <= EXACT_LIMIT:
         return _blockwise(vectors, np.arange(n), threshold)
     from sklearn.cluster import KMeans
 
     k = max(2, n // PARTITION_SIZE)
     labels = KMeans(n_clusters=k, n_init=1, max_iter=20, random_state=seed).fit_predict(vectors)
-    parts = [_blockwise(vectors[idx], idx, threshold) for idx in
-             (np.flatnonzero(labels == c) for c in range(k)) if len(idx) > 1]
+    jobs = [(idx, threshold) for idx in (np.flatnonzero(labels == c) for c in range(k)) if len(idx) > 1]
+    parts = pmap(_partition, vectors, jobs)
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     left, right, sim = (np.concatenate(x) for x in zip(*parts))
     order = np.lexsort((right, left))
     return left[order], right[order], sim[order]
+
+
+def _partition(vectors: np.ndarray, index: np.ndarray, threshold: float):
+    return _blockwise(vectors[index], index, threshold)
 
 
 def _blockwise(vectors: np.ndarray, index: np.ndarray, threshold: float):

@@ -56,3 +56,20 @@ def run(records: pl.DataFrame, rules: RuleSet) -> StageResult:
         "rule_seconds": {k: round(v, 4) for k, v in timings.items()},
     }
     return StageResult(kept, rejected, stats)
+
+
+def merge_stats(parts: list[dict], t0: float) -> dict:
+    """The stats of several blocks filtered separately, as one run would count them."""
+    first = parts[0]
+    out = {"stage": "filter", "in": 0, "kept": 0, "rejected": 0, "rules": dict.fromkeys(first["rules"], 0),
+           "fired": dict.fromkeys(first["fired"], 0), "seconds": 0.0,
+           "rule_seconds": dict.fromkeys(first["rule_seconds"], 0.0)}
+    for p in parts:
+        for k in ("in", "kept", "rejected"):
+            out[k] += p[k]
+        for group in ("rules", "fired", "rule_seconds"):
+            for name, v in p[group].items():
+                out[group][name] += v
+    out["rule_seconds"] = {k: round(v, 4) for k, v in out["rule_seconds"].items()}
+    out["seconds"] = round(time.perf_counter() - t0, 4)
+    return out

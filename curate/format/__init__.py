@@ -98,14 +98,16 @@ def encode_many(template: str, conversations: list[list[dict]], tokenizer) -> li
     return out
 
 
-def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageResult:
+def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: list | None = None) -> StageResult:
+    """``probes``: conversations the template is checked on (default: the first 20; the Ray
+    engine passes the whole input's first 20 to every block)."""
     from .tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
     tok = tokenizer or load_tokenizer(config.tokenizer)
     name, template, original = tpl.choose(config.template, tok)
     messages = records["messages"].to_list()
-    tpl.check_template(template, original, tok, tpl.PROBES + messages[:20])
+    tpl.check_template(template, original, tok, tpl.PROBES + (messages[:20] if probes is None else probes))
     eot_ids = set(tok.convert_tokens_to_ids(tpl.end_of_turn_tokens(tok)))
 
     marked = bool(tpl.MARKER.search(template))
@@ -159,10 +161,17 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None) -> StageRes
     rejected = table.filter(rules.is_not_null()).with_columns(
         pl.lit("format").alias("stage"), rules.filter(rules.is_not_null()).alias("rule"),
         pl.Series("reason", [r for r in reason if r is not None], dtype=pl.String))
+    return finish(kept, rejected, config, name, marked, template, t0)
+
+
+def finish(kept: pl.DataFrame, rejected: pl.DataFrame, config: FormatConfig, name: str, marked: bool,
+           template: str, t0: float) -> StageResult:
+    """Split, files and stats from the kept and rejected tables (input order): shared by the
+    engines, so the Ray engine's parallel batches end in the same outputs."""
     train, evals = kept.filter(pl.col("split") == "train"), kept.filter(pl.col("split") == "eval")
     counts = rejected.group_by("rule").len().sort("rule") if rejected.height else None
     stats = {
-        "stage": "format", "in": records.height, "kept": kept.height, "rejected": rejected.height,
+        "stage": "format", "in": kept.height + rejected.height, "kept": kept.height, "rejected": rejected.height,
         "rules": dict(zip(counts["rule"].to_list(), counts["len"].to_list())) if counts is not None else {},
         "train": train.height, "eval": evals.height, "eval_fraction": config.eval_fraction,
         "template": name, "template_markers": marked, "tokenizer": config.tokenizer, "max_tokens": config.max_tokens,

@@ -29,13 +29,14 @@ def lock_text(lock: dict) -> str:
 
 
 def build(pipeline_path, *, force: bool = False, from_step: str | None = None, output: Path | None = None,
-          embed_cache: str | None = None, write_lock: bool = True, echo=print) -> dict:
+          embed_cache: str | None = None, write_lock: bool = True, engine: str | None = None, echo=print) -> dict:
     """Build the pipeline; returns its lock (also written to ``pipelines/NAME.lock`` unless
-    ``write_lock`` is false). ``output`` overrides the pipeline's output folder."""
+    ``write_lock`` is false). ``output`` overrides the pipeline's output folder, ``engine``
+    its ``engine:``."""
     pipeline_path = Path(pipeline_path)
     pipe = load_pipeline(pipeline_path)
     names = pipe.step_names()
-    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache)
+    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
     out = Path(output or pipe.output)
     inputs = _hash_inputs(pipe, pipeline_path)
@@ -89,15 +90,15 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
 def check(pipeline_path) -> Pipeline:
     """Validate a pipeline and every config file its steps read, without building."""
     pipe = load_pipeline(pipeline_path)
-    _prepare_all(pipe, Path(pipeline_path), pipe.step_names(), None)
+    _prepare_all(pipe, Path(pipeline_path), pipe.step_names(), None, "local")
     return pipe
 
 
-def _prepare_all(pipe: Pipeline, path: Path, names: list[str], embed_cache) -> list[Prepared]:
+def _prepare_all(pipe: Pipeline, path: Path, names: list[str], embed_cache, engine: str) -> list[Prepared]:
     out = []
     for i, (step, name) in enumerate(zip(pipe.steps, names)):
         try:
-            out.append(prepare(step, name, embed_cache))
+            out.append(prepare(step, name, embed_cache, engine))
         except ConfigError as e:  # name the pipeline and the step, then the file's own message
             raise ConfigError(f"{path}: steps[{i}] ({step.kind}): {e}") from None
     return out

@@ -116,6 +116,8 @@ class Pipeline(Strict):
     inputs: list[InputSpec] = Field(min_length=1)
     steps: list[Step] = Field(min_length=1)
     output: str
+    # where steps run; not part of any cache key: both engines write the same bytes
+    engine: Literal["local", "ray"] = "local"
 
     def step_names(self) -> list[str]:
         return [f"{i:02d}-{s.kind}" for i, s in enumerate(self.steps, 1)]

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..api import run_on
 from ..config import ConfigError, tracked_reads
+from ..engine import stage_runner
 from .hashing import display_path, sha256_file, sha256_json, tree_files
 from .spec import InputSpec, Step
 
@@ -28,28 +30,26 @@ class Prepared:
         return sha256_json({"kind": self.kind, "options": self.options, "files": sorted(self.files.items())})
 
 
-def prepare(step: Step, name: str, embed_cache: str | None = None) -> Prepared:
+def prepare(step: Step, name: str, embed_cache: str | None = None, engine: str = "local") -> Prepared:
     """Validate a step and load every file it reads, before anything runs."""
     with tracked_reads() as reads:
-        options, run, extra = _BUILDERS[step.kind](step.options, embed_cache)
+        options, config, extra = _BUILDERS[step.kind](step.options, embed_cache)
+    runner = stage_runner(step.kind, config, engine)
+    run = lambda read, out: run_on(read, out, runner)  # noqa: E731
     files = {display_path(p): sha256_file(p) for p in [*reads, *extra]}
     return Prepared(name, step.kind, options, dict(sorted(files.items())), run)
 
 
 def _filter(opts, _embed_cache):
     from .. import filter as rule_filter
-    from ..api import run_on
     from ..filter.rules import RuleSet
 
     sets = [rule_filter.load_rules(f) for f in opts.rule_files()]
     rules = RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
-    return opts.model_dump(), lambda read, out: run_on(read, out, lambda recs: rule_filter.run(recs, rules)), []
+    return opts.model_dump(), rules, []
 
 
 def _dedup(opts, embed_cache):
-    from .. import dedup
-    from ..api import run_on
-
     cfg = opts.config()
     if embed_cache is not None:
         cfg = cfg.model_copy(update={"cache_dir": embed_cache})
@@ -57,23 +57,20 @@ def _dedup(opts, embed_cache):
     if "semantic" in cfg.methods and cfg.model and Path(cfg.model).is_dir():
         extra = tree_files(Path(cfg.model))  # a user's own embedding model: its bytes are its identity
     options = cfg.model_dump(exclude={"cache_dir"})
-    return options, lambda read, out: run_on(read, out, lambda recs: dedup.run(recs, cfg)), extra
+    return options, cfg, extra
 
 
 def _score(opts, _embed_cache):
     from .. import score
-    from ..api import run_on
 
     cfg = score.ScoreConfig(**opts.model_dump())
     jury = cfg.load()  # reads (and so hashes) the jury file and its rubric
     cfg = cfg.model_copy(update={"jury": jury})
     options = opts.model_dump(exclude={"cache"})
-    return options, lambda read, out: run_on(read, out, lambda recs: score.run(recs, cfg)), []
+    return options, cfg, []
 
 
 def _format(cfg, _embed_cache):
-    from .. import format as formatting
-    from ..api import run_on
     from ..format.template import SHIPPED, TEMPLATES
     from ..models import SHIPPED as SHIPPED_MODELS
 
@@ -89,7 +86,7 @@ def _format(cfg, _embed_cache):
         if not folder.is_dir():
             raise ConfigError(f"tokenizer {cfg.tokenizer}: not a folder, nor one of {', '.join(SHIPPED_MODELS)}")
         extra += [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
-    return cfg.model_dump(), lambda read, out: run_on(read, out, lambda recs: formatting.run(recs, cfg)), extra
+    return cfg.model_dump(), cfg, extra
 
 
 _BUILDERS = {"filter": _filter, "dedup": _dedup, "score": _score, "format": _format}

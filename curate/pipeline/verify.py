@@ -20,14 +20,14 @@ def read_lock(pipeline_path) -> dict:
         raise ConfigError(f"{path}: not valid JSON: {e}") from None
 
 
-def verify(pipeline_path, echo=print) -> list[str]:
+def verify(pipeline_path, echo=print, engine: str | None = None) -> list[str]:
     """Rebuild and diff against the lock; returns the differences (empty: identical)."""
     from .build import build
 
     locked = read_lock(pipeline_path)
     with tempfile.TemporaryDirectory(prefix="curate-verify-") as tmp:
         fresh = build(pipeline_path, force=True, output=Path(tmp) / "build", embed_cache=str(Path(tmp) / "embeddings"),
-                      write_lock=False, echo=echo)
+                      write_lock=False, engine=engine, echo=echo)
     return diff(locked, fresh)
 
 

@@ -48,7 +48,7 @@ def _keys(prompts: dict[str, list[str]], jury: Jury) -> list[list[str]]:
     return [[cache_key(j.model, p, j.params()) for p in prompts[j.mode]] for j in jury.judges]
 
 
-def judge_all(records: pl.DataFrame, jury: Jury) -> tuple[list[list], dict]:
+def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) -> tuple[list[list], dict]:
     """Every judge's verdict for every record (cache first), and per-judge accounting."""
     import asyncio
 
@@ -130,8 +130,27 @@ def judge_all(records: pl.DataFrame, jury: Jury) -> tuple[list[list], dict]:
                 a["failed"] += 1
                 a["failures"][v.failure] = a["failures"].get(v.failure, 0) + 1
         a["failures"] = dict(sorted(a["failures"].items()))
-        a["latency_s"] = _percentiles(a.pop("_lat"))
+        if not raw_latencies:  # raw: the Ray engine merges batches' accounts, then takes percentiles
+            a["latency_s"] = _percentiles(a.pop("_lat"))
     return verdicts, acct
+
+
+def merge_accounts(parts: list[dict]) -> dict:
+    """One judge account from the raw accounts (``raw_latencies``) of several batches."""
+    out: dict = {}
+    for part in parts:
+        for name, a in part.items():
+            m = out.setdefault(name, {**a, "records": 0, "calls": 0, "cache_hits": 0, "scored": 0, "failed": 0,
+                                      "failures": {}, "retries": 0, "tokens_in": 0, "tokens_out": 0, "_lat": []})
+            for k in ("records", "calls", "cache_hits", "scored", "failed", "retries", "tokens_in", "tokens_out"):
+                m[k] += a[k]
+            m["_lat"] = m["_lat"] + a["_lat"]
+            for f, c in a["failures"].items():
+                m["failures"][f] = m["failures"].get(f, 0) + c
+    for m in out.values():
+        m["failures"] = dict(sorted(m["failures"].items()))
+        m["latency_s"] = _percentiles(m.pop("_lat"))
+    return out
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -143,14 +162,14 @@ def _percentiles(values: list[float]) -> dict:
     return {"p50": round(float(p50), 4), "p95": round(float(p95), 4)}
 
 
-def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
-    from .agreement import krippendorff_alpha_ordinal, pairwise
-
+def run(records: pl.DataFrame, config: ScoreConfig, raw_latencies: bool = False, offset: int = 0) -> StageResult:
+    """``offset``: the position of ``records``' first row in the whole input (the Ray engine
+    scores blocks), so ``limit`` counts from the start of the input."""
     jury = config.load()
     records = records.drop([c for c in SCORE_COLUMNS if c in records.columns])
-    limit = records.height if config.limit is None else min(config.limit, records.height)
+    limit = records.height if config.limit is None else max(0, min(config.limit - offset, records.height))
     head = records.head(limit)
-    verdicts, acct = judge_all(head, jury) if limit else ([[] for _ in jury.judges], {})
+    verdicts, acct = judge_all(head, jury, raw_latencies) if limit else ([[] for _ in jury.judges], {})
     names = [j.name for j in jury.judges]
 
     scores, per_judge, reasons, rule, why = [], [], [], [], []
@@ -188,11 +207,21 @@ def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
     )
     kept, rejected = split(annotated, "score", pl.Series(rule, dtype=pl.String), pl.Series(why, dtype=pl.String))
 
-    columns = {n: [verdicts[ji][r].score if verdicts[ji][r].failure is None else None for r in range(limit)]
-               for ji, n in enumerate(names)}
-    done = [s for s in scores if s is not None]
-    stats = {
-        "stage": "score", "in": records.height, "kept": kept.height, "rejected": rejected.height,
+    return StageResult(kept, rejected, summary(annotated, kept, rejected, jury, config, acct, limit))
+
+
+def summary(annotated: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame, jury: Jury,
+            config: ScoreConfig, acct: dict, limit: int) -> dict:
+    """The stage's stats from its annotated table (input order): shared by the engines, so
+    a table assembled from parallel batches gives the same histogram and agreement."""
+    from .agreement import krippendorff_alpha_ordinal, pairwise
+
+    names = [j.name for j in jury.judges]
+    head = annotated.head(limit)
+    columns = {n: head["scores"].struct.field(n).to_list() for n in names}
+    done = annotated["score"].drop_nulls().to_list()
+    return {
+        "stage": "score", "in": annotated.height, "kept": kept.height, "rejected": rejected.height,
         "rules": count_rules(rejected),
         "jury": {"fingerprint": jury.fingerprint(), "rubric": jury.rubric, "scale": list(jury.scale),
                  "aggregate": jury.aggregate, "quorum": jury.quorum, "min_score": config.min_score},
@@ -203,7 +232,6 @@ def run(records: pl.DataFrame, config: ScoreConfig) -> StageResult:
                           [[columns[n][r] for n in names] for r in range(limit)])) if len(names) > 1 else None},
         "warnings": warnings_for(jury),
     }
-    return StageResult(kept, rejected, stats)
 
 
 def _verdict_of_jury(verdicts: list, jury: Jury) -> float | None:

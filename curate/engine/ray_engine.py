@@ -1,0 +1,391 @@
+"""``--engine ray``: the curate stages as Ray Data operations, on a local Ray instance or
+the cluster named by ``RAY_ADDRESS``.
+
+Nothing here decides an output. Filter, format and score run their own ``run`` on each
+block (``map_batches``; format and score as actor pools that keep the tokenizer or judge
+models loaded, one GPU per actor where the cluster has GPUs) and the driver puts the
+blocks back in input order and finishes with the stage's own stats code. Dedup runs its
+own ``run`` on the driver with ``RayBackend`` doing the data-parallel parts: hashing,
+MinHash signatures and the grouping on band keys as a shuffle, embeddings as an actor
+pool, k-means partitions as parallel tasks. So both engines write the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import polars as pl
+
+from ..dedup import LocalBackend
+from ..stage import StageResult
+
+ROW, SIDE, META = "_row", "_side", "_meta"
+
+
+def connect():
+    """Ray, initialised: the cluster at ``RAY_ADDRESS`` if set, else a local instance
+    (``CURATE_RAY_CPUS`` caps its CPUs)."""
+    from ..config import ConfigError
+
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'sft-curate[ray]'") from None
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or None
+        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        if address is None and os.environ.get("CURATE_RAY_CPUS"):
+            kwargs["num_cpus"] = int(os.environ["CURATE_RAY_CPUS"])
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as e:  # ConnectionError, RuntimeError, ...: all mean "no cluster there"
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray instance"
+            raise ConfigError(f"cannot start or reach {where}: {first}") from None
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # blocks come back in input order
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its hints are for Ray users, not ours
+    return ray
+
+
+def _cpus(ray) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _gpus(ray) -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def _pool(ray, gpus: int) -> dict:
+    """An actor pool: one actor per GPU where the stage uses them, else one per CPU."""
+    import ray.data
+
+    size = max(1, _gpus(ray) if gpus else _cpus(ray))
+    return {"compute": ray.data.ActorPoolStrategy(size=size), "num_gpus": gpus}
+
+
+def block_rows(n: int, cpus: int) -> int:
+    """Rows per block: a few blocks per CPU, within bounds (``CURATE_RAY_BLOCK_ROWS`` sets it)."""
+    if os.environ.get("CURATE_RAY_BLOCK_ROWS"):
+        return max(1, int(os.environ["CURATE_RAY_BLOCK_ROWS"]))
+    return int(min(100_000, max(2_000, -(-n // (4 * cpus)))))
+
+
+def _dataset(ray, frame: pl.DataFrame):
+    """A Ray dataset of ``frame`` with its global row number, cut into blocks."""
+    frame = frame.with_columns(pl.int_range(frame.height, dtype=pl.Int64).alias(ROW))
+    step = block_rows(frame.height, _cpus(ray))
+    return ray.data.from_arrow([frame.slice(s, step).to_arrow() for s in range(0, frame.height, step)])
+
+
+def ray_run(kind: str, config):
+    """``records -> StageResult`` for one stage on Ray."""
+    from ..engine import local_run
+
+    def run(records: pl.DataFrame) -> StageResult:
+        if records.height == 0:  # nothing to distribute
+            return local_run(kind, config)(records)
+        ray = connect()
+        if kind == "dedup":
+            from ..dedup import run as dedup_run
+
+            return dedup_run(records, config, backend=RayBackend(ray))
+        return _rowwise(ray, kind, config, records)
+
+    return run
+
+
+# ---- filter, format, score: the stage's own run on each block -------------------------
+
+def _run_block(table, kind: str, config, extra: dict, state: dict):
+    """One block through the stage: kept and rejected rows in one table (``_side`` 0/1), the
+    block's stats and column orders as JSON on its first row."""
+    df = pl.from_arrow(table)
+    offset = int(df[ROW][0])
+    if kind == "filter":
+        from ..filter import run
+
+        res = run(df, config)
+    elif kind == "format":
+        from ..format import run
+        from ..format.tokenizer import load_tokenizer
+
+        if "tok" not in state:
+            state["tok"] = load_tokenizer(config.tokenizer)
+        res = run(df, config, tokenizer=state["tok"], probes=extra["probes"])
+    else:
+        from ..score import run
+
+        res = run(df, config, raw_latencies=True, offset=offset)
+    meta = {"stats": res.stats, "kept": res.kept.columns, "rejected": res.rejected.columns,
+            "template": res.files.get("template.jinja")}
+    out = pl.concat([res.kept.with_columns(pl.lit(0, pl.Int8).alias(SIDE)),
+                     res.rejected.with_columns(pl.lit(1, pl.Int8).alias(SIDE))], how="diagonal_relaxed")
+    out = out.with_columns(pl.Series(META, [json.dumps(meta)] + [None] * (out.height - 1), dtype=pl.String))
+    return out.to_arrow()
+
+
+class _StageActor:
+    """An actor that keeps what a stage loads (tokenizer, local judge models) between blocks."""
+
+    def __init__(self, kind: str, config, extra: dict):
+        self.kind, self.config, self.extra, self.state = kind, config, extra, {}
+
+    def __call__(self, table):
+        return _run_block(table, self.kind, self.config, self.extra, self.state)
+
+
+def _rowwise(ray, kind: str, config, records: pl.DataFrame) -> StageResult:
+    t0 = time.perf_counter()
+    extra = {"probes": records["messages"].head(20).to_list()} if kind == "format" else {}
+    ds = _dataset(ray, records)
+    if kind == "filter":
+        out = ds.map_batches(_run_block, fn_kwargs={"kind": kind, "config": config, "extra": extra, "state": {}},
+                             batch_size=None, batch_format="pyarrow")
+    else:
+        gpus = 1 if kind == "score" and _uses_models(config) and _gpus(ray) else 0
+        out = ds.map_batches(_StageActor, fn_constructor_args=(kind, config, extra), batch_size=None,
+                             batch_format="pyarrow", **_pool(ray, gpus))
+    parts = [pl.from_arrow(t) for t in ray.get(out.to_arrow_refs()) if t.num_rows]
+    metas = [json.loads(p[META][0]) for p in parts]
+    kept = pl.concat([p.filter(pl.col(SIDE) == 0).select(m["kept"]) for p, m in zip(parts, metas)], how="vertical")
+    rejected = pl.concat([p.filter(pl.col(SIDE) == 1).select(m["rejected"]) for p, m in zip(parts, metas)],
+                         how="vertical")
+    stats = [m["stats"] for m in metas]
+    if kind == "filter":
+        from ..filter.engine import merge_stats
+
+        return StageResult(kept.drop(ROW), rejected.drop(ROW), merge_stats(stats, t0))
+    if kind == "format":
+        from ..format import finish
+
+        first = stats[0]
+        return finish(kept.drop(ROW), rejected.drop(ROW), config, first["template"], first["template_markers"],
+                      metas[0]["template"], t0)
+    from ..score import merge_accounts, summary
+
+    jury = config.load()
+    limit = records.height if config.limit is None else min(config.limit, records.height)
+    annotated = pl.concat([kept, rejected.drop("stage", "rule", "reason")], how="vertical").sort(ROW).drop(ROW)
+    kept, rejected = kept.drop(ROW), rejected.drop(ROW)
+    acct = merge_accounts([s["judges"] for s in stats])
+    return StageResult(kept, rejected, summary(annotated, kept, rejected, jury, config, acct, limit))
+
+
+def _uses_models(config) -> bool:
+    return any(j.backend != "openai" for j in config.load().judges)
+
+
+# ---- dedup: the data-parallel parts as Ray operations ------------------------------------
+
+def _parts(n_rows: int, cpus: int) -> int:
+    """Shuffle partitions: enough for every CPU, each a few hundred thousand rows at most."""
+    return int(max(2 * cpus, min(1024, -(-n_rows // 200_000))))
+
+
+def _texts(ray, texts: list[str]):
+    return _dataset(ray, pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}))
+
+
+def _exact_keys(table, strip_punct: bool, parts: int):
+    import hashlib
+
+    import pyarrow as pa
+
+    from ..dedup.text import normalise
+
+    digests = b"".join(hashlib.blake2b(normalise(t, strip_punct).encode("utf-8"), digest_size=16).digest()
+                       for t in table.column("text").to_pylist())
+    halves = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)  # the 128-bit hash as two words
+    return pa.table({ROW: table.column(ROW), "h1": halves[:, 0], "h2": halves[:, 1],
+                     "part": halves[:, 0] % np.uint64(parts)})
+
+
+def _exact_part(table):
+    """One shuffle partition: every member of a group of equal hashes gets the group's
+    first row as its label (what ``exact_groups`` gives)."""
+    import pyarrow as pa
+
+    rows, h1, h2 = (table.column(c).to_numpy() for c in (ROW, "h1", "h2"))
+    order = np.lexsort((rows, h2, h1))
+    rows, h1, h2 = rows[order], h1[order], h2[order]
+    new = np.r_[True, (h1[1:] != h1[:-1]) | (h2[1:] != h2[:-1])]
+    first = rows[np.flatnonzero(new)][np.cumsum(new) - 1]
+    in_group = np.isin(first, first[first != rows])
+    return pa.table({ROW: pa.array(rows[in_group], pa.int64()), "label": pa.array(first[in_group], pa.int64())})
+
+
+def _sign(table, num_perm: int, ngram: int, shingle: str, keep_sets: bool, strip_punct: bool, seed: int,
+          bands: int, rows: int):
+    import pyarrow as pa
+
+    from ..dedup import minhash as mh
+
+    shingled = mh.shingle_and_sign(table.column("text").to_pylist(), num_perm, ngram, shingle,
+                                   keep_sets=keep_sets, strip_punct=strip_punct, seed=seed)
+    sigs = shingled.signatures
+    keys = mh.band_keys(sigs, bands, rows)
+    cols = {ROW: table.column(ROW),
+            "sig": pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel()), num_perm),
+            "keys": pa.FixedSizeListArray.from_arrays(pa.array(keys.ravel()), bands)}
+    if keep_sets:
+        cols["set"] = pa.LargeListArray.from_arrays(pa.array(shingled.set_offsets), pa.array(shingled.sets))
+    return pa.table(cols)
+
+
+def _band_rows(table, bands: int, parts: int):
+    """One row per (document, band): the shuffle carries 24 bytes a row, not the signature."""
+    import pyarrow as pa
+
+    n = table.num_rows
+    keys = table.column("keys").combine_chunks().flatten().to_numpy().reshape(n, bands)
+    band = np.tile(np.arange(bands, dtype=np.uint64), n)
+    key = keys.ravel()
+    mixed = key ^ (band * np.uint64(0x9E3779B97F4A7C15))
+    return pa.table({ROW: np.repeat(table.column(ROW).to_numpy(), bands), "band": band.astype(np.int64),
+                     "key": key, "part": mixed % np.uint64(parts)})
+
+
+def _bucket_part(table, n: int):
+    """Candidate pairs of one shuffle partition: the local engine's rule per bucket."""
+    import pyarrow as pa
+
+    from ..dedup.minhash import bucket_pairs
+
+    rows, band, key = (table.column(c).to_numpy() for c in (ROW, "band", "key"))
+    order = np.lexsort((rows, key, band))
+    rows, band, key = rows[order], band[order], key[order]
+    starts = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
+    pairs = np.unique(np.concatenate([np.zeros(0, np.int64)] + bucket_pairs(starts, rows, n)))
+    return pa.table({"pair": pa.array(pairs, pa.int64())})
+
+
+def _pick(table, wanted):
+    """The rows of a signature block whose row number is in ``wanted`` (sorted)."""
+    rows = table.column(ROW).to_numpy()
+    pos = np.searchsorted(wanted, rows).clip(0, max(len(wanted) - 1, 0))
+    keep = (wanted[pos] == rows) if len(wanted) else np.zeros(len(rows), bool)
+    return table.filter(keep)
+
+
+class _Embed:
+    """An embedding actor: the model is loaded once per actor."""
+
+    def __init__(self, model: str, batch_size: int):
+        from ..dedup.semantic import Embedder
+
+        self.embedder = Embedder(model, batch_size)
+
+    def __call__(self, table):
+        import pyarrow as pa
+
+        before = self.embedder.truncated
+        vecs = self.embedder.encode(table.column("text").to_pylist())
+        meta = json.dumps({"truncated": self.embedder.truncated - before, "max_tokens": self.embedder.max_tokens})
+        return pa.table({ROW: table.column(ROW),
+                         "vec": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), vecs.shape[1]),
+                         META: pa.array([meta] + [None] * (table.num_rows - 1), pa.large_string())})
+
+
+class RayBackend(LocalBackend):
+    def __init__(self, ray):
+        self.ray = ray
+
+    def exact_labels(self, texts: list[str], strip_punct: bool) -> np.ndarray:
+        n = len(texts)
+        parts = _parts(n, _cpus(self.ray))
+        keyed = _texts(self.ray, texts).map_batches(_exact_keys, fn_kwargs={"strip_punct": strip_punct, "parts": parts},
+                                                    batch_size=None, batch_format="pyarrow")
+        labels = np.arange(n, dtype=np.int64)
+        found = keyed.groupby("part").map_groups(_exact_part, batch_format="pyarrow")
+        for t in self.ray.get(found.to_arrow_refs()):
+            labels[t.column(ROW).to_numpy()] = t.column("label").to_numpy()
+        return labels
+
+    def minhash_edges(self, texts: list[str], config, threshold: float, bands: int, rows: int):
+        from ..dedup import minhash as mh
+
+        ray, n = self.ray, len(texts)
+        exact = config.verify == "exact"
+        signed = _texts(ray, texts).map_batches(
+            _sign, fn_kwargs=dict(num_perm=config.num_perm, ngram=config.ngram, shingle=config.shingle,
+                                  keep_sets=exact, strip_punct=config.strip_punct, seed=config.seed + 1,
+                                  bands=bands, rows=rows),
+            batch_size=None, batch_format="pyarrow").materialize()
+        parts = _parts(n * bands, _cpus(ray))
+        found = (signed.map_batches(_band_rows, fn_kwargs={"bands": bands, "parts": parts}, batch_size=None,
+                                    batch_format="pyarrow")
+                 .groupby("part").map_groups(_bucket_part, fn_kwargs={"n": n}, batch_format="pyarrow"))
+        pair_parts = [t.column("pair").to_numpy() for t in ray.get(found.to_arrow_refs())]
+        pairs = np.unique(np.concatenate([np.zeros(0, np.int64)] + pair_parts))
+        left, right = pairs // n, pairs % n
+        # the signatures (or shingle sets) of documents in a candidate pair come to the driver
+        involved = np.unique(np.r_[left, right])
+        picked = [t for t in ray.get(signed.map_batches(_pick, fn_kwargs={"wanted": involved}, batch_size=None,
+                                                        batch_format="pyarrow").to_arrow_refs()) if t.num_rows]
+        local = _local_shingled(picked, config.num_perm, exact)
+        where = np.full(n, -1, dtype=np.int64)
+        where[involved] = np.arange(len(involved))
+
+        def measure(l, r):
+            l, r = where[np.asarray(l)], where[np.asarray(r)]
+            return mh.exact_jaccard(local, l, r) if exact else mh.estimated_jaccard(local.signatures, l, r)
+
+        ok = measure(left, right) >= threshold
+        return left[ok], right[ok], len(left), measure
+
+    def encoder(self, embedder):
+        ray = self.ray
+
+        def encode(texts: list[str]) -> np.ndarray:
+            gpus = 1 if _gpus(ray) else 0
+            out = _texts(ray, texts).map_batches(
+                _Embed, fn_constructor_args=(embedder.model_path, embedder.batch_size), batch_size=None,
+                batch_format="pyarrow", **_pool(ray, gpus))
+            tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
+            vectors = np.concatenate([t.column("vec").combine_chunks().flatten().to_numpy()
+                                      .reshape(t.num_rows, -1) for t in tables]).astype(np.float32)
+            embedder.embedded += len(texts)
+            for t in tables:
+                meta = json.loads(t.column(META)[0].as_py())
+                embedder.truncated += meta["truncated"]
+                embedder.max_tokens = meta["max_tokens"]
+            return vectors
+
+        return encode
+
+    def pair_search(self):
+        ray = self.ray
+
+        def pmap(fn, vectors, jobs):
+            task = ray.remote(fn)
+            ref = ray.put(vectors)
+            return ray.get([task.remote(ref, *job) for job in jobs])
+
+        return pmap
+
+
+def _local_shingled(tables, num_perm: int, exact: bool):
+    """A ``Shingled`` of the picked documents, in row order."""
+    from ..dedup.minhash import Shingled
+
+    if not tables:
+        return Shingled(np.zeros((0, num_perm), np.uint32), np.zeros(0, np.uint64) if exact else None,
+                        np.zeros(1, np.int64) if exact else None)
+    import pyarrow as pa
+
+    t = pa.concat_tables(tables).sort_by(ROW)
+    sigs = t.column("sig").combine_chunks().flatten().to_numpy().reshape(t.num_rows, num_perm).astype(np.uint32)
+    if not exact:
+        return Shingled(sigs, None, None)
+    import pyarrow.compute as pc
+
+    sets = t.column("set").combine_chunks()
+    offsets = np.r_[0, np.cumsum(pc.list_value_length(sets).to_numpy())].astype(np.int64)
+    return Shingled(sigs, sets.flatten().to_numpy().astype(np.uint64), offsets)
