@@ -61,7 +61,10 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     if "fired" in stats:
         stats["fired"] = {**read_counts, **stats["fired"]}
     stats["seconds"] = round(time.perf_counter() - t0, 4)
-    write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), out)
+    from .storage import output_folder
+
+    with output_folder(out) as local:  # a URL is written here, then uploaded
+        write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
     return stats
 
 
@@ -136,5 +139,8 @@ def validate_file(path: Path) -> str:
 def export(inputs, dest: Path, fmt: str) -> int:
     from .export import write_export
 
+    from .storage import output_file
+
     read = read_inputs(inputs)
-    return write_export(read.records, dest, fmt)
+    with output_file(dest) as local:
+        return write_export(read.records, local, fmt)

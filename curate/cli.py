@@ -69,7 +69,7 @@ def filter_cmd(inputs, out, rule_files, fmt, mapping, engine):
     """Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json."""
     from .api import filter_inputs
 
-    stats = filter_inputs(list(inputs), Path(out), list(rule_files) or None, fmt, _mapping(mapping), engine)
+    stats = filter_inputs(list(inputs), out, list(rule_files) or None, fmt, _mapping(mapping), engine)
     _print_table(stats)
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
 
@@ -117,7 +117,7 @@ def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, 
     config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
                   num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
                   model=model, batch_size=batch_size, cache_dir=cache_dir)
-    stats = dedup_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping), engine)
+    stats = dedup_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     for m in stats["methods"]:
         extra = "".join(f", {k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
@@ -160,7 +160,7 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
 
     config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
                   eval_fraction=eval_fraction)
-    stats = format_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping), engine)
+    stats = format_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     tokens = stats.get("tokens") or {}
     if tokens:
@@ -212,7 +212,7 @@ def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label
         return
     if not out:
         raise UserError("missing -o/--out")
-    stats = api.score_inputs(list(inputs), Path(out), config, fmt, _mapping(mapping), engine)
+    stats = api.score_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _warn(stats["warnings"])
     _print_table(stats)
     for name, a in stats["judges"].items():
@@ -300,7 +300,7 @@ def report_cmd(build, out, train_dirs):
     """Write one self-contained HTML page about BUILD (a `curate run` output folder) and print its gist."""
     from .report import write_report
 
-    for line in write_report(Path(build), Path(out), list(train_dirs) or None):
+    for line in write_report(build, out, list(train_dirs) or None):
         click.echo(line)
     click.echo(f"wrote {out}")
 
@@ -327,7 +327,7 @@ def export_cmd(inputs, dest, fmt):
     """Write the kept records of a stage folder (or any input) for people and other trainers."""
     from .api import export
 
-    n = export(list(inputs), Path(dest), fmt)
+    n = export(list(inputs), dest, fmt)
     click.echo(f"wrote {n} records to {dest} ({fmt})")
 
 

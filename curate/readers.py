@@ -156,7 +156,13 @@ def _expand(path: Path, label: str) -> Iterator[tuple[str, Path, str]]:
         raise InputError(f"{label}: folder has no readable input files")
 
 
-def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = None) -> ReadResult:
+def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = None,
+                labels: list[str] | None = None) -> ReadResult:
+    """Read files, folders and URLs (fsspec: s3://...) into records and rejected rows.
+    ``labels`` name the inputs in ``source`` (default: the paths as given)."""
+    from .storage import local_copy
+
+    labels = [str(p) for p in paths] if labels is None else list(labels)
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
     frames, rows, rejects = [], [], []
@@ -183,33 +189,37 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
         if n_seen and not n_ok and first_error is not None and first_error.rule == "read.unknown_format":
             raise InputError(f"{label}: {first_error.reason}")
 
-    for p in paths:
-        label = str(p)
-        for kind, path, sub in _expand(Path(p), label):
-            if kind == "jsonl":
-                take(_iter_jsonl(path, sub), sub)
-            elif kind == "json":
-                take(_iter_json(path, sub), sub)
-            elif kind == "csv":
-                try:
-                    df = pl.read_csv(path, infer_schema=False)
-                except Exception as e:  # polars raises several types; all mean "not CSV"
-                    raise InputError(f"{sub}: cannot read as CSV: {str(e).splitlines()[0]}") from None
-                take(_iter_table(df, sub), sub)
-            else:
-                try:
-                    df = _read_arrow_dataset(path) if kind == "hf" else pl.read_parquet(path)
-                except Exception as e:
-                    raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
-                if _is_record_table(df) and fmt is None and not mapping:
-                    _flush(rows, frames)
-                    frames.append(df)
-                else:
-                    take(_iter_table(df, sub), sub)
+    for p, label in zip(paths, labels):
+        with local_copy(p) as local:
+            _read_one(local, label, take, rows, frames, fmt, mapping)
     _flush(rows, frames)
     records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
     rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
     return ReadResult(records, rejected)
+
+
+def _read_one(local: Path, label: str, take, rows: list, frames: list, fmt, mapping) -> None:
+    for kind, path, sub in _expand(local, label):
+        if kind == "jsonl":
+            take(_iter_jsonl(path, sub), sub)
+        elif kind == "json":
+            take(_iter_json(path, sub), sub)
+        elif kind == "csv":
+            try:
+                df = pl.read_csv(path, infer_schema=False)
+            except Exception as e:  # polars raises several types; all mean "not CSV"
+                raise InputError(f"{sub}: cannot read as CSV: {str(e).splitlines()[0]}") from None
+            take(_iter_table(df, sub), sub)
+        else:
+            try:
+                df = _read_arrow_dataset(path) if kind == "hf" else pl.read_parquet(path)
+            except Exception as e:
+                raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
+            if _is_record_table(df) and fmt is None and not mapping:
+                _flush(rows, frames)
+                frames.append(df)
+            else:
+                take(_iter_table(df, sub), sub)
 
 
 def _flush(rows: list, frames: list) -> None:

@@ -40,6 +40,8 @@ def connect():
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if address is None and os.environ.get("CURATE_RAY_CPUS"):
             kwargs["num_cpus"] = int(os.environ["CURATE_RAY_CPUS"])
+        if address:
+            _reachable(address)
         try:
             ray.init(address=address, **kwargs)
         except Exception as e:  # ConnectionError, RuntimeError, ...: all mean "no cluster there"
@@ -52,6 +54,22 @@ def connect():
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its hints are for Ray users, not ours
     return ray
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a cluster address nobody answers (``ray.init`` retries for minutes)."""
+    import socket
+
+    from ..config import ConfigError
+
+    hostport = address.split("://", 1)[-1]
+    if hostport in ("auto", "local") or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot start or reach the Ray cluster at RAY_ADDRESS={address}: {e}") from None
 
 
 def _cpus(ray) -> int:

@@ -8,6 +8,7 @@ it; a killed build leaves at worst a temporary folder, which the next run delete
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError
+from ..storage import cache_folder, download, is_url, upload
 from .hashing import (code_version, display_path, library_versions, output_files, output_hash, sha256_bytes,
                       sha256_json, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
@@ -38,8 +40,22 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     names = pipe.step_names()
     prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
-    out = Path(output or pipe.output)
-    inputs = _hash_inputs(pipe, pipeline_path)
+    target = str(output or pipe.output)
+    with local_copies(pipe, pipeline_path) as sources:
+        if not is_url(target):
+            return _build(pipe, pipeline_path, names, prepared, start, sources, Path(target), target, force,
+                          write_lock, echo)
+        out = cache_folder(target)  # a URL output is built here, then uploaded
+        if not (out / "manifest.json").is_file():
+            download(target, out)  # reuse the steps already up there
+        lock = _build(pipe, pipeline_path, names, prepared, start, sources, out, target, force, write_lock, echo)
+        upload(out, target)
+        return lock
+
+
+def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path], out: Path, target: str,
+           force: bool, write_lock: bool, echo) -> dict:
+    inputs = _hash_inputs(pipe, pipeline_path, sources)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
@@ -59,7 +75,7 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
         rec = None if rerun else _cached(folder, key, echo)
         t0 = time.perf_counter()
         if rec is None:
-            rec = _run_step(prep, key, folder, pipe, out / names[i - 1] if i else None)
+            rec = _run_step(prep, key, folder, pipe, sources, out / names[i - 1] if i else None)
             rerun = True  # every later step runs again
             status = "ran"
         else:
@@ -82,7 +98,7 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     if write_lock:
         lock_path(pipeline_path).write_text(text, encoding="utf-8")
     manifest = {**lock, "lock_sha256": sha256_bytes(text.encode()), "final": names[-1], "pipeline_file":
-                display_path(pipeline_path), "output": display_path(out), "build": timings}
+                display_path(pipeline_path), "output": target if is_url(target) else display_path(out), "build": timings}
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return lock
 
@@ -117,13 +133,28 @@ def _step_index(spec: str, names: list[str], path: Path) -> int:
     raise ConfigError(f"--from {spec}: {why} of {path} (steps: {', '.join(names)}; give a number or a name)")
 
 
-def _hash_inputs(pipe: Pipeline, path: Path) -> list[dict]:
+@contextlib.contextmanager
+def local_copies(pipe: Pipeline, path: Path):
+    """Every input as a local path (URLs copied once, for the whole build)."""
+    from ..readers import InputError
+    from ..storage import local_copy
+
+    with contextlib.ExitStack() as stack:
+        sources = []
+        for i, spec in enumerate(pipe.inputs):
+            if not is_url(spec.path) and not Path(spec.path).exists():
+                raise ConfigError(f"{path}: inputs[{i}].path: {spec.path}: no such file or folder")
+            try:
+                sources.append(stack.enter_context(local_copy(spec.path)))
+            except InputError as e:
+                raise ConfigError(f"{path}: inputs[{i}].path: {e}") from None
+        yield sources
+
+
+def _hash_inputs(pipe: Pipeline, path: Path, sources: list[Path]) -> list[dict]:
     out = []
-    for i, spec in enumerate(pipe.inputs):
-        p = Path(spec.path)
-        if not p.exists():
-            raise ConfigError(f"{path}: inputs[{i}].path: {spec.path}: no such file or folder")
-        entry = {"path": display_path(p), "sha256": tree_hash(p)}
+    for spec, p in zip(pipe.inputs, sources):
+        entry = {"path": spec.path if is_url(spec.path) else display_path(p), "sha256": tree_hash(p)}
         if spec.format:
             entry["format"] = spec.format
         if spec.map:
@@ -148,7 +179,8 @@ def _cached(folder: Path, key: dict, echo) -> dict | None:
     return rec
 
 
-def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, previous: Path | None) -> dict:
+def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: list[Path],
+              previous: Path | None) -> dict:
     from ..readers import read_inputs
 
     tmp = folder.parent / f".{folder.name}.tmp"
@@ -157,7 +189,7 @@ def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, previous:
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
     if previous is None:
-        read, input_records = read_entries(pipe.inputs)
+        read, input_records = read_entries(pipe.inputs, sources)
     else:
         read, input_records = read_inputs([previous]), None
     stats = prep.run(read, tmp)

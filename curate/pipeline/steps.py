@@ -92,15 +92,17 @@ def _format(cfg, _embed_cache):
 _BUILDERS = {"filter": _filter, "dedup": _dedup, "score": _score, "format": _format}
 
 
-def read_entries(inputs: list[InputSpec]):
-    """Read every input with its own format and field mapping; returns the combined read and
-    the number of rows (records plus unreadable ones) each input gave."""
+def read_entries(inputs: list[InputSpec], sources: list[Path] | None = None):
+    """Read every input with its own format and field mapping (from ``sources``, local
+    copies of URL inputs, where given); returns the combined read and the number of rows
+    (records plus unreadable ones) each input gave."""
     import polars as pl
 
     from ..readers import ReadResult, read_inputs
     from ..stage import merge_rejected
 
-    parts = [read_inputs([spec.path], spec.format, spec.map or None) for spec in inputs]
+    sources = sources or [spec.path for spec in inputs]
+    parts = [read_inputs([src], spec.format, spec.map or None, labels=[spec.path]) for spec, src in zip(inputs, sources)]
     counts = [r.records.height + r.rejected.height for r in parts]
     if len(parts) == 1:
         return parts[0], counts

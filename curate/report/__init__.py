@@ -10,10 +10,13 @@ def write_report(build, out, train_dirs=None) -> list[str]:
     """Write the page for ``build`` to ``out``; returns the text summary."""
     from .html import render
 
-    data = collect(Path(build), [Path(d) for d in train_dirs] if train_dirs else None)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(data), encoding="utf-8")
+    from ..storage import local_copies, local_copy, output_file
+
+    with local_copy(build) as folder, local_copies(train_dirs or []) as trains:
+        data = collect(Path(folder), [Path(d) for d in trains] if trains else None)
+    with output_file(out) as page:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render(data), encoding="utf-8")
     return summary(data)
 
 

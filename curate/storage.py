@@ -1,0 +1,144 @@
+"""Inputs and outputs on object storage: any fsspec URL (``s3://``, ``gs://``, ``az://``,
+``hf://``, ``memory://`` ...) wherever a command or a pipeline takes a path.
+
+A URL input is copied into a local scratch folder and read there, under its URL's name
+(so the ``source`` column says ``s3://bucket/raw.jsonl:17``, never a scratch path); an
+output folder is written locally, then uploaded whole. Stage outputs are a handful of
+files per folder, so a copy costs one transfer of bytes that reading would move anyway,
+and every reader, hash and writer works on one code path. S3 endpoints and credentials
+come from the usual places (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ~/.aws), or
+``FSSPEC_S3_*`` variables (fsspec's own configuration).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_NOT_URL = ("file",)
+
+
+def is_url(path) -> bool:
+    text = str(path)
+    return "://" in text and text.split("://", 1)[0] not in _NOT_URL and len(text.split("://", 1)[0]) > 1
+
+
+def filesystem(url: str):
+    from .config import ConfigError
+
+    try:
+        import fsspec
+    except ImportError:
+        raise ConfigError(f"{url}: reading URLs needs fsspec (pip install 'sft-curate[remote]')") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{url}: {first}") from None
+    return fs, path
+
+
+def _fail(url: str, e: Exception):
+    from .readers import InputError
+
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return InputError(f"{url}: {type(e).__name__}: {first}")
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """A local path for ``path``: itself, or a scratch copy of the URL's file or folder."""
+    if not is_url(path):
+        yield Path(path)
+        return
+    url = str(path).rstrip("/")
+    fs, remote = filesystem(url)
+    with tempfile.TemporaryDirectory(prefix="curate-in-") as tmp:
+        dest = Path(tmp) / Path(remote).name
+        try:
+            if not fs.exists(remote):
+                from .readers import InputError
+
+                raise InputError(f"{url}: no such file or folder")
+            if fs.isdir(remote):
+                fs.get(remote.rstrip("/") + "/", str(dest), recursive=True)
+            else:
+                fs.get(remote, str(dest))
+        except OSError as e:  # credentials, endpoint, permissions: one line naming the URL
+            raise _fail(url, e) from None
+        yield dest
+
+
+@contextlib.contextmanager
+def local_copies(paths):
+    """``local_copy`` of each of ``paths``, as a list."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(local_copy(p)) for p in paths]
+
+
+@contextlib.contextmanager
+def output_folder(path):
+    """A local folder to write ``path`` into; a URL is uploaded (replacing what was there)
+    when the block ends without an error."""
+    if not is_url(path):
+        yield Path(path)
+        return
+    url = str(path).rstrip("/")
+    fs, remote = filesystem(url)
+    with tempfile.TemporaryDirectory(prefix="curate-out-") as tmp:
+        local = Path(tmp) / "out"
+        local.mkdir()
+        yield local
+        upload(local, url)
+
+
+@contextlib.contextmanager
+def output_file(path):
+    """A local file path to write ``path`` to; a URL gets the file when the block ends."""
+    if not is_url(path):
+        yield Path(path)
+        return
+    url = str(path)
+    fs, remote = filesystem(url)
+    with tempfile.TemporaryDirectory(prefix="curate-out-") as tmp:
+        local = Path(tmp) / Path(remote).name
+        yield local
+        try:
+            fs.put_file(str(local), remote)
+        except OSError as e:
+            raise _fail(url, e) from None
+
+
+def upload(local: Path, url: str) -> None:
+    fs, remote = filesystem(url)
+    try:
+        if fs.exists(remote):
+            fs.rm(remote, recursive=True)
+        for f in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+            target = remote + "/" + f.relative_to(local).as_posix()
+            fs.put_file(str(f), target)
+    except OSError as e:
+        raise _fail(url, e) from None
+
+
+def download(url: str, local: Path) -> None:
+    """Mirror the folder at ``url`` into ``local`` (which is replaced)."""
+    fs, remote = filesystem(url)
+    if Path(local).exists():
+        shutil.rmtree(local)
+    Path(local).mkdir(parents=True)
+    try:
+        if fs.exists(remote):
+            fs.get(remote.rstrip("/") + "/", str(local), recursive=True)
+    except OSError as e:
+        raise _fail(url, e) from None
+
+
+def cache_folder(url: str) -> Path:
+    """Where a pipeline whose output is a URL keeps its build between runs on this machine."""
+    import hashlib
+
+    base = os.environ.get("CURATE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sft-curate")
+    return Path(base) / "builds" / hashlib.sha256(url.encode()).hexdigest()[:16]

@@ -1,0 +1,165 @@
+"""--engine ray writes the same bytes as --engine local, stage by stage, on a real local Ray
+instance (2 CPUs, blocks of 23 rows so every stage runs over many blocks)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+from curate import api  # noqa: E402
+from tests.helpers import convo  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+SAMPLE = REPO / "data" / "demo" / "sample.jsonl"
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    import ray
+
+    from curate.engine.ray_engine import connect
+
+    saved = {k: os.environ.get(k) for k in ("CURATE_RAY_CPUS", "CURATE_RAY_BLOCK_ROWS", "RAY_ADDRESS")}
+    os.environ.update(CURATE_RAY_CPUS="2", CURATE_RAY_BLOCK_ROWS="23")
+    os.environ.pop("RAY_ADDRESS", None)
+    connect()
+    yield ray
+    ray.shutdown()
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The demo sample plus planted exact (case/space variants) and near duplicates."""
+    lines = SAMPLE.read_text().splitlines()
+    from curate.readers import read_inputs
+
+    extra = []
+    conversations = read_inputs([SAMPLE]).records["messages"].to_list()
+    for i, messages in enumerate(conversations[:60:3]):  # variants exact dedup must see as the same text
+        for m in messages:
+            m["content"] = ("  " + m["content"]) if i % 2 else m["content"].upper()
+        extra.append(json.dumps({"messages": messages}))
+    for i in range(12):  # a family of near duplicates
+        extra.append(json.dumps({"messages": convo(
+            f"Explain how photosynthesis turns light into chemical energy in plants, variant {i % 4}.",
+            "Photosynthesis captures light in chlorophyll, splits water, and uses the energy to fix carbon "
+            f"dioxide into sugars through the Calvin cycle{'!' * (i % 3)}")}))
+    extra.append("{not json")
+    path = tmp_path_factory.mktemp("ray-data") / "input.jsonl"
+    path.write_text("\n".join(lines + extra) + "\n")
+    return path
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.name != "stats.json"}
+
+
+def _stats(folder: Path) -> dict:
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "rule_seconds", "latency_s")}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return strip(json.loads((folder / "stats.json").read_text()))
+
+
+def _both(tmp_path: Path, call) -> tuple[Path, Path]:
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    call(local, "local")
+    call(distributed, "ray")
+    assert _hashes(local) == _hashes(distributed)
+    assert _stats(local) == _stats(distributed)
+    return local, distributed
+
+
+def test_filter_same_bytes(ray_instance, data, tmp_path):
+    local, _ = _both(tmp_path, lambda out, engine: api.filter_inputs([data], out, engine=engine))
+    stats = _stats(local)
+    assert stats["rejected"] > 0 and stats["rules"]["read.parse_error"] == 1
+
+
+def test_exact_and_minhash_same_bytes(ray_instance, data, tmp_path):
+    config = {"methods": ["exact", "minhash"], "threshold": {"minhash": 0.7}}
+    local, _ = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine))
+    by = {m["method"]: m for m in _stats(local)["methods"]}
+    assert by["exact"]["rejected"] >= 15 and by["minhash"]["rejected"] > 0  # the planted ones were found
+
+
+def test_minhash_exact_verify_char_shingles_same_bytes(ray_instance, data, tmp_path):
+    config = {"methods": ["minhash"], "threshold": {"minhash": 0.5}, "verify": "exact", "shingle": "char",
+              "ngram": 4, "on": "response"}
+    local, _ = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine))
+    assert _stats(local)["methods"][0]["rejected"] > 0
+
+
+def test_semantic_kmeans_partitions_same_bytes(ray_instance, data, tmp_path, monkeypatch):
+    from curate.dedup import semantic
+
+    # force the k-means path (partitions searched as parallel Ray tasks) on a small input
+    monkeypatch.setattr(semantic, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(semantic, "PARTITION_SIZE", 40)
+
+    def call(out, engine):  # each engine embeds afresh (its own cache), the local one in-process
+        config = {"methods": ["semantic"], "cache_dir": str(tmp_path / f"emb-{engine}")}
+        api.dedup_inputs([data], out, config, engine=engine)
+
+    local, _ = _both(tmp_path, call)
+    m = _stats(local)["methods"][0]
+    assert m["search"] == "kmeans" and m["rejected"] > 0 and 0 < m["embedded"] <= m["in"]
+
+
+def test_format_same_bytes(ray_instance, data, tmp_path):
+    config = {"tokenizer": "smollm2-135m-instruct", "max_tokens": 200, "on_overflow": "truncate",
+              "eval_fraction": 0.2}
+    local, _ = _both(tmp_path, lambda out, engine: api.format_inputs([data], out, config, engine=engine))
+    stats = _stats(local)
+    assert stats["train"] > 0 and stats["eval"] > 0
+    assert (local / "train.jsonl").read_text().count("\n") == stats["train"]
+
+
+def test_score_same_bytes_with_limit_across_blocks(ray_instance, data, tmp_path, judge_server):
+    from tests.curate.score.jurytools import api_judge, write_jury
+
+    def call(out, engine):  # a cache per engine: both ask the real HTTP server
+        folder = tmp_path / f"jury-{engine}"
+        folder.mkdir()
+        jury = write_jury(folder, [api_judge(judge_server, "a"), api_judge(judge_server, "b")])
+        api.score_inputs([data], out, {"jury": str(jury), "min_score": 3, "limit": 50}, engine=engine)
+
+    local, _ = _both(tmp_path, call)
+    stats = _stats(local)
+    # 50 scored, spread over three blocks of 23; the rest rejected as not scored
+    assert stats["judges"]["a"]["records"] == 50 and stats["rules"]["score.not_scored"] == stats["in"] - 51
+    assert stats["agreement"]["pairs"]
+
+
+def test_cli_engine_option(ray_instance, data, tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    res = CliRunner().invoke(main, ["filter", str(data), "-o", str(tmp_path / "f"), "--engine", "ray"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["filter", str(data), "-o", str(tmp_path / "g"), "--engine", "spark"])
+    assert res.exit_code == 2 and "spark" in res.output
+
+
+def test_unreachable_cluster_is_one_line(tmp_path, monkeypatch):
+    """RAY_ADDRESS naming no cluster: a clear error, not a traceback (run in a fresh process)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, RAY_ADDRESS="127.0.0.1:1")
+    res = subprocess.run([sys.executable, "-m", "curate.cli", "filter", str(SAMPLE), "-o", str(tmp_path / "f"),
+                          "--engine", "ray"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot start or reach the Ray cluster at RAY_ADDRESS=127.0.0.1:1"), res.stderr[-2000:]
