@@ -85,10 +85,10 @@ def corpus(n: int, seed: int = 0):
 
 
 def digest(df) -> str:
-    from curate.stage import PARQUET_OPTS
+    from curate.stage import write_parquet
 
     buf = io.BytesIO()
-    df.write_parquet(buf, **PARQUET_OPTS)
+    write_parquet(df, buf)  # the bytes a stage would write
     return hashlib.sha256(buf.getvalue()).hexdigest()[:16]
 
 

@@ -49,7 +49,9 @@ def count_rules(rejected: pl.DataFrame) -> dict[str, int]:
 
 
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
-    df.write_parquet(path, **PARQUET_OPTS)
+    # one chunk: polars' pages follow chunk boundaries, so a table assembled from blocks
+    # (the Ray engine, concatenated parts) would otherwise write other bytes for equal data
+    df.rechunk().write_parquet(path, **PARQUET_OPTS)
 
 
 def write_stage(result: StageResult, out: Path) -> None:
