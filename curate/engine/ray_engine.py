@@ -97,9 +97,11 @@ def block_rows(n: int, cpus: int) -> int:
 
 def _dataset(ray, frame: pl.DataFrame):
     """A Ray dataset of ``frame`` with its global row number, cut into blocks."""
-    frame = frame.with_columns(pl.int_range(frame.height, dtype=pl.Int64).alias(ROW))
+    # one conversion, then zero-copy slices (Ray stores only a slice's part of the buffers);
+    # converting each polars slice copied the whole column each time: 13 s for 1M records
+    table = frame.with_columns(pl.int_range(frame.height, dtype=pl.Int64).alias(ROW)).to_arrow()
     step = block_rows(frame.height, _cpus(ray))
-    return ray.data.from_arrow([frame.slice(s, step).to_arrow() for s in range(0, frame.height, step)])
+    return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
 
 
 def ray_run(kind: str, config):
