@@ -44,7 +44,11 @@ def _options(model, config, command: str):
 
 def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
     """Read, run one stage, fold the read rejections in, write the stage folder."""
+    from .storage import is_url, filesystem
+
     t0 = time.perf_counter()
+    if is_url(out):
+        filesystem(str(out))  # an unknown protocol or missing fsspec fails before any work
     return run_on(read_inputs(inputs, fmt, mapping), out, run, t0)
 
 

@@ -87,7 +87,6 @@ def output_folder(path):
         yield Path(path)
         return
     url = str(path).rstrip("/")
-    fs, remote = filesystem(url)
     with tempfile.TemporaryDirectory(prefix="curate-out-") as tmp:
         local = Path(tmp) / "out"
         local.mkdir()

@@ -41,7 +41,7 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
     target = str(output or pipe.output)
-    with local_copies(pipe, pipeline_path) as sources:
+    with _input_copies(pipe, pipeline_path) as sources:
         if not is_url(target):
             return _build(pipe, pipeline_path, names, prepared, start, sources, Path(target), target, force,
                           write_lock, echo)
@@ -134,7 +134,7 @@ def _step_index(spec: str, names: list[str], path: Path) -> int:
 
 
 @contextlib.contextmanager
-def local_copies(pipe: Pipeline, path: Path):
+def _input_copies(pipe: Pipeline, path: Path):
     """Every input as a local path (URLs copied once, for the whole build)."""
     from ..readers import InputError
     from ..storage import local_copy
