@@ -163,3 +163,21 @@ def test_unreachable_cluster_is_one_line(tmp_path, monkeypatch):
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: cannot start or reach the Ray cluster at RAY_ADDRESS=127.0.0.1:1"), res.stderr[-2000:]
+
+
+def test_pipeline_engine_key_builds_the_local_lock(ray_instance, data, tmp_path, repo):
+    """`engine: ray` in a pipeline file: the lock equals the one the local engine writes,
+    and the engine is not part of any step's cache key."""
+    from curate.pipeline import build
+
+    body = ("name: p\ninputs:\n  - path: " + str(data) + "\nsteps:\n  - filter: {rules: "
+            + str(repo / "rules" / "default.yaml") + "}\n  - dedup: {method: [exact, minhash]}\n")
+    (tmp_path / "local.yaml").write_text(body + f"output: {tmp_path / 'b-local'}\n")
+    (tmp_path / "ray.yaml").write_text(body + f"output: {tmp_path / 'b-ray'}\nengine: ray\n")
+    local = build(tmp_path / "local.yaml", echo=lambda *_: None)
+    distributed = build(tmp_path / "ray.yaml", echo=lambda *_: None)
+    assert local["steps"] == distributed["steps"] and local["outputs"] == distributed["outputs"]
+    # the ray build's steps are reused by the local engine: same keys
+    lines = []
+    build(tmp_path / "ray.yaml", engine="local", echo=lines.append)
+    assert all(" cached " in ln for ln in lines), lines
