@@ -111,9 +111,10 @@ class LocalBackend:
 
         return exact_groups(texts, strip_punct)
 
-    def minhash_edges(self, texts: list[str], config: DedupConfig, threshold: float, bands: int, rows: int):
-        """Verified pairs (left, right) with similarity >= threshold, the number of
-        candidates, and ``measure(left, right)`` for any pair."""
+    def minhash_clusters(self, texts: list[str], config: DedupConfig, threshold: float, bands: int, rows: int):
+        """A cluster label per text (its cluster's smallest index) from the verified pairs
+        (similarity >= threshold), the numbers of candidate and verified pairs, and
+        ``measure(left, right)`` for any pairs."""
         from . import minhash as mh
 
         shingled = mh.shingle_and_sign(texts, config.num_perm, config.ngram, config.shingle,
@@ -123,7 +124,7 @@ class LocalBackend:
         measure = (lambda l, r: mh.exact_jaccard(shingled, l, r)) if config.verify == "exact" else (
             lambda l, r: mh.estimated_jaccard(shingled.signatures, l, r))
         ok = measure(left, right) >= threshold
-        return left[ok], right[ok], len(left), measure
+        return components(len(texts), left[ok], right[ok]), len(left), int(ok.sum()), measure
 
     def encoder(self, embedder):
         return embedder.encode
@@ -137,8 +138,7 @@ def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
 
     threshold = config.threshold_for("minhash")
     bands, rows = (config.bands, config.rows) if config.bands else mh.choose_bands(threshold, config.num_perm)
-    left, right, n_candidates, measure = backend.minhash_edges(texts, config, threshold, bands, rows)
-    labels = components(len(texts), left, right)
+    labels, n_candidates, n_verified, measure = backend.minhash_clusters(texts, config, threshold, bands, rows)
     reps = representatives(labels, scores)
     similarity = np.ones(len(texts))
     dup = np.flatnonzero(reps != np.arange(len(texts)))
@@ -147,7 +147,7 @@ def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
     info.update(threshold=threshold, num_perm=config.num_perm, bands=bands, rows=rows,
                 ngram=config.ngram, shingle=config.shingle, verify=config.verify,
                 candidate_probability_at_threshold=round(mh.candidate_probability(threshold, bands, rows), 4),
-                candidate_pairs=int(n_candidates), verified_pairs=int(len(left)))
+                candidate_pairs=int(n_candidates), verified_pairs=int(n_verified))
     return labels, reps, similarity
 
 

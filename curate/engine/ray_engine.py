@@ -220,22 +220,30 @@ def _split(table, mapper, kwargs: dict, parts: int):
     return pieces if parts > 1 else pieces[0]
 
 
-def _merge(reducer, kwargs: dict, *tables):
+def _merge(reducer, kwargs: dict, side, *tables):
     import pyarrow as pa
 
-    return reducer(pa.concat_tables(tables), **kwargs)
+    table = pa.concat_tables(tables)
+    return reducer(table, **kwargs) if side is None else reducer(table, side, **kwargs)
 
 
-def shuffle(ray, blocks: list, mapper, reducer, parts: int, map_kwargs=None, reduce_kwargs=None) -> list:
+def shuffle(ray, blocks: list, mapper, reducer, parts: int, map_kwargs=None, reduce_kwargs=None, *,
+            side: list | None = None, returns: int = 1, fetch: bool = True) -> list:
     """A hash shuffle as Ray tasks: every block is mapped and cut into ``parts`` pieces by
-    its ``part`` column, and each reducer gets its piece of every block. (Ray Data's
+    its ``part`` column, and reducer i gets piece i of every block (and ``side[i]``, a
+    partition of another table, for joins). ``fetch=False`` leaves the reducers' outputs
+    in the object store (refs; ``returns`` of them per reducer). (Ray Data's
     ``groupby().map_groups()`` did the same 4-5x slower on the MinHash band rows.)"""
+    if not blocks:
+        return []
     split = ray.remote(_split).options(num_returns=parts)
-    merge = ray.remote(_merge)
+    merge = ray.remote(_merge).options(num_returns=returns)
     mapped = [split.remote(b, mapper, map_kwargs or {}, parts) for b in blocks]
     if parts == 1:
         mapped = [[m] for m in mapped]
-    return ray.get([merge.remote(reducer, reduce_kwargs or {}, *[m[i] for m in mapped]) for i in range(parts)])
+    out = [merge.remote(reducer, reduce_kwargs or {}, None if side is None else side[i], *[m[i] for m in mapped])
+           for i in range(parts)]
+    return ray.get(out) if fetch else out
 
 
 def _texts(ray, texts: list[str]):
@@ -315,12 +323,163 @@ def _bucket_part(table, n: int):
     return pa.table({"pair": pa.array(pairs, pa.int64())})
 
 
-def _pick(table, wanted):
-    """The rows of a signature block whose row number is in ``wanted`` (sorted)."""
+DRIVER_EDGES = 50_000_000  # more verified pairs than this: clusters found on the workers
+
+
+def _by_row(table, parts: int, exact: bool):
+    import pyarrow as pa
+
     rows = table.column(ROW).to_numpy()
-    pos = np.searchsorted(wanted, rows).clip(0, max(len(wanted) - 1, 0))
-    keep = (wanted[pos] == rows) if len(wanted) else np.zeros(len(rows), bool)
-    return table.filter(keep)
+    return pa.table({ROW: rows, "pay": table.column("set" if exact else "sig"),
+                     "part": rows % parts})
+
+
+def _sorted_by_row(table):
+    return table.drop_columns(["part"]).sort_by(ROW)
+
+
+def _pairs_by(table, parts: int, n: int, side: str):
+    """Key pairs (``pair`` = left * n + right, or left/right columns) by one side's row."""
+    import pyarrow as pa
+
+    if "pair" in table.column_names:
+        pair = table.column("pair").to_numpy()
+        cols = {"left": pair // n, "right": pair % n}
+    else:
+        cols = {c: table.column(c) for c in table.column_names if c != "part"}
+    key = np.asarray(cols[side])
+    return pa.table({**cols, "part": key % parts})
+
+
+def _lookup(payload, rows: np.ndarray):
+    at = np.searchsorted(payload.column(ROW).to_numpy(), rows)
+    return payload.column("pay").take(at)
+
+
+def _join_left(table, payload, n: int):
+    """Pairs whose left row is in this partition: unique (the same pair comes from several
+    bands, always to this reducer), with the left payload; and how many there were."""
+    import pyarrow as pa
+
+    pair = np.unique(table.column("left").to_numpy() * n + table.column("right").to_numpy())
+    left, right = pair // n, pair % n
+    return pa.table({"left": left, "right": right, "pay_left": _lookup(payload, left)}), len(pair)
+
+
+def _join_right(table, payload, exact: bool, threshold: float | None):
+    """The right payload joined in; the local engine's measure; pairs at the threshold kept."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..dedup import minhash as mh
+
+    left, right = table.column("left").to_numpy(), table.column("right").to_numpy()
+    k = len(left)
+    both = pa.concat_arrays([table.column("pay_left").combine_chunks(), _lookup(payload, right).combine_chunks()])
+    a, b = np.arange(k), np.arange(k) + k
+    if exact:
+        offsets = np.r_[0, np.cumsum(pc.list_value_length(both).to_numpy())].astype(np.int64)
+        shingled = mh.Shingled(None, both.flatten().to_numpy().astype(np.uint64), offsets)
+        sim = mh.exact_jaccard(shingled, a, b) if k else np.zeros(0)
+    else:
+        sigs = both.flatten().to_numpy().reshape(2 * k, -1) if k else np.zeros((0, 1), np.uint32)
+        sim = mh.estimated_jaccard(sigs, a, b)
+    keep = np.ones(k, bool) if threshold is None else sim >= threshold
+    return pa.table({"left": left[keep], "right": right[keep], "sim": sim[keep]}), int(keep.sum())
+
+
+def _verify(ray, pairs: list, payload: list, parts: int, n: int, exact: bool, threshold):
+    """Candidate pairs -> unique pairs with their similarity (>= threshold) as refs, the
+    number of unique candidates and of pairs kept: two joins with the row-partitioned payload."""
+    one = shuffle(ray, pairs, _pairs_by, _join_left, parts, {"n": n, "side": "left"}, {"n": n},
+                  side=payload, returns=2, fetch=False)
+    n_pairs = sum(ray.get([r[1] for r in one]))
+    two = shuffle(ray, [r[0] for r in one], _pairs_by, _join_right, parts, {"n": n, "side": "right"},
+                  {"exact": exact, "threshold": threshold}, side=payload, returns=2, fetch=False)
+    return [r[0] for r in two], n_pairs, sum(ray.get([r[1] for r in two]))
+
+
+def _fetch_edges(ray, refs: list) -> dict:
+    tables = [t for t in ray.get(refs) if t.num_rows]
+    cols = ("left", "right", "sim")
+    if not tables:
+        return {c: np.zeros(0, np.float64 if c == "sim" else np.int64) for c in cols}
+    import pyarrow as pa
+
+    t = pa.concat_tables(tables)
+    return {c: t.column(c).to_numpy() for c in cols if c in t.column_names}
+
+
+# ---- connected components on the workers: large-star / small-star ---------------------
+# (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014). Each round is two
+# shuffles by node; it ends when the edges form stars around each component's smallest
+# node, which is the label union-find gives.
+
+def _star_map(table, parts: int, large: bool):
+    import pyarrow as pa
+
+    a, b = table.column("left").to_numpy(), table.column("right").to_numpy()
+    if large:  # both directions: each node sees all its neighbours
+        key, val = np.r_[a, b], np.r_[b, a]
+    else:  # each edge at its larger end
+        key, val = np.maximum(a, b), np.minimum(a, b)
+    return pa.table({"key": key, "val": val, "part": key % parts})
+
+
+def _groups(table):
+    key, val = table.column("key").to_numpy(), table.column("val").to_numpy()
+    order = np.lexsort((val, key))
+    key, val = key[order], val[order]
+    keep = np.r_[True, (key[1:] != key[:-1]) | (val[1:] != val[:-1])]
+    key, val = key[keep], val[keep]
+    start = np.r_[True, key[1:] != key[:-1]]
+    group = np.cumsum(start) - 1
+    first = val[np.flatnonzero(start)]  # the smallest neighbour of each node
+    return key, val, start, group, first
+
+
+def _large_star(table):
+    """Every neighbour larger than the node goes to the smallest of the node and its
+    neighbours. Also counts nodes that break the star shape (two or more neighbours, and
+    not the smallest): none means the input already is the answer."""
+    import pyarrow as pa
+
+    key, val, start, group, first = _groups(table)
+    m = np.minimum(first, key[np.flatnonzero(start)])
+    degree = np.bincount(group) if len(group) else np.zeros(0, np.int64)
+    broken = int(((degree >= 2) & (key[np.flatnonzero(start)] > first)).sum())
+    up = val > key
+    return pa.table({"left": val[up], "right": m[group[up]]}), broken
+
+
+def _small_star(table):
+    """A node and its smaller neighbours all go to the smallest of them."""
+    import pyarrow as pa
+
+    key, val, start, group, first = _groups(table)
+    m = first[group]
+    others = val != m
+    heads = np.flatnonzero(start)
+    return pa.table({"left": np.r_[val[others], key[heads]], "right": np.r_[m[others], first]})
+
+
+def star_components(ray, edges: list, n: int, parts: int) -> np.ndarray:
+    """Union-find's labels (each node's component minimum) for edge tables in the object
+    store, computed on the workers; only (node, label) of nodes in an edge come back."""
+    rounds = 0
+    while edges:
+        large = shuffle(ray, edges, _star_map, _large_star, parts, {"large": True}, returns=2, fetch=False)
+        if sum(ray.get([r[1] for r in large])) == 0:
+            break
+        edges = shuffle(ray, [r[0] for r in large], _star_map, _small_star, parts, {"large": False}, fetch=False)
+        rounds += 1
+        if rounds > 200:  # O(log^2 n) rounds in theory: this is a bug, not a big graph
+            raise RuntimeError("connected components did not converge")
+    labels = np.arange(n, dtype=np.int64)
+    got = _fetch_edges(ray, edges)
+    a, b = got["left"], got["right"]
+    labels[np.maximum(a, b)] = np.minimum(a, b)  # stars: every leaf next to its centre
+    return labels
 
 
 class _Embed:
@@ -356,9 +515,9 @@ class RayBackend(LocalBackend):
             labels[t.column(ROW).to_numpy()] = t.column("label").to_numpy()
         return labels
 
-    def minhash_edges(self, texts: list[str], config, threshold: float, bands: int, rows: int):
-        from ..dedup import minhash as mh
-
+    def minhash_clusters(self, texts: list[str], config, threshold: float, bands: int, rows: int):
+        """Signatures, band grouping, verification and (for many edges) clusters on the
+        workers; the driver gets the verified pairs, or only the labels."""
         ray, n = self.ray, len(texts)
         exact = config.verify == "exact"
         signed = _texts(ray, texts).map_batches(
@@ -367,24 +526,32 @@ class RayBackend(LocalBackend):
                                   bands=bands, rows=rows),
             batch_size=None, batch_format="pyarrow").materialize()
         blocks = signed.to_arrow_refs()
-        found = shuffle(ray, blocks, _band_rows, _bucket_part, _parts(n * bands, _cpus(ray)), {"bands": bands},
-                        {"n": n})
-        pairs = np.unique(np.concatenate([np.zeros(0, np.int64)] + [t.column("pair").to_numpy() for t in found]))
-        left, right = pairs // n, pairs % n
-        # the signatures (or shingle sets) of documents in a candidate pair come to the driver
-        involved = np.unique(np.r_[left, right])
-        wanted, pick = ray.put(involved), ray.remote(_pick)
-        picked = [t for t in ray.get([pick.remote(b, wanted) for b in blocks]) if t.num_rows]
-        local = _local_shingled(picked, config.num_perm, exact)
-        where = np.full(n, -1, dtype=np.int64)
-        where[involved] = np.arange(len(involved))
+        parts = _parts(n, _cpus(ray))
+        # what verification reads, partitioned by row once: the signatures (or shingle sets)
+        payload = shuffle(ray, blocks, _by_row, _sorted_by_row, parts, {"exact": exact}, fetch=False)
+        pairs = shuffle(ray, blocks, _band_rows, _bucket_part, _parts(n * bands, _cpus(ray)), {"bands": bands},
+                        {"n": n}, fetch=False)
+        edges, n_candidates, n_verified = _verify(ray, pairs, payload, parts, n, exact, threshold)
 
-        def measure(l, r):
-            l, r = where[np.asarray(l)], where[np.asarray(r)]
-            return mh.exact_jaccard(local, l, r) if exact else mh.estimated_jaccard(local.signatures, l, r)
+        def measure(left, right):
+            """Similarities of any pairs, joined with the payload on the workers."""
+            left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+            import pyarrow as pa
 
-        ok = measure(left, right) >= threshold
-        return left[ok], right[ok], len(left), measure
+            block = ray.put(pa.table({"pair": left * n + right}))
+            found, _, _ = _verify(ray, [block], payload, parts, n, exact, None)
+            got = _fetch_edges(ray, found)
+            sims = dict(zip((got["left"] * n + got["right"]).tolist(), got["sim"].tolist()))
+            return np.array([sims[k] for k in (left * n + right).tolist()], dtype=np.float64)
+
+        if n_verified <= DRIVER_EDGES:
+            from ..dedup.clusters import components
+
+            got = _fetch_edges(ray, edges)
+            labels = components(n, got["left"], got["right"])
+        else:
+            labels = star_components(ray, edges, n, parts)
+        return labels, n_candidates, n_verified, measure
 
     def encoder(self, embedder):
         ray = self.ray
@@ -415,23 +582,3 @@ class RayBackend(LocalBackend):
             return ray.get([task.remote(ref, *job) for job in jobs])
 
         return pmap
-
-
-def _local_shingled(tables, num_perm: int, exact: bool):
-    """A ``Shingled`` of the picked documents, in row order."""
-    from ..dedup.minhash import Shingled
-
-    if not tables:
-        return Shingled(np.zeros((0, num_perm), np.uint32), np.zeros(0, np.uint64) if exact else None,
-                        np.zeros(1, np.int64) if exact else None)
-    import pyarrow as pa
-
-    t = pa.concat_tables(tables).sort_by(ROW)
-    sigs = t.column("sig").combine_chunks().flatten().to_numpy().reshape(t.num_rows, num_perm).astype(np.uint32)
-    if not exact:
-        return Shingled(sigs, None, None)
-    import pyarrow.compute as pc
-
-    sets = t.column("set").combine_chunks()
-    offsets = np.r_[0, np.cumsum(pc.list_value_length(sets).to_numpy())].astype(np.int64)
-    return Shingled(sigs, sets.flatten().to_numpy().astype(np.uint64), offsets)

@@ -93,6 +93,37 @@ def test_exact_and_minhash_same_bytes(ray_instance, data, tmp_path):
     assert by["exact"]["rejected"] >= 15 and by["minhash"]["rejected"] > 0  # the planted ones were found
 
 
+def test_minhash_clusters_found_on_the_workers_same_bytes(ray_instance, data, tmp_path, monkeypatch):
+    """Past DRIVER_EDGES verified pairs the clusters come from large-star/small-star on the
+    workers instead of union-find on the driver: the same outputs."""
+    from curate.engine import ray_engine
+
+    monkeypatch.setattr(ray_engine, "DRIVER_EDGES", 0)
+    config = {"methods": ["minhash"], "threshold": {"minhash": 0.5}}
+    local, _ = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine))
+    assert _stats(local)["methods"][0]["verified_pairs"] > 20
+
+
+def test_star_components_equal_union_find(ray_instance):
+    import numpy as np
+    import pyarrow as pa
+
+    from curate.dedup.clusters import components
+    from curate.engine.ray_engine import star_components
+
+    rng = np.random.default_rng(0)
+    n = 5_000
+    left, right = rng.integers(0, n, 3_000), rng.integers(0, n, 3_000)
+    chain = rng.permutation(n)[:600]  # a long path in random order: many rounds for label propagation
+    star = np.full(200, 4_999)
+    left, right = np.r_[left, chain[:-1], star], np.r_[right, chain[1:], rng.integers(0, n, 200)]
+    ok = left != right
+    left, right = left[ok], right[ok]
+    blocks = [ray_instance.put(pa.table({"left": left[i::3], "right": right[i::3]})) for i in range(3)]
+    assert np.array_equal(star_components(ray_instance, blocks, n, 4), components(n, left, right))
+    assert np.array_equal(star_components(ray_instance, [], n, 4), np.arange(n))
+
+
 def test_minhash_exact_verify_char_shingles_same_bytes(ray_instance, data, tmp_path):
     config = {"methods": ["minhash"], "threshold": {"minhash": 0.5}, "verify": "exact", "shingle": "char",
               "ngram": 4, "on": "response"}
