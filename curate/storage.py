@@ -136,8 +136,22 @@ def download(url: str, local: Path) -> None:
         raise _fail(url, e) from None
 
 
+def mirror(path) -> Path:
+    """A local path for ``path`` that outlives the call (training reads its data for hours):
+    a URL's file or folder is fetched afresh into the cache folder for that URL."""
+    if not is_url(path):
+        return Path(path)
+    url = str(path).rstrip("/")
+    home = cache_folder(url)
+    with local_copy(url) as copy:
+        if home.exists():
+            shutil.rmtree(home)
+        home.mkdir(parents=True)
+        return Path(shutil.move(str(copy), str(home / copy.name)))
+
+
 def cache_folder(url: str) -> Path:
-    """Where a pipeline whose output is a URL keeps its build between runs on this machine."""
+    """Where a URL's build (pipeline output) or data (training input) is kept on this machine."""
     import hashlib
 
     base = os.environ.get("CURATE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sft-curate")

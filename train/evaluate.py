@@ -18,9 +18,11 @@ METRICS = ("loss", "exact_match", "json_valid", "refusal", "length")
 
 def eval_file(data: str) -> Path:
     """A JSONL file; a `curate format` folder's eval.jsonl; or a `curate run` build's last step's."""
+    from curate.storage import mirror
+
     from .sft import format_folder
 
-    src = format_folder(Path(data), "--data")
+    src = format_folder(mirror(data), "--data")
     if src.is_dir():
         if not (src / "eval.jsonl").is_file() or not (src / "eval.jsonl").stat().st_size:
             raise ConfigError(f"--data {data}: no eval.jsonl with records there (curate format --eval-fraction)")

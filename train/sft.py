@@ -57,7 +57,9 @@ def format_folder(src: Path, what: str) -> Path:
 def data_files(cfg: SFTConfig) -> dict[str, Path]:
     """train / eval / template files: a `curate format` folder or a `curate run` build (its last
     step), or one JSONL (no eval)."""
-    src = format_folder(Path(cfg.data), "data")
+    from curate.storage import mirror
+
+    src = format_folder(mirror(cfg.data), "data")  # an s3:// (fsspec) URL is fetched to a local cache
     if src.is_dir():
         train = src / "train.jsonl"
         if not train.is_file():

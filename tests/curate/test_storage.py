@@ -130,3 +130,20 @@ def test_pipeline_on_s3_builds_caches_and_verifies(s3, tmp_path):
         assert b"<svg" in s3.cat_file("bkt/reports/remote.html")
     finally:
         os.environ.pop("CURATE_CACHE", None)
+
+
+def test_training_data_from_s3(s3, tmp_path, monkeypatch):
+    """`train sft` / `train eval` take their data as a URL: fetched into the cache."""
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    res = _curate("format", "s3://bkt/raw/sample.jsonl", "-o", "s3://bkt/out/fmt", "--tokenizer",
+                  "smollm2-135m-instruct", "--eval-fraction", "0.2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    from train.config import SFTConfig
+    from train.evaluate import eval_file
+    from train.sft import data_files
+
+    cfg = SFTConfig(model="x", data="s3://bkt/out/fmt", output_dir=str(tmp_path / "run"))
+    files = data_files(cfg)
+    assert sorted(files) == ["eval", "template", "train"]
+    assert files["train"].read_bytes() == s3.cat_file("bkt/out/fmt/train.jsonl")
+    assert eval_file("s3://bkt/out/fmt").read_bytes() == s3.cat_file("bkt/out/fmt/eval.jsonl")
