@@ -20,8 +20,8 @@ import numpy as np
 import polars as pl
 
 from ..dedup import LocalBackend
-from .ray_shuffle import (DRIVER_EDGES, _bucket_part, _band_rows, _by_row, _exact_keys, _exact_part,
-                          _fetch_edges, _parts, _sign, _sorted_by_row, _verify, shuffle, star_components)
+from .ray_shuffle import (DRIVER_EDGES, _band_rows, _bucket_part, _exact_keys, _exact_part, _fetch_edges, _parts,
+                          _sign, row_partitions, shuffle, star_components, verify_pairs)
 from ..stage import StageResult
 
 ROW, SIDE, META = "_row", "_side", "_meta"
@@ -255,11 +255,11 @@ class RayBackend(LocalBackend):
             batch_size=None, batch_format="pyarrow").materialize()
         blocks = signed.to_arrow_refs()
         parts = _parts(n, _cpus(ray))
-        # what verification reads, partitioned by row once: the signatures (or shingle sets)
-        payload = shuffle(ray, blocks, _by_row, _sorted_by_row, parts, {"exact": exact}, fetch=False)
+        column = "set" if exact else "sig"  # what verification compares
+        payload, starts = row_partitions(ray, blocks, column, parts)
         pairs = shuffle(ray, blocks, _band_rows, _bucket_part, _parts(n * bands, _cpus(ray)), {"bands": bands},
                         {"n": n}, fetch=False)
-        edges, n_candidates, n_verified = _verify(ray, pairs, payload, parts, n, exact, threshold)
+        edges, n_candidates, n_verified = verify_pairs(ray, pairs, payload, starts, column, n, threshold)
 
         def measure(left, right):
             """Similarities of any pairs, joined with the payload on the workers."""
@@ -267,7 +267,7 @@ class RayBackend(LocalBackend):
             import pyarrow as pa
 
             block = ray.put(pa.table({"pair": left * n + right}))
-            found, _, _ = _verify(ray, [block], payload, parts, n, exact, None)
+            found, _, _ = verify_pairs(ray, [block], payload, starts, column, n, None)
             got = _fetch_edges(ray, found)
             sims = dict(zip((got["left"] * n + got["right"]).tolist(), got["sim"].tolist()))
             return np.array([sims[k] for k in (left * n + right).tolist()], dtype=np.float64)

@@ -129,20 +129,36 @@ def _bucket_part(table, n: int):
 DRIVER_EDGES = 50_000_000  # more verified pairs than this: clusters found on the workers
 
 
-def _by_row(table, parts: int, exact: bool):
+def _row_span(table) -> tuple:
+    """(first, last) row of a block holding consecutive rows in order, else ()."""
+    rows = table.column(ROW).to_numpy()
+    return (int(rows[0]), int(rows[-1])) if len(rows) and bool(np.all(np.diff(rows) == 1)) else ()
+
+
+def _by_row(table, parts: int, column: str):
     import pyarrow as pa
 
     rows = table.column(ROW).to_numpy()
-    return pa.table({ROW: rows, "pay": table.column("set" if exact else "sig"),
-                     "part": rows % parts})
+    return pa.table({ROW: rows, column: table.column(column), "part": rows % parts})
 
 
 def _sorted_by_row(table):
     return table.drop_columns(["part"]).sort_by(ROW)
 
 
-def _pairs_by(table, parts: int, n: int, side: str):
-    """Key pairs (``pair`` = left * n + right, or left/right columns) by one side's row."""
+def row_partitions(ray, blocks: list, column: str, parts: int) -> tuple[list, np.ndarray | None]:
+    """What the verification joins read (``column``: signatures or shingle sets), as
+    partitions by row: the blocks themselves when each holds a run of consecutive rows
+    (the usual case: they are the input's blocks; nothing moves), else a shuffle by row."""
+    spans = ray.get([ray.remote(_row_span).remote(b) for b in blocks])
+    if all(spans) and all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:])):
+        return blocks, np.array([a for a, _ in spans], dtype=np.int64)
+    return shuffle(ray, blocks, _by_row, _sorted_by_row, parts, {"column": column}, fetch=False), None
+
+
+def _pairs_by(table, parts: int, n: int, side: str, starts: np.ndarray | None):
+    """Key pairs (``pair`` = left * n + right, or left/right columns) by the partition
+    holding one side's row."""
     import pyarrow as pa
 
     if "pair" in table.column_names:
@@ -151,25 +167,26 @@ def _pairs_by(table, parts: int, n: int, side: str):
     else:
         cols = {c: table.column(c) for c in table.column_names if c != "part"}
     key = np.asarray(cols[side])
-    return pa.table({**cols, "part": key % parts})
+    part = key % parts if starts is None else np.searchsorted(starts, key, side="right") - 1
+    return pa.table({**cols, "part": part})
 
 
-def _lookup(payload, rows: np.ndarray):
+def _lookup(payload, rows: np.ndarray, column: str):
     at = np.searchsorted(payload.column(ROW).to_numpy(), rows)
-    return payload.column("pay").take(at)
+    return payload.column(column).take(at)
 
 
-def _join_left(table, payload, n: int):
+def _join_left(table, payload, n: int, column: str):
     """Pairs whose left row is in this partition: unique (the same pair comes from several
     bands, always to this reducer), with the left payload; and how many there were."""
     import pyarrow as pa
 
     pair = np.unique(table.column("left").to_numpy() * n + table.column("right").to_numpy())
     left, right = pair // n, pair % n
-    return pa.table({"left": left, "right": right, "pay_left": _lookup(payload, left)}), len(pair)
+    return pa.table({"left": left, "right": right, "pay_left": _lookup(payload, left, column)}), len(pair)
 
 
-def _join_right(table, payload, exact: bool, threshold: float | None):
+def _join_right(table, payload, column: str, threshold: float | None):
     """The right payload joined in; the local engine's measure; pairs at the threshold kept."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -178,9 +195,10 @@ def _join_right(table, payload, exact: bool, threshold: float | None):
 
     left, right = table.column("left").to_numpy(), table.column("right").to_numpy()
     k = len(left)
-    both = pa.concat_arrays([table.column("pay_left").combine_chunks(), _lookup(payload, right).combine_chunks()])
+    both = pa.concat_arrays([table.column("pay_left").combine_chunks(),
+                             _lookup(payload, right, column).combine_chunks()])
     a, b = np.arange(k), np.arange(k) + k
-    if exact:
+    if column == "set":  # verify: exact, the true Jaccard of the shingle sets
         offsets = np.r_[0, np.cumsum(pc.list_value_length(both).to_numpy())].astype(np.int64)
         shingled = mh.Shingled(None, both.flatten().to_numpy().astype(np.uint64), offsets)
         sim = mh.exact_jaccard(shingled, a, b) if k else np.zeros(0)
@@ -191,14 +209,16 @@ def _join_right(table, payload, exact: bool, threshold: float | None):
     return pa.table({"left": left[keep], "right": right[keep], "sim": sim[keep]}), int(keep.sum())
 
 
-def _verify(ray, pairs: list, payload: list, parts: int, n: int, exact: bool, threshold):
+def verify_pairs(ray, pairs: list, payload: list, starts, column: str, n: int, threshold):
     """Candidate pairs -> unique pairs with their similarity (>= threshold) as refs, the
-    number of unique candidates and of pairs kept: two joins with the row-partitioned payload."""
-    one = shuffle(ray, pairs, _pairs_by, _join_left, parts, {"n": n, "side": "left"}, {"n": n},
+    number of unique candidates and of pairs kept: two joins with the row partitions."""
+    parts = len(payload)
+    keys = {"n": n, "starts": starts}
+    one = shuffle(ray, pairs, _pairs_by, _join_left, parts, {**keys, "side": "left"}, {"n": n, "column": column},
                   side=payload, returns=2, fetch=False)
     n_pairs = sum(ray.get([r[1] for r in one]))
-    two = shuffle(ray, [r[0] for r in one], _pairs_by, _join_right, parts, {"n": n, "side": "right"},
-                  {"exact": exact, "threshold": threshold}, side=payload, returns=2, fetch=False)
+    two = shuffle(ray, [r[0] for r in one], _pairs_by, _join_right, parts, {**keys, "side": "right"},
+                  {"column": column, "threshold": threshold}, side=payload, returns=2, fetch=False)
     return [r[0] for r in two], n_pairs, sum(ray.get([r[1] for r in two]))
 
 

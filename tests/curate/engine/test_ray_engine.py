@@ -212,3 +212,35 @@ def test_pipeline_engine_key_builds_the_local_lock(ray_instance, data, tmp_path,
     lines = []
     build(tmp_path / "ray.yaml", engine="local", echo=lines.append)
     assert all(" cached " in ln for ln in lines), lines
+
+
+def test_verification_joins_on_blocks_and_on_a_row_shuffle(ray_instance):
+    """The joins read the signature blocks in place when they hold consecutive rows, and
+    shuffle them by row otherwise; both give the local measure for every pair."""
+    import numpy as np
+    import pyarrow as pa
+
+    from curate.dedup.minhash import estimated_jaccard
+    from curate.engine.ray_shuffle import _fetch_edges, row_partitions, verify_pairs
+
+    rng = np.random.default_rng(1)
+    n, perm = 400, 16
+    sigs = rng.integers(0, 4, (n, perm)).astype(np.uint32)  # few values: many pairs agree often
+    blocks = [ray_instance.put(pa.table({"_row": np.arange(s, min(s + 90, n)),
+                                         "sig": pa.FixedSizeListArray.from_arrays(pa.array(sigs[s:s + 90].ravel()), perm)}))
+              for s in range(0, n, 90)]
+    left, right = rng.integers(0, n, 3000), rng.integers(0, n, 3000)
+    left, right = np.minimum(left, right), np.maximum(left, right)
+    keep = left != right
+    pairs = [ray_instance.put(pa.table({"pair": left[keep] * n + right[keep]}))]
+    expected = {(a, b): s for a, b, s in zip(left[keep].tolist(), right[keep].tolist(),
+                                             estimated_jaccard(sigs, left[keep], right[keep]).tolist())}
+    for order in (blocks, blocks[::-1]):
+        payload, starts = row_partitions(ray_instance, order, "sig", 3)
+        assert (starts is None) == (order is not blocks)  # in place, or shuffled by row
+        edges, n_pairs, n_kept = verify_pairs(ray_instance, pairs, payload, starts, "sig", n, 0.3)
+        got = _fetch_edges(ray_instance, edges)
+        assert n_pairs == len(expected)
+        assert {(a, b): s for a, b, s in zip(got["left"].tolist(), got["right"].tolist(), got["sim"].tolist())} == \
+            {k: v for k, v in expected.items() if v >= 0.3}
+        assert n_kept == len(got["left"]) > 0
