@@ -123,8 +123,39 @@ def ray_run(kind: str, config):
     return run
 
 
-# ---- filter, format, score: the stage's own run on each block -------------------------
+def _reported(fn):
+    """A user's error in a worker (a bad tokenizer, model, file) comes back as a one-row
+    table, so the driver raises it in one line as the local engine does (Ray would wrap it
+    in a remote traceback and drop its type)."""
+    import functools
 
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..config import ConfigError
+        from ..readers import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, InputError) as e:
+            import pyarrow as pa
+
+            error = {"error": str(e), "input": isinstance(e, InputError)}
+            return pa.table({META: pa.array([json.dumps(error)], pa.large_string())})
+
+    return wrapper
+
+
+def _raise_reported(tables) -> None:
+    from ..config import ConfigError
+    from ..readers import InputError
+
+    for t in tables:
+        if t.num_rows == 1 and t.column_names == [META]:
+            error = json.loads(t.column(META)[0].as_py())
+            raise (InputError if error["input"] else ConfigError)(error["error"])
+
+
+@_reported
 def _run_block(table, kind: str, config, extra: dict, state: dict):
     """One block through the stage: kept and rejected rows in one table (``_side`` 0/1), the
     block's stats and column orders as JSON on its first row."""
@@ -174,7 +205,9 @@ def _rowwise(ray, kind: str, config, records: pl.DataFrame) -> StageResult:
         gpus = 1 if kind == "score" and _uses_models(config) and _gpus(ray) else 0
         out = ds.map_batches(_StageActor, fn_constructor_args=(kind, config, extra), batch_size=None,
                              batch_format="pyarrow", **_pool(ray, gpus))
-    parts = [pl.from_arrow(t) for t in ray.get(out.to_arrow_refs()) if t.num_rows]
+    tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
+    _raise_reported(tables)
+    parts = [pl.from_arrow(t) for t in tables]
     metas = [json.loads(p[META][0]) for p in parts]
     kept = pl.concat([p.filter(pl.col(SIDE) == 0).select(m["kept"]) for p, m in zip(parts, metas)], how="vertical")
     rejected = pl.concat([p.filter(pl.col(SIDE) == 1).select(m["rejected"]) for p, m in zip(parts, metas)],
@@ -218,6 +251,7 @@ class _Embed:
 
         self.embedder = Embedder(model, batch_size)
 
+    @_reported
     def __call__(self, table):
         import pyarrow as pa
 
@@ -290,6 +324,7 @@ class RayBackend(LocalBackend):
                 _Embed, fn_constructor_args=(embedder.model_path, embedder.batch_size), batch_size=None,
                 batch_format="pyarrow", **_pool(ray, gpus))
             tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
+            _raise_reported(tables)
             vectors = np.concatenate([t.column("vec").combine_chunks().flatten().to_numpy()
                                       .reshape(t.num_rows, -1) for t in tables]).astype(np.float32)
             embedder.embedded += len(texts)

@@ -244,3 +244,20 @@ def test_verification_joins_on_blocks_and_on_a_row_shuffle(ray_instance):
         assert {(a, b): s for a, b, s in zip(got["left"].tolist(), got["right"].tolist(), got["sim"].tolist())} == \
             {k: v for k, v in expected.items() if v >= 0.3}
         assert n_kept == len(got["left"]) > 0
+
+
+def test_a_users_error_in_a_worker_is_one_line(ray_instance, data, tmp_path):
+    """A bad tokenizer is found in the actors, not the driver: still the local engine's line."""
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    bad = tmp_path / "tok"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    args = ["format", str(data), "-o", str(tmp_path / "f"), "--tokenizer", str(bad)]
+    local = CliRunner().invoke(main, args)
+    distributed = CliRunner().invoke(main, args + ["--engine", "ray"])
+    assert local.exit_code == distributed.exit_code != 0
+    assert distributed.output.strip().splitlines()[-1] == local.output.strip().splitlines()[-1]
+    assert distributed.output.strip().splitlines()[-1].startswith(f"Error: --tokenizer {bad}: cannot load")
