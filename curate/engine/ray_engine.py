@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from ..dedup import LocalBackend
-from .ray_shuffle import (DRIVER_EDGES, _band_rows, _bucket_part, _exact_keys, _exact_part, _fetch_edges, _parts,
+from .ray_shuffle import (DRIVER_EDGES, _band_rows, _bucket_part, band_parts, _exact_keys, _exact_part, _fetch_edges, _parts,
                           _sign, row_partitions, shuffle, star_components, verify_pairs)
 from ..stage import StageResult
 
@@ -291,8 +291,8 @@ class RayBackend(LocalBackend):
         parts = _parts(n, _cpus(ray))
         column = "set" if exact else "sig"  # what verification compares
         payload, starts = row_partitions(ray, blocks, column, parts)
-        pairs = shuffle(ray, blocks, _band_rows, _bucket_part, _parts(n * bands, _cpus(ray)), {"bands": bands},
-                        {"n": n}, fetch=False)
+        pairs = shuffle(ray, blocks, _band_rows, _bucket_part, band_parts(n * bands, _cpus(ray), bands),
+                        {"bands": bands}, {"n": n}, fetch=False)
         edges, n_candidates, n_verified = verify_pairs(ray, pairs, payload, starts, column, n, threshold)
 
         def measure(left, right):

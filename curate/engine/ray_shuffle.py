@@ -20,6 +20,8 @@ def _split(table, mapper, kwargs: dict, parts: int):
     """Map side of a shuffle: ``mapper(table)`` (which adds a ``part`` column), cut by part."""
     t = mapper(table, parts=parts, **kwargs)
     part = t.column("part").to_numpy()
+    if parts < 1 << 16:
+        part = part.astype(np.uint16)  # a stable sort of 16-bit keys is a radix sort
     order = np.argsort(part, kind="stable")
     t, part = t.take(order), part[order]
     bounds = np.searchsorted(part, np.arange(parts + 1, dtype=part.dtype))
@@ -99,27 +101,38 @@ def _sign(table, num_perm: int, ngram: int, shingle: str, keep_sets: bool, strip
     return pa.table(cols)
 
 
+def band_parts(n_rows: int, cpus: int, bands: int) -> int:
+    """Partitions of the band shuffle: a multiple of ``bands``, so that each holds one band."""
+    return bands * max(1, -(-_parts(n_rows, cpus) // bands))
+
+
 def _band_rows(table, bands: int, parts: int):
-    """One row per (document, band): the shuffle carries 32 bytes a row, not the signature."""
+    """One row per (document, band): the shuffle carries 20 bytes a row, not the signature.
+    Partition ``band * k + key % k``: every partition holds one band."""
     import pyarrow as pa
 
     n = table.num_rows
     keys = table.column("keys").combine_chunks().flatten().to_numpy().reshape(n, bands)
-    band = np.tile(np.arange(bands, dtype=np.uint64), n)
+    band = np.tile(np.arange(bands, dtype=np.int16), n)
     key = keys.ravel()
-    mixed = key ^ (band * np.uint64(0x9E3779B97F4A7C15))
-    return pa.table({ROW: np.repeat(table.column(ROW).to_numpy(), bands), "band": band.astype(np.int64),
-                     "key": key, "part": mixed % np.uint64(parts)})
+    k = parts // bands
+    part = band.astype(np.uint16) * np.uint16(k) + (key % np.uint64(k)).astype(np.uint16)
+    return pa.table({ROW: np.repeat(table.column(ROW).to_numpy(), bands), "band": band, "key": key, "part": part})
 
 
 def _bucket_part(table, n: int):
-    """Candidate pairs of one shuffle partition: the local engine's rule per bucket."""
+    """Candidate pairs of one shuffle partition (one band): the local engine's rule per
+    bucket. Rows arrive in document order (blocks in order, each in order), so a stable
+    sort by key leaves documents ascending inside a bucket, as in the local engine."""
     import pyarrow as pa
 
     from ..dedup.minhash import bucket_pairs
 
     rows, band, key = (table.column(c).to_numpy() for c in (ROW, "band", "key"))
-    order = np.lexsort((rows, key, band))
+    if len(rows) and (band.min() != band.max() or np.any(np.diff(rows) < 0)):
+        order = np.lexsort((rows, key, band))  # not the usual layout: sort on everything
+    else:
+        order = np.argsort(key, kind="stable")
     rows, band, key = rows[order], band[order], key[order]
     starts = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
     pairs = np.unique(np.concatenate([np.zeros(0, np.int64)] + bucket_pairs(starts, rows, n)))
