@@ -162,7 +162,7 @@ def main() -> None:
         "minhash_us_per_doc_core": 1e6 * base["dedup_s"] / n_d,
         "signature_bytes": 4 * cfg.num_perm,
         "shuffle_rows_per_doc": base["bands"],
-        "shuffle_bytes_per_row": 32,  # row, band, key, partition: four 8-byte columns
+        "shuffle_bytes_per_row": 20,  # row and key (8 bytes each), band and partition (2 each)
         "candidate_pairs_per_doc": base["candidate_pairs"] / n_d,
         "verified_pairs_per_doc": base["verified_pairs"] / n_d,
         "duplicate_share": base["dedup_rejected"] / n_d,
