@@ -12,12 +12,9 @@ from .stage import StageResult, count_rules, merge_rejected, write_stage
 
 def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, apply the rule sets (default ``rules/default.yaml``), write ``out``."""
-    from . import filter as rule_filter
-    from .filter.rules import RuleSet
+    from .filter import load_rule_sets
 
-    sets = [rule_filter.load_rules(f) for f in (rule_files or [None])]
-    rules = RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
-    return _run_stage(inputs, out, stage_runner("filter", rules, engine), fmt, mapping)
+    return _run_stage(inputs, out, stage_runner("filter", load_rule_sets(rule_files), engine), fmt, mapping)
 
 
 def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
@@ -142,7 +139,6 @@ def validate_file(path: Path) -> str:
 
 def export(inputs, dest: Path, fmt: str) -> int:
     from .export import write_export
-
     from .storage import output_file
 
     read = read_inputs(inputs)

@@ -191,35 +191,31 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
 
     for p, label in zip(paths, labels):
         with local_copy(p) as local:
-            _read_one(local, label, take, rows, frames, fmt, mapping)
+            for kind, path, sub in _expand(local, label):
+                if kind == "jsonl":
+                    take(_iter_jsonl(path, sub), sub)
+                elif kind == "json":
+                    take(_iter_json(path, sub), sub)
+                elif kind == "csv":
+                    try:
+                        df = pl.read_csv(path, infer_schema=False)
+                    except Exception as e:  # polars raises several types; all mean "not CSV"
+                        raise InputError(f"{sub}: cannot read as CSV: {str(e).splitlines()[0]}") from None
+                    take(_iter_table(df, sub), sub)
+                else:
+                    try:
+                        df = _read_arrow_dataset(path) if kind == "hf" else pl.read_parquet(path)
+                    except Exception as e:
+                        raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
+                    if _is_record_table(df) and fmt is None and not mapping:
+                        _flush(rows, frames)
+                        frames.append(df)
+                    else:
+                        take(_iter_table(df, sub), sub)
     _flush(rows, frames)
     records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
     rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
     return ReadResult(records, rejected)
-
-
-def _read_one(local: Path, label: str, take, rows: list, frames: list, fmt, mapping) -> None:
-    for kind, path, sub in _expand(local, label):
-        if kind == "jsonl":
-            take(_iter_jsonl(path, sub), sub)
-        elif kind == "json":
-            take(_iter_json(path, sub), sub)
-        elif kind == "csv":
-            try:
-                df = pl.read_csv(path, infer_schema=False)
-            except Exception as e:  # polars raises several types; all mean "not CSV"
-                raise InputError(f"{sub}: cannot read as CSV: {str(e).splitlines()[0]}") from None
-            take(_iter_table(df, sub), sub)
-        else:
-            try:
-                df = _read_arrow_dataset(path) if kind == "hf" else pl.read_parquet(path)
-            except Exception as e:
-                raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
-            if _is_record_table(df) and fmt is None and not mapping:
-                _flush(rows, frames)
-                frames.append(df)
-            else:
-                take(_iter_table(df, sub), sub)
 
 
 def _flush(rows: list, frames: list) -> None:

@@ -8,11 +8,15 @@ import numpy as np
 from .text import normalise
 
 
+def digest(text: str, strip_punct: bool = False) -> bytes:
+    """What exact dedup compares (the Ray engine groups on it too)."""
+    return hashlib.blake2b(normalise(text, strip_punct).encode("utf-8"), digest_size=16).digest()
+
+
 def exact_groups(texts: list[str], strip_punct: bool = False) -> np.ndarray:
     """A label per text: the index of the first text with the same normalised content."""
     first: dict[bytes, int] = {}
     labels = np.empty(len(texts), dtype=np.int64)
     for i, t in enumerate(texts):
-        digest = hashlib.blake2b(normalise(t, strip_punct).encode("utf-8"), digest_size=16).digest()
-        labels[i] = first.setdefault(digest, i)
+        labels[i] = first.setdefault(digest(t, strip_punct), i)
     return labels

@@ -22,24 +22,11 @@ def check_engine(engine: str | None) -> str:
 
 
 def local_run(kind: str, config) -> Callable[[pl.DataFrame], StageResult]:
-    """The stage function of ``kind`` with its validated config bound."""
-    if kind == "filter":
-        from ..filter import run
+    """The stage function of ``kind`` (filter, dedup, format, score) with its config bound."""
+    import importlib
 
-        return lambda records: run(records, config)
-    if kind == "dedup":
-        from ..dedup import run
-
-        return lambda records: run(records, config)
-    if kind == "format":
-        from ..format import run
-
-        return lambda records: run(records, config)
-    if kind == "score":
-        from ..score import run
-
-        return lambda records: run(records, config)
-    raise ValueError(kind)
+    run = importlib.import_module(f"..{kind}", __package__).run
+    return lambda records: run(records, config)
 
 
 def stage_runner(kind: str, config, engine: str | None = "local") -> Callable[[pl.DataFrame], StageResult]:

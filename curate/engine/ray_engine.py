@@ -223,10 +223,10 @@ def _rowwise(ray, kind: str, config, records: pl.DataFrame) -> StageResult:
         first = stats[0]
         return finish(kept.drop(ROW), rejected.drop(ROW), config, first["template"], first["template_markers"],
                       metas[0]["template"], t0)
-    from ..score import merge_accounts, summary
+    from ..score import merge_accounts, scored_rows, summary
 
     jury = config.load()
-    limit = records.height if config.limit is None else min(config.limit, records.height)
+    limit = scored_rows(config, records.height)
     annotated = pl.concat([kept, rejected.drop("stage", "rule", "reason")], how="vertical").sort(ROW).drop(ROW)
     kept, rejected = kept.drop(ROW), rejected.drop(ROW)
     acct = merge_accounts([s["judges"] for s in stats])

@@ -56,14 +56,11 @@ def shuffle(ray, blocks: list, mapper, reducer, parts: int, map_kwargs=None, red
 
 
 def _exact_keys(table, strip_punct: bool, parts: int):
-    import hashlib
-
     import pyarrow as pa
 
-    from ..dedup.text import normalise
+    from ..dedup.exact import digest
 
-    digests = b"".join(hashlib.blake2b(normalise(t, strip_punct).encode("utf-8"), digest_size=16).digest()
-                       for t in table.column("text").to_pylist())
+    digests = b"".join(digest(t, strip_punct) for t in table.column("text").to_pylist())
     halves = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)  # the 128-bit hash as two words
     return pa.table({ROW: table.column(ROW), "h1": halves[:, 0], "h2": halves[:, 1],
                      "part": halves[:, 0] % np.uint64(parts)})

@@ -23,6 +23,12 @@ def load_rules(path=None) -> RuleSet:
     return load_config(path or DEFAULT_RULES, RuleSet)
 
 
+def load_rule_sets(paths) -> RuleSet:
+    """Several rule set files as one, rules in file order (none given: the default)."""
+    sets = [load_rules(p) for p in (paths or [None])]
+    return RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
+
+
 def run(records: pl.DataFrame, rules: RuleSet) -> StageResult:
     t0 = time.perf_counter()
     text_fields = set().union(*(r.text_fields() for r in rules.rules))

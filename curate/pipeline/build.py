@@ -41,16 +41,15 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
     target = str(output or pipe.output)
+    remote = is_url(target)
+    out = cache_folder(target) if remote else Path(target)  # a URL output is built here, then uploaded
     with _input_copies(pipe, pipeline_path) as sources:
-        if not is_url(target):
-            return _build(pipe, pipeline_path, names, prepared, start, sources, Path(target), target, force,
-                          write_lock, echo)
-        out = cache_folder(target)  # a URL output is built here, then uploaded
-        if not (out / "manifest.json").is_file():
+        if remote and not (out / "manifest.json").is_file():
             download(target, out)  # reuse the steps already up there
         lock = _build(pipe, pipeline_path, names, prepared, start, sources, out, target, force, write_lock, echo)
+    if remote:
         upload(out, target)
-        return lock
+    return lock
 
 
 def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path], out: Path, target: str,

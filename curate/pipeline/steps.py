@@ -41,12 +41,9 @@ def prepare(step: Step, name: str, embed_cache: str | None = None, engine: str =
 
 
 def _filter(opts, _embed_cache):
-    from .. import filter as rule_filter
-    from ..filter.rules import RuleSet
+    from ..filter import load_rule_sets
 
-    sets = [rule_filter.load_rules(f) for f in opts.rule_files()]
-    rules = RuleSet(rules=[r for s in sets for r in s.rules]) if len(sets) > 1 else sets[0]
-    return opts.model_dump(), rules, []
+    return opts.model_dump(), load_rule_sets(opts.rule_files()), []
 
 
 def _dedup(opts, embed_cache):

@@ -8,7 +8,6 @@ judges that answered), ``scores`` (one value per judge, null where it failed) an
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import polars as pl
@@ -167,7 +166,7 @@ def run(records: pl.DataFrame, config: ScoreConfig, raw_latencies: bool = False,
     scores blocks), so ``limit`` counts from the start of the input."""
     jury = config.load()
     records = records.drop([c for c in SCORE_COLUMNS if c in records.columns])
-    limit = records.height if config.limit is None else max(0, min(config.limit - offset, records.height))
+    limit = scored_rows(config, records.height, offset)
     head = records.head(limit)
     verdicts, acct = judge_all(head, jury, raw_latencies) if limit else ([[] for _ in jury.judges], {})
     names = [j.name for j in jury.judges]
@@ -208,6 +207,11 @@ def run(records: pl.DataFrame, config: ScoreConfig, raw_latencies: bool = False,
     kept, rejected = split(annotated, "score", pl.Series(rule, dtype=pl.String), pl.Series(why, dtype=pl.String))
 
     return StageResult(kept, rejected, summary(annotated, kept, rejected, jury, config, acct, limit))
+
+
+def scored_rows(config: ScoreConfig, height: int, offset: int = 0) -> int:
+    """How many leading rows of ``height`` rows, starting at ``offset`` in the input, ``--limit`` scores."""
+    return height if config.limit is None else max(0, min(config.limit - offset, height))
 
 
 def summary(annotated: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame, jury: Jury,
