@@ -10,7 +10,10 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
+
+OPEN_TIMEOUT_S = 60.0
 
 
 def cache_key(model: str, prompt: str, params: dict) -> str:
@@ -25,14 +28,18 @@ class JudgeCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL)")
+        _when_free(lambda: self._conn().execute(
+            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL)"))
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT_S, isolation_level=None)
+            # switching a new file to WAL takes an exclusive lock, and SQLite answers "database
+            # is locked" at once, without the busy timeout, when another process (score actors
+            # opening the same cache) holds it: retry until the file is in WAL mode
+            _when_free(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                       or conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
@@ -67,3 +74,19 @@ class JudgeCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _when_free(step):
+    """Run ``step``, retrying while another process holds a lock the busy timeout does not cover."""
+    deadline = time.monotonic() + OPEN_TIMEOUT_S
+    pause = 0.01
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
