@@ -29,6 +29,8 @@ def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @nb.njit(cache=True, nogil=True, inline="always")
 def is_space(c):
     # str.split()'s white space: ASCII, NEL, NBSP, and the Unicode space separators
+    if 32 < c < 0x85:  # most characters: two comparisons, not fourteen
+        return False
     return (c == 32 or (9 <= c <= 13) or (28 <= c <= 31) or c == 0x85 or c == 0xA0 or c == 0x1680
             or (0x2000 <= c <= 0x200A) or c == 0x2028 or c == 0x2029 or c == 0x202F or c == 0x205F
             or c == 0x3000)
@@ -76,34 +78,59 @@ def decode(data, i):
             | (np.int64(data[i + 3]) & 0x3F)), 4
 
 
-def utf8_column(texts: list[str], byte_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Many texts as one UTF-8 byte array and byte offsets (len + 1)."""
-    data = "".join(texts).encode("utf-8")
-    return np.frombuffer(data, dtype=np.uint8), np.r_[0, np.cumsum(byte_lengths)].astype(np.int64)
+def utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    """A polars or Arrow string column's own UTF-8 bytes and byte offsets (len + 1), no copy
+    (null rows read as empty)."""
+    import pyarrow as pa
+
+    arr = texts.to_arrow() if hasattr(texts, "to_arrow") else texts
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, np.uint8)
+    return off, raw
 
 
 @nb.njit(cache=True, nogil=True)
 def count_runs(keys, lens, m):
     """Over the first m (key, length) items, grouping equal keys: the most frequent key's
     count and length (ties: the longest), the largest count * length, the largest count."""
-    order = np.argsort(keys[:m])
+    # an open-addressing table, not a sort: one pass, and what it answers does not depend
+    # on the order keys are met in
+    size = 16
+    while size < 2 * m:
+        size *= 2
+    mask = np.uint64(size - 1)
+    tkeys = np.empty(size, dtype=np.uint64)
+    tcount = np.zeros(size, dtype=np.int64)
+    tlen = np.empty(size, dtype=np.int64)
+    for r in range(m):
+        key = keys[r]
+        slot = (key ^ (key >> np.uint64(29))) & mask
+        while tcount[slot] != 0 and tkeys[slot] != key:
+            slot = (slot + np.uint64(1)) & mask
+        if tcount[slot] == 0:
+            tkeys[slot] = key
+            tlen[slot] = lens[r]
+        tcount[slot] += 1
     best_c, best_l, max_cl, max_c = 0, 0, 0, 0
-    run = 1
-    for r in range(1, m + 1):
-        if r < m and keys[order[r]] == keys[order[r - 1]]:
-            run += 1
+    for slot in range(size):
+        run = tcount[slot]
+        if run == 0:
             continue
-        length = lens[order[r - 1]]
+        length = tlen[slot]
         if run > best_c or (run == best_c and length > best_l):
             best_c, best_l = run, length
         max_cl = max(max_cl, run * length)
         max_c = max(max_c, run)
-        run = 1
     return best_c, best_l, max_cl, max_c
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
+def repetition(data, offsets, chunks, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
                kind, value, which):
     """Per text (UTF-8 bytes ``data[offsets[d]:offsets[d+1]]``, ``n_chars_of[d]``
     characters): kind 1 = duplicate lines, 2 = duplicate paragraphs, 3 = top n-gram
@@ -112,117 +139,126 @@ def repetition(data, offsets, n_chars_of, do_lines, line_limit, do_paras, para_l
     space; words split as str.split() does; an n-gram's length is its words joined
     by single spaces, in characters; the top n-gram is the most frequent, ties the
     longest."""
-    for d in nb.prange(offsets.shape[0] - 1):
-        a, b = offsets[d], offsets[d + 1]
-        n_chars = n_chars_of[d]
-        one_line = True  # a text of one line has no repeated lines or paragraphs
-        for q in range(a, b):
-            if data[q] == 10:
-                one_line = False
-                break
-        short = ns.shape[0] == 0 or n_chars < 2 * min_words - 1  # n words need 2n - 1 characters
-        if one_line and short:
-            continue
-        buf = np.empty(b - a + 2, dtype=np.uint64)
-        if (do_lines or do_paras) and not one_line:
+    offset_basis = np.uint64(0xCBF29CE484222325)
+    prime = np.uint64(0x100000001B3)
+    n_texts = offsets.shape[0] - 1
+    for chunk in nb.prange(chunks):
+        lo, hi = chunk * n_texts // chunks, (chunk + 1) * n_texts // chunks
+        # scratch arrays once per chunk of texts: four allocations per text cost as much
+        # as reading a short text
+        longest = 0
+        for d in range(lo, hi):
+            longest = max(longest, offsets[d + 1] - offsets[d])
+        lines = np.empty(longest + 2, dtype=np.uint64)
+        paras = np.empty(longest + 2, dtype=np.uint64)
+        words = np.empty(longest + 2, dtype=np.uint64)
+        lens = np.empty(longest + 2, dtype=np.int64)
+        for d in range(lo, hi):
+            a, b = offsets[d], offsets[d + 1]
+            n_chars = n_chars_of[d]
+            one_line = True  # a text of one line has no repeated lines or paragraphs
+            for q in range(a, b):
+                if data[q] == 10:
+                    one_line = False
+                    break
+            short = ns.shape[0] == 0 or n_chars < 2 * min_words - 1  # n words need 2n - 1 characters
+            split = (do_lines or do_paras) and not one_line
+            if not split and short:
+                continue
+            # One pass over the characters. A line's hash covers its bytes from its first to
+            # its last non-space character (a snapshot taken after each non-space one), a
+            # paragraph's likewise across its lines, a word's its bytes: as hashing the
+            # stripped spans would, without reading the text three times.
             k_lines = 0
             k_paras = 0
-            pbuf = np.empty(b - a + 2, dtype=np.uint64)
-            para_start = -1
-            para_end = -1
-            i = a
-            while i <= b:
-                j = i
-                while j < b and data[j] != 10:
-                    j += 1
-                s = -1  # the line [i, j), stripped to [s, e)
-                e = i
-                p = i
-                while p < j:
+            k = 0
+            line_h = line_end = para_h = para_end = word_h = offset_basis
+            in_line = in_para = in_word = False
+            length = 0
+            p = a
+            while p <= b:
+                if p < b:
                     c, w = decode(data, p)
-                    if not is_space(c):
-                        if s < 0:
-                            s = p
-                        e = p + w
-                    p += w
-                if s >= 0:
-                    buf[k_lines] = span_hash(data, s, e)
-                    k_lines += 1
-                    if para_start < 0:
-                        para_start = s
-                    para_end = e
-                elif para_start >= 0:
-                    pbuf[k_paras] = span_hash(data, para_start, para_end)
-                    k_paras += 1
-                    para_start = -1
-                i = j + 1
-            if para_start >= 0:
-                pbuf[k_paras] = span_hash(data, para_start, para_end)
+                else:
+                    c, w = 10, 1  # the text ends as a line does
+                if c == 10:
+                    if in_line:
+                        lines[k_lines] = line_end
+                        k_lines += 1
+                        in_line = False
+                    elif in_para:  # a blank line ends the paragraph
+                        paras[k_paras] = para_end
+                        k_paras += 1
+                        in_para = False
+                space = is_space(c)
+                if not space:
+                    if not in_line:
+                        in_line, line_h = True, offset_basis
+                    if not in_para:
+                        in_para, para_h = True, offset_basis
+                if split:
+                    for q in range(p, p + w):
+                        x = np.uint64(data[q]) if q < b else np.uint64(10)
+                        line_h = (line_h ^ x) * prime
+                        para_h = (para_h ^ x) * prime
+                    if not space:
+                        line_end, para_end = line_h, para_h
+                if not short:
+                    if space:
+                        if in_word:
+                            words[k] = word_h
+                            lens[k] = length
+                            k += 1
+                            in_word = False
+                    else:
+                        if not in_word:
+                            in_word, word_h, length = True, offset_basis, 0
+                        word_h = (word_h ^ np.uint64(c)) * prime
+                        length += 1
+                p += w
+            if in_para:
+                paras[k_paras] = para_end
                 k_paras += 1
-            if do_lines:
-                f = dup_fraction(buf, k_lines)
-                if f > line_limit:
-                    kind[d] = 1
-                    value[d] = f
-                    continue
-            if do_paras:
-                f = dup_fraction(pbuf, k_paras)
-                if f > para_limit:
-                    kind[d] = 2
-                    value[d] = f
-                    continue
-        if short:
-            continue
-        words = buf
-        lens = np.empty(b - a + 2, dtype=np.int64)
-        k = 0
-        inword = False
-        h = np.uint64(0xCBF29CE484222325)
-        length = 0
-        p = a
-        while p <= b:
-            if p < b:
-                c, w = decode(data, p)
-            else:
-                c, w = 32, 1
-            if is_space(c):
-                if inword:
-                    words[k] = h
-                    lens[k] = length
-                    k += 1
-                    inword = False
-                h = np.uint64(0xCBF29CE484222325)
-                length = 0
-            else:
-                inword = True
-                h = (h ^ np.uint64(c)) * np.uint64(0x100000001B3)
-                length += 1
-            p += w
-        if k < min_words:
-            continue
-        # An exact bound first: the top n-gram's c occurrences need c copies of each of
-        # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
-        # of one word, K the largest word count. Most texts stop here.
-        _, _, big_u, big_k = count_runs(words, lens, k)
-        grams = np.empty(k, dtype=np.uint64)
-        glens = np.empty(k, dtype=np.int64)
-        for t in range(ns.shape[0]):
-            n = ns[t]
-            m = k - n + 1
-            if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
+            if split:
+                if do_lines:
+                    f = dup_fraction(lines, k_lines)
+                    if f > line_limit:
+                        kind[d] = 1
+                        value[d] = f
+                        continue
+                if do_paras:
+                    f = dup_fraction(paras, k_paras)
+                    if f > para_limit:
+                        kind[d] = 2
+                        value[d] = f
+                        continue
+            if short:
                 continue
-            for j in range(m):
-                g = np.uint64(0x9E3779B97F4A7C15)
-                gl = n - 1
-                for q in range(j, j + n):
-                    g = (g ^ words[q]) * np.uint64(0x100000001B3)
-                    gl += lens[q]
-                grams[j] = g
-                glens[j] = gl
-            best_c, best_l, _, _ = count_runs(grams, glens, m)
-            f = best_c * best_l / n_chars if n_chars else 0.0
-            if best_c > 1 and f > limits[t]:
-                kind[d] = 3
-                value[d] = f
-                which[d] = n
-                break
+            if k < min_words:
+                continue
+            # An exact bound first: the top n-gram's c occurrences need c copies of each of
+            # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
+            # of one word, K the largest word count. Most texts stop here.
+            _, _, big_u, big_k = count_runs(words, lens, k)
+            grams = np.empty(k, dtype=np.uint64)
+            glens = np.empty(k, dtype=np.int64)
+            for t in range(ns.shape[0]):
+                n = ns[t]
+                m = k - n + 1
+                if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
+                    continue
+                for j in range(m):
+                    g = np.uint64(0x9E3779B97F4A7C15)
+                    gl = n - 1
+                    for q in range(j, j + n):
+                        g = (g ^ words[q]) * np.uint64(0x100000001B3)
+                        gl += lens[q]
+                    grams[j] = g
+                    glens[j] = gl
+                best_c, best_l, _, _ = count_runs(grams, glens, m)
+                f = best_c * best_l / n_chars if n_chars else 0.0
+                if best_c > 1 and f > limits[t]:
+                    kind[d] = 3
+                    value[d] = f
+                    which[d] = n
+                    break

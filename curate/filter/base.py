@@ -80,8 +80,19 @@ class Rule(BaseModel):
         out = self.reasons(frame)
         if self.applies_itself or (self.when is None and self.unless is None):
             return out
-        mask = evaluate(frame, self.applies())
-        return pl.select(pl.when(mask).then(out).otherwise(None)).to_series().alias(out.name)
+        # the condition only matters where the rule fired (few rows): an `unless` regex over
+        # every prompt cost more than the rule itself
+        idx = out.is_not_null().arg_true()
+        if len(idx) == 0:
+            return out
+        mask = evaluate(frame[idx], self.applies())
+        fired = pl.select(pl.when(mask).then(out.gather(idx)).otherwise(None)).to_series()
+        return out.scatter(idx, fired)
+
+
+def no_reasons(n: int) -> pl.Series:
+    """A reason column with no reason yet, to scatter the few hits into."""
+    return pl.repeat(None, n, dtype=pl.String, eager=True).alias("reason")
 
 
 def first_reason(*exprs: pl.Expr) -> pl.Expr:

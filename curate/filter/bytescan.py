@@ -9,15 +9,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-
-def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
-    _, offsets, data = arr.buffers()
-    off = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, np.uint8)
-    return off, raw
+from ..textkernels import utf8_buffers
 
 
 @nb.njit(cache=True, nogil=True)
@@ -34,10 +27,7 @@ def _control(off, data, out):
 
 def control_mask(texts: pl.Series) -> np.ndarray:
     """True where a text holds a control character other than tab, newline, return."""
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    off, data = _string_buffers(arr)
+    off, data = utf8_buffers(texts)
     out = np.zeros(len(texts), dtype=np.bool_)
     if len(texts):
         _control(off, data, out)

@@ -50,4 +50,7 @@ def build_frame(records: pl.DataFrame, fields: set[str], turn_fields: set[str]) 
     exprs = [field_text(f).alias(text_column(f)) for f in sorted(fields)]
     exprs += [field_messages(f).list.len().alias(turns_column(f)) for f in sorted(turn_fields)]
     exprs.append(pl.col("messages"))
-    return records.select(exprs)
+    messages = records.select("messages")
+    if messages["messages"].n_chunks() > 1:  # list kernels run ~15% faster on one chunk than on many
+        messages = messages.rechunk()
+    return messages.select(exprs)

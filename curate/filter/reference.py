@@ -56,11 +56,20 @@ class Compiled:
 
     def check(self, messages: list[dict]) -> bool:
         """True when the rule rejects the record."""
+        # the order the engine uses: a condition gates a parser (parsing costs more than the
+        # condition); any other rule is checked first and its condition only where it fires
+        if self.rule.applies_itself:
+            return self._applies(messages) and self._fires(messages)
+        return self._fires(messages) and self._applies(messages)
+
+    def _applies(self, messages: list[dict]) -> bool:
         r = self.rule
         if self.when and not self.when.search(field_text(messages, r.when.field)):
             return False
-        if self.unless and self.unless.search(field_text(messages, r.unless.field)):
-            return False
+        return not (self.unless and self.unless.search(field_text(messages, r.unless.field)))
+
+    def _fires(self, messages: list[dict]) -> bool:
+        r = self.rule
         if isinstance(r, RolesRule):
             return _roles(r, messages)
         text = field_text(messages, r.field)

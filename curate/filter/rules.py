@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
 
 from ..config import note_read
-from .base import Role, Rule, check_regex, evaluate, first_reason, message, snippet
+from .base import Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
 from .fields import text_column, turns_column
 
 
@@ -125,11 +125,14 @@ class KeywordsRule(Rule):
         phrases = sorted({p.strip().lower() for p in self.phrases})
         # Aho-Corasick prefilter over all phrases at once; only its hits pay for the
         # word-bounded regex that confirms them and says which phrase matched.
-        if all(p.isascii() for p in phrases):
+        # ASCII case folding is exact when every non-ASCII character has no case, such as
+        # the typographic apostrophe every phrase with "'" gets a variant with: lowering a
+        # copy of the whole column first costs twice the search
+        if all(c.isascii() or c.lower() == c.upper() for p in phrases for c in p):
             cand = text.str.contains_any(phrases, ascii_case_insensitive=True)
         else:
             cand = text.str.to_lowercase().str.contains_any(phrases)
-        out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        out = no_reasons(frame.height)
         idx = cand.arg_true()
         if len(idx):
             hits = text.gather(idx).str.extract(self._regex(), 0)
@@ -165,12 +168,16 @@ class RolesRule(Rule):
             fails.append(low.str.replace_all("s", "", literal=True).str.contains("uu|aa"))
         if self.ends_with:
             fails.append(low.str.slice(-1) != self.ends_with[0])
-        if self.no_empty_turns:
-            fails.append(pl.col("blank"))
         base = frame.select(pl.col("messages").list.eval(letter).list.join("").alias("low"),
-                            pl.col("messages").list.eval(content == "").list.any().alias("blank"))
-        idx = evaluate(base, pl.any_horizontal(fails)).arg_true()
-        out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+                            pl.col("messages").list.eval(content == "").list.any().alias("blank")
+                            if self.no_empty_turns else pl.lit(False).alias("blank"))
+        # a data set has a handful of shapes ("ua", "sua", "uaua"...): check each once
+        bad = evaluate(base.select(low.unique()).filter(pl.any_horizontal(fails)), low)
+        hit = base["low"].is_in(bad.implode())
+        if self.no_empty_turns:
+            hit = hit | base["blank"]
+        idx = hit.arg_true()
+        out = no_reasons(frame.height)
         if len(idx):
             sig = pl.col("messages").list.eval(
                 pl.when(content == "").then(letter.str.to_uppercase()).otherwise(letter)).list.join("")

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field as PField, field_validator
 
-from .base import Rule, evaluate, message
+from .base import Rule, evaluate, message, no_reasons
 from .fields import text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -86,7 +86,7 @@ class FormatRule(Rule):
             if self.when is not None or self.unless is not None:
                 hit = hit & evaluate(frame, self.applies())
             idx = hit.arg_true()
-            out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+            out = no_reasons(frame.height)
             if len(idx):  # say which character only for the (rare) hits
                 hits = evaluate(frame[idx], message(
                     f"{self.field} contains control character 0x", t.str.extract(CONTROL_CHARS, 0).str.encode("hex")))
@@ -99,7 +99,7 @@ class FormatRule(Rule):
             return evaluate(frame, expr)
         # Parser checks go row by row, but only over rows the `when` selects.
         todo = evaluate(frame, self.applies() & (t != "")).arg_true()
-        out = pl.Series("reason", [None] * frame.height, dtype=pl.String)
+        out = no_reasons(frame.height)
         if len(todo):
             parse = PARSERS[self.check]
             texts = frame[text_column(self.field)].gather(todo).to_list()
@@ -128,20 +128,19 @@ class RepetitionRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         # One compiled pass over the whole column (curate.textkernels): per-text counting
         # of lines, paragraphs and n-grams is what polars can only do by exploding words.
-        from ..textkernels import repetition, utf8_column
+        from ..textkernels import repetition, utf8_buffers
 
         column = frame[text_column(self.field)]
-        texts = column.to_list()
-        n = len(texts)
+        n = column.len()
         kind = np.zeros(n, dtype=np.int8)
         value = np.zeros(n, dtype=np.float64)
         which = np.zeros(n, dtype=np.int64)
         grams = sorted((self.max_top_ngram_fraction or {}).items())
         if n:
-            data, offsets = utf8_column(texts, column.str.len_bytes().to_numpy())
+            offsets, data = utf8_buffers(column)
             lines, paras = self.max_duplicate_line_fraction, self.max_duplicate_paragraph_fraction
             repetition(
-                data, offsets, column.str.len_chars().to_numpy().astype(np.int64), lines is not None, lines or 0.0, paras is not None, paras or 0.0,
+                data, offsets, min(n, 64), column.str.len_chars().to_numpy().astype(np.int64), lines is not None, lines or 0.0, paras is not None, paras or 0.0,
                 np.array([g for g, _ in grams], dtype=np.int64), np.array([f for _, f in grams], dtype=np.float64),
                 self.min_words, kind, value, which)
         limits = dict(grams)
