@@ -73,6 +73,10 @@ def test_keywords_typographic_apostrophe_and_unicode():
     assert reasons[0] is not None
     assert reasons[1] is None
     assert reasons[2] == "assistant contains 'Straße'"
+    # caseless non-ASCII characters (the apostrophe) keep the ASCII-folding search exact
+    rule = {"kind": "keywords", "field": "assistant", "phrases": ["I'm sorry, but I cannot"]}
+    reasons, _ = apply(rule, convo("q", "I\u2019M SORRY, BUT I CANNOT do that."), convo("q", "I\u2018m sorry, but I cannot"))
+    assert reasons == ["assistant contains 'I\u2019M SORRY, BUT I CANNOT'", None]
 
 
 def test_keywords_thousands_of_phrases():
@@ -177,6 +181,19 @@ def test_repetition_paragraphs_alone():
     reasons, _ = apply({"kind": "repetition", "field": "assistant", "max_duplicate_line_fraction": None},
                        convo("q", paragraphs))
     assert reasons == ["assistant repeats 60% of its paragraphs, more than 30%"]
+
+
+def test_repetition_spans_are_stripped_lines_and_paragraphs():
+    # a line's trailing blanks are not part of it; inside a paragraph they are
+    lines = "Same line.   \n  Same line.\nSame line.\t\nother"
+    paras = "one\ntwo  \n\n   one\ntwo\n \t \none\ntwo\n\nthree"
+    near = "one\ntwo\n\none \ntwo\n\nthree\n\nfour"  # "one \ntwo" differs from "one\ntwo"
+    reasons, _ = apply({"kind": "repetition", "field": "assistant", "max_duplicate_line_fraction": 0.3,
+                        "max_duplicate_paragraph_fraction": None}, convo("q", lines))
+    assert reasons == ["assistant repeats 50% of its lines, more than 30%"]
+    reasons, _ = apply({"kind": "repetition", "field": "assistant", "max_duplicate_line_fraction": None,
+                        "max_duplicate_paragraph_fraction": 0.3}, convo("q", paras), convo("q", near))
+    assert reasons == ["assistant repeats 50% of its paragraphs, more than 30%", None]
 
 
 def test_repetition_ngrams_skip_short_texts():
