@@ -9,6 +9,7 @@ directives written into the prompt (so a test record says how the judge should m
     @MODEL:score=N      the same, only for requests to model MODEL
     @malformed[=K]      answer prose instead of JSON (the first K attempts; always without K)
     @out_of_scale[=K]   answer a score of 99
+    @broken_body[=K]    HTTP 200 whose JSON body is cut off, as a proxy that drops a connection does
     @429[=K]            HTTP 429 with Retry-After (seconds: --retry-after)
     @500[=K]            HTTP 500
     @stall[=K]          wait --stall-s seconds before answering
@@ -29,7 +30,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_DIRECTIVE = re.compile(r"@(?:([A-Za-z0-9_.-]+):)?(score|malformed|out_of_scale|429|500|stall|401)(?:=(\d+))?")
+_DIRECTIVE = re.compile(r"@(?:([A-Za-z0-9_.-]+):)?(score|malformed|broken_body|out_of_scale|429|500|stall|401)(?:=(\d+))?")
 
 
 class FakeJudgeServer(ThreadingHTTPServer):
@@ -86,7 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: dict, headers: dict | None = None):
-        data = json.dumps(body).encode()
+        self._send_raw(status, json.dumps(body).encode(), headers)
+
+    def _send_raw(self, status: int, data: bytes, headers: dict | None = None):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -150,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
         score = d.get("score")
         if score is None:
             score = 1 + int(key[:8], 16) % 5
+        if active("broken_body"):
+            return self._send_raw(200, json.dumps(_completion(model, "{}")).encode()[:40])
         if req.get("logprobs"):
             return self._send(200, _completion(model, str(score), _logprobs(score)))
         if active("malformed"):

@@ -56,6 +56,15 @@ def test_malformed_is_retried_then_counted_never_scored(judge_server, tmp_path):
     assert a["retries"] == 3
 
 
+def test_a_cut_off_response_body_is_retried_as_a_parse_error(judge_server, tmp_path):
+    jury = write_jury(tmp_path, [api_judge(judge_server)], retries=1, backoff_s=0.0)
+    res = score(frame(convo("once @broken_body=1 @score=4", "x"), convo("always @broken_body", "y")), jury)
+    rows = by_text(res)
+    assert rows["once @broken_body=1 @score=4"]["score"] == 4.0
+    assert rows["always @broken_body"]["score_reasons"] == {"a": "error: parse_error"}
+    assert res.stats["judges"]["a"]["failures"] == {"parse_error": 1}
+
+
 def test_out_of_scale_is_a_failure_by_kind(judge_server, tmp_path):
     jury = write_jury(tmp_path, [api_judge(judge_server)], retries=1)
     res = score(frame(convo("@out_of_scale", "x")), jury)
