@@ -10,16 +10,17 @@ import numba as nb
 import numpy as np
 import polars as pl
 
-from ..textkernels import utf8_buffers
+from ..textkernels import text_bytes, utf8_spans
 
 
 @nb.njit(cache=True, nogil=True)
-def _control(off, data, out):
+def _control(addresses, lengths, out):
     # control characters are ASCII, and UTF-8 never uses bytes < 0x80 inside a longer
     # character, so a byte scan is exact
-    for r in range(off.shape[0] - 1):
-        for i in range(off[r], off[r + 1]):
-            c = data[i]
+    for r in range(addresses.shape[0]):
+        text = text_bytes(addresses, lengths, r)
+        for i in range(text.shape[0]):
+            c = text[i]
             if c < 32 and c != 9 and c != 10 and c != 13 or c == 127:
                 out[r] = True
                 break
@@ -27,8 +28,9 @@ def _control(off, data, out):
 
 def control_mask(texts: pl.Series) -> np.ndarray:
     """True where a text holds a control character other than tab, newline, return."""
-    off, data = utf8_buffers(texts)
+    addresses, lengths, owner = utf8_spans(texts)
     out = np.zeros(len(texts), dtype=np.bool_)
     if len(texts):
-        _control(off, data, out)
+        _control(addresses, lengths, out)
+    del owner  # the bytes read above belong to it
     return out

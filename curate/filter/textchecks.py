@@ -128,7 +128,7 @@ class RepetitionRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         # One compiled pass over the whole column (curate.textkernels): per-text counting
         # of lines, paragraphs and n-grams is what polars can only do by exploding words.
-        from ..textkernels import repetition, utf8_buffers
+        from ..textkernels import repetition, utf8_spans
 
         column = frame[text_column(self.field)]
         n = column.len()
@@ -137,12 +137,14 @@ class RepetitionRule(Rule):
         which = np.zeros(n, dtype=np.int64)
         grams = sorted((self.max_top_ngram_fraction or {}).items())
         if n:
-            offsets, data = utf8_buffers(column)
+            addresses, lengths, owner = utf8_spans(column)
             lines, paras = self.max_duplicate_line_fraction, self.max_duplicate_paragraph_fraction
             repetition(
-                data, offsets, min(n, 64), column.str.len_chars().to_numpy().astype(np.int64), lines is not None, lines or 0.0, paras is not None, paras or 0.0,
+                addresses, lengths, min(n, 64), column.str.len_chars().to_numpy().astype(np.int64),
+                lines is not None, lines or 0.0, paras is not None, paras or 0.0,
                 np.array([g for g, _ in grams], dtype=np.int64), np.array([f for _, f in grams], dtype=np.float64),
                 self.min_words, kind, value, which)
+            del owner  # the bytes read above belong to it
         limits = dict(grams)
         out: list[str | None] = [None] * n
         for i in np.flatnonzero(kind).tolist():
