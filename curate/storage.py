@@ -3,7 +3,8 @@
 
 A URL input is copied into a local scratch folder and read there, under its URL's name
 (so the ``source`` column says ``s3://bucket/raw.jsonl:17``, never a scratch path); an
-output folder is written locally, then uploaded whole. Stage outputs are a handful of
+output folder is written locally, then uploaded (a pipeline's build sends only the step
+files that changed). Stage outputs are a handful of
 files per folder, so a copy costs one transfer of bytes that reading would move anyway,
 and every reader, hash and writer works on one code path. S3 endpoints and credentials
 come from the usual places (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ~/.aws), or
@@ -111,14 +112,25 @@ def output_file(path):
             raise _fail(url, e) from None
 
 
-def upload(local: Path, url: str) -> None:
+def upload(local: Path, url: str, unchanged=frozenset(), commit: str | None = None) -> None:
+    """Make the folder at ``url`` a copy of ``local``. Files in ``unchanged`` (relative
+    paths) are known to hold the same bytes up there and are not sent again; files up
+    there that ``local`` lacks are removed. ``commit`` names the file that marks the folder
+    complete: it is removed first and written last, so an interrupted upload leaves none."""
     fs, remote = filesystem(url)
+    remote = remote.rstrip("/")
+    files = sorted(p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file())
     try:
-        if fs.exists(remote):
-            fs.rm(remote, recursive=True)
-        for f in sorted(p for p in Path(local).rglob("*") if p.is_file()):
-            target = remote + "/" + f.relative_to(local).as_posix()
-            fs.put_file(str(f), target)
+        if fs.isfile(remote):  # a file where the folder goes
+            fs.rm_file(remote)
+        there = {p[len(remote) + 1:] for p in fs.find(remote)} if fs.exists(remote) else set()
+        if commit in there:
+            fs.rm_file(f"{remote}/{commit}")
+        for rel in sorted(there - set(files) - {commit}):
+            fs.rm_file(f"{remote}/{rel}")
+        for rel in sorted(files, key=lambda r: r == commit):  # the commit file last
+            if rel not in unchanged or rel not in there:
+                fs.put_file(str(Path(local) / rel), f"{remote}/{rel}")
     except OSError as e:
         raise _fail(url, e) from None
 

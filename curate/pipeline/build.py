@@ -48,8 +48,30 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
             download(target, out)  # reuse the steps already up there
         lock = _build(pipe, pipeline_path, names, prepared, start, sources, out, target, force, write_lock, echo)
     if remote:
-        upload(out, target)
+        upload(out, target, _unchanged_up_there(out, target), commit="manifest.json")
     return lock
+
+
+def _unchanged_up_there(out: Path, url: str) -> set[str]:
+    """The step files a complete earlier upload to ``url`` already holds with the same bytes,
+    by the digests in each step's step.json there and here (an unchanged step of a big
+    build is not sent again)."""
+    from ..storage import filesystem
+
+    fs, remote = filesystem(url)
+    remote = remote.rstrip("/")
+    if not fs.exists(f"{remote}/manifest.json"):  # none, or an upload that did not finish
+        return set()
+    same = set()
+    for step_file in sorted(out.glob("*/step.json")):
+        name = step_file.parent.name
+        try:
+            theirs = json.loads(fs.cat_file(f"{remote}/{name}/step.json")).get("files", {})
+        except (FileNotFoundError, ValueError):
+            continue
+        ours = json.loads(step_file.read_text(encoding="utf-8")).get("files", {})
+        same |= {f"{name}/{f}" for f, digest in ours.items() if theirs.get(f) == digest}
+    return same
 
 
 def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path], out: Path, target: str,

@@ -147,3 +147,51 @@ def test_training_data_from_s3(s3, tmp_path, monkeypatch):
     assert sorted(files) == ["eval", "template", "train"]
     assert files["train"].read_bytes() == s3.cat_file("bkt/out/fmt/train.jsonl")
     assert eval_file("s3://bkt/out/fmt").read_bytes() == s3.cat_file("bkt/out/fmt/eval.jsonl")
+
+
+def test_pipeline_upload_sends_only_what_changed(s3, tmp_path, monkeypatch):
+    import s3fs
+
+    from curate.pipeline import build
+
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    sent: list[str] = []
+    put_file = s3fs.S3FileSystem._put_file
+
+    async def recording(self, lpath, rpath, *args, **kwargs):
+        sent.append(rpath.split("/builds/incr/", 1)[1])
+        return await put_file(self, lpath, rpath, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_put_file", recording)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached instance keeps the sync put_file it was made with
+
+    def run(steps: str) -> dict:
+        pipe = tmp_path / "incr.yaml"
+        pipe.write_text("name: incr\ninputs:\n  - path: s3://bkt/raw/sample.jsonl\nsteps:\n"
+                        "  - filter: {rules: " + str(REPO / "rules" / "default.yaml") + "}\n" + steps
+                        + "output: s3://bkt/builds/incr\n")
+        sent.clear()
+        build(pipe, echo=lambda *_: None)
+        s3.invalidate_cache()
+        manifest = json.loads(s3.cat_file("bkt/builds/incr/manifest.json"))
+        local = tmp_path / "cache" / "builds"
+        folder = next(local.iterdir())
+        up_there = sorted(p.split("/builds/incr/", 1)[1] for p in s3.find("bkt/builds/incr"))
+        assert up_there == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        for rel in up_there:  # a copy of the local build, byte for byte
+            assert _digest(s3, f"bkt/builds/incr/{rel}") == hashlib.sha256((folder / rel).read_bytes()).hexdigest()
+        return manifest
+
+    run("  - dedup: {method: [exact]}\n")
+    assert "01-filter/kept.parquet" in sent and sent[-1] == "manifest.json"
+    # the second step changes: the first step's data stays up there, its small files are sent again
+    run("  - dedup: {method: [exact, minhash]}\n")
+    assert not {"01-filter/kept.parquet", "01-filter/rejected.parquet"} & set(sent)
+    assert {"02-dedup/kept.parquet", "01-filter/step.json"} <= set(sent) and sent[-1] == "manifest.json"
+    # an upload that did not finish (no manifest up there) is not trusted: everything again
+    s3.rm_file("bkt/builds/incr/manifest.json")
+    run("  - dedup: {method: [exact, minhash]}\n")
+    assert "01-filter/kept.parquet" in sent
+    # a step dropped from the pipeline is dropped up there too
+    run("")
+    assert not s3.exists("bkt/builds/incr/02-dedup")
