@@ -8,26 +8,17 @@ import polars as pl
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Union-find over pairs: a label per item, the smallest member index of its cluster
     (so labels do not depend on pair order)."""
-    parent = np.arange(n, dtype=np.int64)
+    from .kernels import union_find
 
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in zip(left.tolist(), right.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(n)], dtype=np.int64)
+    labels = np.arange(n, dtype=np.int64)
+    if len(left):
+        union_find(labels, np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64))
+    return labels
 
 
 def representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
     """Index of the kept member for each item: highest score, ties and unscored records
-    by input order (the first)."""
+    by input order (the first). Labels are member indices (0..n-1)."""
     n = len(labels)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -37,13 +28,11 @@ def representatives(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray
     else:
         s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
         keys = np.lexsort((order, -s, labels))  # by label, then score desc, then position
-    best = np.empty(n, dtype=np.int64)
     sorted_labels = labels[keys]
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    rep_of_label = dict(zip(sorted_labels[starts].tolist(), keys[starts].tolist()))
-    for i, lab in enumerate(labels.tolist()):
-        best[i] = rep_of_label[lab]
-    return best
+    rep_of_label = np.empty(n, dtype=np.int64)
+    rep_of_label[sorted_labels[starts]] = keys[starts]
+    return rep_of_label[labels]
 
 
 def star_clusters(n: int, left: np.ndarray, right: np.ndarray, sim: np.ndarray,

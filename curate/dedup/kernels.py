@@ -1,4 +1,4 @@
-"""The MinHash kernels (numba), at module level so numba's disk cache finds them.
+"""The MinHash kernels and union-find (numba), at module level so numba's disk cache finds them.
 Imported lazily by :mod:`.minhash`; see there for the algorithm."""
 from __future__ import annotations
 
@@ -142,3 +142,25 @@ def band_keys_kernel(sigs, bands, rows, out):
             for r in range(band * rows, band * rows + rows):
                 key = (key ^ np.uint64(sigs[d, r])) * np.uint64(0x100000001B3)
             out[d, band] = key
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _root(parent, x):
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:  # path compression
+        parent[x], x = root, parent[x]
+    return root
+
+
+@nb.njit(cache=True, nogil=True)
+def union_find(parent, left, right):
+    """Join each pair's sets, the smaller index the root, so that afterwards every item's
+    root, written into ``parent``, is the smallest index of its component."""
+    for k in range(left.shape[0]):
+        ra, rb = _root(parent, left[k]), _root(parent, right[k])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    for i in range(parent.shape[0]):
+        parent[i] = _root(parent, i)
