@@ -1,4 +1,5 @@
-"""Compiled (numba) passes over many texts at once, laid out as one code-point array.
+"""Compiled (numba) passes over many texts at once: read in place from a polars column
+(``utf8_spans``), or laid out as one code-point array (``code_points``).
 
 Import this module only where it is used: numba is a heavy import. Kernels are defined at
 module level so numba's on-disk cache (``cache=True``) can find them again.
@@ -39,14 +40,6 @@ def is_space(c):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def span_hash(cps, a, b):
-    h = np.uint64(0xCBF29CE484222325)
-    for i in range(a, b):
-        h = (h ^ np.uint64(cps[i])) * np.uint64(0x100000001B3)
-    return h
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
 def dup_fraction(hashes, k):
     if k < 2:
         return 0.0
@@ -64,6 +57,15 @@ def dup_fraction(hashes, k):
         if s[i] != s[i - 1]:
             unique += 1
     return (k - unique) / k
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _over(hashes, k, on, limit):
+    """The duplicate fraction of the first k hashes when checked and above ``limit``, else -1."""
+    if not on:
+        return -1.0
+    f = dup_fraction(hashes, k)
+    return f if f > limit else -1.0
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -195,10 +197,10 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
         lens = np.empty(longest + 2, dtype=np.int64)
         for d in range(lo, hi):
             data = text_bytes(addresses, lengths, d)
-            a, b = 0, lengths[d]
+            b = lengths[d]
             n_chars = n_chars_of[d]
             one_line = True  # a text of one line has no repeated lines or paragraphs
-            for q in range(a, b):
+            for q in range(b):
                 if data[q] == 10:
                     one_line = False
                     break
@@ -216,7 +218,7 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
             line_h = line_end = para_h = para_end = word_h = offset_basis
             in_line = in_para = in_word = False
             length = 0
-            p = a
+            p = 0
             while p <= b:
                 if p < b:
                     c, w = decode(data, p)
@@ -261,18 +263,14 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
                 paras[k_paras] = para_end
                 k_paras += 1
             if split:
-                if do_lines:
-                    f = dup_fraction(lines, k_lines)
-                    if f > line_limit:
-                        kind[d] = 1
-                        value[d] = f
-                        continue
-                if do_paras:
-                    f = dup_fraction(paras, k_paras)
-                    if f > para_limit:
-                        kind[d] = 2
-                        value[d] = f
-                        continue
+                f = _over(lines, k_lines, do_lines, line_limit)
+                if f >= 0:
+                    kind[d], value[d] = 1, f
+                    continue
+                f = _over(paras, k_paras, do_paras, para_limit)
+                if f >= 0:
+                    kind[d], value[d] = 2, f
+                    continue
             if short:
                 continue
             if k < min_words:
@@ -292,7 +290,7 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
                     g = np.uint64(0x9E3779B97F4A7C15)
                     gl = n - 1
                     for q in range(j, j + n):
-                        g = (g ^ words[q]) * np.uint64(0x100000001B3)
+                        g = (g ^ words[q]) * prime
                         gl += lens[q]
                     grams[j] = g
                     glens[j] = gl

@@ -168,14 +168,12 @@ class RolesRule(Rule):
             fails.append(low.str.replace_all("s", "", literal=True).str.contains("uu|aa"))
         if self.ends_with:
             fails.append(low.str.slice(-1) != self.ends_with[0])
-        base = frame.select(pl.col("messages").list.eval(letter).list.join("").alias("low"),
-                            pl.col("messages").list.eval(content == "").list.any().alias("blank")
-                            if self.no_empty_turns else pl.lit(False).alias("blank"))
+        sigs = frame["messages"].list.eval(letter).list.join("")
         # a data set has a handful of shapes ("ua", "sua", "uaua"...): check each once
-        bad = evaluate(base.select(low.unique()).filter(pl.any_horizontal(fails)), low)
-        hit = base["low"].is_in(bad.implode())
+        bad = evaluate(pl.DataFrame({"low": sigs.unique()}).filter(pl.any_horizontal(fails)), low)
+        hit = sigs.is_in(bad.implode())
         if self.no_empty_turns:
-            hit = hit | base["blank"]
+            hit = hit | frame["messages"].list.eval(content == "").list.any()
         idx = hit.arg_true()
         out = no_reasons(frame.height)
         if len(idx):
