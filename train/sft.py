@@ -118,7 +118,7 @@ def encode(conversations, sources, template: str, tok, max_length: int, split: s
 
 
 # --------------------------------------------------------------------------------- model
-def load_model(cfg: SFTConfig, hw: dict):
+def load_model(cfg: SFTConfig, hw: dict, attention: str | None = None):
     from transformers import AutoModelForCausalLM
 
     from curate.models import model_folder
@@ -138,8 +138,8 @@ def load_model(cfg: SFTConfig, hw: dict):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=hw["dtype"])
-    if cfg.packing:
-        kwargs["attn_implementation"] = "flash_attention_2"
+    if attention == "flash_attention_2":
+        kwargs["attn_implementation"] = attention
     source = cfg.init.model or cfg.model
     try:
         model = AutoModelForCausalLM.from_pretrained(model_folder(source), **kwargs)
@@ -187,19 +187,21 @@ def lora_config(cfg: SFTConfig):
                       use_dora=cfg.lora.dora, task_type="CAUSAL_LM")
 
 
-def check_packing(cfg: SFTConfig, hw: dict) -> None:
-    """Packing only where attention cannot cross samples: padding-free batches with position
-    ids on flash-attention. Anywhere else it is refused, not silently cross-contaminated."""
+def packing_attention(cfg: SFTConfig, hw: dict) -> str | None:
+    """The attention path packed rows train on (None without packing): flash-attention 2 on
+    CUDA where it is installed (varlen kernels, the batch flattened into one row), otherwise the
+    model's own SDPA/eager attention with block-diagonal masks from the position ids. Either
+    is checked on the loaded model before training (packing.check_isolation)."""
     if not cfg.packing:
-        return
-    if hw["device"] != "cuda":
-        raise ConfigError("packing: true is refused on CPU: without flash-attention, packed samples would attend "
-                          "to each other; set packing: false")
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        raise ConfigError("packing: true needs flash-attention 2 (pip install flash-attn) so packed samples cannot "
-                          "attend to each other; plain SDPA would mix them; set packing: false") from None
+        return None
+    if hw["device"] == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "default"
 
 
 # ---------------------------------------------------------------------------------- run
@@ -212,7 +214,7 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     from curate.models import tokenizer_folder
 
     hw = hardware(cfg.precision)
-    check_packing(cfg, hw)
+    attention = packing_attention(cfg, hw)
     if cfg.method == "qlora" and hw["device"] != "cuda":
         raise ConfigError("method: qlora needs a CUDA GPU (4-bit NF4 via bitsandbytes); use method: lora on this machine")
     set_seed(cfg.seed)
@@ -235,16 +237,26 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         eval_conv, eval_src = read_conversations(files["eval"])
         eval_rows = encode(eval_conv, eval_src, template, tok, cfg.max_length, "eval")
 
-    per_step = cfg.batch_size * cfg.grad_accum * max(1, hw["count"])
-    steps_per_epoch = math.ceil(len(train_rows) / per_step)
-    total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     tokens = sum(len(r["input_ids"]) for r in train_rows)
     trained = sum(sum(t != -100 for t in r["labels"]) for r in train_rows)
     plan = {"device": hw["device"], "hardware": hw["name"], "precision": hw["precision"],
             "train_records": len(train_rows), "eval_records": len(eval_rows), "train_tokens": tokens,
-            "trained_tokens": trained, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
-    echo(f"{hw['name']} ({hw['precision']}); train {len(train_rows)} records, {tokens} tokens "
-         f"({trained / max(tokens, 1):.0%} trained), eval {len(eval_rows)}; {steps_per_epoch} steps/epoch, {total_steps} steps")
+            "trained_tokens": trained}
+    if cfg.packing:  # whole samples, best-fit decreasing, into rows of at most max_length
+        from . import packing
+
+        records = len(train_rows)
+        train_rows, eval_rows = packing.pack(train_rows, cfg.max_length), packing.pack(eval_rows, cfg.max_length)
+        plan.update(packed_rows=len(train_rows), packed_fill=round(packing.fill(train_rows), 4))
+        echo(f"packing: {records} records in {len(train_rows)} rows of at most {cfg.max_length} tokens "
+             f"({plan['packed_fill']:.0%} filled)")
+    per_step = cfg.batch_size * cfg.grad_accum * max(1, hw["count"])
+    steps_per_epoch = math.ceil(len(train_rows) / per_step)
+    total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    plan.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    echo(f"{hw['name']} ({hw['precision']}); train {plan['train_records']} records, {tokens} tokens "
+         f"({trained / max(tokens, 1):.0%} trained), eval {plan['eval_records']}; {steps_per_epoch} steps/epoch, "
+         f"{total_steps} steps")
 
     # the plan, from the model's shapes on the meta device: no weights read, no memory used
     from . import plan as planning
@@ -265,9 +277,13 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     if dry_run:
         return plan
 
-    model, warnings = load_model(cfg, hw)
+    model, warnings = load_model(cfg, hw, attention)
     for w in warnings:
         echo(f"warning: {w}")
+    if cfg.packing:
+        attention = model.config._attn_implementation
+        plan["packing_leak"] = packing.check_isolation(model, attention)
+        echo(f"packing: attention '{attention}' keeps packed samples apart (checked on this model)")
 
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
@@ -277,6 +293,7 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     evaluate = bool(eval_rows)
+    flat = attention == "flash_attention_2"
     eval_strategy = ("steps" if cfg.eval_every else "epoch") if evaluate else "no"
     save_strategy = "steps" if (cfg.save_every or cfg.eval_every) else "epoch"
     args = TRLConfig(
@@ -294,7 +311,9 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         bf16=hw["precision"] == "bf16", fp16=hw["precision"] == "fp16", use_cpu=hw["device"] == "cpu",
         **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
         eval_on_start=evaluate,  # the starting loss: where a continued run picks up, and the baseline
-        max_length=cfg.max_length, packing=cfg.packing, padding_free=cfg.packing,
+        # rows arrive packed (above); flash-attention takes TRL's padding-free collator (one row per
+        # batch, lengths already within max_length), SDPA/eager our row-keeping PackedCollator
+        max_length=None if flat else cfg.max_length, packing=False, padding_free=flat,
         assistant_only_loss=False,  # the labels already carry the assistant-only mask, checked above
         dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
     )
@@ -316,6 +335,8 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         trainer = weighted_trainer_class()(
             **common, prompt_loss_weight=cfg.prompt_loss_weight,
             data_collator=WeightedCollator(DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)))
+    elif cfg.packing and not flat:
+        trainer = packing.packed_trainer_class()(**common, data_collator=packing.PackedCollator(tok.pad_token_id))
     else:
         trainer = SFTTrainer(**common)
 

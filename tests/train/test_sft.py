@@ -151,11 +151,6 @@ def test_a_cut_end_of_turn_stops_the_run(base_cfg, data_dir):
         run(base_cfg)
 
 
-def test_packing_on_cpu_is_refused(base_cfg):
-    with pytest.raises(ConfigError, match=r"packing: true is refused on CPU"):
-        run(base_cfg, packing=True)
-
-
 def test_qlora_without_cuda_is_a_clear_error(base_cfg):
     with pytest.raises(ConfigError, match=r"qlora needs a CUDA GPU"):
         run(base_cfg, method="qlora")

@@ -1,0 +1,120 @@
+"""Packing several short samples into one row without letting them see each other.
+
+Two paths, both padding-free inside a row (each sample's position ids restart at 0, no
+attention mask), and both checked before training by ``check_isolation``:
+
+- flash-attention 2 (CUDA): TRL's own padding-free collator flattens the batch into one row;
+  the varlen kernel attends within each sample only.
+- SDPA / eager (CPU, or CUDA without flash-attn): transformers builds a block-diagonal causal
+  mask from the restarting position ids (``masking_utils.find_packed_sequence_indices``). The
+  rows of a batch stay separate here (``PackedCollator``): flattening them would make the dense
+  mask, and the attention work, quadratic in the whole batch's length.
+
+Samples are packed whole, best-fit decreasing (TRL's ``bfd``): none is cut across rows.
+"""
+from __future__ import annotations
+
+from curate.config import ConfigError
+
+# the second sample's logits may move by at most this share of what seeing the first moves them
+LEAK_TOLERANCE = 0.01
+
+
+def pack(rows: list[dict], max_length: int) -> list[dict]:
+    """Rows of input_ids/labels -> packed rows with ``seq_lengths``, each at most max_length."""
+    from datasets import Dataset
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from trl.data_utils import pack_dataset
+
+    if not rows:
+        return []
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # a "Map" bar per call, in the middle of the run's own report
+    try:
+        return pack_dataset(Dataset.from_list(rows), max_length, strategy="bfd").to_list()
+    finally:
+        if not quiet:
+            enable_progress_bars()
+
+
+def fill(rows: list[dict]) -> float:
+    """Share of the packed rows' token slots that hold a sample (the rest is padding)."""
+    longest = max((len(r["input_ids"]) for r in rows), default=0)
+    return sum(len(r["input_ids"]) for r in rows) / max(1, longest * len(rows))
+
+
+def position_ids(seq_lengths: list[int]) -> list[int]:
+    return [i for n in seq_lengths for i in range(n)]
+
+
+def PackedCollator(pad_token_id: int):  # noqa: N802 (built on demand: torch is imported only when training)
+    """A batch of packed rows, each row kept apart and right-padded to the longest. No
+    attention mask (its presence turns off transformers' packed-sequence detection): the
+    padding is a segment of its own (positions restart at 0) with no loss. The first token of
+    each sample is never a target: it would be predicted from the sample before it."""
+    import torch
+
+    def collate(examples: list[dict]) -> dict:
+        width = max(len(ex["input_ids"]) for ex in examples)
+        n = len(examples)
+        ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+        labels = torch.full((n, width), -100, dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        for i, ex in enumerate(examples):
+            lengths = ex.get("seq_lengths") or [len(ex["input_ids"])]
+            k = len(ex["input_ids"])
+            ids[i, :k] = torch.tensor(ex["input_ids"])
+            labels[i, :k] = torch.tensor(ex["labels"])
+            pos[i, :k] = torch.tensor(position_ids(lengths))
+            pos[i, k:] = torch.arange(width - k)
+        labels[pos == 0] = -100
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
+
+    return collate
+
+
+def check_isolation(model, attention: str) -> float:
+    """Two random samples A and C, packed in one row: C's logits must equal C's logits alone.
+    Returns the leak (max change of C's logits as a share of the change when C does see A);
+    refuses the run when it exceeds LEAK_TOLERANCE. Called the way training calls the model
+    (no KV cache, no attention mask), so it checks the attention path that will train."""
+    import torch
+
+    vocab = model.get_input_embeddings().num_embeddings
+    device = model.get_input_embeddings().weight.device
+    g = torch.Generator().manual_seed(0)
+    a, c = (torch.randint(0, vocab, (1, 16), generator=g).to(device) for _ in range(2))
+    both = torch.cat([a, c], dim=1)
+    restart = torch.cat([torch.arange(16), torch.arange(16)])[None].to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = model(input_ids=c, use_cache=False).logits.float()
+            packed = model(input_ids=both, position_ids=restart, use_cache=False).logits[:, 16:].float()
+            joined = model(input_ids=both, use_cache=False).logits[:, 16:].float()
+    finally:
+        model.train(was_training)
+    scale = (joined - alone).abs().max().item()
+    leak = (packed - alone).abs().max().item() / scale if scale > 0 else 0.0
+    if not leak <= LEAK_TOLERANCE:  # also refuses NaN
+        raise ConfigError(f"packing: true is refused: with attention '{attention}' this model lets packed samples "
+                          f"attend to each other (checked: a sample's logits moved {leak:.0%} as much as when it "
+                          "follows another unpacked); set packing: false")
+    return leak
+
+
+def packed_trainer_class():
+    """SFTTrainer for PackedCollator batches. TRL counts the tokens of a batch without an
+    attention mask as the width of its position ids: right for its own one-row padding-free
+    batches, one row short per extra row here, so its logged ``num_tokens`` is topped up."""
+    from trl import SFTTrainer
+
+    class PackedSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if self.model.training and hasattr(self, "_total_train_tokens"):
+                pos = inputs["position_ids"]
+                self._total_train_tokens += pos.numel() - pos.size(1)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    return PackedSFTTrainer
