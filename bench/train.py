@@ -1,15 +1,22 @@
 """Training throughput: train sft against a plain SFTTrainer script with TRL's defaults.
 
-    python bench/train.py [--steps 40] [--records 512] [--repeats 2]
+    python bench/train.py [--steps 30] [--records 512] [--repeats 2] [--data real|synthetic]
 
-Same random Llama (4 layers, hidden 256, a BPE tokenizer trained here), same conversations,
-same batch size and steps, each run in its own process so peak memory (max RSS; CUDA peak
-allocated where a GPU is) is its own. Tokens/s counts input tokens without padding, over the
-training loop only (after 3 warm-up steps, up to the last step's end: loading, dataset
-preparation and end-of-run saving are left out of both). The plain
-script is what people write first: SFTTrainer(model, SFTConfig(output_dir, batch size,
-max_steps)) on a `messages` dataset, all defaults. Packing is measured only on CUDA with
-flash-attention, the one place train sft allows it.
+Same random Llama (4 layers, hidden 256, a BPE tokenizer trained here on the bench's own
+texts), same conversations, same batch size and steps, each run in its own process so peak
+memory (max RSS; CUDA peak allocated where a GPU is) is its own. The data: short real
+samples, a third each of GSM8K, GPTeacher Toolformer and GPTeacher Roleplay from
+../shared/datasets (``--data synthetic``, or when the folder is absent: generated questions
+and answers of 8-60 words). Tokens/s counts input tokens without padding, over the training
+loop only (after 3 warm-up steps, up to the last step's end: loading, dataset preparation and
+end-of-run saving are left out of all). The plain script is what people write first:
+SFTTrainer(model, SFTConfig(output_dir, batch size, max_steps)) on a `messages` dataset, all
+defaults (max_length 1024, no packing, and bf16=True, which on a CPU is bf16 autocast).
+
+Packed runs use max_length 1024 too (rows of up to 1024 tokens of whole samples) and the same
+batch size, which counts rows: a step then holds more tokens. "packed, equal tokens/step"
+takes fewer rows, about the plain script's tokens per step, to show what the padding alone
+costs.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
 
-def conversations(n: int) -> list[list[dict]]:
+def synthetic(n: int) -> list[list[dict]]:
     import random
 
     rng = random.Random(0)
@@ -39,14 +46,40 @@ def conversations(n: int) -> list[list[dict]]:
     return out
 
 
-def prepare(tmp: Path, records: int) -> tuple[Path, Path]:
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+def real(n: int) -> list[list[dict]]:
+    """A third each of GSM8K, GPTeacher Toolformer and Roleplay, drawn with seed 0, shuffled."""
+    import random
+
+    rng = random.Random(0)
+    gsm = [json.loads(line) for line in open(SHARED / "gsm8k" / "train.jsonl")]
+    pools = [[(r["question"], r["answer"]) for r in gsm]]
+    for name in ("toolformer-dedupe-only", "roleplay"):
+        rows = json.load(open(SHARED / "gpteacher" / f"{name}.json"))
+        pools.append([(r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), r["output"]) for r in rows])
+    picked = [pair for i, pool in enumerate(pools) for pair in rng.sample(pool, n // 3 + (i < n % 3))]
+    rng.shuffle(picked)
+    return [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in picked]
+
+
+def prepare(tmp: Path, records: int, data: str) -> tuple[Path, Path]:
     from tests.tiny import build_model
 
-    model = build_model(tmp / "model", layers=4, hidden=256)
-    data = tmp / "data"
-    data.mkdir()
-    (data / "train.jsonl").write_text("".join(json.dumps({"messages": m}) + "\n" for m in conversations(records)))
-    return model, data
+    convs = real(records) if data == "real" else synthetic(records)
+    texts = [m["content"] for c in convs for m in c]
+    model = build_model(tmp / "model", layers=4, hidden=256, corpus=texts, vocab_size=4096)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    lengths = [len(tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in convs]
+    # the plain script would cut longer ones at its max_length (1024), train sft refuses them: leave them out
+    kept = [(c, n) for c, n in zip(convs, lengths) if n <= MAX_LENGTH]
+    folder = tmp / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c, _ in kept))
+    return model, folder, [n for _, n in kept]
 
 
 def peak_memory() -> dict:
@@ -80,15 +113,30 @@ def step_timer():
     return StepTimer()
 
 
+MAX_LENGTH = 1024  # TRL's default max_length, for every run
+
+# label, script, packed, bf16 (autocast on CPU), batch: "batch" or "equal" (rows for about the plain tokens/step)
+KINDS = {
+    "plain": ("plain SFTTrainer (TRL defaults)", "plain", False, True, "batch"),
+    "plain_fp32": ("plain SFTTrainer, bf16=False", "plain", False, False, "batch"),
+    "ours": ("train sft", "ours", False, False, "batch"),
+    "ours_bf16": ("train sft, precision: bf16", "ours", False, True, "batch"),
+    "packed": ("train sft, packing", "ours", True, False, "batch"),
+    "packed_bf16": ("train sft, packing, bf16", "ours", True, True, "batch"),
+    "packed_equal": ("packing, equal tokens/step", "ours", True, False, "equal"),
+}
+
+
 def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -> dict:
     timer = step_timer()
-    if kind.startswith("ours"):
+    _, script, packed, bf16, _ = KINDS[kind]
+    if script == "ours":
         from train.config import SFTConfig
         from train.sft import sft
 
-        precision = "bf16" if kind == "ours_bf16" else "auto"
         cfg = SFTConfig(model=model, data=data, method="full", max_steps=steps, batch_size=batch, lr=1e-4,
-                        output_dir=out, report_to="none", max_length=1024, logging_steps=10_000, precision=precision)
+                        output_dir=out, report_to="none", max_length=MAX_LENGTH, packing=packed,
+                        logging_steps=10_000, precision="bf16" if bf16 else "auto")
         r = sft(cfg, echo=lambda *_: None, callbacks=[timer])
     else:
         from datasets import Dataset
@@ -97,7 +145,7 @@ def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -
         rows = [json.loads(line) for line in open(Path(data) / "train.jsonl")]
         # TRL's SFTConfig defaults to bf16=True, which on a CPU means bf16 autocast; train sft
         # trains in fp32 on CPU. "plain_fp32" is the same script at train sft's precision.
-        precision = {"bf16": False} if kind == "plain_fp32" else {}
+        precision = {} if bf16 else {"bf16": False}
         args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, report_to=[],
                          include_num_input_tokens_seen="non_padding", save_strategy="no", logging_steps=10_000,
                          use_cpu=not __import__("torch").cuda.is_available(), **precision)
@@ -106,47 +154,68 @@ def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -
         r = {}
     tokens = timer.end[1] - timer.start[1]
     seconds = timer.end[0] - timer.start[0]
-    return {"kind": kind, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            **peak_memory(), "trained_tokens": r.get("trained_tokens")}
+    return {"kind": kind, "batch": batch, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "tokens_per_step": tokens / (steps - WARMUP), **peak_memory(), "packed_rows": r.get("packed_rows"),
+            "packed_fill": r.get("packed_fill")}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--records", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--data", choices=["real", "synthetic"], default="real" if SHARED.is_dir() else "synthetic")
+    ap.add_argument("--only", nargs="*", default=list(KINDS), choices=list(KINDS))
+    ap.add_argument("--json", type=Path, help="also write the runs here")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--model")
-    ap.add_argument("--data")
+    ap.add_argument("--folder")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.model, args.data, args.steps, args.batch, args.out)))
+        print(json.dumps(worker(args.worker, args.model, args.folder, args.steps, args.batch, args.out)))
         return 0
     tmp = Path(tempfile.mkdtemp())
-    model, data = prepare(tmp, args.records)
-    results: dict[str, list[dict]] = {"plain": [], "plain_fp32": [], "ours": [], "ours_bf16": []}
+    model, data, lengths = prepare(tmp, args.records, args.data)
+    mean = statistics.mean(lengths)
+    # rows for about the plain script's tokens per step (batch x mean sample), rows being ~full
+    equal = max(1, round(args.batch * mean / MAX_LENGTH))
+    results: dict[str, list[dict]] = {k: [] for k in args.only}
     for rep in range(args.repeats):
         for kind in results:  # interleaved: drift on a shared machine hits all
-            cmd = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--data", str(data),
-                   "--steps", str(args.steps), "--batch", str(args.batch), "--out", str(tmp / f"{kind}{rep}")]
-            line = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout.strip().splitlines()[-1]
-            results[kind].append(json.loads(line))
-    print(f"random Llama 4x256, {args.records} short conversations, batch {args.batch}, {args.steps} steps, "
+            batch = equal if KINDS[kind][4] == "equal" else args.batch
+            cmd = [sys.executable, __file__, "--worker", kind, "--model", str(model), "--folder", str(data),
+                   "--steps", str(args.steps), "--batch", str(batch), "--out", str(tmp / f"{kind}{rep}")]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            if done.returncode:
+                sys.exit(f"{kind} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"random Llama 4x256, vocab 4096; {len(lengths)} {args.data} conversations "
+          f"(tokens: mean {mean:.0f}, max {max(lengths)}); batch {args.batch}, {args.steps} steps, "
           f"median of {args.repeats}")
-    print(f"{'':28} {'tokens/s':>9} {'max RSS MiB':>12}")
+    print(f"{'':34} {'batch':>5} {'tokens/step':>11} {'tokens/s':>9} {'max RSS MiB':>12}")
     med = {}
-    labels = {"plain": "plain SFTTrainer (defaults)", "plain_fp32": "plain SFTTrainer, bf16=False",
-              "ours": "train sft (full)", "ours_bf16": "train sft, precision: bf16"}
-    for kind, label in labels.items():
-        rs = results[kind]
+    for kind, rs in results.items():
         med[kind] = statistics.median(r["tokens_per_s"] for r in rs)
-        print(f"{label:30} {med[kind]:>9.0f} {statistics.median(r['max_rss_mib'] for r in rs):>12.0f}")
-    gpu = __import__("torch").cuda.is_available()
-    print(f"ratio train sft / plain at the same precision{'' if gpu else ' (fp32)'}: {med['ours'] / med['plain_fp32']:.2f}x")
-    print(f"ratio train sft / plain with TRL's defaults{'' if gpu else ' (bf16 autocast on CPU)'}: "
-          f"{med['ours'] / med['plain']:.2f}x; with precision: bf16 {med['ours_bf16'] / med['plain']:.2f}x")
+        print(f"{KINDS[kind][0]:34} {rs[0]['batch']:>5} {statistics.median(r['tokens_per_step'] for r in rs):>11.0f} "
+              f"{med[kind]:>9.0f} {statistics.median(r['max_rss_mib'] for r in rs):>12.0f}")
+    packed = next((r for r in results.get("packed", []) if r["packed_rows"]), None)
+    if packed:
+        print(f"packing: {len(lengths)} samples in {packed['packed_rows']} rows, {packed['packed_fill']:.0%} filled")
+
+    def ratio(name, a, b):
+        if a in med and b in med:
+            print(f"{name:58} {med[a] / med[b]:.2f}x")
+
+    ratio("train sft / plain, same precision (fp32)", "ours", "plain_fp32")
+    ratio("train sft / plain, both bf16 (TRL's default)", "ours_bf16", "plain")
+    ratio("train sft packing / plain, same precision (fp32)", "packed", "plain_fp32")
+    ratio("train sft packing / plain, both bf16 (TRL's default)", "packed_bf16", "plain")
+    ratio("train sft packing, equal tokens/step / plain (fp32)", "packed_equal", "plain_fp32")
+    ratio("train sft packing (fp32) / plain with TRL's defaults", "packed", "plain")
+    if args.json:
+        args.json.write_text(json.dumps({"data": args.data, "lengths": len(lengths), "runs": results}, indent=1) + "\n")
     return 0
 
 

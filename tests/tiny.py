@@ -24,7 +24,7 @@ CORPUS = [
 ] * 20
 
 
-def build_tokenizer(path: Path):
+def build_tokenizer(path: Path, corpus: list[str] | None = None, vocab_size: int = 400):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -32,9 +32,9 @@ def build_tokenizer(path: Path):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus or CORPUS, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", unk_token=None)
     fast.chat_template = CHATML
@@ -42,13 +42,14 @@ def build_tokenizer(path: Path):
     return fast
 
 
-def build_model(path: Path, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
-    """Save a random LlamaForCausalLM and its tokenizer in ``path``; return ``path``."""
+def build_model(path: Path, seed: int = 0, layers: int = 2, hidden: int = 64,
+                corpus: list[str] | None = None, vocab_size: int = 400) -> Path:
+    """Save a random LlamaForCausalLM and its tokenizer (BPE trained on ``corpus``) in ``path``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
-    tok = build_tokenizer(path)
+    tok = build_tokenizer(path, corpus, vocab_size)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,

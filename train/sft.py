@@ -188,10 +188,10 @@ def lora_config(cfg: SFTConfig):
 
 
 def packing_attention(cfg: SFTConfig, hw: dict) -> str | None:
-    """The attention path packed rows train on (None without packing): flash-attention 2 on
-    CUDA where it is installed (varlen kernels, the batch flattened into one row), otherwise the
-    model's own SDPA/eager attention with block-diagonal masks from the position ids. Either
-    is checked on the loaded model before training (packing.check_isolation)."""
+    """The attention packed rows train on (None without packing): flash-attention 2 on CUDA
+    where it is installed (varlen kernels, the batch flattened into one row), otherwise
+    packing.segment_attention (causal SDPA per sample). Either is checked on the loaded model
+    before training (packing.check_isolation)."""
     if not cfg.packing:
         return None
     if hw["device"] == "cuda":
@@ -201,7 +201,9 @@ def packing_attention(cfg: SFTConfig, hw: dict) -> str | None:
             return "flash_attention_2"
         except ImportError:
             pass
-    return "default"
+    from .packing import SEGMENT_ATTENTION
+
+    return SEGMENT_ATTENTION
 
 
 # ---------------------------------------------------------------------------------- run
@@ -281,7 +283,9 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     for w in warnings:
         echo(f"warning: {w}")
     if cfg.packing:
-        attention = model.config._attn_implementation
+        if attention != "flash_attention_2":
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            attention = packing.use_segment_attention(base, cfg.max_length)
         plan["packing_leak"] = packing.check_isolation(model, attention)
         echo(f"packing: attention '{attention}' keeps packed samples apart (checked on this model)")
 

@@ -33,15 +33,14 @@ def test_sft_then_generate_then_merge(base_cfg, tmp_path):
 
 
 def test_errors_are_one_line_exit_2(base_cfg, tmp_path, monkeypatch):
-    import transformers.masking_utils
+    from .test_packing import drop_position_ids
 
-    # an attention path that cannot keep packed samples apart (transformers before packed-mask support)
-    monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
+    drop_position_ids(monkeypatch)  # a model whose attention cannot keep packed samples apart
     r = CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg, packing=True))])
     # refused once the model is loaded (the check runs on it), after the run's plan lines
     error = [line for line in r.output.splitlines() if line.startswith("Error:")]
     assert r.exit_code == 2 and len(error) == 1 and r.output.endswith(error[0] + "\n")
-    assert error[0].startswith("Error: packing: true is refused: with attention 'sdpa'")
+    assert error[0].startswith("Error: packing: true is refused: with attention 'segment_sdpa'")
     r = CliRunner().invoke(main, ["sft", str(tmp_path / "none.yaml")])
     assert r.exit_code == 2 and "no such file" in r.output
     r = CliRunner().invoke(main, ["merge", str(tmp_path), "-o", str(tmp_path / "m")])
