@@ -9,8 +9,9 @@ attention mask), and both checked before training by ``check_isolation``:
   transformers that cuts each row at its position-id restarts and runs causal SDPA on each
   sample alone, so a sample costs what it costs unpacked. (transformers' own SDPA would also
   keep samples apart, with a block-diagonal mask built from the position ids, but computes the
-  whole row-by-row square and repeats the GQA key/value heads: 1.2x instead of 1.5x here.) The
-  rows of a batch stay separate (``PackedCollator``).
+  whole row-by-row square and repeats the GQA key/value heads: on the bench's tiny Llama,
+  rows of 512 tokens trained 1.19x faster than unpacked that way against 1.44x this way, and
+  rows of 1024 lost to unpacked.) The rows of a batch stay separate (``PackedCollator``).
 
 Samples are packed whole, best-fit decreasing (TRL's ``bfd``): none is cut across rows.
 """

@@ -89,6 +89,22 @@ def test_interrupted_run_resumed_ends_with_the_same_weights(base_cfg, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+@pytest.mark.parametrize("on", [False, True])
+def test_gradient_checkpointing_is_what_the_config_says(base_cfg, on):
+    # TRL's own configs default it to on: an unset key must not leave the run recomputing activations
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Look(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            seen.append(any(getattr(m, "gradient_checkpointing", False) for m in base.modules()))
+
+    run(base_cfg, max_steps=1, eval_every=None, gradient_checkpointing=on, callbacks=[Look()])
+    assert seen == [on]
+
+
 def test_merged_model_gives_the_adapter_logits(base_cfg, tmp_path):
     from train.sft import load_for_inference, merge
 
