@@ -148,11 +148,9 @@ def worker(kind: str, model: str, data: str, steps: int, batch: int, out: str) -
         # TRL's SFTConfig defaults to bf16=True, which on a CPU means bf16 autocast, and to
         # gradient checkpointing; train sft trains in fp32 on CPU without it unless asked.
         # "plain_fp32" is the same script with train sft's settings: what is left is our overhead.
-        import dataclasses
+        from train.sft import checkpointing_arg
 
-        ckpt = "activation_checkpointing" if "activation_checkpointing" in {
-            f.name for f in dataclasses.fields(SFTConfig)} else "gradient_checkpointing"
-        precision = {} if bf16 else {"bf16": False, ckpt: False}
+        precision = {} if bf16 else {"bf16": False, **checkpointing_arg(SFTConfig, False)}
         args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, report_to=[],
                          include_num_input_tokens_seen="non_padding", save_strategy="no", logging_steps=10_000,
                          use_cpu=not __import__("torch").cuda.is_available(), **precision)

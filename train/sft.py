@@ -318,7 +318,7 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         bf16=hw["precision"] == "bf16", fp16=hw["precision"] == "fp16", use_cpu=hw["device"] == "cpu",
         # TRL's configs default gradient checkpointing to on (~20-30% slower steps): always say which
-        **_checkpointing(TRLConfig, cfg.gradient_checkpointing),
+        **checkpointing_arg(TRLConfig, cfg.gradient_checkpointing),
         eval_on_start=evaluate,  # the starting loss: where a continued run picks up, and the baseline
         # rows arrive packed (above); flash-attention takes TRL's padding-free collator (one row per
         # batch, lengths already within max_length), SDPA/eager our row-keeping PackedCollator
@@ -378,7 +378,7 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     return result
 
 
-def _checkpointing(trl_config, on: bool) -> dict:
+def checkpointing_arg(trl_config, on: bool) -> dict:
     """transformers 5 renamed gradient_checkpointing to activation_checkpointing; TRL sets the old one."""
     import dataclasses
 
