@@ -162,12 +162,11 @@ def load_model(cfg: SFTConfig, hw: dict, attention: str | None = None):
                         "and this adapter together (or train merge)")
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    if cfg.init.adapter:
-        if not (Path(cfg.init.adapter) / "adapter_config.json").is_file():
-            raise ConfigError(f"init.adapter {cfg.init.adapter}: no adapter_config.json there")
-        with quiet_peft():
-            return PeftModel.from_pretrained(model, cfg.init.adapter, is_trainable=True), warnings
+    if cfg.init.adapter and not (Path(cfg.init.adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"init.adapter {cfg.init.adapter}: no adapter_config.json there")
     with quiet_peft():
+        if cfg.init.adapter:
+            return PeftModel.from_pretrained(model, cfg.init.adapter, is_trainable=True), warnings
         return get_peft_model(model, lora_config(cfg)), warnings
 
 

@@ -103,8 +103,8 @@ def test_describe_says_whether_it_fits():
     assert line == ("memory plan (lora, bf16, batch 4 x 1024 tokens): weights 10.0 GiB, gradients 1.0 GiB, "
                     "optimizer 2.0 GiB, activations 3.0 GiB, CUDA overhead 1.0 GiB = 17.0 GiB; fits the visible "
                     "GPU (H100) (80.0 GiB)")
-    assert ", activations 3.0 GiB, autocast weight copies 2.0 GiB, CUDA" in describe({**plan, "weight_casts": 2 * GIB}, "full", "bf16", 4,
-                                                             1024, "the visible GPU (H100)", 80 * GIB)
+    full = describe({**plan, "weight_casts": 2 * GIB}, "full", "bf16", 4, 1024, "the visible GPU (H100)", 80 * GIB)
+    assert ", activations 3.0 GiB, autocast weight copies 2.0 GiB, CUDA" in full
     assert "does NOT fit the visible GPU (H100) (16.0 GiB)" in describe(plan, "lora", "bf16", 4, 1024,
                                                                           "the visible GPU (H100)", 16 * GIB)
 
@@ -146,7 +146,6 @@ def test_planning_leaves_the_random_state_alone(base_cfg):
     before = torch.get_rng_state()
     meta_model(cfg, lora_config(cfg))
     assert torch.equal(torch.get_rng_state(), before)  # so a run initialises exactly as without a plan
-
 
 
 def _saved(layers: int, seq: int, method: str, weights, autocast: bool, dropout: float) -> tuple[int, dict, dict]:
