@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .shipped import resolve
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -40,9 +42,10 @@ def tracked_reads():
 def read_yaml(path: Path):
     import yaml
 
-    path = Path(path)
+    given = Path(path)
+    path = resolve(given)  # a `rules/...` path not here names the shipped file
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(f"{given}: no such file")
     note_read(path)
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -10,11 +10,11 @@ the conversation (:func:`prefix_spans`).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..config import ConfigError, note_read
+from ..shipped import RULES, resolve
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "rules" / "templates"
+TEMPLATES = RULES / "templates"
 SHIPPED = ("chatml", "llama3", "mistral", "alpaca")
 MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 CONTENT = re.compile(r"""message(?:\[['"]content['"]\]|\.content)""")
@@ -76,7 +76,7 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         note_read(TEMPLATES / f"{template}.jinja")
         return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
     if template is not None:
-        path = Path(template)
+        path = resolve(template)
         if not path.is_file():
             raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}")
         note_read(path)
