@@ -141,7 +141,7 @@ def load_config(path, model: type[M], context: dict | None = None, edit=None) ->
         raise ConfigError(f"{path}: the file is empty")
     if edit is not None:
         data = edit(data)
-    try:
-        return model.model_validate(data, context={"path": path, **(context or {})})
+    try:  # files it names are found beside the file actually read (a shipped one, maybe)
+        return model.model_validate(data, context={"path": resolve(path), **(context or {})})
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, data, e, model)) from None
