@@ -10,7 +10,8 @@ from curate.config import ConfigError, load_config
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no inf or nan in any number: `lr: .inf` would otherwise pass `gt=0` and train to NaN
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Lora(Strict):

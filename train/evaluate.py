@@ -133,6 +133,12 @@ def evaluate(models: list[str], data: str, metrics: list[str] | None = None, ext
     bad = [x for x in metrics if x not in METRICS]
     if bad:
         raise ConfigError(f"--metric {bad[0]}: not one of {', '.join(METRICS)}")
+    if "exact_match" in metrics:
+        m.check_extractor(extractor)
+    for name, value, least in (("--batch-size", batch_size, 1), ("--max-new-tokens", max_new_tokens, 1),
+                               ("--limit", 1 if limit is None else limit, 1)):
+        if value < least:
+            raise ConfigError(f"{name} {value}: must be at least {least}")
     path = eval_file(data)
     conversations, sources = read_eval(path)
     if limit:
