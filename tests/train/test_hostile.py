@@ -117,3 +117,11 @@ def test_eval_refuses_a_bad_extractor_and_bad_numbers_in_one_line(tmp_path, tiny
         assert "Traceback" not in r.output and "Error:" in r.output, r.output
         if args[0] == "--extract":
             assert "--extract" in r.output and "regular expression" in r.output, r.output
+
+
+def test_a_template_that_does_not_compile_stops_train_sft_in_one_line(base_cfg, tmp_path):
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% for message in messages %}\n{{ message['content'] }\n{% endfor %}")
+    r = CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg, template=str(broken))), "--dry-run"])
+    error = one_line_error(r)
+    assert str(broken) in error and "line 2" in error and "does not compile" in error, error
