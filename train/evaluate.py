@@ -101,9 +101,10 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
 
     from curate.format.template import end_of_turn_tokens
 
+    from .sft import prompt_ids
+
     tok.padding_side = "left"
-    encoded = [tok.apply_chat_template(p, chat_template=template, add_generation_prompt=True, tokenize=True,
-                                       return_dict=True)["input_ids"] for p in prompts]
+    encoded = [prompt_ids(tok, p, template) for p in prompts]
     stops = {tok.eos_token_id, *tok.convert_tokens_to_ids(end_of_turn_tokens(tok))} - {None, tok.unk_token_id}
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     texts, lengths = [""] * len(prompts), [0] * len(prompts)

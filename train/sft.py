@@ -652,13 +652,25 @@ def load_for_inference(path: str):
     return model.eval(), tok
 
 
+def prompt_ids(tok, messages: list[dict], template: str | None = None) -> list[int]:
+    """Token ids of ``messages`` and the assistant's turn opening, with special-token text inside
+    the messages kept as plain text (transformers' sanitize_control_tokens), as `curate format`
+    and training tokenize it: a prompt cannot forge a turn."""
+    kw = dict(chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=True)
+    try:
+        return list(tok.apply_chat_template(messages, sanitize_control_tokens=True, **kw)["input_ids"])
+    except (TypeError, NotImplementedError, ValueError):  # an older transformers, or a template it cannot do
+        return list(tok.apply_chat_template(messages, **kw)["input_ids"])
+
+
 def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | None = None) -> str:
     """What the model now says, greedy, with the chat template it was trained with."""
     import torch
 
     model, tok = load_for_inference(path)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    input_ids = torch.tensor([prompt_ids(tok, messages)])
+    ids = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id or tok.eos_token_id)
