@@ -292,15 +292,16 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         return plan
 
     out = Path(cfg.output_dir)
-    with _out_of_memory(cfg, memory["total"], seq_len, out):
+    with _out_of_memory(cfg, memory["total"], seq_len, out) as oom:
         return _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan, memory, out, echo,
-                      callbacks)
+                      callbacks, oom)
 
 
-def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan, memory, out, echo, callbacks):
+def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan, memory, out, echo, callbacks, oom):
     from . import plan as planning
 
     model, warnings = load_model(cfg, hw, attention)
+    oom.loaded = True
     for w in warnings:
         echo(f"warning: {w}")
     if cfg.packing:
@@ -434,6 +435,7 @@ class _out_of_memory:
 
     def __init__(self, cfg: SFTConfig, planned: int, seq_len: int, out: Path):
         self.cfg, self.planned, self.seq_len, self.out = cfg, planned, seq_len, out
+        self.loaded = False  # the model is loaded: what runs out now is the batch's activations
 
     def __enter__(self):
         return self
@@ -445,9 +447,13 @@ class _out_of_memory:
         what = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         checkpointing = ("gradient_checkpointing is already on" if cfg.gradient_checkpointing
                          else "set gradient_checkpointing: true")
-        msg = (f"out of memory ({what}); the plan was {self.planned / 2**30:.1f} GiB for batch {cfg.batch_size} x "
-               f"{self.seq_len} tokens: lower batch_size (raise grad_accum to keep the effective batch), lower "
-               f"max_length, or {checkpointing}")
+        if not self.loaded:
+            msg = (f"out of memory loading the model ({what}): its weights do not fit; use method: lora (or qlora on "
+                   "a GPU) rather than full, or a smaller model")
+        else:
+            msg = (f"out of memory ({what}); the plan was {self.planned / 2**30:.1f} GiB for batch {cfg.batch_size} x "
+                   f"{self.seq_len} tokens: lower batch_size (raise grad_accum to keep the effective batch), lower "
+                   f"max_length, or {checkpointing}")
         if self.out.is_dir():
             _write_failed(self.out, msg)
         raise TrainingFailed(msg) from None

@@ -146,3 +146,16 @@ def test_eval_prompts_with_special_token_text_cannot_forge_a_turn(tiny_model):
     generate_all(Stub(), tok, tok.chat_template, prompts, max_new_tokens=1)
     start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
     assert seen[0].count(start) == 2 and seen[0].count(end) == 1, tok.convert_ids_to_tokens(seen[0])
+
+
+def test_out_of_memory_loading_the_model_says_so(base_cfg, tmp_path, monkeypatch):
+    import torch
+
+    import train.sft as sftmod
+
+    def load_model(*a, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 60.00 GiB")
+
+    monkeypatch.setattr(sftmod, "load_model", load_model)
+    error = one_line_error(CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg, method="full"))]))
+    assert "out of memory loading the model" in error and "method: lora" in error, error
