@@ -360,7 +360,8 @@ def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan
         train_rows, eval_rows = weighted_rows(train_rows), weighted_rows(eval_rows)
         args.remove_unused_columns = False  # keep the token_role column for the collator
     peak = planning.PeakMemory(memory["total"], hw["device"], echo)
-    guard = FiniteGuard()
+    # fp16's loss scaler meets inf gradients by design (it skips that step and lowers the scale)
+    guard = FiniteGuard(grad_norm=hw["precision"] != "fp16")
     extra = [guard, TokensPerSecond(), peak]
     if cfg.early_stopping_patience and evaluate:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
@@ -481,15 +482,16 @@ def refuse_failed(path) -> None:
                           f"({marker}: {first[:200]})")
 
 
-def FiniteGuard():  # noqa: N802 (a class made on demand: transformers is imported only when training)
-    """Stops the run at the first logged loss, grad norm or eval loss that is nan or inf, and
+def FiniteGuard(grad_norm: bool = True):  # noqa: N802 (a class made on demand: transformers is imported only when training)
+    """Stops the run at the first logged loss, grad norm (unless ``grad_norm`` is False: fp16's
+    loss scaler skips the steps whose gradients overflow) or eval loss that is nan or inf, and
     remembers which checkpoints this run wrote and which of them a finite loss vouches for."""
     import math
 
     from transformers import TrainerCallback
 
     class FiniteGuard(TrainerCallback):
-        KEYS = ("loss", "grad_norm", "eval_loss", "train_loss")
+        KEYS = ("loss", "eval_loss", "train_loss") + (("grad_norm",) if grad_norm else ())
 
         def __init__(self):
             self.failure = None     # (step, key, value)
