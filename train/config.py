@@ -13,7 +13,8 @@ CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped as package data
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no inf or nan in any number: `lr: .inf` would otherwise pass `gt=0` and train to NaN
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Lora(Strict):
