@@ -13,20 +13,20 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
 
 from ..config import note_read
-from .base import Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
+from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
 from .fields import text_column, turns_column
 
 
 class LengthRule(Rule):
     kind: Literal["length"]
-    min_chars: int | None = PField(None, ge=0)
-    max_chars: int | None = PField(None, ge=0)
-    min_words: int | None = PField(None, ge=0)
-    max_words: int | None = PField(None, ge=0)
-    min_lines: int | None = PField(None, ge=0)
-    max_lines: int | None = PField(None, ge=0)
-    min_turns: int | None = PField(None, ge=0)
-    max_turns: int | None = PField(None, ge=0)
+    min_chars: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_chars: int | None = PField(None, ge=0, le=MAX_COUNT)
+    min_words: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_words: int | None = PField(None, ge=0, le=MAX_COUNT)
+    min_lines: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_lines: int | None = PField(None, ge=0, le=MAX_COUNT)
+    min_turns: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_turns: int | None = PField(None, ge=0, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _some_bound(self):

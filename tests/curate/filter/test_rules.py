@@ -218,3 +218,33 @@ def test_rule_names_are_dotted_snake_case():
         RuleSet.model_validate({"rules": [{"name": "Bad Name", "kind": "roles"}]})
     with pytest.raises(ValueError, match="two rules are named"):
         RuleSet.model_validate({"rules": [{"name": "a", "kind": "roles"}, {"name": "a", "kind": "roles"}]})
+
+
+# every number a rule hands to polars or to a compiled kernel is bounded at validation:
+# what `curate validate` accepts, `curate filter` runs
+COUNT_FIELDS = [("length", f"{s}_{b}") for s in ("min", "max") for b in ("chars", "words", "lines", "turns")] + [
+    ("repetition", "min_words")]
+
+
+@pytest.mark.parametrize("kind,key", COUNT_FIELDS, ids=[f"{k}.{f}" for k, f in COUNT_FIELDS])
+def test_counts_are_bounded_where_validated(kind, key):
+    for huge in (10 ** 23, 2 ** 63):
+        with pytest.raises(ValueError, match="less than or equal to"):
+            RuleSet.model_validate({"rules": [{"name": "x", "kind": kind, key: huge}]})
+    from curate.filter.base import MAX_COUNT
+
+    with pytest.raises(ValueError, match="less than or equal to"):
+        RuleSet.model_validate({"rules": [{"name": "x", "kind": kind, key: MAX_COUNT + 1}]})
+    # the largest accepted value runs, on the Python side and in the compiled kernel
+    reasons, _ = apply({"kind": kind, "field": "assistant", key: MAX_COUNT}, convo("q", " ".join(["w"] * 120)))
+    assert reasons[0] is None or "fewer than" in reasons[0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1.5])
+def test_fractions_are_bounded(value):
+    for rule in ({"max_duplicate_line_fraction": value}, {"max_duplicate_paragraph_fraction": value},
+                 {"max_top_ngram_fraction": {2: value}}):
+        with pytest.raises(ValueError):
+            RuleSet.model_validate({"rules": [{"name": "x", "kind": "repetition", **rule}]})
+    with pytest.raises(ValueError):
+        RuleSet.model_validate({"rules": [{"name": "x", "kind": "repetition", "max_top_ngram_fraction": {11: 0.1}}]})
