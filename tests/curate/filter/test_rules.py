@@ -248,3 +248,26 @@ def test_fractions_are_bounded(value):
             RuleSet.model_validate({"rules": [{"name": "x", "kind": "repetition", **rule}]})
     with pytest.raises(ValueError):
         RuleSet.model_validate({"rules": [{"name": "x", "kind": "repetition", "max_top_ngram_fraction": {11: 0.1}}]})
+
+
+def test_keyword_files_stay_beside_or_under_the_rule_file(tmp_path):
+    from curate.config import ConfigError
+    from curate.filter import load_rules
+
+    rules_dir = tmp_path / "rules"
+    (rules_dir / "lists" / "more").mkdir(parents=True)
+    (rules_dir / "lists" / "more" / "deep.txt").write_text("deep phrase\n")
+    (rules_dir / "beside.txt").write_text("beside phrase\n")
+    (tmp_path / "secret.txt").write_text("secret phrase\n")
+    (rules_dir / "lists" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    rule = rules_dir / "r.yaml"
+    for ok, phrase in [("beside.txt", "beside phrase"), ("more/deep.txt", "deep phrase"),
+                       ("lists/more/deep.txt", "deep phrase"), (str(rules_dir / "beside.txt"), "beside phrase")]:
+        rule.write_text(f"rules:\n  - {{name: kw, kind: keywords, file: '{ok}'}}\n")
+        assert load_rules(rule).rules[0].phrases[0] == phrase
+    for bad in ["/etc/passwd", "/proc/self/environ", "../secret.txt", "lists/../../secret.txt", "link.txt",
+                str(tmp_path / "secret.txt")]:
+        rule.write_text(f"rules:\n  - {{name: kw, kind: keywords, file: '{bad}'}}\n")
+        with pytest.raises(ConfigError, match="outside") as e:
+            load_rules(rule)
+        assert "\n" not in str(e.value)
