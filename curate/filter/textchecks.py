@@ -42,6 +42,8 @@ def json_problem(text: str) -> str | None:
             json.loads(body)
         except json.JSONDecodeError as e:
             return f"JSON does not parse: {e.msg} at line {e.lineno} column {e.colno}"
+        except RecursionError:
+            return "JSON nests too deeply to parse (about 990 levels or more)"
     return None
 
 

@@ -271,3 +271,17 @@ def test_keyword_files_stay_beside_or_under_the_rule_file(tmp_path):
         with pytest.raises(ConfigError, match="outside") as e:
             load_rules(rule)
         assert "\n" not in str(e.value)
+
+
+def test_format_json_too_deep_to_parse_is_a_reason_not_a_crash():
+    # a CSV or Parquet cell holding JSON becomes an answer this check parses
+    rule = {"kind": "format", "check": "json", "field": "last_assistant"}
+    deep = "[" * 3000 + "]" * 3000
+    reasons, _ = apply(rule, convo("Give JSON", deep), convo("Give JSON", '```json\n{"a": %s}\n```' % deep),
+                       convo("Give JSON", "[[1]]"))
+    assert reasons[0] == "last_assistant JSON nests too deeply to parse (about 990 levels or more)"
+    assert reasons[1] == reasons[0]
+    assert reasons[2] is None
+    reasons, _ = apply({"kind": "format", "check": "python", "field": "last_assistant"},
+                       convo("q", "x = " + deep))
+    assert reasons[0].startswith("last_assistant Python code does not parse")
