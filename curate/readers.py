@@ -380,24 +380,24 @@ def _is_record_table(df: pl.DataFrame) -> bool:
     return all(c in df.schema and df.schema[c] == t for c, t in RECORD_SCHEMA.items())
 
 
-def _record_table_problems(df: pl.DataFrame) -> pl.Series:
-    """Per row of a table in the record layout: is anything wrong with it (null fields, no
-    turns, a role other than system/user/assistant, a null or all-blank content)? One
-    vectorised pass; the reasons are worked out only for the (rare) bad rows."""
+def _record_table_suspects(df: pl.DataFrame) -> pl.Series:
+    """Rows of a table in the record layout that may be bad (a null field, no turns, a role
+    other than system/user/assistant, a null content, a blank last turn): one cheap
+    vectorised pass; :func:`_record_problem` then judges only these (rare) rows."""
     turn = pl.element().struct
-    return df.select(
-        pl.any_horizontal(
-            pl.col("id").is_null(), pl.col("source").is_null(), pl.col("meta").is_null(),
-            pl.col("messages").is_null(), pl.col("messages").list.len() == 0,
-            pl.col("messages").list.eval(
-                turn.field("role").is_in(ROLES).not_() | turn.field("role").is_null()
-                | turn.field("content").is_null()).list.any(),
-            pl.col("messages").list.eval(turn.field("content").str.strip_chars().str.len_chars() == 0).list.all(),
-        ).fill_null(True)
-    ).to_series()
+    messages = pl.col("messages")
+    return df.lazy().select(pl.any_horizontal(
+        pl.col("id").is_null(), pl.col("source").is_null(), pl.col("meta").is_null(),
+        ~messages.list.eval((turn.field("role").is_in(ROLES) & turn.field("content").is_not_null())
+                            .fill_null(False)).list.all(),
+        # the last turn is nearly always the answer: only a blank one needs the others read
+        ~messages.list.last().struct.field("content").str.contains(r"\S"),
+    ).fill_null(True)).collect().to_series()
 
 
-def _record_problem(row: dict) -> tuple[str, str]:
+def _record_problem(row: dict) -> tuple[str, str] | None:
+    """What is wrong with one row of a record-layout table (None: nothing), by the rules
+    :func:`curate.formats.convert` applies to any other input."""
     for key in ("id", "source", "meta", "messages"):
         if row[key] is None:
             return "read.missing_field", f"field '{key}' is null"
@@ -409,7 +409,9 @@ def _record_problem(row: dict) -> tuple[str, str]:
             return "read.bad_role", f"messages[{i}] has role {m['role']!r}, not one of {list(ROLES)}"
         if m["content"] is None:
             return "read.missing_field", f"messages[{i}] has no 'content'"
-    return "read.empty_conversation", "the conversation has no text"
+    if all(not m["content"].strip() for m in messages):
+        return "read.empty_conversation", "the conversation has no text"
+    return None
 
 
 # ---- folders -------------------------------------------------------------------------------
@@ -519,15 +521,20 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
             raise InputError(f"{label}: {first_error.reason}")
 
     def take_records(df: pl.DataFrame, label: str) -> None:
-        bad = _record_table_problems(df)
-        if bad.any():
-            for i in bad.arg_true().to_list():
+        suspects = _record_table_suspects(df)
+        if suspects.any():
+            bad = []
+            for i in suspects.arg_true().to_list():
                 row = df.row(i, named=True)
-                rule, reason = _record_problem(row)
+                problem = _record_problem(row)
+                if problem is None:
+                    continue
+                bad.append(i)
                 raw, src = _safe_raw(row), f"{label}:{i + 1}"
-                rejects.append(_reject(row["id"] or raw_id(raw), src, meta_json({"raw": raw}), rule,
-                                       f"{src}: {reason}"))
-            df = df.filter(~bad)
+                rejects.append(_reject(row["id"] or raw_id(raw), src, meta_json({"raw": raw}), problem[0],
+                                       f"{src}: {problem[1]}"))
+            if bad:
+                df = df.with_row_index("_i").filter(~pl.col("_i").is_in(bad)).drop("_i")
         _flush(rows, frames)
         frames.append(df)
 

@@ -342,6 +342,9 @@ def test_record_layout_parquet_is_checked_like_any_input(tmp_path):
         {"id": None, "messages": good, "source": "x:7", "meta": "{}"},
         {"id": "m1", "messages": good, "source": "x:8", "meta": None},
         {"id": "r1", "messages": [{"role": None, "content": Q}], "source": "x:9", "meta": "{}"},
+        # a blank answer is the filter's business (shape.roles), as it is for any other input
+        {"id": "k2", "messages": [{"role": "user", "content": Q}, {"role": "assistant", "content": " "}], "source": "x:10", "meta": "{}"},
+        {"id": "s1", "messages": [None, {"role": "user", "content": Q}], "source": "x:11", "meta": "{}"},
     ]
     df = pl.DataFrame(rows, schema=RECORD_SCHEMA)
     f = tmp_path / "records.parquet"
@@ -350,11 +353,11 @@ def test_record_layout_parquet_is_checked_like_any_input(tmp_path):
     df.write_parquet(tmp_path / "stage" / "kept.parquet")
     for path, label in ((f, str(f)), (tmp_path / "stage", f"{tmp_path}/stage/kept.parquet")):
         read = read_inputs([path])
-        assert read.records["source"].to_list() == ["x:1"]
+        assert read.records["source"].to_list() == ["x:1", "x:10"]
         assert read.rejected["rule"].to_list() == [
             "read.missing_field", "read.bad_role", "read.missing_field", "read.empty_conversation",
-            "read.empty_conversation", "read.missing_field", "read.missing_field", "read.bad_role"]
-        assert read.rejected["source"].to_list() == [f"{label}:{i}" for i in range(2, 10)]
+            "read.empty_conversation", "read.missing_field", "read.missing_field", "read.bad_role", "read.bad_field"]
+        assert read.rejected["source"].to_list() == [f"{label}:{i}" for i in [*range(2, 10), 11]]
         assert read.rejected["reason"][1] == f"{label}:3: messages[1] has role 'tool', not one of ['system', 'user', 'assistant']"
 
 
