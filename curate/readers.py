@@ -447,7 +447,7 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
     ancestors = ancestors or {}
     if not path.exists():
         if path.is_symlink():
-            raise InputError(f"{label}: a symbolic link to nothing ({path.readlink()})")
+            raise InputError(f"{label}: a symbolic link to nothing ({path.readlink()})")  # or a loop of links
         raise InputError(f"{label}: no such file or folder")
     if not walk.first_visit(path, label, ancestors):
         return
@@ -475,6 +475,9 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
     inner = {**ancestors, path.resolve(): label}
     for child in sorted(path.iterdir()):
         if child.name.startswith("."):
+            continue
+        if child.is_symlink() and not child.exists():  # dangling, or a loop of links
+            walk.notices.append(f"skipped {label}/{child.name}: a symbolic link to nothing ({child.readlink()})")
             continue
         if child.is_dir() or child.suffix.lower() in FILE_KINDS:
             found = True

@@ -317,6 +317,9 @@ def test_symlink_loops_and_second_links_are_followed_once(tmp_path):
     (d / "self").symlink_to(".")                   # a link to itself
     (d / "alias.jsonl").symlink_to("a.jsonl")      # the same file again
     (d / "zz").symlink_to("sub")                   # the same folder again
+    (d / "gone.jsonl").symlink_to("nowhere.jsonl")  # a link to nothing
+    (d / "x1.jsonl").symlink_to("x2.jsonl")         # a loop of links
+    (d / "x2.jsonl").symlink_to("x1.jsonl")
     read = read_inputs([d])
     assert sorted(s.split("/", 1)[1] for s in read.records["source"].str.replace(str(tmp_path), "").to_list()) == [
         "in/a.jsonl:1", "in/a.jsonl:2", "in/sub/b.jsonl:1"]
@@ -326,6 +329,8 @@ def test_symlink_loops_and_second_links_are_followed_once(tmp_path):
     assert f"skipped {d}/self: a link back to {d}" in notes
     assert f"skipped {d}/alias.jsonl: the same file as {d}/a.jsonl" in notes
     assert f"skipped {d}/zz: the same folder as {d}/sub" in notes
+    assert f"skipped {d}/gone.jsonl: a symbolic link to nothing (nowhere.jsonl)" in notes
+    assert f"skipped {d}/x1.jsonl: a symbolic link to nothing (x2.jsonl)" in notes
 
 
 def test_record_layout_parquet_is_checked_like_any_input(tmp_path):
