@@ -6,7 +6,6 @@ writes byte-identical Parquet for the same input and config. Timings go only to
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
