@@ -29,7 +29,7 @@ def _include(base: Path, name: str, what: str) -> Path:
         elif candidate.is_file():
             return candidate
     if escaped:
-        raise ValueError(f"{what} '{name}' is outside {base} (a rule set's includes live beside it or in a folder under it)")
+        raise ValueError(f"{what} '{name}' is outside {root} (a rule set's includes live beside it or in a folder under it)")
     raise ValueError(f"{what} '{name}' not found (looked in {base} and {base / 'lists'})")
 
 
