@@ -75,6 +75,7 @@ def filter_cmd(inputs, out, rule_files, fmt, mapping, engine):
 
 
 def _print_table(stats: dict) -> None:
+    _notes(stats.get("notices", []))
     total = max(stats["in"], 1)
     fired = stats.get("fired", {})
     rows = [(name, fired.get(name, n), n) for name, n in stats["rules"].items()]
@@ -233,6 +234,11 @@ def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
 
 
+def _notes(lines):
+    for line in lines:
+        click.echo(f"note: {line}", err=True)
+
+
 def _warn(lines):
     for line in lines:
         click.echo(f"warning: {line}", err=True)
@@ -338,8 +344,14 @@ def export_cmd(inputs, dest, fmt):
     """Write the kept records of a stage folder (or any input) for people and other trainers."""
     from .api import export
 
-    n = export(list(inputs), dest, fmt)
-    click.echo(f"wrote {n} records to {dest} ({fmt})")
+    done = export(list(inputs), dest, fmt)
+    _notes(done["notices"])
+    skipped = done["skipped"]
+    if skipped:  # unreadable input records: say so, never silently fewer
+        per_rule = ", ".join(f"{rule} {n}" for rule, n in skipped.items())
+        click.echo(f"skipped {sum(skipped.values())} unreadable records ({per_rule}); "
+                   "`curate filter` writes them to rejected.parquet with file, line and reason")
+    click.echo(f"wrote {done['written']} records to {dest} ({fmt})")
 
 
 if __name__ == "__main__":  # pragma: no cover

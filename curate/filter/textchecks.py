@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field as PField, field_validator
 
-from .base import Rule, evaluate, message, no_reasons
+from .base import MAX_COUNT, Rule, evaluate, message, no_reasons
 from .fields import text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -42,6 +42,8 @@ def json_problem(text: str) -> str | None:
             json.loads(body)
         except json.JSONDecodeError as e:
             return f"JSON does not parse: {e.msg} at line {e.lineno} column {e.colno}"
+        except RecursionError:
+            return "JSON nests too deeply to parse (about 990 levels or more)"
     return None
 
 
@@ -116,7 +118,7 @@ class RepetitionRule(Rule):
     max_duplicate_line_fraction: float | None = PField(0.30, ge=0, le=1)
     max_duplicate_paragraph_fraction: float | None = PField(0.30, ge=0, le=1)
     max_top_ngram_fraction: dict[int, float] | None = {2: 0.20, 3: 0.18, 4: 0.16}
-    min_words: int = PField(50, ge=1, description="n-gram fractions are noise on shorter texts; Gopher also drops them")
+    min_words: int = PField(50, ge=1, le=MAX_COUNT, description="n-gram fractions are noise on shorter texts; Gopher also drops them")
 
     @field_validator("max_top_ngram_fraction")
     @classmethod
