@@ -114,8 +114,10 @@ def test_pipeline_on_s3_builds_caches_and_verifies(s3, tmp_path):
         s3.invalidate_cache()
         manifest = json.loads(s3.cat_file("bkt/builds/remote/manifest.json"))
         assert manifest["output"] == "s3://bkt/builds/remote"
-        final = lock["outputs"]["02-dedup/kept.parquet"]
-        assert _digest(s3, "bkt/builds/remote/02-dedup/kept.parquet") == final
+        final = lock["outputs"]["02-dedup/kept.parquet"]  # the table's content hash
+        step = json.loads(s3.cat_file("bkt/builds/remote/02-dedup/step.json"))
+        assert step["content"]["kept.parquet"] == final
+        assert _digest(s3, "bkt/builds/remote/02-dedup/kept.parquet") == step["files"]["kept.parquet"]  # its bytes
         # a second run (new machine: empty local cache) reuses the steps stored on S3
         import shutil
 
