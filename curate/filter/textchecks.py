@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field as PField, field_validator
 
+from .. import jsonsafe
 from .base import Rule, evaluate, message, no_reasons
 from .fields import text_column
 
@@ -27,25 +28,6 @@ PY_START = re.compile(
 )
 
 
-MAX_JSON_DEPTH = 256  # deeper nesting is a verdict, checked before a parser recurses into it
-_JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[\[\]{}]')
-
-
-def json_depth(text: str) -> int:
-    """How deep brackets nest in ``text``, outside JSON strings (an unclosed bracket counts)."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return min(MAX_JSON_DEPTH, text.count("[") + text.count("{"))  # cannot be deeper: no scan
-    depth = deepest = 0
-    for m in _JSON_TOKEN.finditer(text):
-        c = m.group(0)
-        if c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "]}":
-            depth = max(0, depth - 1)
-    return deepest
-
-
 def json_problem(text: str) -> str | None:
     blocks = FENCE_BLOCK.findall(text)
     bodies = [b for lang, b in blocks if lang.lower() in JSON_LANGS] or [b for lang, b in blocks if not lang]
@@ -57,15 +39,12 @@ def json_problem(text: str) -> str | None:
         # Accept JSON introduced by prose ("Here is the object: {...}"), as models write it.
         bodies = [stripped[min(starts): max(stripped.rfind("}"), stripped.rfind("]")) + 1]]
     for body in bodies:
-        depth = json_depth(body)
-        if depth > MAX_JSON_DEPTH:  # json.loads would recurse once a level: RecursionError near 1000
-            return f"JSON nests {depth} levels deep, more than {MAX_JSON_DEPTH}"
         try:
-            json.loads(body)
+            jsonsafe.loads(body)  # deep nesting is a verdict, not json's RecursionError
         except json.JSONDecodeError as e:
             return f"JSON does not parse: {e.msg} at line {e.lineno} column {e.colno}"
-        except (RecursionError, MemoryError) as e:  # should not happen under the depth limit
-            return f"JSON does not parse: {type(e).__name__} (nested too deeply)"
+        except jsonsafe.TooDeep as e:
+            return str(e)
     return None
 
 

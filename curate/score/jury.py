@@ -64,7 +64,8 @@ class Jury(BaseModel):
     quorum: int = Field(1, ge=1)
     concurrency: int = Field(16, ge=1, le=4096)  # requests in flight to openai judges, all judges together
     retries: int = Field(3, ge=0, le=20)
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)        # a request's deadline, connecting to the last byte of its reply
+    max_response_bytes: int = Field(4_000_000, ge=1024)  # a longer reply is a too_large failure
     backoff_s: float = Field(0.5, ge=0)          # first retry delay; doubles each attempt, with jitter
     max_chars: int = Field(8000, ge=100)         # per message shown to a judge; longer ones are cut in the middle
     cache: str = ".curate/cache/judges.sqlite"
@@ -100,7 +101,7 @@ class Jury(BaseModel):
         """Hash of everything in the jury that shapes scores (not cache/concurrency/secrets)."""
         import json
 
-        body = self.model_dump(exclude={"cache", "concurrency", "rubric"})
+        body = self.model_dump(exclude={"cache", "concurrency", "rubric", "max_response_bytes"})
         for j in body["judges"]:
             j.pop("api_key_env", None)
         body["rubric_text"] = self.rubric_text()
