@@ -1,13 +1,17 @@
-"""Judge answers on disk: SQLite keyed by a hash of (model, prompt, sampling parameters).
+"""Judge answers on disk: SQLite keyed by a hash of (model, prompt, parameters), where the
+parameters are everything else that shapes a score: the judge's sampling and the jury's scale.
 
 Only answers that became a score are stored, so a rerun retries failures and replays the
-rest without a call. WAL mode and a busy timeout let several processes share one file;
+rest without a call. A stored answer is replayed only if it is still a score on the jury's
+scale (a hand-edited or foreign row is asked again, never trusted). WAL mode and a busy timeout let several processes share one file;
 one connection per thread inside a process.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import sqlite3
 import threading
 import time
@@ -21,6 +25,40 @@ def cache_key(model: str, prompt: str, params: dict) -> str:
     # whichever server or alias served it
     blob = json.dumps({"model": model, "prompt": prompt, "params": params}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def judge_params(judge, jury) -> dict:
+    """The key's parameters for ``judge`` in ``jury``: its sampling (Judge.params) and the scale,
+    which bounds a JSON score and picks the digits a logprobs score is the expectation over."""
+    return {**judge.params(), "scale": list(jury.scale)}
+
+
+_DIGITS = re.compile(r"digit probabilities ((?:\d:[0-9.]+ ?)+)\(scale mass")
+
+
+def replayable(value, judge, scale: tuple[int, int], legacy: bool) -> tuple[float, str] | None:
+    """(score, reason) of a stored answer if it may stand as this judge's score on ``scale``.
+
+    ``legacy``: stored under the key without the scale (before it was part of the key). A JSON
+    judge's answer does not depend on the scale unless the prompt does, and the prompt is in
+    the key: it stands when it is on the scale. A logprobs score does depend on it, and its
+    reason lists the digits it was the expectation over: it stands when they are the scale's."""
+    if not isinstance(value, dict):
+        return None
+    score, reason = value.get("score"), value.get("reason")
+    lo, hi = scale
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
+            or not lo <= score <= hi:
+        return None
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str):
+        return None
+    if legacy and judge.mode == "logprobs":
+        m = _DIGITS.match(reason)
+        if not m or [int(p.split(":")[0]) for p in m.group(1).split()] != list(range(lo, hi + 1)):
+            return None
+    return float(score), reason
 
 
 class JudgeCache:
@@ -51,7 +89,24 @@ class JudgeCache:
         for i in range(0, len(unique), 500):
             chunk = unique[i:i + 500]
             rows = conn.execute(f"SELECT key, value FROM answers WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            out.update((k, json.loads(v)) for k, v in rows)
+            for k, v in rows:
+                try:
+                    out[k] = json.loads(v)
+                except (TypeError, ValueError, RecursionError):  # a row we did not write: asked again
+                    continue
+        return out
+
+    def replay(self, judge, jury, keys: list[str], legacy_keys: list[str]) -> dict[str, tuple[float, str]]:
+        """{key: (score, reason)} of the stored answers that stand for ``judge`` in ``jury``
+        (see ``replayable``); ``legacy_keys[i]`` is ``keys[i]`` without the scale."""
+        got = self.get_many(list(keys) + list(legacy_keys))
+        out = {}
+        for key, old in zip(keys, legacy_keys):
+            hit = replayable(got.get(key), judge, jury.scale, legacy=False) if key in got else None
+            if hit is None and old in got:
+                hit = replayable(got[old], judge, jury.scale, legacy=True)
+            if hit is not None:
+                out[key] = hit
         return out
 
     def put(self, key: str, model: str, value: dict) -> None:

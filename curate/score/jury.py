@@ -131,6 +131,12 @@ def api_key(judge: Judge) -> str:
     return value
 
 
+def judge_secrets(judge: Judge) -> list[str]:
+    """What to scrub from a judge's texts: its key, where it has one and it is set."""
+    value = os.environ.get(judge.api_key_env) if judge.api_key_env else None
+    return [value] if value else []
+
+
 def warnings_for(jury: Jury) -> list[str]:
     out = []
     for j in jury.judges:

@@ -38,3 +38,80 @@ def test_answers_survive_reopening(tmp_path):
     JudgeCache(path).put(key, "m", {"score": 4, "reason": "ok"})
     assert JudgeCache(path).get_many([key, "missing"]) == {key: {"score": 4, "reason": "ok"}}
     assert cache_key("m", "prompt", {"temperature": 0}) != cache_key("m", "prompt", {"temperature": 1})
+
+
+# --- what shapes a score is in its key: the scale (issue #21)
+
+import sqlite3  # noqa: E402
+
+import pytest  # noqa: E402
+
+from curate.score import ScoreConfig, run  # noqa: E402
+from tests.helpers import convo, frame  # noqa: E402
+
+from .jurytools import api_judge, write_jury  # noqa: E402
+
+
+def scale_blind_jury(tmp_path, server, scale, mode="json"):
+    """A rubric that never mentions the scale: the prompt is the same on every scale."""
+    rubric = tmp_path / "blind.j2"
+    rubric.write_text("Grade this.\n{{ transcript }}")
+    return write_jury(tmp_path, [api_judge(server, mode=mode)], rubric=str(rubric), scale=scale, retries=0)
+
+
+def test_a_json_score_is_not_replayed_on_another_scale(judge_server, tmp_path):
+    records = frame(convo("q @score=4", "x"))
+    first = run(records, ScoreConfig(jury=str(scale_blind_jury(tmp_path, judge_server, [1, 5]))))
+    assert first.kept["score"].to_list() == [4.0]
+    # on 1..3 the same answer is off the scale: asked again (the server says 4 again), never replayed
+    second = run(records, ScoreConfig(jury=str(scale_blind_jury(tmp_path, judge_server, [1, 3]))))
+    assert second.rejected["score_reasons"].to_list() == [{"a": "error: out_of_scale"}]
+    assert second.stats["judges"]["a"]["cache_hits"] == 0 and judge_server.stats()["calls"] == 2
+    # on 0..10 the answer is asked for anew and cached beside the first
+    third = run(records, ScoreConfig(jury=str(scale_blind_jury(tmp_path, judge_server, [0, 10]))))
+    assert third.kept["score"].to_list() == [4.0] and third.stats["judges"]["a"]["cache_hits"] == 0
+    assert sqlite3.connect(tmp_path / "cache.sqlite").execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 2
+
+
+def test_a_logprobs_score_is_not_replayed_on_another_scale(judge_server, tmp_path):
+    # the server puts 0.8 on 4 and 0.1 on 3 and 5: on 1..5 the expectation is 4.0, on 4..5 it is 4.11
+    records = frame(convo("q @score=4", "x"))
+    first = run(records, ScoreConfig(jury=str(scale_blind_jury(tmp_path, judge_server, [1, 5], "logprobs"))))
+    assert first.kept["score"].to_list() == [4.0]
+    second = run(records, ScoreConfig(jury=str(scale_blind_jury(tmp_path, judge_server, [4, 5], "logprobs"))))
+    assert second.stats["judges"]["a"]["cache_hits"] == 0
+    assert second.kept["score"].to_list() == [pytest.approx(round((4 * 0.8 + 5 * 0.1) / 0.9, 4))]
+    again = run(records, ScoreConfig(jury=str(scale_blind_jury(tmp_path, judge_server, [1, 5], "logprobs"))))
+    assert again.stats["judges"]["a"]["cache_hits"] == 1 and again.kept["score"].to_list() == [4.0]
+
+
+def legacy_row(tmp_path, server, mode, value, scale=(1, 5)):
+    """Store ``value`` as it was stored before the scale was in the key; return the jury file."""
+    from curate.score import _prompts
+    from curate.score.jury import load_jury
+
+    jury_path = scale_blind_jury(tmp_path, server, list(scale), mode)
+    jury = load_jury(jury_path)
+    prompt = _prompts(frame(convo("q", "x")), jury)[mode][0]
+    judge = jury.judges[0]
+    JudgeCache(jury.cache).put(cache_key(judge.model, prompt, judge.params()), judge.model, value)
+    return jury_path
+
+
+@pytest.mark.parametrize("mode, value, scale, replayed", [
+    ("logprobs", {"score": 2.5, "reason": "digit probabilities 1:0.10 2:0.40 3:0.40 4:0.05 5:0.05 (scale mass 0.90)"},
+     (1, 5), True),    # its digits are the scale's: it stands (so the committed ci cache is still hit)
+    ("logprobs", {"score": 2.5, "reason": "digit probabilities 1:0.10 2:0.40 3:0.40 4:0.05 5:0.05 (scale mass 0.90)"},
+     (1, 4), False),   # an expectation over other digits
+    ("logprobs", {"score": 2.5, "reason": "something else"}, (1, 5), False),
+    ("json", {"score": 3, "reason": "ok"}, (1, 5), True),   # the same answer a call would give, on the scale
+    ("json", {"score": 3, "reason": "ok"}, (1, 2), False),  # off this scale
+    ("json", {"score": "3", "reason": "ok"}, (1, 5), False),  # not a row we wrote
+])
+def test_answers_stored_before_the_scale_was_in_the_key(judge_server, tmp_path, mode, value, scale, replayed):
+    jury = legacy_row(tmp_path, judge_server, mode, value, scale)
+    res = run(frame(convo("q", "x")), ScoreConfig(jury=str(jury)))
+    a = res.stats["judges"]["a"]
+    assert (a["cache_hits"], a["calls"]) == ((1, 0) if replayed else (0, 1))
+    if replayed:
+        assert res.kept["score"].to_list() == [float(value["score"])]
