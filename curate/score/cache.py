@@ -5,17 +5,26 @@ Only answers that became a score are stored, so a rerun retries failures and rep
 rest without a call. A stored answer is replayed only if it is still a score on the jury's
 scale (a hand-edited or foreign row is asked again, never trusted). WAL mode and a busy timeout let several processes share one file;
 one connection per thread inside a process.
+
+A file SQLite finds corrupt (not a database, a malformed page) is moved aside to
+NAME.corrupt-TIME, never deleted, and an empty cache takes its place, with one line on
+stderr saying so; anything else that stops the cache (a folder in its place, a database of
+another schema, no permission) is a one-line ConfigError naming the file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
+
+from ..config import ConfigError
 
 OPEN_TIMEOUT_S = 60.0
 
@@ -61,28 +70,87 @@ def replayable(value, judge, scale: tuple[int, int], legacy: bool) -> tuple[floa
     return float(score), reason
 
 
+SCHEMA = "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL)"
+
+
 class JudgeCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.moved_aside: list[Path] = []  # corrupt files this cache moved out of its way
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"judge cache {self.path}: cannot create its folder ({e.strerror or e})") from None
         self._local = threading.local()
-        _when_free(lambda: self._conn().execute(
-            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL)"))
+        self._guard(lambda: _when_free(lambda: self._conn().execute(SCHEMA)))
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT_S, isolation_level=None)
-            # switching a new file to WAL takes an exclusive lock, and SQLite answers "database
-            # is locked" at once, without the busy timeout, when another process (score actors
-            # opening the same cache) holds it: retry until the file is in WAL mode
-            _when_free(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-                       or conn.execute("PRAGMA journal_mode=WAL"))
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                # switching a new file to WAL takes an exclusive lock, and SQLite answers "database
+                # is locked" at once, without the busy timeout, when another process (score actors
+                # opening the same cache) holds it: retry until the file is in WAL mode
+                _when_free(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                           or conn.execute("PRAGMA journal_mode=WAL"))
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
         return conn
 
+    def _guard(self, step):
+        """Run ``step`` on the cache; a corrupt file is moved aside and ``step`` run again on a
+        fresh one; any other failure is one line naming the file."""
+        for attempt in range(2):
+            try:
+                if attempt:  # the file in place now (ours, or another process's) has the table
+                    _when_free(lambda: self._conn().execute(SCHEMA))
+                return step()
+            except sqlite3.DatabaseError as e:
+                if attempt == 0 and _corrupt(e):
+                    self._move_aside(e)
+                    continue
+                raise ConfigError(f"judge cache {self.path}: {_why(e)}") from None
+            except OSError as e:  # sqlite3 reports most of these as OperationalError, but not all
+                raise ConfigError(f"judge cache {self.path}: {e.strerror or e}") from None
+
+    def _move_aside(self, err: sqlite3.DatabaseError) -> None:
+        import fcntl
+
+        self.close()
+        # several processes (score actors) may find the same file corrupt: one moves it, under a
+        # lock on the folder, and the others, finding a sound file there after the lock, use it
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            if _sound(self.path):
+                return
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            n = 1
+            while any(Path(f"{aside}{x}").exists() for x in ("", "-wal", "-shm", "-journal")):
+                n += 1
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            try:
+                for suffix in ("", "-wal", "-shm", "-journal"):  # its journal belongs to it, not to the new file
+                    if Path(f"{self.path}{suffix}").exists():
+                        os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+            except OSError as e:
+                raise ConfigError(f"judge cache {self.path} is corrupt ({err}) and could not be moved aside "
+                                  f"({e.strerror or e}): move or delete it") from None
+        finally:
+            os.close(folder)
+        self.moved_aside.append(aside)
+        sys.stderr.write(f"warning: judge cache {self.path} was corrupt ({err}): moved aside to {aside.name}, "
+                         f"starting an empty cache (answers in it are asked again)\n")
+
     def get_many(self, keys: list[str]) -> dict[str, dict]:
+        return self._guard(lambda: self._get_many(keys))
+
+    def _get_many(self, keys: list[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
         conn = self._conn()
         unique = list(dict.fromkeys(keys))
@@ -110,10 +178,13 @@ class JudgeCache:
         return out
 
     def put(self, key: str, model: str, value: dict) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO answers (key, model, value) VALUES (?, ?, ?)",
-                             (key, model, json.dumps(value, sort_keys=True)))
+        self._guard(lambda: self._conn().execute("INSERT OR REPLACE INTO answers (key, model, value) VALUES (?, ?, ?)",
+                                                 (key, model, json.dumps(value, sort_keys=True))))
 
     def put_many(self, rows: list[tuple[str, str, dict]]) -> None:
+        self._guard(lambda: self._put_many(rows))
+
+    def _put_many(self, rows: list[tuple[str, str, dict]]) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -121,7 +192,8 @@ class JudgeCache:
                              [(k, m, json.dumps(v, sort_keys=True)) for k, m, v in rows])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
@@ -129,6 +201,37 @@ class JudgeCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _corrupt(e: sqlite3.DatabaseError) -> bool:
+    name = getattr(e, "sqlite_errorname", "")
+    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or (
+        type(e) is sqlite3.DatabaseError and ("not a database" in str(e) or "malformed" in str(e)))
+
+
+def _why(e: sqlite3.DatabaseError) -> str:
+    text = str(e)
+    if "no such column" in text or "has no column" in text or "no such table" in text:
+        return f"not a judge cache ({text}); point the jury's cache at another file"
+    if "locked" in text or "busy" in text:
+        return f"{text} (another process held it for {OPEN_TIMEOUT_S:.0f} s)"
+    return text
+
+
+def _sound(path: Path) -> bool:
+    """Whether ``path`` (gone counts) is a database SQLite reads through without corruption."""
+    if not path.exists():
+        return True
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=OPEN_TIMEOUT_S)
+    except sqlite3.Error:
+        return False
+    try:
+        return conn.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError as e:
+        return not _corrupt(e)
+    finally:
+        conn.close()
 
 
 def _when_free(step):

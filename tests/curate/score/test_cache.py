@@ -1,4 +1,9 @@
 import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from curate.config import ConfigError
 
 from curate.score.cache import JudgeCache, cache_key
 
@@ -42,9 +47,7 @@ def test_answers_survive_reopening(tmp_path):
 
 # --- what shapes a score is in its key: the scale (issue #21)
 
-import sqlite3  # noqa: E402
 
-import pytest  # noqa: E402
 
 from curate.score import ScoreConfig, run  # noqa: E402
 from tests.helpers import convo, frame  # noqa: E402
@@ -115,3 +118,105 @@ def test_answers_stored_before_the_scale_was_in_the_key(judge_server, tmp_path, 
     assert (a["cache_hits"], a["calls"]) == ((1, 0) if replayed else (0, 1))
     if replayed:
         assert res.kept["score"].to_list() == [float(value["score"])]
+
+
+# --- a corrupt cache file is moved aside, never deleted; other trouble is one line naming the file
+
+
+def full_cache(path, n=2000):
+    cache = JudgeCache(path)
+    cache.put_many([(cache_key("m", f"p{i}", {}), "m", {"score": 3, "reason": "r" * 200}) for i in range(n)])
+    cache.close()  # the last connection: SQLite checkpoints the WAL into the file, as a finished run leaves it
+    assert not (path.parent / (path.name + "-wal")).exists()
+
+
+def corrupt(path, how):
+    if how == "garbage":  # not a database at all
+        path.write_bytes(b"this is not SQLite\n" * 400)
+    elif how == "pages":  # a sound header, its tables' pages overwritten
+        full_cache(path)
+        data = bytearray(path.read_bytes())
+        data[8192:len(data) - 4096] = bytes((i * 7919) % 251 for i in range(len(data) - 8192 - 4096))
+        path.write_bytes(bytes(data))
+    elif how == "truncated":  # a sound header, the file cut short
+        full_cache(path)
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 3])
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["garbage", "pages", "truncated"])
+def test_a_corrupt_cache_is_moved_aside_and_rebuilt(judge_server, tmp_path, capsys, how):
+    jury = write_jury(tmp_path, [api_judge(judge_server)])
+    before = corrupt(tmp_path / "cache.sqlite", how)
+    res = run(frame(convo("q @score=4", "x")), ScoreConfig(jury=str(jury)))
+    assert res.kept["score"].to_list() == [4.0]
+    aside = sorted(tmp_path.glob("cache.sqlite.corrupt-*"))
+    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))] == [aside[0].name]
+    assert aside[0].read_bytes() == before  # the user's file, byte for byte
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "judge cache" in err and aside[0].name in err
+    # the new cache holds the answer: the next run replays it, and moves nothing
+    again = run(frame(convo("q @score=4", "x")), ScoreConfig(jury=str(jury)))
+    assert again.stats["judges"]["a"]["cache_hits"] == 1 and judge_server.stats()["calls"] == 1
+    assert len(list(tmp_path.glob("cache.sqlite.corrupt-*"))) == len(aside)
+
+
+def test_a_corrupt_cache_found_by_many_processes_is_moved_once(tmp_path):
+    # score actors open the jury's cache together: one moves the corrupt file, the rest use the new one
+    ctx = mp.get_context("fork")
+    procs = 6
+    path = tmp_path / "c.sqlite"
+    corrupt(path, "garbage")
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    ps = [ctx.Process(target=_open_and_write, args=(path, barrier, n, results)) for n in range(procs)]
+    for p in ps:
+        p.start()
+    errors = [results.get(timeout=120) for _ in ps]
+    for p in ps:
+        p.join()
+    assert [e for e in errors if e] == []
+    aside = [p for p in tmp_path.glob("c.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1
+    got = JudgeCache(path).get_many([cache_key("m", f"p{n}", {}) for n in range(procs)])
+    assert sorted(v["score"] for v in got.values()) == list(range(procs))
+
+
+def test_a_database_of_another_kind_is_one_line_and_left_alone(tmp_path):
+    path = tmp_path / "mine.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE answers (id INTEGER, text TEXT)")
+    con.execute("INSERT INTO answers VALUES (1, 'my data')")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    cache = JudgeCache(path)  # the table exists: opening it is fine
+    with pytest.raises(ConfigError) as e:
+        cache.put_many([(cache_key("m", "p", {}), "m", {"score": 1, "reason": ""})])
+    assert str(path) in str(e.value) and "not a judge cache" in str(e.value) and "\n" not in str(e.value)
+    cache.close()
+    assert list(tmp_path.glob("*.corrupt-*")) == [] and sqlite3.connect(path).execute(
+        "SELECT text FROM answers").fetchall() == [("my data",)]
+    assert before  # not moved, not deleted
+
+
+def test_a_folder_where_the_cache_should_be_is_one_line(tmp_path):
+    (tmp_path / "c.sqlite").mkdir()
+    with pytest.raises(ConfigError) as e:
+        JudgeCache(tmp_path / "c.sqlite")
+    assert str(tmp_path / "c.sqlite") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_corrupt_cache_through_the_cli(judge_server, tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    from .test_cli import write_records
+
+    data = write_records(tmp_path / "in.jsonl")
+    jury = write_jury(tmp_path, [api_judge(judge_server)])
+    corrupt(tmp_path / "cache.sqlite", "garbage")
+    r = CliRunner().invoke(main, ["score", str(data), "-o", str(tmp_path / "out"), "--jury", str(jury)])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output and "moved aside to cache.sqlite.corrupt-" in r.output
