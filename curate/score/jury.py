@@ -42,6 +42,13 @@ class Judge(BaseModel):
                     raise ValueError(f"'{key}' is for openai judges; a local judge runs in-process")
         elif not self.base_url:
             raise ValueError("an openai judge needs base_url (e.g. https://api.openai.com/v1)")
+        else:
+            url = urlparse(self.base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("base_url must be an http:// or https:// URL with a host")
+            if url.username is not None or url.password is not None:  # the message never repeats it
+                raise ValueError("base_url must not carry a user or password: put the key in the "
+                                 "variable named by api_key_env")
         return self
 
     def params(self) -> dict:
@@ -144,8 +151,10 @@ def warnings_for(jury: Jury) -> list[str]:
             continue
         url = urlparse(j.base_url)
         if url.scheme == "http" and not _is_loopback(url.hostname or ""):
-            out.append(f"judge {j.name}: {j.base_url} is plain http to another machine; prompts"
-                       + (" and the API key" if j.api_key_env else "") + " travel unencrypted")
+            from .scrub import scrub  # a password in the URL is not printed
+
+            out.append(scrub(f"judge {j.name}: {j.base_url} is plain http to another machine; prompts"
+                             + (" and the API key" if j.api_key_env else "") + " travel unencrypted"))
     return out
 
 

@@ -50,7 +50,9 @@ def _retry_after(headers) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return _wait_s(float(ms) / 1000)
+            wait = _wait_s(float(ms) / 1000)
+            if wait is not None:
+                return wait
         except ValueError:
             pass
     value = headers.get("retry-after")

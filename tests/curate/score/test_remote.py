@@ -320,3 +320,30 @@ def test_a_key_echoed_into_an_error_message_is_scrubbed(judge_server, tmp_path, 
         score(frame(convo("@shape=not_found_echo", "x")), jury)
     assert "HTTP 404" in str(e.value) and "model not found for key ***" in str(e.value)
     assert secret not in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("headers, wait", [
+    ({"retry-after": "2"}, 2.0),
+    ({"retry-after": "1e9"}, 60.0),              # capped
+    ({"retry-after-ms": "1e12"}, 60.0),
+    ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, 60.0),
+    ({"retry-after": "Mon, 01 Jan 1990 00:00:00 GMT"}, 0.0),  # a date past: at once
+    ({"retry-after": "nan"}, None), ({"retry-after": "inf"}, None), ({"retry-after": "-5"}, None),
+    ({"retry-after-ms": "nan", "retry-after": "1"}, 1.0),
+    ({"retry-after": "soon"}, None), ({}, None),
+])
+def test_retry_after_is_capped_and_never_nan(headers, wait):
+    from curate.score.remote import _retry_after
+
+    assert _retry_after(headers) == wait
+
+
+def test_a_password_in_the_base_url_is_refused_and_never_printed(judge_server, tmp_path):
+    from curate.score.jury import load_jury
+
+    host, port = judge_server.server_address[:2]
+    jury = write_jury(tmp_path, [api_judge(judge_server, base_url=f"http://user:hunter2pass@{host}:{port}/v1")])
+    with pytest.raises(ConfigError) as e:
+        load_jury(jury)
+    assert "hunter2pass" not in str(e.value) and "must not carry a user or password" in str(e.value)
+    assert "\n" not in str(e.value)
