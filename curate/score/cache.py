@@ -37,9 +37,14 @@ def cache_key(model: str, prompt: str, params: dict) -> str:
 
 
 def judge_params(judge, jury) -> dict:
-    """The key's parameters for ``judge`` in ``jury``: its sampling (Judge.params) and the scale,
-    which bounds a JSON score and picks the digits a logprobs score is the expectation over."""
-    return {**judge.params(), "scale": list(jury.scale)}
+    """The key's parameters for ``judge`` in ``jury``: its sampling (Judge.params), the scale,
+    which bounds a JSON score and picks the digits a logprobs score is the expectation over,
+    and for a JSON judge over HTTP whether it asks for JSON mode (constrained decoding on
+    servers that have it: another answer)."""
+    p = {**judge.params(), "scale": list(jury.scale)}
+    if judge.backend == "openai" and judge.mode == "json":
+        p["json_mode"] = judge.json_mode
+    return p
 
 
 _DIGITS = re.compile(r"digit probabilities ((?:\d:[0-9.]+ ?)+)\(scale mass")

@@ -88,6 +88,14 @@ def test_a_logprobs_score_is_not_replayed_on_another_scale(judge_server, tmp_pat
     assert again.stats["judges"]["a"]["cache_hits"] == 1 and again.kept["score"].to_list() == [4.0]
 
 
+def test_json_mode_is_in_the_key(judge_server, tmp_path):
+    records = frame(convo("q @score=4", "x"))
+    for json_mode, calls in (("on", 1), ("off", 2), ("on", 2), ("auto", 3)):
+        jury = write_jury(tmp_path, [api_judge(judge_server, json_mode=json_mode)])
+        run(records, ScoreConfig(jury=str(jury)))
+        assert judge_server.stats()["calls"] == calls, json_mode
+
+
 def legacy_row(tmp_path, server, mode, value, scale=(1, 5)):
     """Store ``value`` as it was stored before the scale was in the key; return the jury file."""
     from curate.score import _prompts
