@@ -31,6 +31,7 @@ import math
 import re
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _SHAPE = re.compile(r"@shape=([a-z0-9_]+)")
@@ -201,6 +202,21 @@ class _Handler(BaseHTTPRequestHandler):
             if name == "big_chunked":
                 return self._send_chunked(data)
             return self._send_raw(200, data)
+        if name == "encoding_br":  # an encoding we never offered
+            return self._send_raw(200, b"\x1b\x00\x00garbage", {"Content-Encoding": "br"})
+        if name == "encoding_bad_gzip":  # gzip that does not inflate
+            return self._send_raw(200, b"\x1f\x8b\x08\x00garbage-not-deflate", {"Content-Encoding": "gzip"})
+        if name == "encoding_deflate_raw":  # raw deflate, as some servers send it: fine
+            z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+            data = json.dumps(_completion(model, json.dumps({"score": 2, "reason": "raw deflate"}))).encode()
+            return self._send_raw(200, z.compress(data) + z.flush(), {"Content-Encoding": "deflate"})
+        if name == "encoding_deflate_bomb":  # 30 MB of spaces after a valid answer, in a few KB
+            z = zlib.compressobj(9)
+            data = json.dumps(_completion(model, json.dumps({"score": 2, "reason": "x"}))).encode()
+            body = z.compress(data)
+            for _ in range(30):
+                body += z.compress(b" " * 1_000_000)
+            return self._send_raw(200, body + z.flush(), {"Content-Encoding": "deflate"})
         if name in HOSTILE_RAW:  # a body that is not what it claims
             return self._send_raw(200, HOSTILE_RAW[name])
         if name == "not_found_echo":

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+import zlib
 from dataclasses import dataclass
 
 from .. import jsonsafe
@@ -42,6 +43,61 @@ MAX_TOKEN_COUNT = 10 ** 9     # usage counts above this are no count
 
 class _TooLarge(Exception):
     """The reply's body is over the jury's max_response_bytes."""
+
+
+class _BadEncoding(Exception):
+    """A Content-Encoding we did not offer, or a compressed body that does not inflate."""
+
+
+class _Inflate:
+    """Decode a body as it arrives, never producing more than ``limit`` + 1 bytes: a reply
+    of a few KB that inflates to gigabytes stops at the limit (zlib's max_length), where
+    httpx would inflate each chunk whole. We offer gzip and deflate only; anything else
+    (br, zstd: no bounded decoder here) is a _BadEncoding."""
+
+    def __init__(self, encoding: str, limit: int):
+        enc = [e.strip().lower() for e in encoding.split(",") if e.strip() and e.strip().lower() != "identity"]
+        if len(enc) > 1 or (enc and enc[0] not in ("gzip", "x-gzip", "deflate")):
+            raise _BadEncoding(encoding)
+        self.kind = enc[0] if enc else None
+        self.limit, self.out = limit, 0
+        self.z = None
+        if self.kind in ("gzip", "x-gzip"):
+            self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.kind is None:
+            self.out += len(chunk)
+            return chunk
+        if self.z is None:  # deflate: zlib-wrapped as the RFC says, or raw as some servers send
+            self.z = zlib.decompressobj(zlib.MAX_WBITS)
+            try:
+                return self._inflate(chunk)
+            except _BadEncoding:
+                self.z, self.out = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        return self._inflate(chunk)
+
+    def _inflate(self, chunk: bytes) -> bytes:
+        parts = []
+        try:
+            while chunk:
+                piece = self.z.decompress(chunk, self.limit + 1 - self.out + 1)
+                parts.append(piece)
+                self.out += len(piece)
+                if self.out > self.limit:
+                    break
+                chunk = self.z.unconsumed_tail
+        except zlib.error:
+            raise _BadEncoding("the compressed body does not inflate") from None
+        return b"".join(parts)
+
+    def flush(self) -> bytes:
+        if self.z is None:
+            return b""
+        try:
+            return self.z.flush()
+        except zlib.error:
+            raise _BadEncoding("the compressed body does not inflate") from None
 
 
 def _retry_after(headers) -> float | None:
@@ -87,7 +143,7 @@ class RemoteJudge:
         self.http, self.httpx = _http_client(openai, jury.timeout_s)
         self.url = judge.base_url.rstrip("/") + "/chat/completions"
         self.headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
-                        "Accept": "application/json"}
+                        "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         self.json_format = judge.json_mode != "off"   # auto starts with it and drops it if refused
         self.json_confirmed = False                   # a JSON-mode request has succeeded once
         self._rng = random.Random(0)
@@ -110,22 +166,28 @@ class RemoteJudge:
         return body
 
     async def _exchange(self, body: dict) -> tuple[int, dict, bytes]:
-        """One POST: (status, headers, body). A 2xx body over max_response_bytes is _TooLarge;
-        of an error reply only the first MAX_ERROR_BODY bytes are read."""
+        """One POST: (status, headers, body). A 2xx body over max_response_bytes (decoded) is
+        _TooLarge; of an error reply only the first MAX_ERROR_BODY bytes are read."""
         async with self.http.stream("POST", self.url, content=json.dumps(body).encode(), headers=self.headers) as r:
             ok = 200 <= r.status_code < 300
             limit = self.jury.max_response_bytes if ok else MAX_ERROR_BODY
             length = r.headers.get("content-length", "")
             if ok and length.isdigit() and int(length) > limit:
                 raise _TooLarge
+            decode = _Inflate(r.headers.get("content-encoding", ""), limit)
             data = bytearray()
-            async for chunk in r.aiter_bytes():  # decoded: a small gzip of a huge body is counted as huge
-                data += chunk
-                if len(data) > limit:
-                    if ok:
+            try:
+                async for chunk in r.aiter_raw():  # raw: we inflate, a bounded amount at a time
+                    data += decode(chunk)
+                    if len(data) > limit:
                         raise _TooLarge
-                    del data[limit:]
-                    break
+                data += decode.flush()
+                if len(data) > limit:
+                    raise _TooLarge
+            except _TooLarge:
+                if ok:
+                    raise
+                del data[limit:]  # an error reply: its start is enough for the message
             return r.status_code, r.headers, bytes(data)
 
     async def _post(self, body: dict) -> tuple[int, dict, bytes]:
@@ -171,7 +233,7 @@ class RemoteJudge:
                 kind = "timeout"
             except _TooLarge:
                 kind, again = "too_large", False  # the same question gets the same flood
-            except httpx.DecodingError:  # a body whose gzip/deflate is broken
+            except (_BadEncoding, httpx.DecodingError):  # a body whose compression is broken or not offered
                 kind = "parse_error"
             except (httpx.RequestError, OSError) + _aiohttp_errors():
                 kind = "connection"

@@ -220,6 +220,7 @@ def one_hostile(judge_server, tmp_path, shape, retries=1, **kw):
     "score_list", "score_object", "content_deep", "content_deep_score", "reason_deep", "content_list",
     "message_string", "message_list", "message_number", "choice_string", "choices_object", "body_list",
     "body_deep", "body_deep_object", "body_deep_field", "body_not_utf8", "body_empty",
+    "encoding_br", "encoding_bad_gzip",
     "usage_string", "usage_list", "usage_negative", "usage_huge", "usage_float", "usage_bool", "usage_not_object",
 ])
 def test_a_malformed_reply_is_a_counted_parse_failure(judge_server, tmp_path, shape):
@@ -266,7 +267,12 @@ def test_a_dripping_server_meets_the_deadline(judge_server, tmp_path, shape):
     assert took < 3.0  # two tries of 0.5 s, not the 6 s a reply takes at this pace
 
 
-@pytest.mark.parametrize("shape", ["big_length", "big_chunked", "big_gzip"])
+def test_a_raw_deflate_body_is_read(judge_server, tmp_path):
+    jury = write_jury(tmp_path, [api_judge(judge_server)])
+    assert score(frame(convo("@shape=encoding_deflate_raw", "x")), jury).kept["score"].to_list() == [2.0]
+
+
+@pytest.mark.parametrize("shape", ["big_length", "big_chunked", "big_gzip", "encoding_deflate_bomb"])
 def test_a_reply_over_the_size_limit_is_a_failure(judge_server, tmp_path, shape):
     judge_server.big_bytes = 2_000_000  # gzip: 2 MB from a few KB on the wire
     jury = write_jury(tmp_path, [api_judge(judge_server)], retries=2, backoff_s=0.0, max_response_bytes=100_000)
