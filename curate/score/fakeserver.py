@@ -312,6 +312,7 @@ HOSTILE = {
     "logprob_positive": lambda m, k, lp: _with(m, "4", logprobs=_top([("4", 0.7), ("3", 0.5)])),
     "logprob_string": lambda m, k, lp: _with(m, "4", logprobs=_top([("4", "-0.1"), ("3", -1.0)])),
     "logprob_nan_token": lambda m, k, lp: _with(m, "4", logprobs=_top([(4, -0.1), ("3", -1.0)])),
+    "logprob_superscript_token": lambda m, k, lp: _with(m, "4", logprobs=_top([("\u00b2", -0.1), ("4", -2.5)])),
     "logprob_token_list": lambda m, k, lp: _with(m, "4", logprobs=_top([(["4"], -0.1), ("3", -1.0)])),
     # the key, echoed back in what becomes the reason
     "echo_auth": lambda m, k, lp: _with(m, json.dumps({"score": 4, "reason": f"I was sent Authorization: Bearer {k}"})),

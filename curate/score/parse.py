@@ -76,7 +76,7 @@ def expected_digit(logprobs: dict[str, float], scale: tuple[int, int]) -> tuple[
         if lp is not None and lp > LOGPROB_SLACK:  # exp() of it is no probability (and overflows past 709)
             raise BadAnswer("parse_error", f"log-probability {lp:.3g} of token {token[:10]!r} is above 0")
         t = token.strip()
-        if len(t) == 1 and t.isdigit() and lo <= int(t) <= hi and lp is not None and math.isfinite(lp):
+        if len(t) == 1 and t.isdecimal() and lo <= int(t) <= hi and lp is not None and math.isfinite(lp):
             mass[int(t)] += math.exp(lp)
     total = sum(mass.values())
     if total <= 0:

@@ -84,3 +84,9 @@ def test_a_reason_is_scrubbed_before_it_is_cut():
     text = "x" * (MAX_REASON_CHARS - 10) + key + "y" * 100  # the cut would fall inside the key
     out = clean_reason(text, [key])
     assert "sk-test-SE" not in out and out.endswith("characters cut]")
+
+
+def test_digit_like_tokens_that_are_not_digits_are_ignored():
+    # '²'.isdigit() is True and int('²') raises: it is no scale digit, and no crash
+    assert expected_digit({"\u00b2": -0.1, "4": -2.0}, SCALE)[0] == 4.0
+    assert expected_digit({"\u0663": -0.1}, SCALE)[0] == 3.0  # Arabic-Indic three is a decimal 3

@@ -246,6 +246,11 @@ def test_malformed_logprobs_are_a_counted_parse_failure(judge_server, tmp_path, 
     assert row["score"] is None and a["failures"] == {"parse_error": 1}
 
 
+def test_a_superscript_digit_token_is_no_crash(judge_server, tmp_path):
+    row, a = one_hostile(judge_server, tmp_path, "logprob_superscript_token", mode="logprobs")
+    assert row["score"] == 4.0 and a["failures"] == {}  # '4' is the only scale digit among the tokens
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_is_never_followed_and_is_a_failure(judge_server, tmp_path, status):
     row, a = one_hostile(judge_server, tmp_path, f"redirect_{status}")
