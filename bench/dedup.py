@@ -189,7 +189,7 @@ def semantic_bench():
     emb = Embedder(cache_dir=Path(tempfile.mkdtemp()))
     emb._model = model
     t = time.perf_counter()
-    emb.embed(ids, texts, "bench")
+    emb.embed(texts)
     ours_t = time.perf_counter() - t
     print(f"\nsemantic embedding, {len(texts)} texts: SentenceTransformer.encode {len(texts) / direct:,.0f}/s, "
           f"curate (with cache write) {len(texts) / ours_t:,.0f}/s, overhead {100 * (ours_t / direct - 1):+.1f}%")

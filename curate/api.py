@@ -59,6 +59,8 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     stats["in"] = read.records.height + read.rejected.height
     stats["rejected"] = rejected.height
     stats["rules"] = {**read_counts, **stats["rules"]}
+    if read.notices:  # what the reader skipped that is not a record (a symlink loop, ...)
+        stats["notices"] = list(read.notices)
     if "fired" in stats:
         stats["fired"] = {**read_counts, **stats["fired"]}
     stats["seconds"] = round(time.perf_counter() - t0, 4)
@@ -137,10 +139,13 @@ def validate_file(path: Path) -> str:
     raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules', a jury 'judges', a pipeline 'steps'")
 
 
-def export(inputs, dest: Path, fmt: str) -> int:
+def export(inputs, dest: Path, fmt: str) -> dict:
+    """Write the readable records of ``inputs`` to ``dest``; returns ``written``, the
+    unreadable records left out counted by rule (``skipped``) and the reader's ``notices``."""
     from .export import write_export
     from .storage import output_file
 
     read = read_inputs(inputs)
     with output_file(dest) as local:
-        return write_export(read.records, local, fmt)
+        written = write_export(read.records, local, fmt)
+    return {"written": written, "skipped": count_rules(read.rejected), "notices": read.notices}

@@ -75,6 +75,7 @@ def filter_cmd(inputs, out, rule_files, fmt, mapping, engine):
 
 
 def _print_table(stats: dict) -> None:
+    _notes(stats.get("notices", []))
     total = max(stats["in"], 1)
     fired = stats.get("fired", {})
     rows = [(name, fired.get(name, n), n) for name, n in stats["rules"].items()]
@@ -106,17 +107,20 @@ def _print_table(stats: dict) -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True,
               help="Semantic: texts per forward pass (every pass has this many rows, so vectors never depend on batching).")
 @click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
+@click.option("--embeddings", default=None, metavar="FILE",
+              help="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead of "
+                   "the cache; commit it beside a pipeline so a rebuild on another CPU replays the same vectors.")
 @read_options
 @_user_errors
 def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, shingle, bands, rows, verify,
-              model, batch_size, cache_dir, fmt, mapping, engine):
+              model, batch_size, cache_dir, embeddings, fmt, mapping, engine):
     """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
     from .api import dedup_inputs
 
     methods = [m.strip() for m in method.split(",") if m.strip()]
     config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
                   num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
-                  model=model, batch_size=batch_size, cache_dir=cache_dir)
+                  model=model, batch_size=batch_size, cache_dir=cache_dir, embeddings=embeddings)
     stats = dedup_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     for m in stats["methods"]:
@@ -230,6 +234,11 @@ def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
 
 
+def _notes(lines):
+    for line in lines:
+        click.echo(f"note: {line}", err=True)
+
+
 def _warn(lines):
     for line in lines:
         click.echo(f"warning: {line}", err=True)
@@ -276,18 +285,26 @@ def _output_of(pipeline) -> str:
 @click.argument("pipeline", type=click.Path())
 @click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
               help="Rebuild on this engine instead of the pipeline's.")
+@click.option("--embeddings", type=click.Choice(["replay", "recompute"]), default="replay", show_default=True,
+              help="Replay the vectors in the embedding stores the steps name (read only), or compute them all again.")
 @_user_errors
-def verify_cmd(pipeline, engine):
-    """Rebuild PIPELINE from its inputs (judge cache allowed) and compare with its lock; exit 1 on a difference."""
+def verify_cmd(pipeline, engine, embeddings):
+    """Rebuild PIPELINE from its inputs (judge cache and named embedding stores replayed) and compare with its
+    lock: exit 0 when identical or when only float values moved within tolerance, 1 when a decision differs."""
     from .pipeline import lock_path, verify
 
-    differences = verify(Path(pipeline), echo=click.echo, engine=engine)
-    if differences:
+    verdict = verify(Path(pipeline), echo=click.echo, embeddings=embeddings, engine=engine)
+    if not verdict.ok:
         click.echo(f"{lock_path(pipeline)}: the rebuild differs from the lock:", err=True)
-        for line in differences:
+        for line in verdict.lines + verdict.hints:
             click.echo(f"  {line}", err=True)
         sys.exit(1)
-    click.echo(f"ok: the rebuild matches {lock_path(pipeline)}")
+    if verdict.kind == "identical":
+        click.echo(f"ok: the rebuild matches {lock_path(pipeline)} (identical)")
+    else:
+        click.echo(f"ok: the rebuild matches {lock_path(pipeline)} within tolerance: {verdict.lines[0]}")
+    for line in verdict.hints:
+        click.echo(f"  {line}")
 
 
 @main.command("report")
@@ -327,8 +344,14 @@ def export_cmd(inputs, dest, fmt):
     """Write the kept records of a stage folder (or any input) for people and other trainers."""
     from .api import export
 
-    n = export(list(inputs), dest, fmt)
-    click.echo(f"wrote {n} records to {dest} ({fmt})")
+    done = export(list(inputs), dest, fmt)
+    _notes(done["notices"])
+    skipped = done["skipped"]
+    if skipped:  # unreadable input records: say so, never silently fewer
+        per_rule = ", ".join(f"{rule} {n}" for rule, n in skipped.items())
+        click.echo(f"skipped {sum(skipped.values())} unreadable records ({per_rule}); "
+                   "`curate filter` writes them to rejected.parquet with file, line and reason")
+    click.echo(f"wrote {done['written']} records to {dest} ({fmt})")
 
 
 if __name__ == "__main__":  # pragma: no cover

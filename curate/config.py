@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .shipped import resolve
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -40,9 +42,10 @@ def tracked_reads():
 def read_yaml(path: Path):
     import yaml
 
-    path = Path(path)
+    given = Path(path)
+    path = resolve(given)  # a `rules/...` path not here names the shipped file
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(f"{given}: no such file")
     note_read(path)
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -138,7 +141,7 @@ def load_config(path, model: type[M], context: dict | None = None, edit=None) ->
         raise ConfigError(f"{path}: the file is empty")
     if edit is not None:
         data = edit(data)
-    try:
-        return model.model_validate(data, context={"path": path, **(context or {})})
+    try:  # files it names are found beside the file actually read (a shipped one, maybe)
+        return model.model_validate(data, context={"path": resolve(path), **(context or {})})
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, data, e, model)) from None

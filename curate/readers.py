@@ -5,11 +5,22 @@ a Hugging Face ``save_to_disk`` dataset (or DatasetDict), an earlier stage's out
 (``kept.parquet``), or any folder of such files. A bad line or record becomes a rejected
 row naming file and line; only a missing file or an unreadable kind of input is fatal
 (:class:`InputError`, one line).
+
+Hostile input: a UTF-8 byte order mark is skipped (at the start of a file, and of any JSON
+line); UTF-16/32 text is refused in one line. A value nested deeper than Python's JSON
+parser goes (about 990 levels) is a ``read.too_deep`` row; a Parquet file with a column
+type nested more than :data:`MAX_NESTING` levels is refused in one line (polars crashes
+reading a schema a few hundred levels deep). A CSV row with an unterminated quote, invalid UTF-8 or too many fields is one
+rejected row; the rows around it are read. A folder is walked following each file and
+folder once (by resolved path): a symlink loop or a second link to the same file is
+skipped with a notice. A Parquet file already in the record layout is checked like any
+other input (null or empty messages, unknown roles, null fields become rejected rows).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -17,10 +28,15 @@ import polars as pl
 
 from .formats import FORMATS, RecordError, convert
 from .record import (
-    RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame,
+    RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
 )
 
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+BOM = b"\xef\xbb\xbf"
+# A column type nested deeper than this is refused (polars segfaults reading a Parquet
+# schema a few hundred levels deep); chat data nests two levels (a list of turns).
+MAX_NESTING = 100
+ROLES = ("system", "user", "assistant")
 
 
 class InputError(Exception):
@@ -31,6 +47,7 @@ class InputError(Exception):
 class ReadResult:
     records: pl.DataFrame
     rejected: pl.DataFrame
+    notices: list[str] = field(default_factory=list)  # what was skipped and why (not records)
 
 
 @dataclass
@@ -40,6 +57,23 @@ class _Raw:
     raw: str | None = None  # set when parsing failed: the raw text
     rule: str | None = None
     reason: str | None = None
+    text: str | None = None  # the record's own text, where there is one (a JSON line)
+
+
+TOO_DEEP = "nested too deeply for the JSON parser (about 990 levels)"
+
+
+def _too_deep(src: str, raw: str) -> _Raw:
+    return _Raw(src, raw=raw, rule="read.too_deep", reason=f"{src}: {TOO_DEEP}")
+
+
+def _check_text_encoding(path: Path, label: str) -> bytes:
+    """The first bytes of a text file; UTF-16/32 (a byte order mark says so) is refused."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head in (b"\x00\x00\xfe\xff",):
+        raise InputError(f"{label}: UTF-16 or UTF-32 text (it starts with a byte order mark); save it as UTF-8")
+    return head
 
 
 def _has_surrogates(value) -> bool:
@@ -51,8 +85,11 @@ def _has_surrogates(value) -> bool:
 
 
 def _iter_jsonl(path: Path, label: str) -> Iterator[_Raw]:
+    _check_text_encoding(path, label)
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
+            if line.startswith(BOM):  # a file's first line, or files concatenated with cat
+                line = line[3:]
             if not line.strip():
                 continue
             src = f"{label}:{lineno}"
@@ -64,23 +101,31 @@ def _iter_jsonl(path: Path, label: str) -> Iterator[_Raw]:
                 continue
             try:
                 value = json.loads(text)
+                # "\ud800" is valid JSON but decodes to a lone surrogate, which is not text
+                bad_escape = "\\u" in text and _has_surrogates(value)
             except json.JSONDecodeError as e:
                 yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error",
                            reason=f"{src}: {e.msg} at column {e.colno}")
                 continue
-            # "\ud800" is valid JSON but decodes to a lone surrogate, which is not text
-            if "\\u" in text and _has_surrogates(value):
+            except RecursionError:
+                yield _too_deep(src, text.rstrip("\n"))
+                continue
+            if bad_escape:
                 yield _Raw(src, raw=text.rstrip("\n"), rule="read.invalid_utf8",
                            reason=f"{src}: a \\u escape decodes to a lone surrogate, not a character")
                 continue
-            yield _Raw(src, value=value)
+            yield _Raw(src, value=value, text=text)
 
 
 def _iter_json(path: Path, label: str) -> Iterator[_Raw]:
+    _check_text_encoding(path, label)
     data = path.read_bytes()
-    text = data.decode("utf-8", "surrogateescape")
+    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     try:
         parsed = json.loads(text)
+    except RecursionError:  # one value nests too deeply: read the others one at a time
+        yield from _iter_json_items(text, path, label)
+        return
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":  # JSON Lines saved with a .json name: common, so accept it
             yield from _iter_jsonl(path, label)
@@ -90,17 +135,231 @@ def _iter_json(path: Path, label: str) -> Iterator[_Raw]:
         return
     items = parsed if isinstance(parsed, list) else [parsed]
     for i, item in enumerate(items, 1):
-        src = f"{label}:{i}"
-        if _has_surrogates(item):
-            yield _Raw(src, raw=json.dumps(item, ensure_ascii=True), rule="read.invalid_utf8",
-                       reason=f"{src}: record {i} contains invalid UTF-8")
+        yield _json_item(item, f"{label}:{i}", i)
+
+
+def _json_item(item, src: str, i: int, text: str | None = None) -> _Raw:
+    try:
+        if not _has_surrogates(item):
+            return _Raw(src, value=item, text=text)
+        return _Raw(src, raw=json.dumps(item, ensure_ascii=True), rule="read.invalid_utf8",
+                    reason=f"{src}: record {i} contains invalid UTF-8")
+    except RecursionError:
+        return _too_deep(src, text if text is not None else _safe_raw(item))
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+def _skip_value(text: str, i: int) -> int:
+    """The end of the JSON value starting at ``i``, found without recursion (brackets
+    outside strings); used only for a value too deep to parse."""
+    depth = 0
+    for m in _TOKEN.finditer(text, i):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+        elif tok in "]}":
+            depth -= 1
+        if depth == 0:
+            return m.end()
+    return len(text)
+
+
+def _ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _line_of(text: str, i: int) -> int:
+    return text.count("\n", 0, i) + 1
+
+
+def _iter_json_items(text: str, path: Path, label: str) -> Iterator[_Raw]:
+    """A JSON file holding a value too deep for ``json.loads``: an array is read element by
+    element (the deep ones become ``read.too_deep`` rows), JSON Lines as lines."""
+    decoder = json.JSONDecoder()
+    i = _ws(text, 0)
+    if not text.startswith("[", i):
+        end = _skip_value(text, i)
+        if _ws(text, end) < len(text):  # more values follow: JSON Lines with a .json name
+            yield from _iter_jsonl(path, label)
         else:
-            yield _Raw(src, value=item)
+            yield _too_deep(f"{label}:1", text[i:end])
+        return
+    i, n = _ws(text, i + 1), 0
+    if text.startswith("]", i):
+        return
+    while True:
+        n += 1
+        src = f"{label}:{n}"
+        try:
+            item, end = decoder.raw_decode(text, i)
+        except RecursionError:
+            end = _skip_value(text, i)
+            yield _too_deep(src, text[i:end])
+        except json.JSONDecodeError as e:
+            yield _Raw(src, raw=text[i:i + 2000], rule="read.parse_error",
+                       reason=f"{label}:{e.lineno}: {e.msg} at column {e.colno}; the rest of the file is unreadable")
+            return
+        else:
+            yield _json_item(item, src, n, text[i:end])
+        i = _ws(text, end)
+        if text.startswith(",", i):
+            i = _ws(text, i + 1)
+            continue
+        if not text.startswith("]", i) or _ws(text, i + 1) < len(text):
+            yield _Raw(f"{label}:{n + 1}", raw=text[i:i + 2000], rule="read.parse_error",
+                       reason=f"{label}:{_line_of(text, i)}: expected ',' or ']' after record {n}; "
+                              "the rest of the file is unreadable")
+        return
+
+
+def _safe_raw(value) -> str:
+    """The value as JSON text, or (nested too deeply for that) a shortened repr."""
+    try:
+        return to_json(value)
+    except RecursionError:
+        import reprlib
+
+        short = reprlib.Repr()
+        short.maxlevel, short.maxstring, short.maxother = 20, 2000, 200
+        return short.repr(value)
 
 
 def _iter_table(df: pl.DataFrame, label: str) -> Iterator[_Raw]:
     for i, row in enumerate(df.iter_rows(named=True), 1):
         yield _Raw(f"{label}:{i}", value=row)
+
+
+# ---- CSV ---------------------------------------------------------------------------------
+
+def _csv_chunks(text: str) -> Iterator[tuple[int, int, int, bool]]:
+    """Split CSV text into rows without parsing them: (start, end, line, closed) per row,
+    a newline inside a quoted field staying in its row. A quote that never closes makes
+    its row ``closed=False`` and ends at its own line, so the rows after it are read."""
+    n, pos, line = len(text), 0, 1
+    while pos < n:
+        i, closed = pos, True
+        while True:
+            nl, q = text.find("\n", i), text.find('"', i)
+            if q == -1 or (nl != -1 and nl < q):
+                end = n if nl == -1 else nl + 1
+                break
+            close = q + 1
+            while True:  # the closing quote; "" inside quotes is an escaped quote
+                close = text.find('"', close)
+                if close == -1 or not text.startswith('"', close + 1):
+                    break
+                close += 2
+            # a field's closing quote is followed by a comma or the end of the line; one that
+            # is not belongs to another row's quoted field, so this quote is never closed
+            if close == -1 or text[close + 1:close + 2] not in ("", ",", "\n", "\r"):
+                closed = False
+                end = n if text.find("\n", pos) == -1 else text.find("\n", pos) + 1
+                break
+            i = close + 1
+        yield pos, end, line, closed
+        line += text.count("\n", pos, end)
+        pos = end
+
+
+def _parse_csv(data: bytes) -> pl.DataFrame:
+    return pl.read_csv(data, infer_schema=False)
+
+
+def _iter_csv_slowly(path: Path, label: str) -> Iterator[_Raw]:
+    """A CSV polars cannot read as a whole: find the rows that break it (an unterminated
+    quote, invalid UTF-8, a row polars refuses), reject each one, read the rest with polars.
+    Rows are numbered as polars numbers them, blank lines left out."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    chunks = [c for c in _csv_chunks(text) if text[c[0]:c[1]].strip()]
+    if not chunks:
+        raise InputError(f"{label}: cannot read as CSV: the file is empty")
+    start, end, _, closed = chunks[0]
+    header = text[start:end]
+    if not closed or _BAD_UTF8.search(header):
+        raise InputError(f"{label}: cannot read as CSV: the header line "
+                         + ("has an unterminated quote" if not closed else "is not valid UTF-8"))
+    header_bytes = header.rstrip("\r\n").encode("utf-8") + b"\n"
+    out: list[_Raw | None] = []
+    good: list[tuple[int, str]] = []  # (index in out, row text)
+    for i, (start, end, line, closed) in enumerate(chunks[1:], 1):
+        src, body = f"{label}:{i}", text[start:end]
+        bad = _BAD_UTF8.search(body)
+        shown = _printable(body).rstrip("\r\n")
+        if not closed:
+            out.append(_Raw(src, raw=shown, rule="read.parse_error",
+                            reason=f"{src}: line {line}: a quote opened here is never closed"))
+        elif bad:
+            at = line + body.count("\n", 0, bad.start())
+            col = bad.start() - (body.rfind("\n", 0, bad.start()) + 1) + 1
+            out.append(_Raw(src, raw=shown, rule="read.invalid_utf8",
+                            reason=f"{src}: line {at}: invalid UTF-8 at column {col}"))
+        else:
+            out.append(None)
+            good.append((i - 1, body if body.endswith("\n") else body + "\n"))
+
+    def parse(part: list[tuple[int, str]]) -> None:
+        # one polars call for all rows; only a part that still fails is split (bisection)
+        try:
+            df = _parse_csv(header_bytes + "".join(b for _, b in part).encode("utf-8"))
+            if df.height != len(part):
+                raise ValueError(f"{len(part)} row(s) gave {df.height}")
+        except Exception as e:  # polars raises several types; all mean "not CSV"
+            if len(part) > 1:
+                mid = len(part) // 2
+                parse(part[:mid])
+                parse(part[mid:])
+                return
+            k, body = part[0]
+            src, line = f"{label}:{k + 1}", chunks[k + 1][2]
+            out[k] = _Raw(src, raw=body.rstrip("\r\n"), rule="read.parse_error",
+                          reason=f"{src}: line {line}: not a CSV row: {str(e).splitlines()[0][:200]}")
+            return
+        for (k, _), row in zip(part, df.iter_rows(named=True)):
+            out[k] = _Raw(f"{label}:{k + 1}", value=row)
+
+    if good:
+        parse(good)
+    yield from out
+
+
+_BAD_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _printable(text: str) -> str:
+    """Text decoded with surrogateescape, its undecodable bytes shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# ---- Parquet and record tables -------------------------------------------------------------
+
+def _nesting(dtype) -> int:
+    """How many list/array/struct levels a column type has (walked without recursion)."""
+    depth, todo = 0, [(dtype, 0)]
+    while todo:
+        t, d = todo.pop()
+        depth = max(depth, d)
+        if isinstance(t, pl.Struct):
+            todo.extend((f.dtype, d + 1) for f in t.fields)
+        elif isinstance(t, (pl.List, pl.Array)):
+            todo.append((t.inner, d + 1))
+    return depth
+
+
+def _read_parquet(path: Path, label: str) -> pl.DataFrame:
+    """Read a Parquet file, first checking from its schema alone that no column nests
+    deeper than MAX_NESTING: polars (and pyarrow) crash or refuse on a schema a few hundred
+    levels deep even when the column is not selected, so such a file is unreadable."""
+    schema = pl.read_parquet_schema(path)
+    deep = {name: d for name, t in schema.items() if (d := _nesting(t)) > MAX_NESTING}
+    if deep:
+        cols = ", ".join(f"'{c}' is nested {d} levels deep" for c, d in deep.items())
+        raise InputError(f"{label}: column {cols} (more than {MAX_NESTING}); polars cannot read "
+                         "such a file: flatten the column, or drop it")
+    return pl.read_parquet(path)
 
 
 def _read_arrow_dataset(folder: Path) -> pl.DataFrame:
@@ -121,10 +380,77 @@ def _is_record_table(df: pl.DataFrame) -> bool:
     return all(c in df.schema and df.schema[c] == t for c, t in RECORD_SCHEMA.items())
 
 
-def _expand(path: Path, label: str) -> Iterator[tuple[str, Path, str]]:
+def _record_table_suspects(df: pl.DataFrame) -> pl.Series:
+    """Rows of a table in the record layout that may be bad (a null field, no turns, a role
+    other than system/user/assistant, a null content, a blank last turn): one cheap
+    vectorised pass; :func:`_record_problem` then judges only these (rare) rows."""
+    turn = pl.element().struct
+    messages = pl.col("messages")
+    return df.lazy().select(pl.any_horizontal(
+        pl.col("id").is_null(), pl.col("source").is_null(), pl.col("meta").is_null(),
+        ~messages.list.eval((turn.field("role").is_in(ROLES) & turn.field("content").is_not_null())
+                            .fill_null(False)).list.all(),
+        # the last turn is nearly always the answer: only a blank one needs the others read
+        ~messages.list.last().struct.field("content").str.contains(r"\S"),
+    ).fill_null(True)).collect().to_series()
+
+
+def _record_problem(row: dict) -> tuple[str, str] | None:
+    """What is wrong with one row of a record-layout table (None: nothing), by the rules
+    :func:`curate.formats.convert` applies to any other input."""
+    for key in ("id", "source", "meta", "messages"):
+        if row[key] is None:
+            return "read.missing_field", f"field '{key}' is null"
+    messages = row["messages"]
+    for i, m in enumerate(messages):
+        if m is None:
+            return "read.bad_field", f"messages[{i}] is null, expected an object"
+        if m["role"] not in ROLES:
+            return "read.bad_role", f"messages[{i}] has role {m['role']!r}, not one of {list(ROLES)}"
+        if m["content"] is None:
+            return "read.missing_field", f"messages[{i}] has no 'content'"
+    if all(not m["content"].strip() for m in messages):
+        return "read.empty_conversation", "the conversation has no text"
+    return None
+
+
+# ---- folders -------------------------------------------------------------------------------
+
+class _Walk:
+    """One input's walk: each file and folder is followed once, by resolved path."""
+
+    def __init__(self):
+        self.seen: dict[Path, str] = {}
+        self.notices: list[str] = []
+
+    def first_visit(self, path: Path, label: str, ancestors: dict[Path, str]) -> bool:
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a link that loops onto itself
+            self.notices.append(f"skipped {label}: a symbolic link that loops onto itself")
+            return False
+        if real in ancestors:
+            self.notices.append(f"skipped {label}: a link back to {ancestors[real]} (a folder loop)")
+            return False
+        if real in self.seen:
+            self.notices.append(f"skipped {label}: the same {'folder' if path.is_dir() else 'file'} "
+                                f"as {self.seen[real]}")
+            return False
+        self.seen[real] = label
+        return True
+
+
+def _expand(path: Path, label: str, walk: _Walk | None = None,
+            ancestors: dict[Path, str] | None = None) -> Iterator[tuple[str, Path, str]]:
     """Yield (kind, path, label) for every readable unit under ``path``."""
+    walk = walk or _Walk()
+    ancestors = ancestors or {}
     if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"{label}: a symbolic link to nothing ({path.readlink()})")  # or a loop of links
         raise InputError(f"{label}: no such file or folder")
+    if not walk.first_visit(path, label, ancestors):
+        return
     if path.is_file():
         kind = FILE_KINDS.get(path.suffix.lower())
         if kind is None:
@@ -146,12 +472,16 @@ def _expand(path: Path, label: str) -> Iterator[tuple[str, Path, str]]:
         yield "hf", path, label
         return
     found = False
+    inner = {**ancestors, path.resolve(): label}
     for child in sorted(path.iterdir()):
         if child.name.startswith("."):
             continue
+        if child.is_symlink() and not child.exists():  # dangling, or a loop of links
+            walk.notices.append(f"skipped {label}/{child.name}: a symbolic link to nothing ({child.readlink()})")
+            continue
         if child.is_dir() or child.suffix.lower() in FILE_KINDS:
             found = True
-            yield from _expand(child, f"{label}/{child.name}")
+            yield from _expand(child, f"{label}/{child.name}", walk, inner)
     if not found:
         raise InputError(f"{label}: folder has no readable input files")
 
@@ -165,7 +495,7 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
     labels = [str(p) for p in paths] if labels is None else list(labels)
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
-    frames, rows, rejects = [], [], []
+    frames, rows, rejects, notices = [], [], [], []
 
     def take(raws: Iterator[_Raw], label: str) -> None:
         n_ok = n_seen = 0
@@ -175,47 +505,77 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
             if r.rule is None:
                 try:
                     messages, meta = convert(r.value, fmt, mapping)
+                    row = {"id": record_id(messages), "messages": messages,
+                           "source": r.source, "meta": meta_json(meta)}
                 except RecordError as e:
-                    raw = json.dumps(r.value, ensure_ascii=False, default=str)
+                    raw = _safe_raw(r.value)
                     first_error = first_error or e
                     rejects.append(_reject(raw_id(raw), r.source, raw, e.rule, f"{r.source}: {e.reason}"))
                     continue
-                n_ok += 1
-                rows.append({"id": record_id(messages), "messages": messages,
-                             "source": r.source, "meta": meta_json(meta)})
-            else:
-                rejects.append(_reject(raw_id(r.raw), r.source, meta_json({"raw": r.raw}), r.rule, r.reason))
+                except RecursionError:  # parsed, but too deep to write back as JSON
+                    r = _too_deep(r.source, r.text.rstrip("\n") if r.text is not None else _safe_raw(r.value))
+                else:
+                    n_ok += 1
+                    rows.append(row)
+                    continue
+            rejects.append(_reject(raw_id(r.raw), r.source, meta_json({"raw": r.raw}), r.rule, r.reason))
         # A file none of whose records fits a format is a usage error, not N rejections.
         if n_seen and not n_ok and first_error is not None and first_error.rule == "read.unknown_format":
             raise InputError(f"{label}: {first_error.reason}")
 
+    def take_records(df: pl.DataFrame, label: str) -> None:
+        suspects = _record_table_suspects(df)
+        if suspects.any():
+            bad = []
+            for i in suspects.arg_true().to_list():
+                row = df.row(i, named=True)
+                problem = _record_problem(row)
+                if problem is None:
+                    continue
+                bad.append(i)
+                raw, src = _safe_raw(row), f"{label}:{i + 1}"
+                rejects.append(_reject(row["id"] or raw_id(raw), src, meta_json({"raw": raw}), problem[0],
+                                       f"{src}: {problem[1]}"))
+            if bad:
+                df = df.with_row_index("_i").filter(~pl.col("_i").is_in(bad)).drop("_i")
+        _flush(rows, frames)
+        frames.append(df)
+
     for p, label in zip(paths, labels):
         with local_copy(p) as local:
-            for kind, path, sub in _expand(local, label):
+            walk = _Walk()
+            for kind, path, sub in _expand(local, label, walk):
                 if kind == "jsonl":
                     take(_iter_jsonl(path, sub), sub)
                 elif kind == "json":
                     take(_iter_json(path, sub), sub)
                 elif kind == "csv":
+                    _check_text_encoding(path, sub)
                     try:
                         df = pl.read_csv(path, infer_schema=False)
-                    except Exception as e:  # polars raises several types; all mean "not CSV"
-                        raise InputError(f"{sub}: cannot read as CSV: {str(e).splitlines()[0]}") from None
-                    take(_iter_table(df, sub), sub)
+                        # polars takes a header with an unclosed quote, and the whole file
+                        # after it, for one column name: no rows, no error
+                        broken = any("\n" in c for c in df.columns)
+                    except Exception:  # polars raises several types; all mean "not CSV"
+                        broken = True
+                    # find the rows that broke it, reject them, read the others
+                    take(_iter_csv_slowly(path, sub) if broken else _iter_table(df, sub), sub)
                 else:
                     try:
-                        df = _read_arrow_dataset(path) if kind == "hf" else pl.read_parquet(path)
+                        df = _read_arrow_dataset(path) if kind == "hf" else _read_parquet(path, sub)
+                    except InputError:
+                        raise
                     except Exception as e:
                         raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
                     if _is_record_table(df) and fmt is None and not mapping:
-                        _flush(rows, frames)
-                        frames.append(df)
+                        take_records(df, sub)
                     else:
                         take(_iter_table(df, sub), sub)
+            notices += walk.notices
     _flush(rows, frames)
     records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
     rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
-    return ReadResult(records, rejected)
+    return ReadResult(records, rejected, notices)
 
 
 def _flush(rows: list, frames: list) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import unicodedata
 
 import polars as pl
@@ -43,8 +44,31 @@ def raw_id(raw: bytes | str) -> str:
     return "raw-" + hashlib.sha256(raw).hexdigest()[:28]
 
 
+def finite(value):
+    """``value`` with NaN and +/-Infinity replaced by None: JSON has no words for them
+    (Python's ``json`` writes NaN, which no other parser reads), and null is what
+    JavaScript's JSON.stringify writes for them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(value, **kw) -> str:
+    """Standard JSON text (non-finite numbers become null, see :func:`finite`); the same
+    bytes as ``json.dumps`` for everything else."""
+    kw = {"ensure_ascii": False, "default": str, **kw}
+    try:
+        return json.dumps(value, allow_nan=False, **kw)
+    except ValueError:  # only non-finite floats get here: parsed JSON has no cycles
+        return json.dumps(finite(value), allow_nan=False, **kw)
+
+
 def meta_json(fields: dict) -> str:
-    return json.dumps(fields, ensure_ascii=False, default=str) if fields else "{}"
+    return to_json(fields) if fields else "{}"
 
 
 def empty_records() -> pl.DataFrame:

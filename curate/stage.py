@@ -6,13 +6,12 @@ writes byte-identical Parquet for the same input and config. Timings go only to
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from .record import REJECT_COLUMNS
+from .record import REJECT_COLUMNS, to_json
 
 PARQUET_OPTS = dict(compression="zstd", compression_level=3, statistics=True)
 
@@ -63,4 +62,5 @@ def write_stage(result: StageResult, out: Path) -> None:
         write_parquet(table, out / f"{name}.parquet")
     for name, text in result.files.items():
         (out / name).write_text(text, encoding="utf-8")
-    (out / "stats.json").write_text(json.dumps(result.stats, indent=2, ensure_ascii=False) + "\n")
+    # standard JSON: a NaN (an empty percentile, a failed score) is written as null
+    (out / "stats.json").write_text(to_json(result.stats, indent=2, default=None) + "\n")

@@ -46,7 +46,7 @@ def merge_cmd(adapter, out, base):
 @click.argument("model", type=click.Path())
 @click.option("--prompt", required=True)
 @click.option("--system", default=None)
-@click.option("--max-new-tokens", type=int, default=128, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
 @_user_errors
 def generate_cmd(model, prompt, system, max_new_tokens):
     """Greedy answer from MODEL (a run folder, adapter or full) with its training chat template."""
@@ -63,9 +63,9 @@ def generate_cmd(model, prompt, system, max_new_tokens):
               help="Repeatable; default all. loss needs no generation, the others generate greedily.")
 @click.option("--extract", "extractor", default="gsm8k", show_default=True,
               help="Answer extractor for exact_match: gsm8k (number after ####), last_number, or a regex (group 1).")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--max-new-tokens", type=int, default=256, show_default=True)
-@click.option("--limit", type=int, default=None, help="Only the first N records.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N records.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the table as JSON.")
 @_user_errors
 def eval_cmd(models, data, metrics, extractor, batch_size, max_new_tokens, limit, json_out):

@@ -7,10 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate.config import ConfigError, load_config
+from curate.shipped import resolve
+
+CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped as package data
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no inf or nan in any number: `lr: .inf` would otherwise pass `gt=0` and train to NaN
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Lora(Strict):
@@ -110,4 +114,5 @@ def load(path: str | Path, overrides: list[str] | None = None) -> SFTConfig:
             raise ConfigError(f"{path}: a training config is a mapping of keys (model, data, method, ...)")
         return apply_overrides(data, overrides or [], str(path))
 
-    return load_config(path, SFTConfig, edit=edit)
+    # `train/configs/...` not found here names the shipped config (a pip-installed toolkit)
+    return load_config(resolve(path, "train/configs", CONFIGS), SFTConfig, edit=edit)

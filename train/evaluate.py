@@ -101,9 +101,10 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
 
     from curate.format.template import end_of_turn_tokens
 
+    from .sft import prompt_ids
+
     tok.padding_side = "left"
-    encoded = [tok.apply_chat_template(p, chat_template=template, add_generation_prompt=True, tokenize=True,
-                                       return_dict=True)["input_ids"] for p in prompts]
+    encoded = [prompt_ids(tok, p, template) for p in prompts]
     stops = {tok.eos_token_id, *tok.convert_tokens_to_ids(end_of_turn_tokens(tok))} - {None, tok.unk_token_id}
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     texts, lengths = [""] * len(prompts), [0] * len(prompts)
@@ -133,6 +134,12 @@ def evaluate(models: list[str], data: str, metrics: list[str] | None = None, ext
     bad = [x for x in metrics if x not in METRICS]
     if bad:
         raise ConfigError(f"--metric {bad[0]}: not one of {', '.join(METRICS)}")
+    if "exact_match" in metrics:
+        m.check_extractor(extractor)
+    for name, value, least in (("--batch-size", batch_size, 1), ("--max-new-tokens", max_new_tokens, 1),
+                               ("--limit", 1 if limit is None else limit, 1)):
+        if value < least:
+            raise ConfigError(f"{name} {value}: must be at least {least}")
     path = eval_file(data)
     conversations, sources = read_eval(path)
     if limit:

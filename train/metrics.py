@@ -27,6 +27,21 @@ def normalise_number(text: str) -> str | None:
     return "0" if out in ("-0", "+0") else out
 
 
+def check_extractor(how: str) -> str:
+    """``how`` itself when extract() can use it: gsm8k, last_number, or a regular expression that
+    compiles; otherwise a one-line ConfigError (before any model is loaded)."""
+    from curate.config import ConfigError
+
+    if how in EXTRACTORS:
+        return how
+    try:
+        re.compile(how)
+    except (re.error, RecursionError, OverflowError) as e:
+        raise ConfigError(f"--extract {how!r}: not {' or '.join(EXTRACTORS)}, nor a valid regular expression "
+                          f"({e})") from None
+    return how
+
+
 def extract(text: str, how: str = "gsm8k") -> str | None:
     """The answer in ``text``: the number after '####' (gsm8k), the last number (last_number),
     or the first group of a regular expression; None when there is none."""

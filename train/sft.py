@@ -17,6 +17,13 @@ from curate.config import ConfigError
 
 from .config import SFTConfig
 
+FAILED = "FAILED"  # written in the output folder by a run that ended without a usable model
+
+
+class TrainingFailed(ConfigError):
+    """Training ran but gave no usable model (the loss diverged, memory ran out): one line, exit
+    non-zero, no final model saved, and a FAILED marker in the output folder saying why."""
+
 
 def hardware(precision: str = "auto") -> dict:
     """Device and precision: ``auto`` is bf16 where supported, fp16 on other CUDA, fp32 on CPU.
@@ -236,6 +243,8 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     template_spec = cfg.template or (str(files["template"]) if "template" in files else None)
     _, template, _ = choose(template_spec, tok)
     train_conv, train_src = read_conversations(files["train"])
+    if not train_conv:
+        raise ConfigError(f"data {files['train']}: no records to train on (an empty file, or an empty train split)")
     train_rows = encode(train_conv, train_src, template, tok, cfg.max_length, "train")
     eval_rows = []
     if "eval" in files:
@@ -282,10 +291,22 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     if dry_run:
         return plan
 
+    out = Path(cfg.output_dir)
+    with _out_of_memory(cfg, memory["total"], seq_len, out) as oom:
+        return _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan, memory, out, echo,
+                      callbacks, oom)
+
+
+def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan, memory, out, echo, callbacks, oom):
+    from . import plan as planning
+
     model, warnings = load_model(cfg, hw, attention)
+    oom.loaded = True
     for w in warnings:
         echo(f"warning: {w}")
     if cfg.packing:
+        from . import packing
+
         if attention != "flash_attention_2":
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             attention = packing.use_segment_attention(base, cfg.max_length)
@@ -297,9 +318,11 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     from trl import SFTConfig as TRLConfig
     from trl import SFTTrainer
 
-    out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     evaluate = bool(eval_rows)
+    if cfg.early_stopping_patience and not evaluate:
+        echo(f"warning: early_stopping_patience {cfg.early_stopping_patience} is ignored: no eval records (the "
+             f"data has no eval split, or it came out empty); training runs all {plan['total_steps']} steps")
     flat = attention == "flash_attention_2"
     eval_strategy = ("steps" if cfg.eval_every else "epoch") if evaluate else "no"
     save_strategy = "steps" if (cfg.save_every or cfg.eval_every) else "epoch"
@@ -324,6 +347,9 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         max_length=None if flat else cfg.max_length, packing=False, padding_free=flat,
         assistant_only_loss=False,  # the labels already carry the assistant-only mask, checked above
         dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
+        # a nan/inf loss is logged as such (the default logs the running mean instead, hiding it),
+        # so that FiniteGuard sees it and stops the run
+        logging_nan_inf_filter=False,
     )
     weighted = cfg.prompt_loss_weight is not None
     if weighted:  # every token a target, each with its role; the loss weighs prompt tokens by W
@@ -334,8 +360,10 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         train_rows, eval_rows = weighted_rows(train_rows), weighted_rows(eval_rows)
         args.remove_unused_columns = False  # keep the token_role column for the collator
     peak = planning.PeakMemory(memory["total"], hw["device"], echo)
-    extra = [TokensPerSecond(), peak]
-    if cfg.early_stopping_patience:
+    # fp16's loss scaler meets inf gradients by design (it skips that step and lowers the scale)
+    guard = FiniteGuard(grad_norm=hw["precision"] != "fp16")
+    extra = [guard, TokensPerSecond(), peak]
+    if cfg.early_stopping_patience and evaluate:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     common = dict(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(train_rows),
                   eval_dataset=Dataset.from_list(eval_rows) if evaluate else None, callbacks=extra + list(callbacks))
@@ -351,11 +379,26 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     resume = _resume_point(cfg, out)
     if resume:
         echo(f"resuming from {resume}")
+    # TRL writes its own model card (README.md) into the output folder with every checkpoint: a failed
+    # run puts back what was there before it
+    card = out / "README.md"
+    card_before = card.read_bytes() if card.is_file() else None
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except BaseException:
+        _restore(card, card_before)
+        raise
     seconds = time.perf_counter() - t0
+    if guard.failure is None:
+        guard.check_weights(trainer.model, trainer.state.global_step)
+    if guard.failure is not None:
+        _restore(card, card_before)
+        (out / "history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
+        raise guard.fail(out, cfg)
 
     # save: the trained weights (adapter or full), the tokenizer with the template it was trained with
+    (out / FAILED).unlink(missing_ok=True)  # an earlier failed run's marker: this run's model replaces it
     trainer.save_model(str(out))
     tok.chat_template = template
     tok.save_pretrained(str(out))
@@ -375,6 +418,131 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
     echo(f"saved {out}: {'adapter' if cfg.method != 'full' else 'model'}, tokenizer, config.yaml, provenance.json, "
          f"README.md, loss.png" + (", merged/" if cfg.merge and cfg.method != "full" else ""))
     return result
+
+
+_OOM = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, (RuntimeError, MemoryError)) and any(k in str(e).lower() for k in _OOM))
+
+
+class _out_of_memory:
+    """Out-of-memory while loading or training: one line naming what to turn down, a FAILED
+    marker in the output folder (when the run had made it), no traceback."""
+
+    def __init__(self, cfg: SFTConfig, planned: int, seq_len: int, out: Path):
+        self.cfg, self.planned, self.seq_len, self.out = cfg, planned, seq_len, out
+        self.loaded = False  # the model is loaded: what runs out now is the batch's activations
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if e is None or not is_out_of_memory(e):
+            return False
+        cfg = self.cfg
+        what = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        checkpointing = ("gradient_checkpointing is already on" if cfg.gradient_checkpointing
+                         else "set gradient_checkpointing: true")
+        if not self.loaded:
+            msg = (f"out of memory loading the model ({what}): its weights do not fit; use method: lora (or qlora on "
+                   "a GPU) rather than full, or a smaller model")
+        else:
+            msg = (f"out of memory ({what}); the plan was {self.planned / 2**30:.1f} GiB for batch {cfg.batch_size} x "
+                   f"{self.seq_len} tokens: lower batch_size (raise grad_accum to keep the effective batch), lower "
+                   f"max_length, or {checkpointing}")
+        if self.out.is_dir():
+            _write_failed(self.out, msg)
+        raise TrainingFailed(msg) from None
+
+
+def _restore(path: Path, before: bytes | None) -> None:
+    """Put back a file as it was before this run (remove it if this run created it)."""
+    if before is None:
+        path.unlink(missing_ok=True)
+    elif not path.is_file() or path.read_bytes() != before:
+        path.write_bytes(before)
+
+
+def _write_failed(out: Path, msg: str, extra: str = "") -> None:
+    (out / FAILED).write_text(f"train sft failed: {msg}\n{extra}No model of that run was saved here; files from "
+                              "earlier runs (if any) are not its result.\n", encoding="utf-8")
+
+
+def refuse_failed(path) -> None:
+    """A folder whose last `train sft` run failed is not a model to load."""
+    marker = Path(path) / FAILED
+    if marker.is_file():
+        first = (marker.read_text(encoding="utf-8", errors="replace").splitlines() or [""])[0]
+        raise ConfigError(f"{path}: the last training run into this folder failed and saved no model "
+                          f"({marker}: {first[:200]})")
+
+
+def FiniteGuard(grad_norm: bool = True):  # noqa: N802 (a class made on demand: transformers is imported only when training)
+    """Stops the run at the first logged loss, grad norm (unless ``grad_norm`` is False: fp16's
+    loss scaler skips the steps whose gradients overflow) or eval loss that is nan or inf, and
+    remembers which checkpoints this run wrote and which of them a finite loss vouches for."""
+    import math
+
+    from transformers import TrainerCallback
+
+    class FiniteGuard(TrainerCallback):
+        KEYS = ("loss", "eval_loss", "train_loss") + (("grad_norm",) if grad_norm else ())
+
+        def __init__(self):
+            self.failure = None     # (step, key, value)
+            self.trusted = -1       # checkpoints up to this step had weights that gave a finite loss
+            self.saved = []         # (step, folder) of every checkpoint this run wrote
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs or self.failure is not None:
+                return
+            for key in self.KEYS:
+                v = logs.get(key)
+                if isinstance(v, (int, float)) and not math.isfinite(v):
+                    self.failure = (state.global_step, key, v)
+                    control.should_training_stop = True
+                    control.should_save = control.should_evaluate = False
+                    return
+            # a finite train loss at step s: the forward passes up to s, so the weights after
+            # s - 1 updates; a finite eval loss: the weights after s updates
+            if "eval_loss" in logs:
+                self.trusted = max(self.trusted, state.global_step)
+            elif "loss" in logs:
+                self.trusted = max(self.trusted, state.global_step - 1)
+
+        def on_save(self, args, state, control, **kw):
+            self.saved.append((state.global_step, Path(args.output_dir) / f"checkpoint-{state.global_step}"))
+
+        def check_weights(self, model, step):
+            import torch
+
+            with torch.no_grad():
+                bad = next((n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()),
+                           None)
+            if bad is not None:
+                self.failure = (step, f"weight {bad}", float("nan"))
+
+        def fail(self, out: Path, cfg) -> TrainingFailed:
+            import shutil
+
+            step, key, value = self.failure
+            removed = []
+            for at, folder in self.saved:  # only checkpoints this run wrote, and only the untrusted ones
+                if at > self.trusted and folder.is_dir():
+                    shutil.rmtree(folder)
+                    removed.append(folder.name)
+            msg = (f"training stopped at step {step}: {key} is {value}, not finite; no model saved (lower lr, now "
+                   f"{cfg.lr:g}; keep max_grad_norm finite, now {cfg.max_grad_norm:g}; or try precision: fp32)")
+            extra = f"Removed this run's checkpoints taken after the loss went bad: {', '.join(removed)}.\n" if removed else ""
+            _write_failed(out, msg, extra)
+            return TrainingFailed(f"{msg}; see {out / FAILED}")
+
+    return FiniteGuard()
 
 
 def checkpointing_arg(trl_config, on: bool) -> dict:
@@ -467,6 +635,7 @@ def merge(adapter: str, out: str, base: str | None = None) -> Path:
     """Adapter + base -> a full model folder (with the adapter's tokenizer and template)."""
     from transformers import AutoTokenizer
 
+    refuse_failed(adapter)
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     _adapter_on_base(adapter, base).merge_and_unload().save_pretrained(out)
@@ -481,6 +650,7 @@ def load_for_inference(path: str):
 
     from curate.models import model_folder
 
+    refuse_failed(path)
     if (Path(path) / "adapter_config.json").is_file():
         model, tok = _adapter_on_base(path), AutoTokenizer.from_pretrained(path)
     else:
@@ -490,13 +660,25 @@ def load_for_inference(path: str):
     return model.eval(), tok
 
 
+def prompt_ids(tok, messages: list[dict], template: str | None = None) -> list[int]:
+    """Token ids of ``messages`` and the assistant's turn opening, with special-token text inside
+    the messages kept as plain text (transformers' sanitize_control_tokens), as `curate format`
+    and training tokenize it: a prompt cannot forge a turn."""
+    kw = dict(chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=True)
+    try:
+        return list(tok.apply_chat_template(messages, sanitize_control_tokens=True, **kw)["input_ids"])
+    except (TypeError, NotImplementedError, ValueError):  # an older transformers, or a template it cannot do
+        return list(tok.apply_chat_template(messages, **kw)["input_ids"])
+
+
 def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | None = None) -> str:
     """What the model now says, greedy, with the chat template it was trained with."""
     import torch
 
     model, tok = load_for_inference(path)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    input_ids = torch.tensor([prompt_ids(tok, messages)])
+    ids = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id or tok.eos_token_id)

@@ -32,6 +32,11 @@ class DedupConfig(BaseModel):
     model: str | None = None
     batch_size: int = Field(8, ge=1, le=256)  # semantic: rows per forward pass, always this many
     cache_dir: str | None = None
+    embeddings: str | None = Field(None, description="semantic: an embedding store file (SQLite) to read vectors "
+                                   "from and add new ones to, e.g. one committed beside a pipeline so that "
+                                   "`curate verify` replays them; default: one under cache_dir")
+    embeddings_readonly: bool = Field(False, description="read the embedding store, never write to it "
+                                      "(`curate verify` replaying a committed store)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -99,6 +104,9 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
         "rules": {f"dedup.{m['method']}": m["rejected"] for m in method_stats},
         "methods": method_stats, "on": config.on, "seconds": round(time.perf_counter() - t0, 4),
     }
+    near = [p for m in method_stats for p in m.get("near_threshold", [])]
+    if near:
+        stats["near_threshold"] = near
     return StageResult(current, rejected, stats, extra={"clusters": clusters})
 
 
@@ -152,15 +160,18 @@ def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
 
 
 def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, backend):
-    from .semantic import EXACT_LIMIT, Embedder, similar_pairs
+    from .semantic import EXACT_LIMIT, Embedder, near_threshold, similar_pairs
 
     threshold = config.threshold_for("semantic")
-    emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir)
-    vectors = emb.embed(ids, texts, config.on, encode=backend.encoder(emb))
+    emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
+                               readonly=config.embeddings_readonly)
+    vectors = emb.embed(texts, encode=backend.encoder(emb))
     left, right, sim = similar_pairs(vectors, threshold, config.seed, pmap=backend.pair_search())
     # no chaining: near-duplicate embeddings form chains across whole topics
     reps, similarity = star_clusters(len(texts), left, right, sim, scores)
     labels = reps
     info.update(threshold=threshold, model=emb.model_path, clustering="greedy star", pairs=int(len(left)),
-                embedded=emb.embedded, truncated=emb.truncated, max_tokens=emb.max_tokens, search="exact" if len(texts) <= EXACT_LIMIT else "kmeans")
+                embedded=emb.embedded, replayed=emb.replayed, truncated=emb.truncated, max_tokens=emb.max_tokens,
+                search="exact" if len(texts) <= EXACT_LIMIT else "kmeans",
+                near_threshold=near_threshold(vectors, threshold, ids))
     return labels, reps, similarity

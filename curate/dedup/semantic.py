@@ -1,15 +1,16 @@
 """Semantic near duplicates: sentence-transformers embeddings, cosine >= threshold.
 
-Embeddings are L2-normalised and cached on disk by (model, text field, record id), so a
-second run with another threshold embeds nothing. Up to ``EXACT_LIMIT`` vectors every
+Embeddings are L2-normalised and kept in an embedding store (:mod:`.store`) under
+(model identity, text), so a second run with another threshold embeds nothing and a
+committed store replays the same vectors on any CPU. Up to ``EXACT_LIMIT`` vectors every
 pair is compared (blockwise matrix products); beyond, k-means partitions (seeded) are
-compared inside, as SemDeDup does.
+compared inside, as SemDeDup does. Candidates are found in float32 with a margin below
+the threshold, then each candidate's cosine is computed again in float64 from the exact
+products of its two vectors, so the decision and the stored similarity do not depend on
+how a BLAS library ordered its sums on this CPU.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,13 @@ import numpy as np
 EXACT_LIMIT = 50_000
 PARTITION_SIZE = 2_000
 BLOCK = 4_096
+# float32 matrix products are searched this far below the threshold, then verified in
+# float64: far more than a float32 dot product of unit vectors can be off by (~1e-6)
+SEARCH_MARGIN = 1e-4
+# a pair this close to the threshold may land on the other side when its vectors are
+# recomputed on another CPU (they move by ~1e-7): named in the stats and the lock
+NOISE = 1e-5
+DECIMALS = 6  # similarities are stored rounded to this many decimals
 
 
 def default_model() -> str:
@@ -26,31 +34,23 @@ def default_model() -> str:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("CURATE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sft-curate")
-    return Path(base) / "embeddings"
+    from .store import default_store_path
 
-
-def model_key(model: str) -> str:
-    """Identify a model folder by its config files (not its path), so moving it keeps the cache."""
-    p = Path(model)
-    h = hashlib.sha256()
-    if p.is_dir():
-        for name in ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"):
-            if (p / name).is_file():
-                h.update(name.encode() + b"\0" + (p / name).read_bytes())
-        for weights in sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")):
-            h.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    else:
-        h.update(model.encode())
-    return h.hexdigest()[:16]
+    return default_store_path().parent
 
 
 class Embedder:
     def __init__(self, model: str | None = None, batch_size: int = 8, cache_dir: Path | None = None,
-                 device: str | None = None):
+                 device: str | None = None, store: str | Path | None = None, readonly: bool = False):
+        """``store``: the embedding store file (default ``cache_dir/vectors.sqlite``, and
+        ``cache_dir`` defaults to ~/.cache/sft-curate/embeddings); ``readonly``: read it,
+        never write to it."""
         self.model_path = model or default_model()
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.store_path = Path(store) if store else self.cache_dir / "vectors.sqlite"
+        self.readonly = readonly
+        self.replayed = 0  # how many texts the store answered
         self.device = device
         self._model = None
         self.embedded = 0  # how many texts this instance sent through the model
@@ -105,29 +105,29 @@ class Embedder:
                 out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
         return out
 
-    def embed(self, ids: list[str], texts: list[str], on: str, encode=None) -> np.ndarray:
-        """Embeddings for ``texts``, from the cache where present; the missing ones through
+    def embed(self, texts: list[str], encode=None) -> np.ndarray:
+        """Embeddings for ``texts``, from the store where present; the missing ones through
         ``encode`` (default ``self.encode``; the Ray engine passes an actor pool's)."""
-        # v3: vectors from fixed-shape unpadded batches (see encode); older caches differ in their last bits
-        path = self.cache_dir / model_key(self.model_path) / f"{on}.v3.npz"
-        cache: dict[str, np.ndarray] = {}
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                cache = dict(zip(z["ids"].tolist(), z["vectors"]))
-        missing = sorted({i for i in ids if i not in cache})
-        if missing:
-            first = {i: t for i, t in zip(ids, texts)}
-            fresh = (encode or self.encode)([first[i] for i in missing])
-            cache.update(zip(missing, fresh))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            keys = sorted(cache)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, ids=np.array(keys), vectors=np.stack([cache[k] for k in keys]))
-            os.replace(tmp, path)
-            (path.parent / "model.json").write_text(json.dumps({"model": self.model_path}) + "\n")
-        if not ids:
+        from .store import EmbeddingStore, model_identity, text_key
+
+        if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([cache[i] for i in ids])
+        model_id = model_identity(self.model_path)
+        keys = [text_key(model_id, t) for t in texts]
+        store = EmbeddingStore(self.store_path, readonly=self.readonly)
+        try:
+            found = store.get(keys)
+            self.replayed += sum(k in found for k in dict.fromkeys(keys))
+            missing = list(dict.fromkeys(k for k in keys if k not in found))
+            if missing:
+                first = dict(zip(keys, texts))
+                fresh = (encode or self.encode)([first[k] for k in missing])
+                new = dict(zip(missing, (np.asarray(v, dtype=np.float32) for v in fresh)))
+                store.put(new)
+                found.update(new)
+        finally:
+            store.close()
+        return np.stack([found[k] for k in keys])
 
 
 def similar_pairs(vectors: np.ndarray, threshold: float, seed: int = 0, pmap=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,15 +158,47 @@ def _partition(vectors: np.ndarray, index: np.ndarray, threshold: float):
 
 
 def _blockwise(vectors: np.ndarray, index: np.ndarray, threshold: float):
-    lefts, rights, sims = [], [], []
+    lefts, rights = [], []
     for s in range(0, len(vectors), BLOCK):
         block = vectors[s:s + BLOCK] @ vectors.T
-        # round so the last bits of a BLAS reduction order cannot flip a pair at the threshold
-        block = np.round(block, 6)
-        i, j = np.nonzero(block >= threshold)
+        i, j = np.nonzero(block >= threshold - SEARCH_MARGIN)
         i = i + s
         keep = j > i
-        lefts.append(index[i[keep]])
-        rights.append(index[j[keep]])
-        sims.append(block[i[keep] - s, j[keep]])
-    return np.concatenate(lefts), np.concatenate(rights), np.concatenate(sims)
+        lefts.append(i[keep])
+        rights.append(j[keep])
+    left, right = np.concatenate(lefts), np.concatenate(rights)
+    sim = exact_cosine(vectors, left, right)
+    ok = sim >= threshold
+    return index[left[ok]], index[right[ok]], sim[ok]
+
+
+def exact_cosine(vectors: np.ndarray, left: np.ndarray, right: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """The dot products of unit vectors, the same on every CPU: float32 products are exact
+    in float64, and numpy sums a contiguous float64 row in one fixed (pairwise) order;
+    rounded to ``DECIMALS``, as stored."""
+    out = np.empty(len(left), dtype=np.float64)
+    for s in range(0, len(left), chunk):
+        a = vectors[left[s:s + chunk]].astype(np.float64)
+        a *= vectors[right[s:s + chunk]].astype(np.float64)
+        out[s:s + chunk] = np.add.reduce(a, axis=1)
+    return np.round(out, DECIMALS)
+
+
+def near_threshold(vectors: np.ndarray, threshold: float, ids: list[str], limit: int = 20) -> list[list]:
+    """Pairs whose cosine lies within ``NOISE`` of the threshold (either side): the ones a
+    recomputation on another CPU could move across it. Searched exactly up to
+    ``EXACT_LIMIT`` vectors; beyond, not searched (an empty list)."""
+    n = len(vectors)
+    if n < 2 or n > EXACT_LIMIT:
+        return []
+    found = []
+    for s in range(0, n, BLOCK):
+        block = vectors[s:s + BLOCK] @ vectors.T
+        i, j = np.nonzero(np.abs(block - threshold) <= NOISE + SEARCH_MARGIN)
+        keep = j > i + s
+        found.append((i[keep] + s, j[keep]))
+    left, right = (np.concatenate(x) for x in zip(*found))
+    sim = exact_cosine(vectors, left, right)
+    close = np.flatnonzero(np.abs(sim - threshold) <= NOISE)
+    close = close[np.argsort(np.abs(sim[close] - threshold), kind="stable")][:limit]
+    return [[ids[left[k]], ids[right[k]], "cosine", float(sim[k]), threshold] for k in sorted(close.tolist())]

@@ -10,6 +10,10 @@ from .fields import Field, text_column
 
 Role = Literal["system", "user", "assistant"]
 NAME_RE = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$"
+# The largest count (characters, words, lines, turns) a rule may name. Validation bounds
+# every number a rule hands to polars or to a compiled kernel (int64 there), so what
+# `curate validate` accepts, `curate filter` runs; no text holds a trillion of anything.
+MAX_COUNT = 10 ** 12
 
 
 def check_regex(pattern: str) -> str:

@@ -7,16 +7,16 @@ order, that has a reason for it.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import polars as pl
 
 from ..config import load_config
+from ..shipped import RULES
 from ..stage import StageResult, count_rules, split
 from .fields import build_frame
 from .rules import RuleSet
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
+DEFAULT_RULES = RULES / "default.yaml"
 
 
 def load_rules(path=None) -> RuleSet:

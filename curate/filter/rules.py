@@ -13,20 +13,36 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
 
 from ..config import note_read
-from .base import Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
+from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
 from .fields import text_column, turns_column
+
+
+def _include(base: Path, name: str, what: str) -> Path:
+    """A file a rule set names (``name``), found beside the rule file or under it (``base``,
+    then ``base/lists``). A path that resolves outside ``base`` (``..``, an absolute path,
+    a symlink out) is refused: a rule set must not read /etc/passwd or /proc/self/environ."""
+    root = base.resolve()
+    escaped = False
+    for candidate in (base / name, base / "lists" / name):
+        if not candidate.resolve().is_relative_to(root):
+            escaped = True
+        elif candidate.is_file():
+            return candidate
+    if escaped:
+        raise ValueError(f"{what} '{name}' is outside {root} (a rule set's includes live beside it or in a folder under it)")
+    raise ValueError(f"{what} '{name}' not found (looked in {base} and {base / 'lists'})")
 
 
 class LengthRule(Rule):
     kind: Literal["length"]
-    min_chars: int | None = PField(None, ge=0)
-    max_chars: int | None = PField(None, ge=0)
-    min_words: int | None = PField(None, ge=0)
-    max_words: int | None = PField(None, ge=0)
-    min_lines: int | None = PField(None, ge=0)
-    max_lines: int | None = PField(None, ge=0)
-    min_turns: int | None = PField(None, ge=0)
-    max_turns: int | None = PField(None, ge=0)
+    min_chars: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_chars: int | None = PField(None, ge=0, le=MAX_COUNT)
+    min_words: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_words: int | None = PField(None, ge=0, le=MAX_COUNT)
+    min_lines: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_lines: int | None = PField(None, ge=0, le=MAX_COUNT)
+    min_turns: int | None = PField(None, ge=0, le=MAX_COUNT)
+    max_turns: int | None = PField(None, ge=0, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _some_bound(self):
@@ -97,10 +113,7 @@ class KeywordsRule(Rule):
             raise ValueError("a keywords rule needs exactly one of phrases or file")
         if self.file is not None:
             base = Path((info.context or {}).get("path", ".")).parent
-            candidates = [base / self.file, base / "lists" / self.file, Path(self.file)]
-            found = next((p for p in candidates if p.is_file()), None)
-            if found is None:
-                raise ValueError(f"keyword file '{self.file}' not found (looked in {base} and {base / 'lists'})")
+            found = _include(base, self.file, "keyword file")
             note_read(found)
             self.phrases = [ln.strip() for ln in found.read_text(encoding="utf-8").splitlines()
                             if ln.strip() and not ln.lstrip().startswith("#")]

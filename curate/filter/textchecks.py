@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field as PField, field_validator
 
 from .. import jsonsafe
-from .base import Rule, evaluate, message, no_reasons
+from .base import MAX_COUNT, Rule, evaluate, message, no_reasons
 from .fields import text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -43,8 +43,8 @@ def json_problem(text: str) -> str | None:
             jsonsafe.loads(body)  # deep nesting is a verdict, not json's RecursionError
         except json.JSONDecodeError as e:
             return f"JSON does not parse: {e.msg} at line {e.lineno} column {e.colno}"
-        except jsonsafe.TooDeep as e:
-            return str(e)
+        except jsonsafe.TooDeep:  # measured before parsing: the same verdict at any stack depth
+            return f"JSON nests too deeply to parse (more than {jsonsafe.MAX_DEPTH} levels)"
     return None
 
 
@@ -119,7 +119,7 @@ class RepetitionRule(Rule):
     max_duplicate_line_fraction: float | None = PField(0.30, ge=0, le=1)
     max_duplicate_paragraph_fraction: float | None = PField(0.30, ge=0, le=1)
     max_top_ngram_fraction: dict[int, float] | None = {2: 0.20, 3: 0.18, 4: 0.16}
-    min_words: int = PField(50, ge=1, description="n-gram fractions are noise on shorter texts; Gopher also drops them")
+    min_words: int = PField(50, ge=1, le=MAX_COUNT, description="n-gram fractions are noise on shorter texts; Gopher also drops them")
 
     @field_validator("max_top_ngram_fraction")
     @classmethod

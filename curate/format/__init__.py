@@ -6,8 +6,10 @@ the tokens training will learn from, enforce a token budget, split train/eval by
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import re
 import time
 from typing import Literal
 
@@ -33,10 +35,113 @@ def eval_side(record_id: str, fraction: float) -> bool:
     return int(hashlib.sha256(record_id.encode()).hexdigest()[:16], 16) / 2**64 < fraction
 
 
-def _tokens(tokenizer, texts: list[str]):
-    if not texts:  # the tokenizer's batch call fails on an empty batch
-        return {"input_ids": []}
-    return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=False)
+def _tokens(tokenizer, texts: list[str], plain: list | None = None) -> "_Encoded":
+    """Token ids of rendered texts. ``plain[b]``: character ranges of text b that are special-token
+    text from inside a message (see :func:`_render`): they are tokenized as plain text."""
+    return _Encoded(tokenizer, texts, plain or [()] * len(texts))
+
+
+class _Encoded:
+    """Token ids and character -> token lookups per text. Texts without special-token text in
+    their messages go through one batched tokenizer call, as always. The others are cut at the
+    template's own special tokens, and the gaps holding message text are tokenized with special
+    tokens switched off, so "<|im_end|>" typed in a message stays characters, never the token:
+    a message cannot forge a turn, nor put an end-of-turn token into a trained answer."""
+
+    def __init__(self, tokenizer, texts: list[str], plain: list):
+        normal = [b for b, p in enumerate(plain) if not p]
+        self.batch = (tokenizer([texts[b] for b in normal], add_special_tokens=False, return_offsets_mapping=False)
+                      if normal else None)  # the tokenizer's batch call fails on an empty batch
+        self.where = {b: k for k, b in enumerate(normal)}
+        self.pieces = {b: _piecewise(tokenizer, texts[b], plain[b]) for b, p in enumerate(plain) if p}
+
+    def ids(self, b: int) -> list[int]:
+        if b in self.pieces:
+            return self.pieces[b][0]
+        return self.batch["input_ids"][self.where[b]]
+
+    def char_to_token(self, b: int, i: int) -> int | None:
+        if b in self.pieces:
+            owner = self.pieces[b][1]
+            return owner[i] if 0 <= i < len(owner) else None
+        return self.batch.char_to_token(self.where[b], i)
+
+
+def _piecewise(tokenizer, text: str, plain) -> tuple[list[int], list[int | None]]:
+    """(ids, token index per character) of ``text`` whose ``plain`` ranges are special-token
+    text to keep as characters: the template's special tokens (the same strings anywhere else)
+    become their ids, each stretch between two of them is tokenized with special tokens off."""
+    specials = tpl.end_of_turn_tokens(tokenizer)
+    pattern = re.compile("|".join(map(re.escape, specials)))
+    starts = [s for s, _ in plain]
+
+    def inside(s, e):  # does [s, e) overlap a plain range?
+        k = bisect.bisect_right(starts, s) - 1
+        return any(ps < e and s < pe for ps, pe in plain[max(k, 0):k + 2])
+
+    real = [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text) if not inside(m.start(), m.end())]
+    backend = tokenizer.backend_tokenizer
+    newline = backend.encode("\n", add_special_tokens=False).ids
+    ids: list[int] = []
+    owner: list[int | None] = [None] * len(text)
+
+    def gap(s, e):
+        if s >= e:
+            return
+        piece = text[s:e]
+        # tokenized after a newline, which is then dropped: a SentencePiece-style tokenizer would
+        # otherwise add the prefix space it adds at the start of a text (as transformers does)
+        enc, shift, drop = None, 1, len(newline)
+        if s > 0:
+            enc = backend.encode("\n" + piece, add_special_tokens=False)
+        if enc is None or enc.ids[:drop] != newline:
+            enc, shift, drop = backend.encode(piece, add_special_tokens=False), 0, 0
+        base = len(ids) - drop
+        ids.extend(enc.ids[drop:])
+        for j, (a, z) in enumerate(enc.offsets[drop:], start=drop):
+            for c in range(max(a - shift, 0), min(z - shift, e - s)):
+                if owner[s + c] is None:
+                    owner[s + c] = base + j
+
+    before = backend.encode_special_tokens
+    backend.encode_special_tokens = True  # special tokens as text: only in the gaps, where messages are
+    try:
+        pos = 0
+        for s, e, token in real:
+            gap(pos, s)
+            owner[s:e] = [len(ids)] * (e - s)
+            ids.append(tokenizer.convert_tokens_to_ids(token))
+            pos = e
+        gap(pos, len(text))
+    finally:
+        backend.encode_special_tokens = before
+    return ids, owner
+
+
+def _shield(conversations: list[list[dict]], template: str, tokenizer):
+    """Messages with every special-token string in their content replaced by a run of one
+    private-use character of the same length (one character per token string, absent from the
+    conversation and the template), so that rendering keeps character offsets; and per
+    conversation the {run: token string} table to put the text back (None: nothing replaced)."""
+    specials = tpl.end_of_turn_tokens(tokenizer)
+    if not specials:
+        return conversations, [None] * len(conversations)
+    pattern = re.compile("|".join(map(re.escape, specials)))
+    out, tables = [], []
+    for messages in conversations:
+        contents = [m.get("content") for m in messages if isinstance(m, dict)]
+        found = {h for c in contents if isinstance(c, str) for h in pattern.findall(c)}
+        if not found:
+            out.append(messages)
+            tables.append(None)
+            continue
+        used = set(template).union(*(set(c) for c in contents if isinstance(c, str)))
+        pool = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in used)
+        runs = {token: next(pool) * len(token) for token in sorted(found)}
+        out.append([dict(m, content=pattern.sub(lambda x: runs[x.group(0)], m["content"]))
+                    if isinstance(m, dict) and isinstance(m.get("content"), str) else m for m in messages])
+        tables.append({run: token for token, run in runs.items()})
+    return out, tables
 
 
 def _token_ranges(enc, b: int, spans) -> list[tuple[int, int] | None]:
@@ -49,16 +154,31 @@ def _token_ranges(enc, b: int, spans) -> list[tuple[int, int] | None]:
 
 
 def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
-    """(text, spans) per conversation, from the markers when the template has them, else
-    by prefix rendering; (None, message) where the template refuses a conversation."""
+    """(text, spans, plain) per conversation, from the markers when the template has them, else
+    by prefix rendering; (None, message, ()) where the template refuses a conversation. ``plain``:
+    the character ranges of special-token text that came from inside a message (rendered in
+    disguise, see :func:`_shield`, so that it is known for message text, then put back)."""
     many = tpl.render_many if tpl.MARKER.search(template) else tpl.prefix_render_many
-    return many(template, conversations, tok)
+    shielded, tables = _shield(conversations, template, tok)
+    out = []
+    for (text, spans), table in zip(many(template, shielded, tok), tables):
+        if text is None or not table:
+            out.append((text, spans, ()))
+            continue
+        plain = sorted((m.start(), m.end()) for run in table for m in re.finditer(re.escape(run), text))
+        for run, token in table.items():
+            text = text.replace(run, token)
+        if any(ch in text for run in table for ch in run[:1]):  # the template cut one apart
+            out.append((None, "the chat template splits special-token text inside a message", ()))
+            continue
+        out.append((text, spans, plain))
+    return out
 
 
 def _measure(enc, b: int, spans, eot_ids: set[int]) -> tuple[int, int, bool]:
     """(tokens, trained tokens, every span ends on an end-of-turn token) for batch item b;
     trained is 0 when only end-of-turn tokens would be trained (empty answers)."""
-    ids = enc["input_ids"][b]
+    ids = enc.ids(b)
     trained, eot_ok, content = 0, bool(spans), 0
     for r in _token_ranges(enc, b, spans):
         if r is None:
@@ -83,13 +203,13 @@ def encode_many(template: str, conversations: list[list[dict]], tokenizer) -> li
     """(token ids, loss mask) per conversation, the same tokens and mask `curate format`
     measures; (None, reason) for a conversation the template refuses."""
     rendered = _render(template, conversations, tokenizer)
-    enc = _tokens(tokenizer, [r[0] if r[0] is not None else "" for r in rendered])
+    enc = _tokens(tokenizer, [r[0] if r[0] is not None else "" for r in rendered], [r[2] for r in rendered])
     out = []
-    for b, (text, spans) in enumerate(rendered):
+    for b, (text, spans, _) in enumerate(rendered):
         if text is None:
             out.append((None, f"the chat template refuses this conversation: {spans}"))
             continue
-        ids = list(enc["input_ids"][b])
+        ids = list(enc.ids(b))
         mask = [0] * len(ids)
         for r in _token_ranges(enc, b, spans):
             if r is not None:
@@ -114,10 +234,10 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
     rendered = _render(template, messages, tok)
     refused = {b: r[1] for b, r in enumerate(rendered) if r[0] is None}
     texts = [r[0] if r[0] is not None else "" for r in rendered]
-    enc = _tokens(tok, texts)
+    enc = _tokens(tok, texts, [r[2] for r in rendered])
     n_tokens, n_train, rule, reason = [], [], [], []
     truncated = False
-    for b, (_, spans) in enumerate(rendered):
+    for b, (_, spans, _) in enumerate(rendered):
         if b in refused:
             n_tokens.append(0)
             n_train.append(0)
@@ -128,9 +248,9 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
         if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
             cut = _truncate(template, messages[b], tok, config.max_tokens)
             if cut is not None:
-                messages[b], texts[b], spans = cut
+                messages[b], texts[b], spans, plain = cut
                 truncated = True
-                sub = _tokens(tok, [texts[b]])
+                sub = _tokens(tok, [texts[b]], [plain])
                 n, trained, eot_ok = _measure(sub, 0, spans, eot_ids)
         n_tokens.append(n)
         n_train.append(trained)
@@ -186,9 +306,9 @@ def _truncate(template, messages, tok, max_tokens):
     for k in range(len(messages) - 1, 0, -1):
         if messages[k - 1]["role"] != "assistant":
             continue
-        (text, spans), = _render(template, [messages[:k]], tok)
-        if text is not None and spans and len(_tokens(tok, [text])["input_ids"][0]) <= max_tokens:
-            return messages[:k], text, spans
+        (text, spans, plain), = _render(template, [messages[:k]], tok)
+        if text is not None and spans and len(_tokens(tok, [text], [plain]).ids(0)) <= max_tokens:
+            return messages[:k], text, spans, plain
     return None
 
 

@@ -10,11 +10,11 @@ the conversation (:func:`prefix_spans`).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..config import ConfigError, note_read
+from ..shipped import RULES, resolve
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "rules" / "templates"
+TEMPLATES = RULES / "templates"
 SHIPPED = ("chatml", "llama3", "mistral", "alpaca")
 MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 CONTENT = re.compile(r"""message(?:\[['"]content['"]\]|\.content)""")
@@ -22,6 +22,29 @@ CONTENT = re.compile(r"""message(?:\[['"]content['"]\]|\.content)""")
 
 class NoMarkers(ConfigError):
     """The template prints assistant content in a way the marker pass cannot rewrite."""
+
+
+def refusal(e: Exception) -> str:
+    """Why a template would not render a conversation: jinja's own message (raise_exception,
+    undefined names), or the Python error an expression in it ran into."""
+    from jinja2 import TemplateError
+
+    return str(e) if isinstance(e, TemplateError) else f"{type(e).__name__}: {e}"
+
+
+def compile_check(text: str, label: str) -> None:
+    """A template that cannot compile is a config error before any record: one line naming
+    it and the Jinja line (rendering would otherwise reject every record with the same error)."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # pragma: no cover - a transformers without it compiles at render time
+        return
+    try:
+        _compile_jinja_template(text)
+    except TemplateSyntaxError as e:
+        raise ConfigError(f"{label}: the chat template does not compile: line {e.lineno}: {e.message}") from None
 
 
 def template_kwargs(tokenizer) -> dict:
@@ -35,28 +58,26 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
         from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
     except ImportError:  # a transformers without these helpers: the public path, slower
         return [_guarded(lambda m=m: render(template, m, tokenizer, spans=True)) for m in conversations]
-    from jinja2 import TemplateError
-
     compiled = _compile_jinja_template(template)
     kwargs = template_kwargs(tokenizer)
     out = []
     for messages in conversations:
         try:
             text, indices = _render_with_assistant_indices(compiled, messages, None, None, False, **kwargs)
-        except TemplateError as e:  # the template refuses this conversation (roles, say)
-            out.append((None, str(e)))
+        except Exception as e:  # the template refuses this conversation (roles, say), or fails on it
+            out.append((None, refusal(e)))
             continue
         out.append((text, [tuple(x) for x in indices]))
     return out
 
 
 def _guarded(fn):
-    from jinja2 import TemplateError
-
     try:
         return fn()
-    except TemplateError as e:
-        return None, str(e)
+    except ConfigError:
+        raise
+    except Exception as e:
+        return None, refusal(e)
 
 
 def render(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
@@ -76,24 +97,32 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         note_read(TEMPLATES / f"{template}.jinja")
         return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
     if template is not None:
-        path = Path(template)
+        path = resolve(template)
         if not path.is_file():
             raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}")
         note_read(path)
-        text = path.read_text(encoding="utf-8")
-        name = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"chat template {path}: not UTF-8 text") from None
+        name, label = str(path), f"chat template {path}"
     else:
         text = tokenizer.chat_template
         if not text or not isinstance(text, str):
             raise ConfigError("the tokenizer has no chat template: pass --template "
                               f"({', '.join(SHIPPED)} or a .jinja file)")
-        name = "tokenizer"
+        name, label = "tokenizer", "the tokenizer's chat template"
+    compile_check(text, label)
     if MARKER.search(text):
         return name, text, None
     try:
-        return name, add_generation_markers(text, end_of_turn_tokens(tokenizer), name), text
+        marked = add_generation_markers(text, end_of_turn_tokens(tokenizer), name)
+        compile_check(marked, label)
+        return name, marked, text
     except NoMarkers:
         return name, text, text  # no markers: masks come from prefix rendering alone
+    except ConfigError:
+        return name, text, text  # the rewrite did not compile: prefix rendering alone, as above
 
 
 def end_of_turn_tokens(tokenizer) -> list[str]:
@@ -198,14 +227,14 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
 
 def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple[str, list]]:
     """render_many for templates without markers: spans by prefix rendering."""
-    from jinja2 import TemplateError
-
     out = []
     for messages in conversations:
         try:
             spans = prefix_spans(template, messages, tokenizer)
-        except TemplateError as e:
-            out.append((None, str(e)))
+        except ConfigError:
+            raise
+        except Exception as e:
+            out.append((None, refusal(e)))
             continue
         if spans is None:
             raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
@@ -215,19 +244,26 @@ def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer
 
 
 def check_template(template: str, original: str | None, tokenizer, probes: list[list[dict]]) -> None:
-    """The marked template must render as the original and mark what prefix rendering finds."""
-    from jinja2 import TemplateError
-
-    if not MARKER.search(template):
-        return  # nothing to check against: prefix rendering is then the only method
+    """The marked template must render as the original and mark what prefix rendering finds; and
+    a template that fails on every probe (the built-in ones and the first records) is refused,
+    rather than rejecting every record for the same reason."""
+    marked = bool(MARKER.search(template))
+    failures = []
     for messages in probes:
         try:
+            if not marked:  # nothing to compare with: prefix rendering is then the only method
+                render(template, messages, tokenizer)
+                break
             text, spans = render(template, messages, tokenizer, spans=True)
-        except TemplateError:
+        except Exception as e:
+            failures.append(refusal(e))
             continue  # a conversation this template refuses proves nothing either way
         if original is not None and text != render(original, messages, tokenizer):
             raise ConfigError("adding generation markers changed what the template renders: pass --template")
-        expected = prefix_spans(template, messages, tokenizer)
+        try:
+            expected = prefix_spans(template, messages, tokenizer)
+        except Exception:  # a prefix the template refuses: prefix rendering cannot say
+            expected = None
         if expected is None or spans == expected:
             continue
         if len(spans) == len(expected) and all(a == c and b > d for (a, b), (c, d) in zip(spans, expected)):
@@ -237,6 +273,10 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
                               "tokenizer, or add the token to it")
         raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
                           f"{expected}: the trained tokens would not be exactly the assistant turns")
+    if probes and len(failures) == len(probes):
+        raise ConfigError(f"the chat template fails on every conversation it was tried on ({len(probes)}: simple "
+                          f"user/assistant probes and the first records), so it would reject every record: "
+                          f"{' '.join(failures[0].split())[:300]}")
 
 
 PROBES = [

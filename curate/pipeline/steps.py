@@ -9,6 +9,7 @@ from typing import Callable
 from ..api import run_on
 from ..config import ConfigError, tracked_reads
 from ..engine import stage_runner
+from ..shipped import resolve
 from .hashing import display_path, sha256_file, sha256_json, tree_files
 from .spec import InputSpec, Step
 
@@ -30,34 +31,42 @@ class Prepared:
         return sha256_json({"kind": self.kind, "options": self.options, "files": sorted(self.files.items())})
 
 
-def prepare(step: Step, name: str, embed_cache: str | None = None, engine: str = "local") -> Prepared:
-    """Validate a step and load every file it reads, before anything runs."""
+def prepare(step: Step, name: str, embed_cache: str | None = None, engine: str = "local",
+            embed_store: str | None = None) -> Prepared:
+    """Validate a step and load every file it reads, before anything runs. ``embed_cache``
+    replaces the default embedding cache; ``embed_store`` (``readonly`` or ``none``) says how
+    a semantic step uses the store it names (`curate verify`)."""
     with tracked_reads() as reads:
-        options, config, extra = _BUILDERS[step.kind](step.options, embed_cache)
+        options, config, extra = _BUILDERS[step.kind](step.options, embed_cache, embed_store)
     runner = stage_runner(step.kind, config, engine)
     run = lambda read, out: run_on(read, out, runner)  # noqa: E731
     files = {display_path(p): sha256_file(p) for p in [*reads, *extra]}
     return Prepared(name, step.kind, options, dict(sorted(files.items())), run)
 
 
-def _filter(opts, _embed_cache):
+def _filter(opts, _embed_cache, _embed_store):
     from ..filter import load_rule_sets
 
     return opts.model_dump(), load_rule_sets(opts.rule_files()), []
 
 
-def _dedup(opts, embed_cache):
+def _dedup(opts, embed_cache, embed_store):
     cfg = opts.config()
     if embed_cache is not None:
         cfg = cfg.model_copy(update={"cache_dir": embed_cache})
+    if embed_store == "readonly":
+        cfg = cfg.model_copy(update={"embeddings_readonly": True})
+    elif embed_store == "none":
+        cfg = cfg.model_copy(update={"embeddings": None})
     extra = []
     if "semantic" in cfg.methods and cfg.model and Path(cfg.model).is_dir():
         extra = tree_files(Path(cfg.model))  # a user's own embedding model: its bytes are its identity
-    options = cfg.model_dump(exclude={"cache_dir"})
+    # where vectors are kept is not what they are: recorded model outputs, not options
+    options = cfg.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"})
     return options, cfg, extra
 
 
-def _score(opts, _embed_cache):
+def _score(opts, _embed_cache, _embed_store):
     from .. import score
 
     cfg = score.ScoreConfig(**opts.model_dump())
@@ -67,7 +76,7 @@ def _score(opts, _embed_cache):
     return options, cfg, []
 
 
-def _format(cfg, _embed_cache):
+def _format(cfg, _embed_cache, _embed_store):
     from ..format.template import SHIPPED, TEMPLATES
     from ..models import SHIPPED as SHIPPED_MODELS
 
@@ -75,9 +84,9 @@ def _format(cfg, _embed_cache):
     if cfg.template in SHIPPED:
         extra.append(TEMPLATES / f"{cfg.template}.jinja")
     elif cfg.template is not None:
-        if not Path(cfg.template).is_file():
+        if not resolve(cfg.template).is_file():
             raise ConfigError(f"template {cfg.template}: not a file, nor one of {', '.join(SHIPPED)}")
-        extra.append(Path(cfg.template))
+        extra.append(resolve(cfg.template))
     if cfg.tokenizer not in SHIPPED_MODELS:  # shipped ones are pinned by their package's version
         folder = Path(cfg.tokenizer)
         if not folder.is_dir():

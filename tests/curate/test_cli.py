@@ -138,3 +138,28 @@ def test_output_path_that_is_a_file_is_one_line(repo, tmp_path):
     res = run("filter", repo / "data/demo/raw.jsonl", "-o", tmp_path / "taken")
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "taken" in res.output
+
+
+def test_export_says_what_it_skipped_and_why(tmp_path):
+    src = tmp_path / "raw.jsonl"
+    src.write_text("\n".join([json.dumps({"prompt": "a", "completion": "b"}), "{broken", "{also broken",
+                              json.dumps({"instruction": "x"}), json.dumps({"question": "q", "answer": "a"})]) + "\n")
+    res = CliRunner().invoke(main, ["export", str(src), "--to", str(tmp_path / "o.jsonl")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "skipped 3 unreadable records (read.missing_field 1, read.parse_error 2)" in res.output
+    assert "wrote 2 records" in res.output
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2
+
+
+def test_reader_notices_reach_the_output(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    (d / "loop").symlink_to(".")
+    res = CliRunner().invoke(main, ["filter", str(d), "-o", str(tmp_path / "f")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert f"note: skipped {d}/loop: a link back to {d} (a folder loop)" in res.output
+    stats = json.loads((tmp_path / "f" / "stats.json").read_text())
+    assert stats["in"] == 1 and stats["notices"] == [f"skipped {d}/loop: a link back to {d} (a folder loop)"]
+    res = CliRunner().invoke(main, ["export", str(d), "--to", str(tmp_path / "o.jsonl")], catch_exceptions=False)
+    assert "note: skipped" in res.output and "wrote 1 records" in res.output

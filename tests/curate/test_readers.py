@@ -196,3 +196,186 @@ def test_lone_surrogate_escape_is_rejected_not_a_crash(tmp_path):
     arr = tmp_path / "s.json"
     arr.write_text('[{"prompt": "bad \\udfff", "completion": "x"}]')
     assert read_inputs([arr]).rejected["rule"].to_list() == ["read.invalid_utf8"]
+
+
+# ---- hostile input (#21) -------------------------------------------------------------------
+
+def _deep(depth: int, leaf: str = "1") -> str:
+    return '{"a": ' * depth + leaf + "}" * depth if depth % 2 else "[" * depth + leaf + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [1200, 3001, 50_000])
+def test_deep_nesting_is_a_rejected_row_in_any_field(tmp_path, depth):
+    deep = _deep(depth)
+    lines = [json.dumps(PC), '{"prompt": "a", "completion": "b", "extra": %s}' % deep,
+             '{"messages": %s}' % deep, '{"question": "q", "answer": "x", "meta": {"k": %s}}' % deep, json.dumps(QA)]
+    f = tmp_path / "deep.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    read = read_inputs([f])
+    assert read.records["source"].to_list() == [f"{f}:1", f"{f}:5"]
+    assert read.rejected["rule"].to_list() == ["read.too_deep"] * 3
+    assert read.rejected["source"].to_list() == [f"{f}:2", f"{f}:3", f"{f}:4"]
+    assert json.loads(read.rejected["meta"][0])["raw"] == lines[1]  # nothing lost
+    # a JSON array: the deep record is one row, the others are read
+    arr = tmp_path / "deep.json"
+    arr.write_text("[%s,\n %s,\n %s]" % (json.dumps(PC), lines[1], json.dumps(QA)))
+    read = read_inputs([arr])
+    assert read.records["source"].to_list() == [f"{arr}:1", f"{arr}:3"]
+    assert read.rejected["rule"].to_list() == ["read.too_deep"]
+    # a single object, and JSON Lines saved as .json
+    one = tmp_path / "one.json"
+    one.write_text(lines[1])
+    assert read_inputs([one]).rejected["rule"].to_list() == ["read.too_deep"]
+    lines_json = tmp_path / "lines.json"
+    lines_json.write_text("\n".join(lines) + "\n")
+    read = read_inputs([lines_json])
+    assert read.records.height == 2 and read.rejected["rule"].to_list() == ["read.too_deep"] * 3
+
+
+def test_every_depth_near_the_parser_limit_is_read_or_rejected(tmp_path):
+    # around the recursion limit, parsing may pass and writing meta back fail: never a crash
+    for depth in range(960, 1020, 3):
+        f = tmp_path / f"d{depth}.jsonl"
+        f.write_text('{"prompt": "a", "completion": "b", "x": %s}\n' % _deep(depth))
+        arr = tmp_path / f"d{depth}.json"
+        arr.write_text('[{"prompt": "a", "completion": "b", "x": %s}]' % _deep(depth))
+        for path in (f, arr):
+            read = read_inputs([path])
+            assert read.records.height + read.rejected.height == 1
+            assert set(read.rejected["rule"].to_list()) <= {"read.too_deep"}
+            if read.records.height:
+                json.loads(read.records["meta"][0])
+
+
+def test_deeply_nested_parquet_column_is_one_line_not_a_crash(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    for depth in (150, 2000):  # polars segfaulted reading a schema a few hundred levels deep
+        t, v = pa.int64(), 1
+        for _ in range(depth):
+            t, v = pa.list_(t), [v]
+        f = tmp_path / f"deep{depth}.parquet"
+        pq.write_table(pa.table({"prompt": ["a"], "completion": ["b"], "x": pa.array([v], type=t)}), f)
+        with pytest.raises(InputError, match=f"'x' is nested {depth} levels deep") as e:
+            read_inputs([f])
+        assert "\n" not in str(e.value)
+
+
+def test_csv_bad_row_is_one_rejected_row(tmp_path):
+    f = tmp_path / "q.csv"
+    f.write_bytes(b'prompt,completion\na,b\n"c,d\ne,f\n"multi\nline",g\nh,i\n')
+    read = read_inputs([f])
+    assert [m[0]["content"] for m in read.records["messages"].to_list()] == ["a", "e", "multi\nline", "h"]
+    assert read.records["source"].to_list() == [f"{f}:1", f"{f}:3", f"{f}:4", f"{f}:5"]
+    assert read.rejected["rule"].to_list() == ["read.parse_error"]
+    assert read.rejected["reason"].to_list() == [f"{f}:2: line 3: a quote opened here is never closed"]
+    assert json.loads(read.rejected["meta"][0]) == {"raw": '"c,d'}
+    # invalid UTF-8 (also inside a quoted multi-line cell), too many fields, and a stray quote
+    f.write_bytes(b'prompt,completion\r\na,b\r\ncaf\xe9,d\r\n"x\ny\xff",z\r\nq,r,s\r\nk"l,m\r\nn,o\r\n')
+    read = read_inputs([f])
+    assert [m[0]["content"] for m in read.records["messages"].to_list()] == ["a", "n"]
+    got = dict(zip(read.rejected["source"].to_list(), read.rejected["reason"].to_list()))
+    assert got[f"{f}:2"] == f"{f}:2: line 3: invalid UTF-8 at column 4"
+    assert got[f"{f}:3"] == f"{f}:3: line 5: invalid UTF-8 at column 2"
+    assert got[f"{f}:4"].startswith(f"{f}:4: line 6: not a CSV row")
+    assert got[f"{f}:5"].startswith(f"{f}:5: line 7: a quote opened here is never closed")
+    assert read.rejected["rule"].to_list() == ["read.invalid_utf8", "read.invalid_utf8", "read.parse_error", "read.parse_error"]
+    assert "caf\\xe9" in json.loads(read.rejected["meta"][0])["raw"]
+    # a header nobody can read is still the whole file's problem
+    f.write_bytes(b'"prompt,completion\na,b\n')
+    with pytest.raises(InputError, match="header line has an unterminated quote"):
+        read_inputs([f])
+
+
+def test_byte_order_mark_is_skipped(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "b.jsonl").write_bytes(bom + (json.dumps(PC) + "\n" + json.dumps(QA) + "\n").encode())
+    (tmp_path / "b.json").write_bytes(bom + json.dumps([PC, QA, ALPACA]).encode())
+    (tmp_path / "one.json").write_bytes(bom + json.dumps(OPENAI).encode())
+    (tmp_path / "lines.json").write_bytes(bom + (json.dumps(PC) + "\n" + json.dumps(QA) + "\n").encode())
+    (tmp_path / "b.csv").write_bytes(bom + b'"prompt",completion\na,b\n')
+    (tmp_path / "cat.jsonl").write_bytes(  # two files joined with cat: a BOM mid-file
+        bom + json.dumps(PC).encode() + b"\n" + bom + json.dumps(QA).encode() + b"\n")
+    for name, n in [("b.jsonl", 2), ("b.json", 3), ("one.json", 1), ("lines.json", 2), ("b.csv", 1), ("cat.jsonl", 2)]:
+        read = read_inputs([tmp_path / name])
+        assert (read.records.height, read.rejected.height) == (n, 0), name
+    # UTF-16 is not read as garbage lines: one line saying what it is
+    (tmp_path / "u16.jsonl").write_bytes((json.dumps(PC) + "\n").encode("utf-16"))
+    for name in ("u16.jsonl", "u16.json", "u16.csv"):
+        (tmp_path / name).write_bytes((tmp_path / "u16.jsonl").read_bytes())
+        with pytest.raises(InputError, match="UTF-16"):
+            read_inputs([tmp_path / name])
+
+
+def test_symlink_loops_and_second_links_are_followed_once(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    write_jsonl(d / "a.jsonl", [PC, QA])
+    write_jsonl(d / "sub" / "b.jsonl", [ALPACA])
+    (d / "sub" / "up").symlink_to("..")            # a link to its parent: a loop
+    (d / "self").symlink_to(".")                   # a link to itself
+    (d / "alias.jsonl").symlink_to("a.jsonl")      # the same file again
+    (d / "zz").symlink_to("sub")                   # the same folder again
+    (d / "gone.jsonl").symlink_to("nowhere.jsonl")  # a link to nothing
+    (d / "x1.jsonl").symlink_to("x2.jsonl")         # a loop of links
+    (d / "x2.jsonl").symlink_to("x1.jsonl")
+    read = read_inputs([d])
+    assert sorted(s.split("/", 1)[1] for s in read.records["source"].str.replace(str(tmp_path), "").to_list()) == [
+        "in/a.jsonl:1", "in/a.jsonl:2", "in/sub/b.jsonl:1"]
+    assert read.rejected.height == 0
+    notes = "\n".join(read.notices)
+    assert f"skipped {d}/sub/up: a link back to {d}" in notes
+    assert f"skipped {d}/self: a link back to {d}" in notes
+    assert f"skipped {d}/alias.jsonl: the same file as {d}/a.jsonl" in notes
+    assert f"skipped {d}/zz: the same folder as {d}/sub" in notes
+    assert f"skipped {d}/gone.jsonl: a symbolic link to nothing (nowhere.jsonl)" in notes
+    assert f"skipped {d}/x1.jsonl: a symbolic link to nothing (x2.jsonl)" in notes
+
+
+def test_record_layout_parquet_is_checked_like_any_input(tmp_path):
+    from curate.record import RECORD_SCHEMA, record_id
+
+    good = OPENAI["messages"]
+    rows = [
+        {"id": record_id(good), "messages": good, "source": "x:1", "meta": "{}"},
+        {"id": "n1", "messages": None, "source": "x:2", "meta": "{}"},
+        {"id": "t1", "messages": [{"role": "user", "content": Q}, {"role": "tool", "content": "{}"}], "source": "x:3", "meta": "{}"},
+        {"id": "c1", "messages": [{"role": "user", "content": Q}, {"role": "assistant", "content": None}], "source": "x:4", "meta": "{}"},
+        {"id": "e1", "messages": [], "source": "x:5", "meta": "{}"},
+        {"id": "b1", "messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": ""}], "source": "x:6", "meta": "{}"},
+        {"id": None, "messages": good, "source": "x:7", "meta": "{}"},
+        {"id": "m1", "messages": good, "source": "x:8", "meta": None},
+        {"id": "r1", "messages": [{"role": None, "content": Q}], "source": "x:9", "meta": "{}"},
+        # a blank answer is the filter's business (shape.roles), as it is for any other input
+        {"id": "k2", "messages": [{"role": "user", "content": Q}, {"role": "assistant", "content": " "}], "source": "x:10", "meta": "{}"},
+        {"id": "s1", "messages": [None, {"role": "user", "content": Q}], "source": "x:11", "meta": "{}"},
+    ]
+    df = pl.DataFrame(rows, schema=RECORD_SCHEMA)
+    f = tmp_path / "records.parquet"
+    df.write_parquet(f)
+    (tmp_path / "stage").mkdir()
+    df.write_parquet(tmp_path / "stage" / "kept.parquet")
+    for path, label in ((f, str(f)), (tmp_path / "stage", f"{tmp_path}/stage/kept.parquet")):
+        read = read_inputs([path])
+        assert read.records["source"].to_list() == ["x:1", "x:10"]
+        assert read.rejected["rule"].to_list() == [
+            "read.missing_field", "read.bad_role", "read.missing_field", "read.empty_conversation",
+            "read.empty_conversation", "read.missing_field", "read.missing_field", "read.bad_role", "read.bad_field"]
+        assert read.rejected["source"].to_list() == [f"{label}:{i}" for i in [*range(2, 10), 11]]
+        assert read.rejected["reason"][1] == f"{label}:3: messages[1] has role 'tool', not one of ['system', 'user', 'assistant']"
+
+
+def test_non_finite_numbers_become_null_in_meta(tmp_path):
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+    f = tmp_path / "n.jsonl"
+    f.write_text('{"prompt": "a", "completion": "b", "score": NaN, "x": [Infinity, {"y": -Infinity}], "ok": 1.5}\n'
+                 '{"prompt": "a", "completion": 7, "score": NaN}\n')
+    read = read_inputs([f])
+    assert strict(read.records["meta"][0]) == {"score": None, "x": [None, {"y": None}], "ok": 1.5}
+    strict(read.rejected["meta"][0])
+    p = tmp_path / "n.parquet"
+    pl.DataFrame({"prompt": ["a"], "completion": ["b"], "score": [float("nan")], "v": [[float("inf"), 1.0]]}).write_parquet(p)
+    assert strict(read_inputs([p]).records["meta"][0]) == {"score": None, "v": [None, 1.0]}

@@ -25,3 +25,16 @@ def test_parquet_bytes_do_not_depend_on_how_the_table_was_assembled(tmp_path):
     write_parquet(blocks, tmp_path / "blocks.parquet")
     digest = [hashlib.sha256((tmp_path / f).read_bytes()).hexdigest() for f in ("whole.parquet", "blocks.parquet")]
     assert digest[0] == digest[1]
+
+
+def test_stats_json_is_standard_json(tmp_path):
+    import json
+
+    from curate.stage import StageResult, write_stage
+
+    empty = pl.DataFrame({"id": pl.Series([], dtype=pl.String)})
+    stats = {"p50": float("nan"), "max": float("inf"), "nested": {"x": [float("-inf"), 1.5]}, "n": 3}
+    write_stage(StageResult(empty, empty, stats), tmp_path)
+    text = (tmp_path / "stats.json").read_text()
+    got = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
+    assert got == {"p50": None, "max": None, "nested": {"x": [None, 1.5]}, "n": 3}

@@ -52,8 +52,9 @@ def test_similar_pairs_blockwise_and_partitioned_agree(monkeypatch):
 
 
 def test_a_texts_vector_does_not_depend_on_its_batch():
-    # cached vectors (embedded with one set of texts) and fresh ones (another set) must agree
-    # bit for bit, or `curate verify` would see a semantic step move between runs
+    # within one process and thread count, a text's vector does not depend on which texts
+    # share its batch (fixed-shape unpadded batches). Across thread counts (and CPUs) the last
+    # bits do move, on some CPUs: that is what the embedding store and verify's tolerance are for
     import torch
 
     from curate.dedup.semantic import Embedder
@@ -72,5 +73,5 @@ def test_a_texts_vector_does_not_depend_on_its_batch():
         torch.set_num_threads(threads)
     assert np.array_equal(everything[:6], alone)
     assert np.array_equal(everything[::3], every_third)
-    assert np.array_equal(everything, one_thread)
+    assert np.allclose(everything, one_thread, rtol=0, atol=1e-5)
     assert np.allclose(np.linalg.norm(everything, axis=1), 1.0, atol=1e-5)

@@ -218,3 +218,70 @@ def test_rule_names_are_dotted_snake_case():
         RuleSet.model_validate({"rules": [{"name": "Bad Name", "kind": "roles"}]})
     with pytest.raises(ValueError, match="two rules are named"):
         RuleSet.model_validate({"rules": [{"name": "a", "kind": "roles"}, {"name": "a", "kind": "roles"}]})
+
+
+# every number a rule hands to polars or to a compiled kernel is bounded at validation:
+# what `curate validate` accepts, `curate filter` runs
+COUNT_FIELDS = [("length", f"{s}_{b}") for s in ("min", "max") for b in ("chars", "words", "lines", "turns")] + [
+    ("repetition", "min_words")]
+
+
+@pytest.mark.parametrize("kind,key", COUNT_FIELDS, ids=[f"{k}.{f}" for k, f in COUNT_FIELDS])
+def test_counts_are_bounded_where_validated(kind, key):
+    for huge in (10 ** 23, 2 ** 63):
+        with pytest.raises(ValueError, match="less than or equal to"):
+            RuleSet.model_validate({"rules": [{"name": "x", "kind": kind, key: huge}]})
+    from curate.filter.base import MAX_COUNT
+
+    with pytest.raises(ValueError, match="less than or equal to"):
+        RuleSet.model_validate({"rules": [{"name": "x", "kind": kind, key: MAX_COUNT + 1}]})
+    # the largest accepted value runs, on the Python side and in the compiled kernel
+    reasons, _ = apply({"kind": kind, "field": "assistant", key: MAX_COUNT}, convo("q", " ".join(["w"] * 120)))
+    assert reasons[0] is None or "fewer than" in reasons[0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1.5])
+def test_fractions_are_bounded(value):
+    for rule in ({"max_duplicate_line_fraction": value}, {"max_duplicate_paragraph_fraction": value},
+                 {"max_top_ngram_fraction": {2: value}}):
+        with pytest.raises(ValueError):
+            RuleSet.model_validate({"rules": [{"name": "x", "kind": "repetition", **rule}]})
+    with pytest.raises(ValueError):
+        RuleSet.model_validate({"rules": [{"name": "x", "kind": "repetition", "max_top_ngram_fraction": {11: 0.1}}]})
+
+
+def test_keyword_files_stay_beside_or_under_the_rule_file(tmp_path):
+    from curate.config import ConfigError
+    from curate.filter import load_rules
+
+    rules_dir = tmp_path / "rules"
+    (rules_dir / "lists" / "more").mkdir(parents=True)
+    (rules_dir / "lists" / "more" / "deep.txt").write_text("deep phrase\n")
+    (rules_dir / "beside.txt").write_text("beside phrase\n")
+    (tmp_path / "secret.txt").write_text("secret phrase\n")
+    (rules_dir / "lists" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    rule = rules_dir / "r.yaml"
+    for ok, phrase in [("beside.txt", "beside phrase"), ("more/deep.txt", "deep phrase"),
+                       ("lists/more/deep.txt", "deep phrase"), (str(rules_dir / "beside.txt"), "beside phrase")]:
+        rule.write_text(f"rules:\n  - {{name: kw, kind: keywords, file: '{ok}'}}\n")
+        assert load_rules(rule).rules[0].phrases[0] == phrase
+    for bad in ["/etc/passwd", "/proc/self/environ", "../secret.txt", "lists/../../secret.txt", "link.txt",
+                str(tmp_path / "secret.txt")]:
+        rule.write_text(f"rules:\n  - {{name: kw, kind: keywords, file: '{bad}'}}\n")
+        with pytest.raises(ConfigError, match="outside") as e:
+            load_rules(rule)
+        assert "\n" not in str(e.value)
+
+
+def test_format_json_too_deep_to_parse_is_a_reason_not_a_crash():
+    # a CSV or Parquet cell holding JSON becomes an answer this check parses
+    rule = {"kind": "format", "check": "json", "field": "last_assistant"}
+    deep = "[" * 3000 + "]" * 3000
+    reasons, _ = apply(rule, convo("Give JSON", deep), convo("Give JSON", '```json\n{"a": %s}\n```' % deep),
+                       convo("Give JSON", "[[1]]"))
+    assert reasons[0] == "last_assistant JSON nests too deeply to parse (more than 256 levels)"
+    assert reasons[1] == reasons[0]
+    assert reasons[2] is None
+    reasons, _ = apply({"kind": "format", "check": "python", "field": "last_assistant"},
+                       convo("q", "x = " + deep))
+    assert reasons[0].startswith("last_assistant Python code does not parse")

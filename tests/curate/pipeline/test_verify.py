@@ -18,7 +18,7 @@ def quiet(*_):
 def test_verify_passes_on_an_unchanged_build_and_leaves_the_build_alone(project):
     build(PIPE, echo=quiet)
     stamp = {p: p.stat().st_mtime_ns for p in Path("build/p").rglob("*")}
-    assert verify(PIPE, echo=quiet) == []
+    assert verify(PIPE, echo=quiet).kind == "identical"
     assert {p: p.stat().st_mtime_ns for p in Path("build/p").rglob("*")} == stamp
 
 
@@ -26,7 +26,7 @@ def test_verify_names_a_changed_input_byte_and_the_first_step(project):
     build(PIPE, echo=quiet)
     raw = Path("data/raw.jsonl")
     raw.write_text(raw.read_text().replace("case 7 is 17", "case 7 is 18", 1))
-    differences = verify(PIPE, echo=quiet)
+    differences = verify(PIPE, echo=quiet).lines
     assert differences[0].startswith("input data/raw.jsonl: sha256 ")
     assert differences[1] == "first step that differs: 01-dedup"
     assert any("its input differs" in d for d in differences) and any("output hash" in d for d in differences)
@@ -36,7 +36,7 @@ def test_verify_names_a_changed_config_file_and_counts(project):
     build(PIPE, echo=quiet)
     jury = Path("rules/jury.yaml")
     jury.write_text(jury.read_text().replace("quorum: 1", "quorum: 2"))
-    differences = verify(PIPE, echo=quiet)
+    differences = verify(PIPE, echo=quiet).lines
     assert differences[0] == "first step that differs: 04-score"
     assert differences[1].startswith("  config file rules/jury.yaml: changed (")
 
@@ -46,10 +46,10 @@ def test_diff_reads_counts_and_rules():
             "input_hash": "i", "output_hash": "o1", "in": 10, "kept": 8, "rejected": 2, "rules": {"x.y": 2}}
     other = {**step, "options": {"rules": "b.yaml"}, "output_hash": "o2", "kept": 7, "rejected": 3,
              "rules": {"x.y": 2, "z.w": 1}, "config_hash": "d"}
-    lines = diff({"steps": [step]}, {"steps": [other]})
+    lines = diff({"lock_format": 2, "steps": [step]}, {"lock_format": 2, "steps": [other]})
     assert lines == ["first step that differs: 02-filter", '  option rules: "a.yaml" -> "b.yaml"',
                      "  kept 8 -> 7", "  rejected 2 -> 3", "  rejected by z.w: 0 -> 1", "  output hash o1 -> o2"]
-    assert diff({"steps": [step]}, {"steps": [step]}) == []
+    assert diff({"lock_format": 2, "steps": [step]}, {"lock_format": 2, "steps": [step]}) == []
 
 
 def test_cli_run_verify_and_validate(project):
