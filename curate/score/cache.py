@@ -123,14 +123,18 @@ class JudgeCache:
                 raise ConfigError(f"judge cache {self.path}: {e.strerror or e}") from None
 
     def _move_aside(self, err: sqlite3.DatabaseError) -> None:
-        import fcntl
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, the second look below still applies
+            fcntl = None
 
         self.close()
         # several processes (score actors) may find the same file corrupt: one moves it, under a
         # lock on the folder, and the others, finding a sound file there after the lock, use it
         folder = os.open(self.path.parent, os.O_RDONLY)
         try:
-            fcntl.flock(folder, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(folder, fcntl.LOCK_EX)
             if _sound(self.path):
                 return
             stamp = time.strftime("%Y%m%dT%H%M%S")
