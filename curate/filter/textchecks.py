@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field as PField, field_validator
 
+from .. import jsonsafe
 from .base import MAX_COUNT, Rule, evaluate, message, no_reasons
 from .fields import text_column
 
@@ -39,11 +40,11 @@ def json_problem(text: str) -> str | None:
         bodies = [stripped[min(starts): max(stripped.rfind("}"), stripped.rfind("]")) + 1]]
     for body in bodies:
         try:
-            json.loads(body)
+            jsonsafe.loads(body)  # deep nesting is a verdict, not json's RecursionError
         except json.JSONDecodeError as e:
             return f"JSON does not parse: {e.msg} at line {e.lineno} column {e.colno}"
-        except RecursionError:
-            return "JSON nests too deeply to parse (about 990 levels or more)"
+        except jsonsafe.TooDeep:  # measured before parsing: the same verdict at any stack depth
+            return f"JSON nests too deeply to parse (more than {jsonsafe.MAX_DEPTH} levels)"
     return None
 
 

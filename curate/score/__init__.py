@@ -41,10 +41,22 @@ def _prompts(records: pl.DataFrame, jury: Jury) -> dict[str, list[str]]:
     return {m: render_prompts(messages, jury.rubric_text(), jury.rubric, jury.scale, m, jury.max_chars) for m in modes}
 
 
-def _keys(prompts: dict[str, list[str]], jury: Jury) -> list[list[str]]:
-    from .cache import cache_key
+def _keys(prompts: dict[str, list[str]], jury: Jury) -> tuple[list[list[str]], list[list[str]]]:
+    """Per judge, each record's cache key, and its key as written before the scale was in it."""
+    from .cache import cache_key, judge_params
 
-    return [[cache_key(j.model, p, j.params()) for p in prompts[j.mode]] for j in jury.judges]
+    keys = [[cache_key(j.model, p, judge_params(j, jury)) for p in prompts[j.mode]] for j in jury.judges]
+    legacy = [[cache_key(j.model, p, j.params()) for p in prompts[j.mode]] for j in jury.judges]
+    return keys, legacy
+
+
+def _replay(cache, ji: int, jury: Jury, keys, legacy) -> dict[str, tuple[float, str]]:
+    from .jury import judge_secrets
+    from .parse import clean_reason
+
+    judge = jury.judges[ji]
+    secrets = judge_secrets(judge)
+    return {k: (s, clean_reason(r, secrets)) for k, (s, r) in cache.replay(judge, jury, keys[ji], legacy[ji]).items()}
 
 
 def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) -> tuple[list[list], dict]:
@@ -55,7 +67,7 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
     from .remote import Verdict, score_remote
 
     prompts = _prompts(records, jury)
-    keys = _keys(prompts, jury)
+    keys, legacy = _keys(prompts, jury)
     cache = JudgeCache(jury.cache)
     n = records.height
     verdicts: list[list[Verdict | None]] = [[None] * n for _ in jury.judges]
@@ -66,12 +78,11 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
     local_work = {}
     try:
         for ji, judge in enumerate(jury.judges):
-            hits = cache.get_many(keys[ji])
+            hits = _replay(cache, ji, jury, keys, legacy)
             todo: dict[str, list[int]] = {}
             for row, key in enumerate(keys[ji]):
                 if key in hits:
-                    h = hits[key]
-                    verdicts[ji][row] = Verdict(score=h["score"], reason=h["reason"])
+                    verdicts[ji][row] = Verdict(score=hits[key][0], reason=hits[key][1])
                     acct[judge.name]["cache_hits"] += 1
                 else:
                     todo.setdefault(key, []).append(row)  # the same prompt twice is asked once
@@ -267,12 +278,12 @@ def plan(records: pl.DataFrame, config: ScoreConfig) -> dict:
     jury = config.load()
     head = records.head(records.height if config.limit is None else config.limit)
     prompts = _prompts(head, jury)
-    keys = _keys(prompts, jury)
+    keys, legacy = _keys(prompts, jury)
     out = {"records": head.height, "judges": {}, "warnings": warnings_for(jury)}
     cache = JudgeCache(jury.cache) if Path(jury.cache).exists() else None
     try:
         for ji, judge in enumerate(jury.judges):
-            hits = cache.get_many(keys[ji]) if cache else {}
+            hits = _replay(cache, ji, jury, keys, legacy) if cache else {}
             todo = {k: row for row, k in enumerate(keys[ji]) if k not in hits}
             texts = [prompts[judge.mode][row] for row in todo.values()]
             if judge.backend == "local":

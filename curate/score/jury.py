@@ -42,6 +42,13 @@ class Judge(BaseModel):
                     raise ValueError(f"'{key}' is for openai judges; a local judge runs in-process")
         elif not self.base_url:
             raise ValueError("an openai judge needs base_url (e.g. https://api.openai.com/v1)")
+        else:
+            url = urlparse(self.base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("base_url must be an http:// or https:// URL with a host")
+            if url.username is not None or url.password is not None:  # the message never repeats it
+                raise ValueError("base_url must not carry a user or password: put the key in the "
+                                 "variable named by api_key_env")
         return self
 
     def params(self) -> dict:
@@ -64,7 +71,8 @@ class Jury(BaseModel):
     quorum: int = Field(1, ge=1)
     concurrency: int = Field(16, ge=1, le=4096)  # requests in flight to openai judges, all judges together
     retries: int = Field(3, ge=0, le=20)
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)        # a request's deadline, connecting to the last byte of its reply
+    max_response_bytes: int = Field(4_000_000, ge=1024)  # a longer reply is a too_large failure
     backoff_s: float = Field(0.5, ge=0)          # first retry delay; doubles each attempt, with jitter
     max_chars: int = Field(8000, ge=100)         # per message shown to a judge; longer ones are cut in the middle
     cache: str = ".curate/cache/judges.sqlite"
@@ -100,7 +108,7 @@ class Jury(BaseModel):
         """Hash of everything in the jury that shapes scores (not cache/concurrency/secrets)."""
         import json
 
-        body = self.model_dump(exclude={"cache", "concurrency", "rubric"})
+        body = self.model_dump(exclude={"cache", "concurrency", "rubric", "max_response_bytes"})
         for j in body["judges"]:
             j.pop("api_key_env", None)
         body["rubric_text"] = self.rubric_text()
@@ -130,6 +138,12 @@ def api_key(judge: Judge) -> str:
     return value
 
 
+def judge_secrets(judge: Judge) -> list[str]:
+    """What to scrub from a judge's texts: its key, where it has one and it is set."""
+    value = os.environ.get(judge.api_key_env) if judge.api_key_env else None
+    return [value] if value else []
+
+
 def warnings_for(jury: Jury) -> list[str]:
     out = []
     for j in jury.judges:
@@ -137,8 +151,10 @@ def warnings_for(jury: Jury) -> list[str]:
             continue
         url = urlparse(j.base_url)
         if url.scheme == "http" and not _is_loopback(url.hostname or ""):
-            out.append(f"judge {j.name}: {j.base_url} is plain http to another machine; prompts"
-                       + (" and the API key" if j.api_key_env else "") + " travel unencrypted")
+            from .scrub import scrub  # a password in the URL is not printed
+
+            out.append(scrub(f"judge {j.name}: {j.base_url} is plain http to another machine; prompts"
+                             + (" and the API key" if j.api_key_env else "") + " travel unencrypted"))
     return out
 
 

@@ -1,16 +1,25 @@
 """Judges behind OpenAI-compatible endpoints: async, a bounded number of requests in flight,
-retries with backoff and jitter that honour Retry-After, failures counted by kind."""
+retries with backoff and jitter that honour Retry-After, failures counted by kind.
+
+A reply is untrusted input: each request has a deadline (timeout_s, for the whole exchange)
+and a size limit (max_response_bytes), redirects are not followed, any body of the wrong
+shape is a counted failure of that request, and secrets are scrubbed from every text kept."""
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
+import math
 import random
 import time
+import zlib
 from dataclasses import dataclass
 
+from .. import jsonsafe
 from ..config import ConfigError
 from .jury import Judge, Jury, api_key
-from .parse import BadAnswer, expected_digit, parse_json_answer
+from .parse import BadAnswer, clean_reason, expected_digit, parse_json_answer
+from .scrub import one_line, scrub
 
 
 @dataclass
@@ -28,24 +37,96 @@ class JudgeFatal(ConfigError):
     """A problem no retry fixes (a refused key, an unknown model): stops the whole run."""
 
 
-def _retry_after(exc) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+MAX_ERROR_BODY = 64 * 1024   # bytes of an error reply read (for its message); the rest is left unread
+MAX_TOKEN_COUNT = 10 ** 9     # usage counts above this are no count
+
+
+class _TooLarge(Exception):
+    """The reply's body is over the jury's max_response_bytes."""
+
+
+class _BadEncoding(Exception):
+    """A Content-Encoding we did not offer, or a compressed body that does not inflate."""
+
+
+class _Inflate:
+    """Decode a body as it arrives, never producing more than ``limit`` + 1 bytes: a reply
+    of a few KB that inflates to gigabytes stops at the limit (zlib's max_length), where
+    httpx would inflate each chunk whole. We offer gzip and deflate only; anything else
+    (br, zstd: no bounded decoder here) is a _BadEncoding."""
+
+    def __init__(self, encoding: str, limit: int):
+        enc = [e.strip().lower() for e in encoding.split(",") if e.strip() and e.strip().lower() != "identity"]
+        if len(enc) > 1 or (enc and enc[0] not in ("gzip", "x-gzip", "deflate")):
+            raise _BadEncoding(encoding)
+        self.kind = enc[0] if enc else None
+        self.limit, self.out = limit, 0
+        self.z = None
+        if self.kind in ("gzip", "x-gzip"):
+            self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.kind is None:
+            self.out += len(chunk)
+            return chunk
+        if self.z is None:  # deflate: zlib-wrapped as the RFC says, or raw as some servers send
+            self.z = zlib.decompressobj(zlib.MAX_WBITS)
+            try:
+                return self._inflate(chunk)
+            except _BadEncoding:
+                self.z, self.out = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        return self._inflate(chunk)
+
+    def _inflate(self, chunk: bytes) -> bytes:
+        parts = []
+        try:
+            while chunk:
+                piece = self.z.decompress(chunk, self.limit + 1 - self.out + 1)
+                parts.append(piece)
+                self.out += len(piece)
+                if self.out > self.limit:
+                    break
+                chunk = self.z.unconsumed_tail
+        except zlib.error:
+            raise _BadEncoding("the compressed body does not inflate") from None
+        return b"".join(parts)
+
+    def flush(self) -> bytes:
+        if self.z is None:
+            return b""
+        try:
+            return self.z.flush()
+        except zlib.error:
+            raise _BadEncoding("the compressed body does not inflate") from None
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds the server asks us to wait (Retry-After-Ms, Retry-After as seconds or an HTTP
+    date), at most 60; None when absent or not a finite, non-negative time."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return float(ms) / 1000
+            wait = _wait_s(float(ms) / 1000)
+            if wait is not None:
+                return wait
         except ValueError:
             pass
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return float(value)
+        return _wait_s(float(value))
     except ValueError:  # an HTTP date
         try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
+            return _wait_s(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), past_ok=True)
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
+
+
+def _wait_s(x: float, past_ok: bool = False) -> float | None:
+    if not math.isfinite(x) or (x < 0 and not past_ok):
+        return None
+    return min(max(0.0, x), 60.0)
 
 
 class RemoteJudge:
@@ -54,19 +135,24 @@ class RemoteJudge:
 
         self.judge, self.jury = judge, jury
         self._key = api_key(judge)
-        # the client's own retries are off: ours count failures by kind and honour Retry-After
-        http = _http_client(openai)
-        self.client = openai.AsyncOpenAI(base_url=judge.base_url, api_key=self._key, max_retries=0,
-                                         timeout=jury.timeout_s, http_client=http)
+        self._secrets = [self._key] if judge.api_key_env else []
+        # Our own POST over the openai package's HTTP client (aiohttp where installed): the
+        # whole exchange under one deadline (timeout_s), the body read up to a size limit, no
+        # redirect followed, every failure counted by kind. The client's typed layer
+        # (retries, response models) is not used: ours count failures and honour Retry-After.
+        self.http, self.httpx = _http_client(openai, jury.timeout_s)
+        self.url = judge.base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
+                        "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         self.json_format = judge.json_mode != "off"   # auto starts with it and drops it if refused
         self.json_confirmed = False                   # a JSON-mode request has succeeded once
         self._rng = random.Random(0)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key and len(self._key) > 3 else text
+        return scrub(text, self._secrets)
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.http.aclose()
 
     def _request(self, prompt: str) -> dict:
         j = self.judge
@@ -79,119 +165,214 @@ class RemoteJudge:
                 body["response_format"] = {"type": "json_object"}
         return body
 
-    async def _post(self, body: dict) -> dict:
-        # The client's own post, not chat.completions.create: the same auth, URL, timeout
-        # and error types, without its typed-parameter transform and response models
-        # (0.3 ms of CPU a request between them, a third of the client's time, which is
-        # what bounds throughput at high concurrency). The answer is the server's JSON.
-        return await self.client.post("/chat/completions", cast_to=object, body=body)
+    async def _exchange(self, body: dict) -> tuple[int, dict, bytes]:
+        """One POST: (status, headers, body). A 2xx body over max_response_bytes (decoded) is
+        _TooLarge; of an error reply only the first MAX_ERROR_BODY bytes are read."""
+        async with self.http.stream("POST", self.url, content=json.dumps(body).encode(), headers=self.headers) as r:
+            ok = 200 <= r.status_code < 300
+            limit = self.jury.max_response_bytes if ok else MAX_ERROR_BODY
+            length = r.headers.get("content-length", "")
+            if ok and length.isdigit() and int(length) > limit:
+                raise _TooLarge
+            decode = _Inflate(r.headers.get("content-encoding", ""), limit)
+            data = bytearray()
+            try:
+                async for chunk in r.aiter_raw():  # raw: we inflate, a bounded amount at a time
+                    data += decode(chunk)
+                    if len(data) > limit:
+                        raise _TooLarge
+                data += decode.flush()
+                if len(data) > limit:
+                    raise _TooLarge
+            except _TooLarge:
+                if ok:
+                    raise
+                del data[limit:]  # an error reply: its start is enough for the message
+            return r.status_code, r.headers, bytes(data)
+
+    async def _post(self, body: dict) -> tuple[int, dict, bytes]:
+        # the deadline covers connecting, sending, waiting and reading: a server that drips
+        # its reply a byte at a time never trips a per-read timeout, and would hold us for ever
+        return await asyncio.wait_for(self._exchange(body), self.jury.timeout_s)
 
     def _answer(self, resp) -> tuple[float, str]:
+        """A score and reason from the reply's JSON, or BadAnswer: any shape but the expected
+        one (a message that is a string, logprobs that are not a list, a logprob above 0, ...)."""
         choices = resp.get("choices") if isinstance(resp, dict) else None
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
         if choice is None:
             raise BadAnswer("parse_error", "no choices in the response")
         if self.judge.mode == "logprobs":
-            content = (choice.get("logprobs") or {}).get("content")
-            if not content or not isinstance(content, list):
-                raise BadAnswer("no_logprobs", "the server returned no logprobs")
-            try:
-                first = content[0]
-                top = {t["token"]: float(t["logprob"]) for t in (first.get("top_logprobs") or [])}
-                top.setdefault(first["token"], float(first["logprob"]))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise BadAnswer("parse_error", "malformed logprobs in the response") from None
-            return expected_digit(top, self.jury.scale)
-        content = (choice.get("message") or {}).get("content")
+            return expected_digit(_top_logprobs(choice.get("logprobs")), self.jury.scale)
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise BadAnswer("parse_error", "the message is not an object")
+        content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise BadAnswer("parse_error", "the answer is not text")
-        return parse_json_answer(content, self.jury.scale)
+        score, reason = parse_json_answer(content, self.jury.scale)
+        return score, clean_reason(reason, self._secrets)
 
     def _delay(self, attempt: int) -> float:
         return min(30.0, self.jury.backoff_s * 2 ** attempt) * (0.5 + self._rng.random())
 
     async def score(self, prompt: str, gate: asyncio.Semaphore) -> Verdict:
-        import openai
-
+        httpx = self.httpx
         v, latencies = Verdict(), []
         attempt = 0
         while True:
-            kind, wait = None, None
+            kind, wait, again = None, None, True
             try:
                 async with gate:
                     t0 = time.perf_counter()
                     try:
-                        resp = await self._post(self._request(prompt))
+                        status, headers, data = await self._post(self._request(prompt))
                     finally:  # every request sent counts, answered or not
                         latencies.append(time.perf_counter() - t0)
-                usage = resp.get("usage") if isinstance(resp, dict) else None
-                if isinstance(usage, dict):
-                    v.tokens_in += usage.get("prompt_tokens") or 0
-                    v.tokens_out += usage.get("completion_tokens") or 0
-                try:
-                    v.score, v.reason = self._answer(resp)
-                    v.failure = None
-                    self.json_confirmed = self.json_confirmed or self.json_format
-                    break
-                except BadAnswer as e:
-                    kind = e.kind
-            except openai.APIStatusError as e:
-                status = e.status_code
-                if status in (401, 403):
-                    raise JudgeFatal(f"judge {self.judge.name}: {self.judge.base_url} refused the request (HTTP {status}); "
-                                     f"check the key in ${self.judge.api_key_env or '(no api_key_env set)'}") from None
-                if status == 404:
-                    raise JudgeFatal(f"judge {self.judge.name}: HTTP 404 from {self.judge.base_url} for model "
-                                     f"'{self.judge.model}': {self._scrub(_message(e))}") from None
-                if status in (400, 422) and self.json_format and self.judge.json_mode == "auto" \
+            except (asyncio.TimeoutError, httpx.TimeoutException):
+                kind = "timeout"
+            except _TooLarge:
+                kind, again = "too_large", False  # the same question gets the same flood
+            except (_BadEncoding, httpx.DecodingError):  # a body whose compression is broken or not offered
+                kind = "parse_error"
+            except (httpx.RequestError, OSError) + _aiohttp_errors():
+                kind = "connection"
+            else:
+                if 200 <= status < 300:
+                    try:
+                        resp = jsonsafe.loads(data)  # not JSON, not UTF-8, or nested past reason: ValueError
+                        tokens_in, tokens_out = _usage(resp)
+                        v.tokens_in += tokens_in
+                        v.tokens_out += tokens_out
+                        v.score, v.reason = self._answer(resp)
+                        v.failure = None
+                        self.json_confirmed = self.json_confirmed or self.json_format
+                        break
+                    except BadAnswer as e:
+                        kind = e.kind
+                    except ValueError:  # a 200 whose body is no JSON (cut off by a proxy, or worse)
+                        kind = "parse_error"
+                elif 300 <= status < 400:
+                    # never followed: a 301/302/303 would turn the POST into a GET, whose answer
+                    # is to no prompt of ours, and a 307/308 would send the key and prompt elsewhere
+                    kind, again = "redirect", False
+                elif status in (401, 403):
+                    raise JudgeFatal(self._scrub(
+                        f"judge {self.judge.name}: {self.judge.base_url} refused the request (HTTP {status}); "
+                        f"check the key in ${self.judge.api_key_env or '(no api_key_env set)'}")) from None
+                elif status == 404:
+                    raise JudgeFatal(self._scrub(
+                        f"judge {self.judge.name}: HTTP 404 from {self.judge.base_url} for model "
+                        f"'{self.judge.model}': {_message(data, status)}")) from None
+                elif status in (400, 422) and self.json_format and self.judge.json_mode == "auto" \
                         and not self.json_confirmed:
                     self.json_format = False  # the server does not do JSON mode: ask in the prompt only
                     continue
-                if status == 429:
-                    kind, wait = "rate_limited", _retry_after(e)
+                elif status == 429:
+                    kind, wait = "rate_limited", _retry_after(headers)
                 elif status >= 500:
-                    kind, wait = "server_error", _retry_after(e)
+                    kind, wait = "server_error", _retry_after(headers)
                 elif status == 408:
                     kind = "timeout"
                 else:
-                    v.failure = f"http_{status}"  # this request is wrong; sending it again will not help
-                    break
-            except ValueError:  # a 200 whose JSON body does not parse (cut off by a proxy)
-                kind = "parse_error"
-            except openai.APITimeoutError:
-                kind = "timeout"
-            except openai.APIConnectionError:
-                kind = "connection"
+                    kind, again = f"http_{status}", False  # this request is wrong; sending it again will not help
             v.failure = kind
-            if attempt >= self.jury.retries:
+            if not again or attempt >= self.jury.retries:
                 break
             attempt += 1
             v.retries += 1
-            await asyncio.sleep(min(wait, 60.0) if wait is not None else self._delay(attempt - 1))
+            await asyncio.sleep(wait if wait is not None else self._delay(attempt - 1))
         v.latencies = tuple(latencies)
         if v.failure:
             v.score = v.reason = None
         return v
 
 
-def _http_client(openai):
-    """aiohttp under the openai client where installed (openai[aiohttp]): about 40% less CPU
-    a request than the default httpx transport, which is what bounds throughput at high
-    concurrency."""
+def _usage(resp) -> tuple[int, int]:
+    """(prompt, completion) tokens of a reply; absent counts are 0, malformed ones a BadAnswer."""
+    usage = resp.get("usage") if isinstance(resp, dict) else None
+    if usage is None:
+        return 0, 0
+    if not isinstance(usage, dict):
+        raise BadAnswer("parse_error", "usage is not an object")
+    out = []
+    for field in ("prompt_tokens", "completion_tokens"):
+        n = usage.get(field)
+        if n is None:
+            n = 0
+        elif isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_TOKEN_COUNT:
+            raise BadAnswer("parse_error", f"usage.{field} is not a token count")
+        out.append(n)
+    return out[0], out[1]
+
+
+def _top_logprobs(logprobs) -> dict[str, float]:
+    """{token: logprob} of the first generated token's top_logprobs (and the token itself)."""
+    if logprobs is None:
+        raise BadAnswer("no_logprobs", "the server returned no logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(logprobs, dict) or (content is not None and not isinstance(content, list)):
+        raise BadAnswer("parse_error", "malformed logprobs in the response")
+    if not content:
+        raise BadAnswer("no_logprobs", "the server returned no logprobs")
+    first = content[0]
+    entries = first.get("top_logprobs") if isinstance(first, dict) else None
+    if not isinstance(first, dict) or not isinstance(entries if entries is not None else [], list):
+        raise BadAnswer("parse_error", "malformed logprobs in the response")
+    top: dict[str, float] = {}
+    for t in [*(entries or []), first]:  # the chosen token counts where top_logprobs lacks it
+        token = t.get("token") if isinstance(t, dict) else None
+        lp = t.get("logprob") if isinstance(t, dict) else None
+        if not isinstance(token, str) or isinstance(lp, bool) or not isinstance(lp, (int, float)):
+            raise BadAnswer("parse_error", "malformed logprobs in the response")
+        try:
+            lp = float(lp)
+        except OverflowError:  # an integer of hundreds of digits
+            raise BadAnswer("parse_error", "a log-probability out of range") from None
+        if math.isnan(lp):
+            raise BadAnswer("parse_error", "a log-probability that is NaN")
+        top.setdefault(token, lp)
+    return top
+
+
+def _http_client(openai, timeout_s: float):
+    """The HTTP client under the openai package (aiohttp where installed, openai[aiohttp]:
+    about 40% less CPU a request than the default httpx transport, which is what bounds
+    throughput at high concurrency), with redirects off; and its httpx module."""
+    import importlib
+
     try:
-        return openai.DefaultAioHttpClient()
+        http = openai.DefaultAioHttpClient(follow_redirects=False, timeout=timeout_s)
     except (ImportError, RuntimeError):  # the client raises RuntimeError when aiohttp is missing
-        return openai.DefaultAsyncHttpxClient()
+        http = openai.DefaultAsyncHttpxClient(follow_redirects=False, timeout=timeout_s)
+    root = next(c.__module__.split(".")[0] for c in type(http).__mro__
+                if c.__name__ == "AsyncClient" and c.__module__.split(".")[0] in ("httpx", "httpx2"))
+    return http, importlib.import_module(root)
 
 
-def _message(e) -> str:
-    body = getattr(e, "body", None)
+def _aiohttp_errors() -> tuple:
+    try:
+        import aiohttp
+    except ImportError:
+        return ()
+    return (aiohttp.ClientError,)  # what the aiohttp transport does not map to httpx's errors
+
+
+def _message(data: bytes, status: int) -> str:
+    """The message of an error reply (OpenAI's {"error": {"message"}} and the usual others), on one line."""
+    text = data.decode("utf-8", errors="replace")
+    msg = None
+    try:
+        body = jsonsafe.loads(text)
+    except ValueError:
+        body = None
     if isinstance(body, dict):
         inner = body.get("error")
-        msg = inner.get("message") if isinstance(inner, dict) else body.get("message")
-        if msg:
-            return str(msg)[:200]
-    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        msg = inner.get("message") if isinstance(inner, dict) else (
+            inner if isinstance(inner, str) else body.get("message") or body.get("detail"))
+    if not isinstance(msg, str) or not msg.strip():
+        msg = text if text.strip() and body is None else f"HTTP {status}"
+    return one_line(msg)
 
 
 async def score_remote(jobs: list[tuple[int, str]], judges: dict[int, Judge], jury: Jury,

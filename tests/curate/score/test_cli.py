@@ -61,3 +61,42 @@ def test_bad_jury_is_one_line_exit_2(tmp_path):
 def test_validate_knows_juries(repo):
     r = CliRunner().invoke(main, ["validate", str(repo / "rules/juries/offline.yaml")])
     assert r.exit_code == 0 and "jury, 1 judges (smollm2)" in r.output
+
+
+def test_sigint_mid_run_ends_promptly_and_leaves_a_sound_cache(judge_server, tmp_path):
+    # SIGINT while requests are in flight (and a dripping one held by its deadline): the run
+    # stops within a second or two and the cache holds what was answered, as a sound database
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from .jurytools import REPO
+
+    judge_server.stall_s = 30.0
+    data = tmp_path / "in.jsonl"
+    with open(data, "w") as f:
+        for i in range(6):
+            f.write(json.dumps({"instruction": f"fast{i} @score=3", "output": "a"}) + "\n")
+        f.write(json.dumps({"instruction": "slow @stall", "output": "a"}) + "\n")
+        f.write(json.dumps({"instruction": "drip @shape=drip_body", "output": "a"}) + "\n")
+    jury = write_jury(tmp_path, [api_judge(judge_server)], timeout_s=60, retries=0, concurrency=4)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "score", str(data), "-o", str(tmp_path / "out"),
+                             "--jury", str(jury)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while judge_server.stats()["statuses"].get("200", 0) < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode != 0
+    assert not (tmp_path / "out" / "kept.parquet").exists()
+    con = sqlite3.connect(tmp_path / "cache.sqlite")
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 6

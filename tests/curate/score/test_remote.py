@@ -202,3 +202,159 @@ def test_limit_scores_the_head_and_rejects_the_rest_as_not_scored(judge_server, 
     res = score(frame(*[convo(f"q{i}", "x") for i in range(5)]), jury, limit=2)
     assert res.kept.height == 2 and judge_server.stats()["calls"] == 2
     assert res.rejected["rule"].to_list() == ["score.not_scored"] * 3
+
+
+# --- hostile replies (issue #21): each is a counted failure of that request, never a crash or a score
+
+
+def one_hostile(judge_server, tmp_path, shape, retries=1, **kw):
+    """Score a record answered with @shape=SHAPE beside a fine one; return (its row, the judge's account)."""
+    jury = write_jury(tmp_path, [api_judge(judge_server, **kw)], retries=retries, backoff_s=0.0)
+    res = score(frame(convo(f"@shape={shape}", "x"), convo("fine @score=3", "y")), jury)
+    rows = by_text(res)
+    assert rows["fine @score=3"]["score"] == 3.0  # the rest of the run is unharmed
+    return rows[f"@shape={shape}"], res.stats["judges"]["a"]
+
+
+@pytest.mark.parametrize("shape", [
+    "score_list", "score_object", "content_deep", "content_deep_score", "reason_deep", "content_list",
+    "message_string", "message_list", "message_number", "choice_string", "choices_object", "body_list",
+    "body_deep", "body_deep_object", "body_deep_field", "body_not_utf8", "body_empty",
+    "encoding_br", "encoding_bad_gzip",
+    "usage_string", "usage_list", "usage_negative", "usage_huge", "usage_float", "usage_bool", "usage_not_object",
+])
+def test_a_malformed_reply_is_a_counted_parse_failure(judge_server, tmp_path, shape):
+    row, a = one_hostile(judge_server, tmp_path, shape)
+    assert row["score"] is None and row["scores"] == {"a": None}
+    assert row["score_reasons"] == {"a": "error: parse_error"}
+    assert a["failures"] == {"parse_error": 1} and a["calls"] == 1 + 2  # retried once, like a cut-off body
+
+
+@pytest.mark.parametrize("shape", ["score_huge_int", "score_huge_negative", "score_huge_float"])
+def test_a_score_of_hundreds_of_digits_is_out_of_scale(judge_server, tmp_path, shape):
+    row, a = one_hostile(judge_server, tmp_path, shape)
+    assert row["score"] is None and a["failures"] == {"out_of_scale": 1}
+
+
+@pytest.mark.parametrize("shape", [
+    "logprobs_string", "logprobs_content_string", "logprobs_entry_string", "logprobs_top_object",
+    "logprob_1000", "logprob_huge_int", "logprob_positive", "logprob_string", "logprob_nan_token",
+    "logprob_token_list",
+])
+def test_malformed_logprobs_are_a_counted_parse_failure(judge_server, tmp_path, shape):
+    row, a = one_hostile(judge_server, tmp_path, shape, mode="logprobs")
+    assert row["score"] is None and a["failures"] == {"parse_error": 1}
+
+
+def test_a_superscript_digit_token_is_no_crash(judge_server, tmp_path):
+    row, a = one_hostile(judge_server, tmp_path, "logprob_superscript_token", mode="logprobs")
+    assert row["score"] == 4.0 and a["failures"] == {}  # '4' is the only scale digit among the tokens
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_and_is_a_failure(judge_server, tmp_path, status):
+    row, a = one_hostile(judge_server, tmp_path, f"redirect_{status}")
+    assert row["score"] is None and a["failures"] == {"redirect": 1}
+    assert a["calls"] == 2  # not retried: the server will say the same
+    assert judge_server.gets == 0  # the POST never became a GET ...
+    assert judge_server.stats()["statuses"] == {str(status): 1, "200": 1}  # ... nor went elsewhere
+
+
+@pytest.mark.parametrize("shape", ["drip_body", "drip_headers"])
+def test_a_dripping_server_meets_the_deadline(judge_server, tmp_path, shape):
+    # ~300 bytes at 50 a second: each byte comes well inside timeout_s, the whole reply does not
+    t0 = time.perf_counter()
+    jury = write_jury(tmp_path, [api_judge(judge_server)], retries=1, backoff_s=0.0, timeout_s=0.5)
+    res = score(frame(convo(f"@shape={shape}", "x")), jury)
+    took = time.perf_counter() - t0
+    assert res.rejected["score_reasons"].to_list() == [{"a": "error: timeout"}]
+    assert res.stats["judges"]["a"]["calls"] == 2
+    assert took < 3.0  # two tries of 0.5 s, not the 6 s a reply takes at this pace
+
+
+def test_a_raw_deflate_body_is_read(judge_server, tmp_path):
+    jury = write_jury(tmp_path, [api_judge(judge_server)])
+    assert score(frame(convo("@shape=encoding_deflate_raw", "x")), jury).kept["score"].to_list() == [2.0]
+
+
+@pytest.mark.parametrize("shape", ["big_length", "big_chunked", "big_gzip", "encoding_deflate_bomb"])
+def test_a_reply_over_the_size_limit_is_a_failure(judge_server, tmp_path, shape):
+    judge_server.big_bytes = 2_000_000  # gzip: 2 MB from a few KB on the wire
+    jury = write_jury(tmp_path, [api_judge(judge_server)], retries=2, backoff_s=0.0, max_response_bytes=100_000)
+    res = score(frame(convo(f"@shape={shape}", "x"), convo("fine @score=3", "y")), jury)
+    rows = by_text(res)
+    assert rows[f"@shape={shape}"]["score_reasons"] == {"a": "error: too_large"}
+    assert rows["fine @score=3"]["score"] == 3.0
+    assert res.stats["judges"]["a"]["calls"] == 2  # not retried
+    con = sqlite3.connect(tmp_path / "cache.sqlite")
+    assert con.execute("SELECT MAX(LENGTH(value)) FROM answers").fetchone()[0] < 1000
+
+
+def secret_everywhere(tmp_path, res, secret):
+    from curate.stage import write_stage
+
+    write_stage(res, tmp_path / "out")
+    for f in list((tmp_path / "out").iterdir()) + [tmp_path / "cache.sqlite"]:
+        data = f.read_bytes()
+        assert secret.encode() not in data, f
+    assert secret not in json.dumps(res.stats)
+
+
+@pytest.mark.parametrize("shape", ["echo_auth", "echo_key_bare", "echo_key_in_object"])
+def test_a_key_echoed_into_a_reason_is_scrubbed(judge_server, tmp_path, monkeypatch, shape):
+    secret = "sk-test-SECRET-0123456789abcdef"
+    monkeypatch.setenv("JUDGE_KEY", secret)
+    jury = write_jury(tmp_path, [api_judge(judge_server, api_key_env="JUDGE_KEY")])
+    res = score(frame(convo(f"@shape={shape}", "x")), jury)
+    assert res.kept["score"].to_list() == [4.0]  # the answer stands, its reason without the key
+    assert "***" in res.kept["score_reasons"].to_list()[0]["a"]
+    secret_everywhere(tmp_path, res, secret)
+    for fragment in (secret[:12], secret[-12:]):
+        assert fragment not in res.kept["score_reasons"].to_list()[0]["a"]
+
+
+def test_other_credentials_in_a_reason_are_scrubbed(judge_server, tmp_path):
+    jury = write_jury(tmp_path, [api_judge(judge_server)])
+    res = score(frame(convo("@shape=echo_other_tokens", "x")), jury)
+    reason = res.kept["score_reasons"].to_list()[0]["a"]
+    for token in ("eyJhbGciOiJIUzI1NiJ9", "sk-proj-AbCdEf0123456789", "hf_AbCdEfGhIjKlMnOp"):
+        assert token not in reason
+        secret_everywhere(tmp_path, res, token)
+    assert reason.startswith("headers: authorization: Bearer ***")
+
+
+def test_a_key_echoed_into_an_error_message_is_scrubbed(judge_server, tmp_path, monkeypatch):
+    secret = "sk-test-SECRET-0123456789abcdef"
+    monkeypatch.setenv("JUDGE_KEY", secret)
+    jury = write_jury(tmp_path, [api_judge(judge_server, api_key_env="JUDGE_KEY")])
+    with pytest.raises(ConfigError) as e:
+        score(frame(convo("@shape=not_found_echo", "x")), jury)
+    assert "HTTP 404" in str(e.value) and "model not found for key ***" in str(e.value)
+    assert secret not in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("headers, wait", [
+    ({"retry-after": "2"}, 2.0),
+    ({"retry-after": "1e9"}, 60.0),              # capped
+    ({"retry-after-ms": "1e12"}, 60.0),
+    ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, 60.0),
+    ({"retry-after": "Mon, 01 Jan 1990 00:00:00 GMT"}, 0.0),  # a date past: at once
+    ({"retry-after": "nan"}, None), ({"retry-after": "inf"}, None), ({"retry-after": "-5"}, None),
+    ({"retry-after-ms": "nan", "retry-after": "1"}, 1.0),
+    ({"retry-after": "soon"}, None), ({}, None),
+])
+def test_retry_after_is_capped_and_never_nan(headers, wait):
+    from curate.score.remote import _retry_after
+
+    assert _retry_after(headers) == wait
+
+
+def test_a_password_in_the_base_url_is_refused_and_never_printed(judge_server, tmp_path):
+    from curate.score.jury import load_jury
+
+    host, port = judge_server.server_address[:2]
+    jury = write_jury(tmp_path, [api_judge(judge_server, base_url=f"http://user:hunter2pass@{host}:{port}/v1")])
+    with pytest.raises(ConfigError) as e:
+        load_jury(jury)
+    assert "hunter2pass" not in str(e.value) and "must not carry a user or password" in str(e.value)
+    assert "\n" not in str(e.value)
