@@ -80,11 +80,15 @@ def test_train_takes_the_builds_budget_as_max_length(base_cfg, tmp_path, build):
     assert any("max_length 40" in line and "budget" in line for line in lines), lines
 
 
-def test_a_max_length_below_the_builds_records_stops_before_loading_anything(base_cfg, tmp_path, build):
+def test_a_max_length_below_the_builds_records_stops_before_loading_anything(base_cfg, tmp_path, build, monkeypatch):
+    import transformers
+
     fmt, longest = build
-    # the model does not exist: the budget check must come first
-    cfg = write_cfg(tmp_path, base_cfg, data=str(fmt), model=str(tmp_path / "no-model"), max_length=longest - 1)
-    error = error_line(CliRunner().invoke(main, ["sft", str(cfg), "--dry-run"]))
+    cfg = write_cfg(tmp_path, base_cfg, data=str(fmt), max_length=longest - 1)
+    with monkeypatch.context() as m:  # the budget check must come before any tokenizer or model loads
+        m.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **kw: 1 / 0)
+        r = CliRunner().invoke(main, ["sft", str(cfg), "--dry-run"])
+    error = error_line(r)
     assert f"max_length {longest - 1}" in error and "40" in error and "curate format" in error, error
     # below the budget but every record fits: a note, and the run goes on
     cfg = write_cfg(tmp_path, base_cfg, data=str(fmt), max_length=longest)
@@ -103,7 +107,7 @@ TRL_NAMES = {"learning_rate": ("lr", 1e-3), "per_device_train_batch_size": ("bat
 def test_trl_and_transformers_names_are_read_with_a_notice(base_cfg, tmp_path):
     from train.config import load
 
-    drop = [canonical for canonical, _ in TRL_NAMES.values()] + ["max_steps"]
+    drop = [canonical for canonical, _ in TRL_NAMES.values()] + ["max_steps", "lora"]
     cfg_path = write_cfg(tmp_path, base_cfg, drop=drop, **{k: v for k, (_, v) in TRL_NAMES.items()}, lora_r=4)
     notices = []
     cfg = load(cfg_path, notices=notices)
