@@ -210,6 +210,19 @@ def canonical(data: dict, where: str = "") -> tuple[dict, list[str]]:
     return data, notes
 
 
+def canonical_key(key: str) -> tuple[str, str | None]:
+    """A dotted ``--set`` key with an alias replaced by its canonical key, and the notice (None
+    when it was canonical): an override replaces the config's value whichever spelling each uses."""
+    if key in NESTED_ALIASES:
+        return NESTED_ALIASES[key], f"{key} is read as '{NESTED_ALIASES[key]}' (the canonical key)"
+    head, dot, rest = key.partition(".")
+    name = _aliases_of(SFTConfig).get(head, head)
+    if head == "lora" and rest:
+        rest = _aliases_of(Lora).get(rest, rest)
+    out = name + dot + rest
+    return out, (f"{key} is read as '{out}' (the canonical key)" if out != key else None)
+
+
 # ------------------------------------------------------------------ the schema as help and docs
 def _type_name(annotation) -> str:
     import types
@@ -296,14 +309,18 @@ def _coerce(text: str):
         return text
 
 
-def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
-    """``key=value`` / ``a.b=value`` pairs over the YAML mapping; values are read as YAML."""
+def apply_overrides(data: dict, overrides: list[str], source: str, notes: list | None = None) -> dict:
+    """``key=value`` / ``a.b=value`` pairs over the YAML mapping; values are read as YAML; an
+    alias key sets its canonical key (a notice in ``notes``)."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        key, note = canonical_key(key.strip())
+        if note and notes is not None and note not in notes:
+            notes.append(note)
         node = data
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
@@ -328,9 +345,9 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, val
     def edit(data):
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a training config is a mapping of keys (model, data, method, ...)")
-        data = apply_overrides(data, overrides or [], source)
+        data, notes = canonical(data, f"{source}: ")  # the file's own aliases (a key given twice is refused)
+        data = apply_overrides(data, overrides or [], source, notes)  # overrides win, whichever the spelling
         data.update({k: str(v) for k, v in (values or {}).items() if v is not None})
-        data, notes = canonical(data, f"{source}: ")
         if notices is not None:
             notices.extend(notes)
         for key, flag in COMMAND_LINE.items():

@@ -117,7 +117,11 @@ def test_trl_and_transformers_names_are_read_with_a_notice(base_cfg, tmp_path):
     assert cfg.lora.r == 4
     r = CliRunner().invoke(main, ["sft", str(cfg_path), "--dry-run", "--set", "weight_decay=0.1"])
     assert "note: learning_rate is read as 'lr'" in r.output, r.output
-    # both spellings at once: one line naming both
+    # an override in either spelling replaces the file's value, whichever spelling the file uses
+    notices = []
+    cfg = load(write_cfg(tmp_path, base_cfg), ["learning_rate=0.01", "lora_r=2"], notices=notices)
+    assert cfg.lr == 0.01 and cfg.lora.r == 2 and len(notices) == 2
+    # both spellings at once in one file: one line naming both
     error = error_line(CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg, learning_rate=0.1)),
                                                   "--dry-run"]))
     assert "lr" in error and "learning_rate" in error and "not both" in error
