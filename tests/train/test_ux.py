@@ -212,3 +212,15 @@ def test_exact_match_says_when_no_reference_has_an_answer(tiny_model, data_dir, 
     r = CliRunner().invoke(main, ["eval", str(tiny_model), "--data", str(data_dir), "--metric", "exact_match",
                                   "--extract", "last_number", "--max-new-tokens", "2"])
     assert r.exit_code == 0 and "8 of 8 references" in r.output, r.output
+
+
+def test_curate_format_without_a_budget_says_what_train_sft_will_take(tmp_path, tiny_model):
+    from curate.cli import main as curate
+
+    raw = write_jsonl(tmp_path / "raw.jsonl", arithmetic(10))
+    r = CliRunner().invoke(curate, ["format", str(raw), "-o", str(tmp_path / "f"), "--tokenizer", str(tiny_model)])
+    assert r.exit_code == 0, r.output
+    assert "no token budget recorded; train sft will take max_length 2048" in r.output, r.output
+    r = CliRunner().invoke(curate, ["format", str(raw), "-o", str(tmp_path / "g"), "--tokenizer", str(tiny_model),
+                                    "--max-tokens", "64"])
+    assert r.exit_code == 0 and "no token budget" not in r.output, r.output
