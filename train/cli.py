@@ -14,7 +14,7 @@ def main():
     """Fine-tune a model on a curated dataset."""
 
 
-def require_model(spec: str) -> None:
+def require_model(spec: str, label: str = "") -> None:
     """A one-line refusal for a model that is neither a folder here, a shipped name, nor (offline)
     in the local Hugging Face cache: before transformers says "check your internet connection"."""
     from pathlib import Path
@@ -24,7 +24,7 @@ def require_model(spec: str) -> None:
 
     if spec in SHIPPED or Path(spec).exists():
         return
-    missing = f"{spec}: no such model: it does not exist as a folder here"
+    missing = f"{label}{spec}: no such model: it does not exist as a folder here"
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ConfigError(missing)
     from huggingface_hub import constants, try_to_load_from_cache
@@ -61,6 +61,7 @@ def sft_cmd(config, model, data, output_dir, overrides, dry_run):
     cfg = cfgmod.load(config, list(overrides), {"model": model, "data": data, "output_dir": output_dir}, notices)
     for line in notices:
         click.echo(f"note: {line}")
+    require_model(cfg.init.model or cfg.model, "init.model " if cfg.init.model else "model ")
     result = sft(cfg, dry_run=dry_run, echo=click.echo)
     if not dry_run:
         click.echo(f"done: {result['global_step']} steps in {result['seconds']:.0f}s, train loss {result['train_loss']}, "
@@ -76,6 +77,8 @@ def merge_cmd(adapter, out, base):
     """Fold a LoRA adapter into its base model: a full model folder."""
     from .sft import merge
 
+    if base:
+        require_model(base, "--base ")
     click.echo(f"wrote {merge(adapter, out, base)}")
 
 

@@ -185,7 +185,9 @@ def test_generate_a_model_that_does_not_exist_is_one_line(tmp_path):
     error = error_line(CliRunner().invoke(main, ["generate", "nope", "--prompt", "hi"]))
     assert "nope" in error and "does not exist" in error and "internet" not in error, error
     error = error_line(CliRunner().invoke(main, ["eval", "nope", "--data", str(tmp_path)]))
-    assert "does not exist" in error or "no eval.jsonl" in error or "no such" in error, error
+    assert "nope: no such model" in error and "does not exist" in error, error
+    error = error_line(CliRunner().invoke(main, ["sft", "--model", "nope", "--data", str(tmp_path), "-o", "x"]))
+    assert error.startswith("Error: model nope: no such model") and "internet" not in error, error
 
 
 def test_train_version_and_enum_typos():
