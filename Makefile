@@ -36,7 +36,7 @@ lock: install
 demo: install
 	$(BIN)/python data/make_demo.py --check
 	$(BIN)/curate run pipelines/demo.yaml
-	$(BIN)/train sft train/configs/smollm2_lora.yaml
+	$(BIN)/train sft train/configs/smollm2_lora.yaml --data build/demo -o build/demo/train
 	$(BIN)/train generate build/demo/train --prompt "Name three primary colors."
 	$(BIN)/curate report build/demo -o build/demo/report.html
 

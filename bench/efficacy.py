@@ -141,7 +141,8 @@ def main() -> int:
     for name in ("raw", "curated"):
         cfg = SFTConfig(model=args.model, data=str(out / name), method="lora", max_length=2048, max_steps=args.steps,
                         lr=2e-4, scheduler="cosine", warmup_ratio=0.05, batch_size=args.batch_size,
-                        eval_every=max(1, args.steps // 2), seed=args.seed, report_to="none", logging_steps=5,
+                        eval_every=max(1, args.steps // 2), eval_records="all", seed=args.seed, report_to="none",
+                        logging_steps=5,
                         lora={"r": 16, "alpha": 32, "dropout": 0.05}, output_dir=str(out / f"run_{name}"))
         result = sft(cfg, echo=lambda line, n=name: print(f"[{n}] {line}", flush=True))
         runs[name] = result

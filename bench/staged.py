@@ -93,7 +93,8 @@ def main() -> int:
                                  ("stage2", "staged_stage2.yaml", [f"init.adapter={args.out / 'stage1_run'}"])):
         cfg = load(ROOT / "train" / "configs" / config,
                    [f"data={args.out / stage}", f"output_dir={args.out / (stage + '_run')}",
-                    f"max_steps={args.steps}", f"eval_every={args.eval_every}", *extra])
+                    f"max_steps={args.steps}", f"eval_every={args.eval_every}",
+                    "eval_records=all", *extra])  # --eval chose the slice: every record of it
         sft(cfg, echo=lambda line: print(f"[{stage}] {line}", flush=True))
         history = json.loads((Path(cfg.output_dir) / "history.json").read_text())
         evals[stage] = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]

@@ -172,6 +172,10 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
         click.echo(f"tokens per record p50 {n['p50']:.0f}, p95 {n['p95']:.0f}, max {n['max']}; trained p50 "
                    f"{t['p50']:.0f}, p95 {t['p95']:.0f}, max {t['max']}; {tokens['share_trained']:.1%} of tokens trained")
     click.echo(f"template {stats['template']}; train {stats['train']}, eval {stats['eval']}")
+    if max_tokens is None and tokens:
+        click.echo(f"note: no --max-tokens: no token budget recorded; train sft will take max_length "
+                   f"{max(2048, tokens['n_tokens']['max'])} (the larger of 2048 and the longest record) unless its "
+                   "config sets one")
     if not stats.get("template_markers", True):
         click.echo("note: the template has no {% generation %} markers and none could be added; the masks above come "
                    "from prefix rendering, but OUT/template.jinja cannot drive TRL's assistant_only_loss: pass "

@@ -111,6 +111,8 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
     def walk(m):
         for name, f in m.model_fields.items():
             keys.add(name)
+            # accepted aliases (pydantic AliasChoices) are keys too: a typo of one gets its did-you-mean
+            keys.update(a for a in getattr(f.validation_alias, "choices", ()) if isinstance(a, str))
             for sub in _models_in(f.annotation):
                 if sub not in seen:
                     seen.add(sub)

@@ -9,21 +9,59 @@ from curate.cli import _user_errors  # the same one-line errors, exit 2, as cura
 
 
 @click.group()
+@click.version_option(package_name="sft-curate")
 def main():
     """Fine-tune a model on a curated dataset."""
 
 
-@main.command("sft")
-@click.argument("config", type=click.Path())
+def require_model(spec: str, label: str = "") -> None:
+    """A one-line refusal for a model that is neither a folder here, a shipped name, nor (offline)
+    in the local Hugging Face cache: before transformers says "check your internet connection"."""
+    from pathlib import Path
+
+    from curate.config import ConfigError
+    from curate.models import SHIPPED
+
+    if spec in SHIPPED or Path(spec).exists():
+        return
+    missing = f"{label}{spec}: no such model: it does not exist as a folder here"
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ConfigError(missing)
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return  # a hub name: transformers fetches it (and says so in one line if it cannot)
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # noqa: BLE001 (not a valid hub name either)
+        cached = None
+    if not isinstance(cached, str):
+        raise ConfigError(f"{missing}, nor as a hub model in the local Hugging Face cache (offline: HF_HUB_OFFLINE=1)")
+
+
+@main.command("sft", epilog="Every key, its type, default and aliases: train config")
+@click.argument("config", type=click.Path(), required=False)
+@click.option("--model", default=None, help="Base model (the config's `model`): a folder, hub name or shipped name.")
+@click.option("--data", default=None, help="Dataset (the config's `data`): a build, a format folder or a .jsonl.")
+@click.option("-o", "--output-dir", "output_dir", default=None, help="Run folder (the config's `output_dir`).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. --set lora.r=32.")
 @click.option("--dry-run", is_flag=True, help="Check data, masks and model; print the plan; train nothing.")
 @_user_errors
-def sft_cmd(config, overrides, dry_run):
-    """Supervised fine-tuning (LoRA, QLoRA or full) as CONFIG.yaml says."""
+def sft_cmd(config, model, data, output_dir, overrides, dry_run):
+    """Supervised fine-tuning (LoRA, QLoRA or full) as CONFIG.yaml says, or without one:
+
+    train sft --model M --data BUILD -o OUT [--set KEY=VALUE ...]
+
+    A shipped config (train/configs/*.yaml) is a template: give it --data and -o.
+    --model, --data and -o override the config's model, data and output_dir."""
     from . import config as cfgmod
     from .sft import sft
 
-    cfg = cfgmod.load(config, list(overrides))
+    notices = []
+    cfg = cfgmod.load(config, list(overrides), {"model": model, "data": data, "output_dir": output_dir}, notices)
+    for line in notices:
+        click.echo(f"note: {line}")
+    require_model(cfg.init.model or cfg.model, "init.model " if cfg.init.model else "model ")
     result = sft(cfg, dry_run=dry_run, echo=click.echo)
     if not dry_run:
         click.echo(f"done: {result['global_step']} steps in {result['seconds']:.0f}s, train loss {result['train_loss']}, "
@@ -39,6 +77,8 @@ def merge_cmd(adapter, out, base):
     """Fold a LoRA adapter into its base model: a full model folder."""
     from .sft import merge
 
+    if base:
+        require_model(base, "--base ")
     click.echo(f"wrote {merge(adapter, out, base)}")
 
 
@@ -51,6 +91,8 @@ def merge_cmd(adapter, out, base):
 def generate_cmd(model, prompt, system, max_new_tokens):
     """Greedy answer from MODEL (a run folder, adapter or full) with its training chat template."""
     from .sft import generate
+
+    require_model(model)
 
     click.echo(generate(model, prompt, max_new_tokens, system))
 
@@ -73,16 +115,29 @@ def eval_cmd(models, data, metrics, extractor, batch_size, max_new_tokens, limit
     import json
     from pathlib import Path
 
-    from .evaluate import evaluate, table
+    from .evaluate import evaluate, notes, table
 
+    for spec in models:
+        require_model(spec)
     result = evaluate(list(models), data, list(metrics) or None, extractor, batch_size, max_new_tokens, limit,
                       echo=lambda line: click.echo(line, err=True))
     click.echo(f"{result['records']} records from {result['data']}")
     for line in table(result):
         click.echo(line)
+    for line in notes(result):
+        click.echo(f"note: {line}")
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_out}")
+
+
+@main.command("config")
+@click.option("--markdown", is_flag=True, help="The key table as Markdown (docs/train-config.md is generated from it).")
+def config_cmd(markdown):
+    """Every `train sft` config key: type, default, accepted aliases and meaning, from the config model."""
+    from .config import markdown_table, text_table
+
+    click.echo(markdown_table() if markdown else "\n".join(text_table()), nl=not markdown)
 
 
 if __name__ == "__main__":  # pragma: no cover

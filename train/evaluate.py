@@ -157,6 +157,8 @@ def evaluate(models: list[str], data: str, metrics: list[str] | None = None, ext
             texts, lengths = generate_all(model, tok, template, prompts, batch_size, max_new_tokens)
             if "exact_match" in metrics:
                 row["exact_match"] = m.exact_match(texts, references, extractor)
+                # references the extractor finds an answer in: exact_match is over these only
+                row["exact_match_references"] = sum(m.extract(r, extractor) is not None for r in references)
             if "json_valid" in metrics:
                 row["json_valid"] = m.json_valid(texts, references)
             if "refusal" in metrics:
@@ -182,3 +184,19 @@ def table(result: dict) -> list[str]:
         cells.append(["-" if r.get(k) is None else f.format(r[k]) for k, _, f in present])
     widths = [max(len(row[i]) for row in cells) for i in range(len(present))]
     return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+
+
+def notes(result: dict) -> list[str]:
+    """What the table's numbers rest on: exact_match is scored only over references that have an
+    answer the extractor finds (none: the metric does not apply to this data)."""
+    if "exact_match" not in result["metrics"] or not result["rows"]:
+        return []
+    scored, total = result["rows"][0].get("exact_match_references"), result["records"]
+    if scored is None:
+        return []
+    how = {"gsm8k": "gsm8k: a number after ####", "last_number": "last_number: the last number"}.get(
+        result["extractor"], f"the regex {result['extractor']!r}")
+    if scored == 0:
+        return [f"exact_match does not apply: 0 of {total} references have an answer ({how}); "
+                "try --extract last_number or a regex with one group"]
+    return [f"exact_match over the {scored} of {total} references that have an answer ({how})"]

@@ -46,5 +46,6 @@ def test_errors_are_one_line_exit_2(base_cfg, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["merge", str(tmp_path), "-o", str(tmp_path / "m")])
     assert r.exit_code == 2 and "not a LoRA adapter folder" in r.output
     r = CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg, model=str(tmp_path / "no-model"))), "--dry-run"])
-    assert r.exit_code == 2 and r.output.startswith(f"Error: model {tmp_path / 'no-model'}: cannot load its tokenizer")
+    # (#25 item 7: a model that does not exist is refused by name before any loading is tried)
+    assert r.exit_code == 2 and r.output.startswith(f"Error: model {tmp_path / 'no-model'}: no such model: it does not exist")
     assert r.output.count("\n") == 1
