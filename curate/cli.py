@@ -273,10 +273,12 @@ def run_cmd(pipeline, force, from_step, engine):
     """Build PIPELINE (a YAML file) step by step, reusing unchanged steps; writes its .lock file."""
     from .pipeline import build, lock_path
 
+    path = lock_path(pipeline)
+    before = path.read_bytes() if path.is_file() else None
     lock = build(Path(pipeline), force=force, from_step=from_step, engine=engine, echo=click.echo)
     first, last = lock["steps"][0], lock["steps"][-1]
-    click.echo(f"{first['in']} records in, {last['kept']} out; wrote {lock_path(pipeline)} and "
-               f"{_output_of(pipeline)}/manifest.json")
+    what = f"{path} unchanged" if before is not None and path.read_bytes() == before else f"wrote {path}"
+    click.echo(f"{first['in']} records in, {last['kept']} out; {what}; wrote {_output_of(pipeline)}/manifest.json")
 
 
 def _output_of(pipeline) -> str:
