@@ -99,13 +99,13 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
     """Greedy answers to every prompt, batched (left padding); returns texts and token counts."""
     import torch
 
-    from curate.format.template import end_of_turn_tokens
+    from curate.format.template import stop_token_ids
 
     from .sft import prompt_ids
 
     tok.padding_side = "left"
     encoded = [prompt_ids(tok, p, template) for p in prompts]
-    stops = {tok.eos_token_id, *tok.convert_tokens_to_ids(end_of_turn_tokens(tok))} - {None, tok.unk_token_id}
+    stops = set(stop_token_ids(template, tok))
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     texts, lengths = [""] * len(prompts), [0] * len(prompts)
     for start in range(0, len(order), batch_size):

@@ -67,7 +67,7 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
         except Exception as e:  # the template refuses this conversation (roles, say), or fails on it
             out.append((None, refusal(e)))
             continue
-        out.append((text, [tuple(x) for x in indices]))
+        out.append((text, settle(text, [tuple(x) for x in indices], tokenizer)))
     return out
 
 
@@ -87,7 +87,23 @@ def render(template: str, messages: list[dict], tokenizer, add_generation_prompt
     texts, indices = render_jinja_template(
         conversations=[messages], chat_template=template, return_assistant_tokens_mask=spans,
         add_generation_prompt=add_generation_prompt, **template_kwargs(tokenizer))
-    return (texts[0], [tuple(x) for x in indices[0]]) if spans else texts[0]
+    return (texts[0], settle(texts[0], [tuple(x) for x in indices[0]], tokenizer)) if spans else texts[0]
+
+
+def settle(text: str, spans: list[tuple[int, int]], tokenizer) -> list[tuple[int, int]]:
+    """Spans that end on their closing special token: whitespace a template's markers also
+    cover after it (TRL's gemma3_training.jinja marks '<end_of_turn>\\n') is formatting, which
+    generation never produces (it stops at the token), so it is not trained."""
+    specials = None
+    out = []
+    for s, e in spans:
+        if e > s and text[e - 1].isspace():
+            specials = specials if specials is not None else end_of_turn_tokens(tokenizer)
+            core = text[s:e].rstrip()
+            if core and any(core.endswith(t) for t in specials):
+                e = s + len(core)
+        out.append((s, e))
+    return out
 
 
 def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
@@ -126,9 +142,46 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
 
 
 def end_of_turn_tokens(tokenizer) -> list[str]:
-    """Special-token strings that can close a turn (longest first)."""
+    """The tokenizer's special-token strings (longest first): what message text is shielded
+    from, and what a turn's end is looked for among. Which of them the template really closes
+    assistant turns with is :func:`closing_tokens`."""
     names = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
     return sorted((n for n in names if n), key=len, reverse=True)
+
+
+def spans_of(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple]:
+    """(text, spans) per conversation, from the markers when the template has them, else by
+    prefix rendering; (None, reason) where it refuses or cannot be measured."""
+    many = render_many if MARKER.search(template) else prefix_render_many
+    return many(template, conversations, tokenizer)
+
+
+def closing_tokens(template: str, tokenizer, probes: list[list[dict]] | None = None) -> list[str]:
+    """The special tokens this template closes assistant turns with (longest first), read off
+    the trained spans of the built-in probes (and ``probes``): a trained turn must end on one of
+    these, and generation stops at them. Never the tokenizer's other special tokens (Gemma has
+    thousands: <pad>, <unusedNN>, ...), which would let a turn that does not end pass as ended."""
+    specials = end_of_turn_tokens(tokenizer)
+    found = set()
+    for batch in (PROBES, list(probes or [])):  # the records only where the template refuses every probe
+        for text, spans in spans_of(template, batch, tokenizer) if batch else ():
+            if text is None:
+                continue
+            for s, e in spans:
+                token = next((t for t in specials if text[s:e].endswith(t)), None)
+                if token:
+                    found.add(token)
+        if found:
+            break
+    return sorted(found, key=len, reverse=True)
+
+
+def stop_token_ids(template: str | None, tokenizer) -> list[int]:
+    """Token ids generation stops at: the template's closing tokens and the end-of-sequence token
+    (they differ for Gemma: <end_of_turn> and <eos>)."""
+    ids = set(tokenizer.convert_tokens_to_ids(closing_tokens(template or tokenizer.chat_template, tokenizer)))
+    ids.add(tokenizer.eos_token_id)
+    return sorted(ids - {None, tokenizer.unk_token_id})
 
 
 def _split_terms(expr: str) -> list[str]:
@@ -217,12 +270,21 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
         if not (full.startswith(upto) and upto.startswith(before)):
             return None
         start = len(before)
-        if not upto.startswith(m["content"], start):
-            return None
-        end = start + len(m["content"])
+        content = m["content"] if isinstance(m["content"], str) else ""
+        if not upto.startswith(content, start):
+            content = content.strip()  # a template that trims message content (Gemma's `| trim`)
+            if not upto.startswith(content, start):
+                return None
+        end = start + len(content)
         eot = next((t for t in eots if upto.startswith(t, end)), None)
         spans.append((start, end + len(eot) if eot else end))
     return spans
+
+
+NOT_PREFIX_CONSISTENT = (
+    "the template renders this conversation's earlier turns differently once later turns follow (or changes an "
+    "assistant turn's text beyond trimming it), so its trained tokens cannot be measured without {% generation %} "
+    "markers: pass --template with a marked copy (see rules/templates/)")
 
 
 def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple[str, list]]:
@@ -237,8 +299,8 @@ def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer
             out.append((None, refusal(e)))
             continue
         if spans is None:
-            raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
-                              "{% generation %} markers: pass --template with a marked copy (see rules/templates/)")
+            out.append((None, NOT_PREFIX_CONSISTENT))
+            continue
         out.append((render(template, messages, tokenizer), spans))
     return out
 
@@ -253,6 +315,7 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
         try:
             if not marked:  # nothing to compare with: prefix rendering is then the only method
                 render(template, messages, tokenizer)
+                _prefix_consistent(template, tokenizer)
                 break
             text, spans = render(template, messages, tokenizer, spans=True)
         except Exception as e:
@@ -277,6 +340,21 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
         raise ConfigError(f"the chat template fails on every conversation it was tried on ({len(probes)}: simple "
                           f"user/assistant probes and the first records), so it would reject every record: "
                           f"{' '.join(failures[0].split())[:300]}")
+
+
+def _prefix_consistent(template: str, tokenizer) -> None:
+    """An unmarked template must be measurable by prefix rendering on the built-in probes (a
+    record it cannot measure is then that record's rejection, not the run's end)."""
+    for messages in PROBES:
+        try:
+            spans = prefix_spans(template, messages, tokenizer)
+        except ConfigError:
+            raise
+        except Exception:  # a probe this template refuses (roles, say) proves nothing
+            continue
+        if spans is None:
+            raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
+                              "{% generation %} markers: pass --template with a marked copy (see rules/templates/)")
 
 
 PROBES = [
