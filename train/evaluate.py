@@ -96,7 +96,8 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
 
 def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_size: int = 8,
                  max_new_tokens: int = 256) -> tuple[list[str], list[int]]:
-    """Greedy answers to every prompt, batched (left padding); returns texts and token counts."""
+    """Greedy answers to every prompt, batched (left padding); returns texts and token counts (a
+    count of max_new_tokens: the answer was cut there, it did not end)."""
     import torch
 
     from curate.format.template import stop_token_ids
@@ -163,6 +164,11 @@ def evaluate(models: list[str], data: str, metrics: list[str] | None = None, ext
                 row["refusal"] = m.refusal_rate(texts)
             if "length" in metrics:
                 row["mean_length"] = sum(lengths) / len(lengths)
+            row["at_limit"] = sum(n >= max_new_tokens for n in lengths)
+            if row["at_limit"]:
+                echo(f"{spec}: {row['at_limit']} of {len(lengths)} answers reached --max-new-tokens {max_new_tokens} "
+                     f"without an end of turn (cut there; generation time grows with it): a model that does not stop "
+                     f"(untrained, or a template whose end-of-turn token it never learned); --max-new-tokens N caps it")
             row["samples"] = [{"source": s, "prediction": t, "reference": r}
                               for s, t, r in list(zip(sources, texts, references))[:3]]
         echo(f"evaluated {spec}")
@@ -175,7 +181,7 @@ def table(result: dict) -> list[str]:
     """The comparison as aligned text lines."""
     cols = [("model", "model", "{}"), ("dataset", "dataset", "{:.12}"), ("loss", "loss", "{:.4f}"),
             ("perplexity", "ppl", "{:.2f}"), ("exact_match", "exact", "{:.1%}"), ("json_valid", "json", "{:.1%}"),
-            ("refusal", "refusal", "{:.1%}"), ("mean_length", "length", "{:.1f}")]
+            ("refusal", "refusal", "{:.1%}"), ("mean_length", "length", "{:.1f}"), ("at_limit", "at_limit", "{}")]
     present = [c for c in cols if any(c[0] in r for r in result["rows"])]
     cells = [[h for _, h, _ in present]]
     for r in result["rows"]:

@@ -277,6 +277,11 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
 
     adapter = lora_config(cfg)
     meta, model_config = planning.meta_model(cfg, adapter)
+    if cfg.packing:  # what the config alone decides is refused before any weight is read (and in --dry-run)
+        from .packing import SEGMENT_ATTENTION, check_window
+
+        if attention == SEGMENT_ATTENTION:
+            check_window(model_config, cfg.max_length)
     params = planning.count(meta)
     seq_len = max(len(r["input_ids"]) for r in train_rows + eval_rows)  # the widest batch, as padded
     memory = planning.memory_plan(planning.architecture(model_config), params, cfg.method, hw["precision"],
