@@ -93,10 +93,11 @@ def render(template: str, messages: list[dict], tokenizer, add_generation_prompt
 def settle(text: str, spans: list[tuple[int, int]], tokenizer) -> list[tuple[int, int]]:
     """Spans that end on their closing special token: whitespace a template's markers also
     cover after it (TRL's gemma3_training.jinja marks '<end_of_turn>\\n') is formatting, which
-    generation never produces (it stops at the token), so it is not trained."""
+    generation never produces (it stops at the token), so it is not trained. Adjacent spans are one
+    (diffusion_gemma_training marks the content and its <turn|> apart)."""
     specials = None
     out = []
-    for s, e in spans:
+    for s, e in _merged(spans):
         if e > s and text[e - 1].isspace():
             specials = specials if specials is not None else end_of_turn_tokens(tokenizer)
             core = text[s:e].rstrip()
@@ -134,11 +135,35 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
     try:
         marked = add_generation_markers(text, end_of_turn_tokens(tokenizer), name)
         compile_check(marked, label)
+        if not _markers_hold(marked, text, tokenizer):
+            raise NoMarkers(f"the markers added to the {name} chat template do not mark its assistant turns")
         return name, marked, text
     except NoMarkers:
         return name, text, text  # no markers: masks come from prefix rendering alone
     except ConfigError:
         return name, text, text  # the rewrite did not compile: prefix rendering alone, as above
+
+
+def _markers_hold(marked: str, original: str, tokenizer) -> bool:
+    """Markers added by :func:`add_generation_markers` are kept only where, on the probes the
+    template renders, they change nothing in the text and each assistant content lies in its own
+    span (a template that prints content in more than one place, or elsewhere, defeats the rewrite)."""
+    tried = 0
+    for messages in PROBES:
+        try:
+            text = render(original, messages, tokenizer)
+        except Exception:
+            continue
+        tried += 1
+        try:
+            again, spans = render(marked, messages, tokenizer, spans=True)
+        except Exception:
+            return False
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        if again != text or len(spans) != len(answers) or any(
+                a.strip() not in again[s:e] for a, (s, e) in zip(answers, spans)):
+            return False
+    return tried > 0
 
 
 def end_of_turn_tokens(tokenizer) -> list[str]:
@@ -310,12 +335,13 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
     a template that fails on every probe (the built-in ones and the first records) is refused,
     rather than rejecting every record for the same reason."""
     marked = bool(MARKER.search(template))
+    if not marked:  # nothing to compare with: prefix rendering is then the only method
+        _prefix_consistent(template, tokenizer)
     failures = []
     for messages in probes:
         try:
-            if not marked:  # nothing to compare with: prefix rendering is then the only method
+            if not marked:
                 render(template, messages, tokenizer)
-                _prefix_consistent(template, tokenizer)
                 break
             text, spans = render(template, messages, tokenizer, spans=True)
         except Exception as e:
@@ -323,15 +349,30 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
             continue  # a conversation this template refuses proves nothing either way
         if original is not None and text != render(original, messages, tokenizer):
             raise ConfigError("adding generation markers changed what the template renders: pass --template")
+        if not _plain(messages):  # tool calls, content parts: what prefix rendering cannot see, markers can
+            continue
         try:
             expected = prefix_spans(template, messages, tokenizer)
         except Exception:  # a prefix the template refuses: prefix rendering cannot say
             expected = None
-        if expected is None or spans == expected:
+        if expected is None:
             continue
-        if len(spans) == len(expected) and all(a == c and b > d for (a, b), (c, d) in zip(spans, expected)):
-            tail = text[expected[0][1]:spans[0][1]]
-            raise ConfigError(f"the template closes assistant turns with {tail!r}, which is not a special token of "
+        specials = end_of_turn_tokens(tokenizer)
+        # a span of special tokens alone (phi3_training marks the final <|endoftext|>) adds no answer text
+        spans = [(a, b) for a, b in spans if _strip_specials(text[a:b], specials).strip()] or spans
+        if len(spans) == len(expected) and all(a <= c and b >= d for (a, b), (c, d) in zip(spans, expected)):
+            heads = [text[a:c] for (a, _), (c, _) in zip(spans, expected)]
+            tails = [text[d:b] for (_, b), (_, d) in zip(spans, expected)]
+            odd = next((t for t in tails if _strip_specials(t, specials).strip()), None)
+            # equal; or the markers also cover closing special tokens after the one prefix rendering stops at
+            # (Cohere 2), or text of the generation prompt that holds no special token (Qwen's "\n", Qwen 3.5's
+            # empty <think></think>): what TRL's marked copies train, kept as they mark it
+            if odd is None and not any(_strip_specials(h, specials) != h for h in heads):
+                continue
+            if odd is None:
+                raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering "
+                                  f"finds {expected}: the markers would train the turn header {heads!r}")
+            raise ConfigError(f"the template closes assistant turns with {odd!r}, which is not a special token of "
                               "this tokenizer, so the model could not learn to stop: use a template made for this "
                               "tokenizer, or add the token to it")
         raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
@@ -340,6 +381,27 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
         raise ConfigError(f"the chat template fails on every conversation it was tried on ({len(probes)}: simple "
                           f"user/assistant probes and the first records), so it would reject every record: "
                           f"{' '.join(failures[0].split())[:300]}")
+
+
+def _plain(messages: list[dict]) -> bool:
+    """Only role and string content: what prefix rendering measures."""
+    return all(isinstance(m.get("content"), str) and not m.get("tool_calls") for m in messages)
+
+
+def _merged(spans):
+    out = []
+    for s, e in spans:
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _strip_specials(text: str, specials: list[str]) -> str:
+    for t in specials:
+        text = text.replace(t, "")
+    return text
 
 
 def _prefix_consistent(template: str, tokenizer) -> None:
@@ -353,8 +415,10 @@ def _prefix_consistent(template: str, tokenizer) -> None:
         except Exception:  # a probe this template refuses (roles, say) proves nothing
             continue
         if spans is None:
-            raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
-                              "{% generation %} markers: pass --template with a marked copy (see rules/templates/)")
+            raise ConfigError("the chat template does not render conversations prefix-consistently (an assistant "
+                              "turn is not the text a generation prompt continues into) and has no {% generation %} "
+                              "markers: pass --template with a marked copy (TRL's *_training templates by name, e.g. "
+                              "--template qwen3_training; see docs/templates.md)")
 
 
 PROBES = [
