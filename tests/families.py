@@ -80,3 +80,82 @@ def trl_templates() -> dict[str, Path]:
 
     folder = Path(trl.__file__).parent / "chat_templates"
     return {p.stem: p for p in sorted(folder.glob("*.jinja"))}
+
+
+def shipped_templates() -> dict[str, Path]:
+    """rules/<name> -> path of the toolkit's own templates."""
+    from curate.shipped import RULES
+
+    return {f"rules/{p.stem}": p for p in sorted((RULES / "templates").glob("*.jinja"))}
+
+
+def all_templates() -> dict[str, Path]:
+    return {**trl_templates(), **shipped_templates()}
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer_for(name: str):
+    text = all_templates()[name].read_text(encoding="utf-8")
+    family = family_of(name.split("/")[-1])
+    return gemma_tokenizer(text) if family.startswith(("gemma", "diffusion_gemma")) else family_tokenizer(text, family)
+
+
+BASIC = {
+    "single": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}],
+    "multi": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."},
+              {"role": "user", "content": "Another?"}, {"role": "assistant", "content": "Green, and then red."}],
+    "system": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"},
+               {"role": "assistant", "content": "Bonjour !"}],
+}
+TOOLS = [{"role": "user", "content": "Weather in Paris?"},
+         {"role": "assistant", "content": "", "tool_calls": [
+             {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+         {"role": "tool", "name": "get_weather", "content": '{"temperature": 21}'},
+         {"role": "assistant", "content": "It is 21 degrees."}]
+
+
+@functools.lru_cache(maxsize=None)
+def conformance(name: str) -> dict:
+    """How `curate format` handles one template with its family's tokenizer: supported or not,
+    how the mask is derived, the closing tokens, which conversations it renders, tool calls."""
+    from curate.config import ConfigError
+    from curate.format import encode_many
+    from curate.format import template as tpl
+
+    path = all_templates()[name]
+    tok = tokenizer_for(name)
+    try:
+        _, template, original = tpl.choose(str(path), tok)
+        tpl.check_template(template, original, tok, tpl.PROBES + list(BASIC.values()))
+    except ConfigError as e:
+        return {"supported": False, "reason": str(e)}
+    how = ("markers" if original is None else "added markers") if tpl.MARKER.search(template) else "prefix rendering"
+    rendered = {k: r for k, r in zip(BASIC, encode_many(template, list(BASIC.values()), tok))}
+    tools = None
+    if "tool_calls" in path.read_text(encoding="utf-8"):
+        (ids, mask), = encode_many(template, [TOOLS], tok)
+        trained = tok.decode([i for i, m in zip(ids, mask) if m]) if ids is not None else ""
+        tools = "trained" if "get_weather" in trained else ("refused" if ids is None else "not trained")
+    return {"supported": True, "how": how, "template": template, "original": original,
+            "closers": tpl.closing_tokens(template, tok), "renders": [k for k, r in rendered.items() if r[0] is not None],
+            "tools": tools}
+
+
+def table_row(name: str) -> str:
+    """The docs/templates.md row of one template."""
+    c = conformance(name)
+    if not c["supported"]:
+        why = ("no markers, not prefix-consistent: use the marked copy" if "prefix-consistently" in c["reason"]
+               else "content as a list of parts only (vision-language): not for text records")
+        return f"| `{name}` | no | - | {why} |"
+    tools = {None: "-", "trained": "tool calls trained", "not trained": "tool calls not trained",
+             "refused": "tool calls refused by the template"}[c["tools"]]
+    closers = " ".join(f"`{t}`" for t in c["closers"])
+    return f"| `{name}` | yes | {c['how']}; closes with {closers} | {tools} |"
+
+
+if __name__ == "__main__":  # prints the table for docs/templates.md
+    print("| template | supported | mask from | notes |")
+    print("|---|---|---|---|")
+    for n in all_templates():
+        print(table_row(n))

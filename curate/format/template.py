@@ -9,6 +9,7 @@ the conversation (:func:`prefix_spans`).
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from ..config import ConfigError, note_read
@@ -115,8 +116,12 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
     if template is not None:
         path = resolve(template)
+        if not path.is_file() and family_template(template) is not None:
+            path = family_template(template)
         if not path.is_file():
-            raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}")
+            raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}, nor a chat "
+                              f"template TRL ships ({', '.join(sorted(trl_templates())[:6]) or 'trl is not installed'}"
+                              ", ...; see docs/templates.md)")
         note_read(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -126,9 +131,14 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
     else:
         text = tokenizer.chat_template
         if not text or not isinstance(text, str):
-            raise ConfigError("the tokenizer has no chat template: pass --template "
-                              f"({', '.join(SHIPPED)} or a .jinja file)")
+            raise ConfigError("the tokenizer has no chat template: pass --template with a family name (gemma3, "
+                              f"qwen2_5, llama3, ...: TRL's set, see docs/templates.md), {', '.join(SHIPPED)} "
+                              "or a .jinja file")
         name, label = "tokenizer", "the tokenizer's chat template"
+        copy = marked_copy(text)
+        if copy is not None:  # a published template TRL keeps a marked copy of: the copy marks its turns
+            note_read(copy)
+            return f"tokenizer ({copy.stem})", copy.read_text(encoding="utf-8"), None
     compile_check(text, label)
     if MARKER.search(text):
         return name, text, None
@@ -142,6 +152,38 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         return name, text, text  # no markers: masks come from prefix rendering alone
     except ConfigError:
         return name, text, text  # the rewrite did not compile: prefix rendering alone, as above
+
+
+@functools.lru_cache(maxsize=1)
+def trl_templates() -> dict[str, "Path"]:
+    """name -> file of the chat templates TRL ships (located, not imported: importing trl is slow)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("trl")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    folder = Path(list(spec.submodule_search_locations)[0]) / "chat_templates"
+    return {p.stem: p for p in sorted(folder.glob("*.jinja"))}
+
+
+def family_template(name: str):
+    """The file for ``--template NAME``: TRL's template of that name, its marked copy
+    (``NAME_training``) where TRL ships one; None when TRL has no such template."""
+    found = trl_templates()
+    if name not in found:
+        return None
+    return found.get(f"{name}_training", found[name])
+
+
+def marked_copy(text: str):
+    """TRL's marked copy of a published template identical to ``text``, or None."""
+    found = trl_templates()
+    for name, path in found.items():
+        copy = found.get(f"{name}_training")
+        if copy is not None and not name.endswith("_training") and path.read_text(encoding="utf-8") == text:
+            return copy
+    return None
 
 
 def _markers_hold(marked: str, original: str, tokenizer) -> bool:
@@ -377,10 +419,42 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
                               "tokenizer, or add the token to it")
         raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
                           f"{expected}: the trained tokens would not be exactly the assistant turns")
+    if _drops_text(template, tokenizer):
+        raise ConfigError(PARTS)
     if probes and len(failures) == len(probes):
+        if _wants_parts(template, tokenizer):
+            raise ConfigError(PARTS)
         raise ConfigError(f"the chat template fails on every conversation it was tried on ({len(probes)}: simple "
                           f"user/assistant probes and the first records), so it would reject every record: "
                           f"{' '.join(failures[0].split())[:300]}")
+
+
+PARTS = ("the chat template expects message content as a list of parts ({'type': 'text', 'text': ...}), as "
+         "vision-language templates do, and does not render text content: records hold text; use the family's "
+         "text template")
+
+
+def _as_parts(messages: list[dict]) -> list[dict]:
+    return [dict(m, content=[{"type": "text", "text": m["content"]}]) for m in messages]
+
+
+def _drops_text(template: str, tokenizer) -> bool:
+    """The template renders a simple conversation without its text (it iterates content as parts)."""
+    messages = PROBES[0]
+    try:
+        text = render(template, messages, tokenizer)
+    except Exception:
+        return False
+    return any(m["content"].strip() not in text for m in messages) and _wants_parts(template, tokenizer)
+
+
+def _wants_parts(template: str, tokenizer) -> bool:
+    messages = PROBES[0]
+    try:
+        text = render(template, _as_parts(messages), tokenizer)
+    except Exception:
+        return False
+    return all(m["content"].strip() in text for m in messages)
 
 
 def _plain(messages: list[dict]) -> bool:

@@ -103,3 +103,48 @@ def test_train_sft_encode_checks_the_same_closing_token(tok):
     at = ids.index(tok.convert_tokens_to_ids("<start_of_image>")) + 1
     with pytest.raises(ConfigError, match="end-of-turn token is not trained"):
         sft_encode([cut], ["b"], template, tok, at, "train")
+
+
+# ------------------------------------------------------------------------------ --template by family name
+def test_template_by_family_name_uses_trls_marked_copy(tok, gemma3_training):
+    name, template, original = tpl.choose("gemma3", tok)
+    assert template == gemma3_training.read_text() and original is None
+    with pytest.raises(ConfigError, match="nor a chat template TRL ships"):
+        tpl.choose("gemma99", tok)
+
+
+def test_a_tokenizer_carrying_a_published_template_gets_its_marked_copy():
+    from tests.families import family_tokenizer
+
+    qwen3 = trl_templates()["qwen3"].read_text()
+    qtok = family_tokenizer(qwen3, "qwen")
+    with pytest.raises(ConfigError, match="marked copy"):  # the published Qwen 3 template alone cannot be measured
+        tpl.check_template(qwen3, qwen3, qtok, tpl.PROBES)
+    name, template, _ = tpl.choose(None, qtok)
+    assert name == "tokenizer (qwen3_training)"
+    result = run(frame(convo("Q", "A"), convo("Q1", "A1", "Q2", "A2")), FormatConfig(tokenizer="x"), tokenizer=qtok)
+    assert result.kept.height == 2 and result.stats["template"] == "tokenizer (qwen3_training)"
+
+
+def test_cli_template_by_family_name_for_a_tokenizer_without_one(tok, tmp_path, repo):
+    import json
+
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    bare = tmp_path / "gemma-tok"
+    tok.save_pretrained(str(bare))
+    cfg = json.loads((bare / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    out = tmp_path / "f"
+    args = ["format", str(repo / "data/demo/raw.jsonl"), "-o", str(out), "--tokenizer", str(bare)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "--template with a family name (gemma3" in r.output, r.output
+    r = CliRunner().invoke(main, args + ["--template", "gemma3"])
+    assert r.exit_code == 0, r.output
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["kept"] > 0 and stats["template_markers"] is True
+    assert "<end_of_turn>" in (out / "template.jinja").read_text()
