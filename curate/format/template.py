@@ -377,6 +377,8 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
     a template that fails on every probe (the built-in ones and the first records) is refused,
     rather than rejecting every record for the same reason."""
     marked = bool(MARKER.search(template))
+    if _drops_text(template, tokenizer):
+        raise ConfigError(PARTS)
     if not marked:  # nothing to compare with: prefix rendering is then the only method
         _prefix_consistent(template, tokenizer)
     failures = []
@@ -419,8 +421,6 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
                               "tokenizer, or add the token to it")
         raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
                           f"{expected}: the trained tokens would not be exactly the assistant turns")
-    if _drops_text(template, tokenizer):
-        raise ConfigError(PARTS)
     if probes and len(failures) == len(probes):
         if _wants_parts(template, tokenizer):
             raise ConfigError(PARTS)
