@@ -61,6 +61,7 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
         return [_guarded(lambda m=m: render(template, m, tokenizer, spans=True)) for m in conversations]
     compiled = _compile_jinja_template(template)
     kwargs = template_kwargs(tokenizer)
+    specials = end_of_turn_tokens(tokenizer)  # once per batch (Gemma has thousands)
     out = []
     for messages in conversations:
         try:
@@ -68,7 +69,7 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
         except Exception as e:  # the template refuses this conversation (roles, say), or fails on it
             out.append((None, refusal(e)))
             continue
-        out.append((text, settle(text, [tuple(x) for x in indices], tokenizer)))
+        out.append((text, settle(text, [tuple(x) for x in indices], tokenizer, specials)))
     return out
 
 
@@ -91,12 +92,11 @@ def render(template: str, messages: list[dict], tokenizer, add_generation_prompt
     return (texts[0], settle(texts[0], [tuple(x) for x in indices[0]], tokenizer)) if spans else texts[0]
 
 
-def settle(text: str, spans: list[tuple[int, int]], tokenizer) -> list[tuple[int, int]]:
+def settle(text: str, spans: list[tuple[int, int]], tokenizer, specials: list[str] | None = None) -> list[tuple[int, int]]:
     """Spans that end on their closing special token: whitespace a template's markers also
     cover after it (TRL's gemma3_training.jinja marks '<end_of_turn>\\n') is formatting, which
     generation never produces (it stops at the token), so it is not trained. Adjacent spans are one
     (diffusion_gemma_training marks the content and its <turn|> apart)."""
-    specials = None
     out = []
     for s, e in _merged(spans):
         if e > s and text[e - 1].isspace():
