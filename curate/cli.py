@@ -175,7 +175,8 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
     if not stats.get("template_markers", True):
         click.echo("note: the template has no {% generation %} markers and none could be added; the masks above come "
                    "from prefix rendering, but OUT/template.jinja cannot drive TRL's assistant_only_loss: pass "
-                   "--template with a marked copy for training")
+                   "--template with a marked copy for training (a family name takes TRL's: --template gemma3 is "
+                   "gemma3_training; see docs/templates.md)")
     click.echo(f"wrote {out}/train.jsonl, eval.jsonl, train.parquet, eval.parquet, template.jinja, stats.json")
 
 

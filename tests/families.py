@@ -93,7 +93,7 @@ def all_templates() -> dict[str, Path]:
     return {**trl_templates(), **shipped_templates()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tokenizer_for(name: str):
     text = all_templates()[name].read_text(encoding="utf-8")
     family = family_of(name.split("/")[-1])
@@ -114,7 +114,7 @@ TOOLS = [{"role": "user", "content": "Weather in Paris?"},
          {"role": "assistant", "content": "It is 21 degrees."}]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def conformance(name: str) -> dict:
     """How `curate format` handles one template with its family's tokenizer: supported or not,
     how the mask is derived, the closing tokens, which conversations it renders, tool calls."""

@@ -1,10 +1,8 @@
 """Issue #24 items 1, 5, 6 on tiny models: a family whose end of turn is not its eos token
 (Gemma: <end_of_turn> and <eos>), a sliding-window model, a model that never stops."""
-import json
 import shutil
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from curate.config import ConfigError

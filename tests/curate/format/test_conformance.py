@@ -10,7 +10,14 @@ import pytest
 
 from curate.format import encode
 from curate.format import template as tpl
-from tests.families import BASIC, TOOLS, all_templates, conformance, tokenizer_for, trl_templates
+from tests.families import (
+    BASIC,
+    TOOLS,
+    all_templates,
+    conformance,
+    tokenizer_for,
+    trl_templates,
+)
 
 pytest.importorskip("trl")
 
@@ -36,7 +43,7 @@ def _explained(tok, ids, ours, theirs, allowed=""):
     specials = set(tok.all_special_ids)
     odd = [k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b and not (_whitespace(tok, ids[k])
                                                                               or ids[k] in specials)]
-    squeeze = lambda t: re.sub(r"\s", "", t)  # noqa: E731
+    squeeze = lambda t: re.sub(r"\s", "", t)
     return not odd or bool(allowed and not squeeze(tok.decode([ids[k] for k in odd])).replace(squeeze(allowed), ""))
 
 

@@ -99,7 +99,7 @@ def test_train_sft_encode_checks_the_same_closing_token(tok):
     cut = [{"role": "user", "content": "Q"},
            {"role": "assistant", "content": [{"type": "text", "text": "Look"}, {"type": "image"},
                                              {"type": "text", "text": "there."}]}]
-    ids, mask = encode(template, cut, tok)
+    ids, _ = encode(template, cut, tok)
     at = ids.index(tok.convert_tokens_to_ids("<start_of_image>")) + 1
     with pytest.raises(ConfigError, match="end-of-turn token is not trained"):
         sft_encode([cut], ["b"], template, tok, at, "train")
@@ -107,7 +107,7 @@ def test_train_sft_encode_checks_the_same_closing_token(tok):
 
 # ------------------------------------------------------------------------------ --template by family name
 def test_template_by_family_name_uses_trls_marked_copy(tok, gemma3_training):
-    name, template, original = tpl.choose("gemma3", tok)
+    _, template, original = tpl.choose("gemma3", tok)
     assert template == gemma3_training.read_text() and original is None
     with pytest.raises(ConfigError, match="nor a chat template TRL ships"):
         tpl.choose("gemma99", tok)
@@ -120,7 +120,7 @@ def test_a_tokenizer_carrying_a_published_template_gets_its_marked_copy():
     qtok = family_tokenizer(qwen3, "qwen")
     with pytest.raises(ConfigError, match="marked copy"):  # the published Qwen 3 template alone cannot be measured
         tpl.check_template(qwen3, qwen3, qtok, tpl.PROBES)
-    name, template, _ = tpl.choose(None, qtok)
+    name, _, _ = tpl.choose(None, qtok)
     assert name == "tokenizer (qwen3_training)"
     result = run(frame(convo("Q", "A"), convo("Q1", "A1", "Q2", "A2")), FormatConfig(tokenizer="x"), tokenizer=qtok)
     assert result.kept.height == 2 and result.stats["template"] == "tokenizer (qwen3_training)"
