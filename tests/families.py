@@ -146,7 +146,7 @@ def table_row(name: str) -> str:
     c = conformance(name)
     if not c["supported"]:
         why = ("no markers, not prefix-consistent: use the marked copy" if "prefix-consistently" in c["reason"]
-               else "content as a list of parts only (vision-language): not for text records")
+               else "does not render text content")
         return f"| `{name}` | no | - | {why} |"
     tools = {None: "-", "trained": "tool calls trained", "not trained": "tool calls not trained",
              "refused": "tool calls refused by the template"}[c["tools"]]

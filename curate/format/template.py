@@ -62,8 +62,11 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
     compiled = _compile_jinja_template(template)
     kwargs = template_kwargs(tokenizer)
     specials = end_of_turn_tokens(tokenizer)  # once per batch (Gemma has thousands)
+    parts = wants_parts(template, tokenizer)
     out = []
     for messages in conversations:
+        if parts:
+            messages = _as_parts(messages)
         try:
             text, indices = _render_with_assistant_indices(compiled, messages, None, None, False, **kwargs)
         except Exception as e:  # the template refuses this conversation (roles, say), or fails on it
@@ -84,6 +87,13 @@ def _guarded(fn):
 
 def render(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
            spans: bool = False):
+    if wants_parts(template, tokenizer):
+        messages = _as_parts(messages)
+    return _render_one(template, messages, tokenizer, add_generation_prompt, spans)
+
+
+def _render_one(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
+                spans: bool = False):
     from transformers.utils.chat_template_utils import render_jinja_template
 
     texts, indices = render_jinja_template(
@@ -339,7 +349,10 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
         start = len(before)
         content = m["content"] if isinstance(m["content"], str) else ""
         if not upto.startswith(content, start):
-            content = content.strip()  # a template that trims message content (Gemma's `| trim`)
+            # a template that trims message content (Gemma's `| trim`), or puts a space between the generation
+            # prompt and the answer (SmolVLM's "Assistant:" + " " + text)
+            content = content.strip()
+            start += len(upto[start:]) - len(upto[start:].lstrip())
             if not upto.startswith(content, start):
                 return None
         end = start + len(content)
@@ -422,39 +435,56 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
         raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
                           f"{expected}: the trained tokens would not be exactly the assistant turns")
     if probes and len(failures) == len(probes):
-        if _wants_parts(template, tokenizer):
-            raise ConfigError(PARTS)
         raise ConfigError(f"the chat template fails on every conversation it was tried on ({len(probes)}: simple "
                           f"user/assistant probes and the first records), so it would reject every record: "
                           f"{' '.join(failures[0].split())[:300]}")
 
 
-PARTS = ("the chat template expects message content as a list of parts ({'type': 'text', 'text': ...}), as "
-         "vision-language templates do, and does not render text content: records hold text; use the family's "
-         "text template")
+PARTS = ("the chat template does not render the text of a simple user/assistant conversation, neither as text "
+         "content nor as a list of parts ({'type': 'text', 'text': ...}): use the family's text template")
+
+_PARTS_CACHE: dict = {}
 
 
 def _as_parts(messages: list[dict]) -> list[dict]:
-    return [dict(m, content=[{"type": "text", "text": m["content"]}]) for m in messages]
+    """Text content as one text part, for templates that read content as a list of parts."""
+    return [dict(m, content=[{"type": "text", "text": m["content"]}]) if isinstance(m.get("content"), str) else m
+            for m in messages]
+
+
+def wants_parts(template: str, tokenizer) -> bool:
+    """A vision-language template (SmolVLM, Idefics3, LLaVA-NeXT) that reads message content as a
+    list of parts and fails on, or drops, text content: records are then rendered with their text
+    as one text part. Decided once per template and tokenizer on a probe."""
+    key = (template, id(tokenizer))
+    if key not in _PARTS_CACHE:
+        messages = PROBES[0]
+        try:
+            text = _render_one(template, messages, tokenizer)
+            plain_ok = all(m["content"].strip() in text for m in messages)
+        except Exception:
+            plain_ok = False
+        parts_ok = False
+        if not plain_ok:
+            try:
+                text = _render_one(template, _as_parts(messages), tokenizer)
+                parts_ok = all(m["content"].strip() in text for m in messages)
+            except Exception:
+                parts_ok = False
+        if len(_PARTS_CACHE) > 64:
+            _PARTS_CACHE.clear()
+        _PARTS_CACHE[key] = parts_ok
+    return _PARTS_CACHE[key]
 
 
 def _drops_text(template: str, tokenizer) -> bool:
-    """The template renders a simple conversation without its text (it iterates content as parts)."""
+    """The template renders a simple conversation without its text, whatever the content's shape."""
     messages = PROBES[0]
     try:
         text = render(template, messages, tokenizer)
     except Exception:
         return False
-    return any(m["content"].strip() not in text for m in messages) and _wants_parts(template, tokenizer)
-
-
-def _wants_parts(template: str, tokenizer) -> bool:
-    messages = PROBES[0]
-    try:
-        text = render(template, _as_parts(messages), tokenizer)
-    except Exception:
-        return False
-    return all(m["content"].strip() in text for m in messages)
+    return any(m["content"].strip() not in text for m in messages)
 
 
 def _plain(messages: list[dict]) -> bool:
