@@ -137,3 +137,12 @@ def test_docs_table_row(name):
     rows = _docs_rows()
     assert name in rows, f"docs/templates.md lacks a row for {name}: python -m tests.families prints it"
     assert rows[name] == [x.strip() for x in table_row(name).strip().strip("|").split("|")]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not conformance(n)["supported"]])
+def test_a_refused_template_has_a_supported_marked_copy_by_its_name(name):
+    """Every refusal comes with a way out: --template NAME (and a tokenizer carrying the published
+    template) takes TRL's marked copy, which the suite supports."""
+    copy = tpl.family_template(name)
+    assert copy is not None and copy.stem == f"{name}_training", name
+    assert conformance(copy.stem)["supported"], copy.stem
