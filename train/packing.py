@@ -113,12 +113,10 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     return torch.cat(rows).transpose(1, 2).contiguous(), None
 
 
-def use_segment_attention(model, max_length: int | None = None) -> str:
-    """Switch a loaded model to ``segment_sdpa`` (registered with transformers on first use).
-    A model with sliding-window layers is refused here when a sample can outgrow the window."""
-    from transformers import AttentionInterface
-
-    config = model.config.get_text_config()
+def check_window(config, max_length: int | None) -> None:
+    """Refuse segment attention for a model config with sliding-window layers whose window is
+    shorter than max_length: from the config alone, so before any weight is read (and in --dry-run)."""
+    config = config.get_text_config()
     window = getattr(config, "sliding_window", None)
     layer_types = getattr(config, "layer_types", None)
     windowed = ("sliding_attention" in layer_types) if layer_types else getattr(config, "use_sliding_window", True)
@@ -127,6 +125,13 @@ def use_segment_attention(model, max_length: int | None = None) -> str:
                           f"({window} tokens) to samples of up to max_length {max_length}; set packing: false "
                           f"or max_length <= {window}")
 
+
+def use_segment_attention(model, max_length: int | None = None) -> str:
+    """Switch a loaded model to ``segment_sdpa`` (registered with transformers on first use).
+    A model with sliding-window layers is refused here when a sample can outgrow the window."""
+    from transformers import AttentionInterface
+
+    check_window(model.config, max_length)
     AttentionInterface.register(SEGMENT_ATTENTION, segment_attention)
     model.set_attn_implementation(SEGMENT_ATTENTION)
     return SEGMENT_ATTENTION

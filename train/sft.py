@@ -97,9 +97,9 @@ def encode(conversations, sources, template: str, tok, max_length: int, split: s
     """input_ids and labels (-100 where no loss) per conversation, cut to max_length; stops the
     run, naming the records, when one has nothing to train on or a turn whose end is not trained."""
     from curate.format import encode_many
-    from curate.format.template import end_of_turn_tokens
+    from curate.format.template import closing_tokens
 
-    eot_ids = set(tok.convert_tokens_to_ids(end_of_turn_tokens(tok)))
+    eot_ids = set(tok.convert_tokens_to_ids(closing_tokens(template, tok, conversations[:20])))
     rows, empty, open_end, refused = [], [], [], []
     for (ids, mask), src in zip(encode_many(template, conversations, tok), sources):
         if ids is None:
@@ -282,6 +282,11 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
 
     adapter = lora_config(cfg)
     meta, model_config = planning.meta_model(cfg, adapter)
+    if cfg.packing:  # what the config alone decides is refused before any weight is read (and in --dry-run)
+        from .packing import SEGMENT_ATTENTION, check_window
+
+        if attention == SEGMENT_ATTENTION:
+            check_window(model_config, cfg.max_length)
     params = planning.count(meta)
     seq_len = max(len(r["input_ids"]) for r in train_rows + eval_rows)  # the widest batch, as padded
     memory = planning.memory_plan(planning.architecture(model_config), params, cfg.method, hw["precision"],
@@ -680,11 +685,18 @@ def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | No
     """What the model now says, greedy, with the chat template it was trained with."""
     import torch
 
+    from curate.format.template import choose, stop_token_ids
+
     model, tok = load_for_inference(path)
+    trained_with = Path(path) / "template.jinja"
+    _, template, _ = choose(str(trained_with) if trained_with.is_file() else None, tok)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    input_ids = torch.tensor([prompt_ids(tok, messages)])
+    input_ids = torch.tensor([prompt_ids(tok, messages, template)])
     ids = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    stops = stop_token_ids(template, tok)
     with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
-    return tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    new = out[0][ids["input_ids"].shape[1]:].tolist()
+    cut = next((k for k, t in enumerate(new) if t in stops), len(new))  # the answer ends at its end of turn
+    return tok.decode(new[:cut], skip_special_tokens=True)

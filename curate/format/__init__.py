@@ -207,7 +207,8 @@ def encode_many(template: str, conversations: list[list[dict]], tokenizer) -> li
     out = []
     for b, (text, spans, _) in enumerate(rendered):
         if text is None:
-            out.append((None, f"the chat template refuses this conversation: {spans}"))
+            out.append((None, spans if spans == tpl.NOT_PREFIX_CONSISTENT
+                        else f"the chat template refuses this conversation: {spans}"))
             continue
         ids = list(enc.ids(b))
         mask = [0] * len(ids)
@@ -228,7 +229,8 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
     name, template, original = tpl.choose(config.template, tok)
     messages = records["messages"].to_list()
     tpl.check_template(template, original, tok, tpl.PROBES + (messages[:20] if probes is None else probes))
-    eot_ids = set(tok.convert_tokens_to_ids(tpl.end_of_turn_tokens(tok)))
+    eot_ids = set(tok.convert_tokens_to_ids(tpl.closing_tokens(template, tok, messages[:20] if probes is None
+                                                                else probes)))
 
     marked = bool(tpl.MARKER.search(template))
     rendered = _render(template, messages, tok)
@@ -241,8 +243,12 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
         if b in refused:
             n_tokens.append(0)
             n_train.append(0)
-            rule.append("format.template_error")
-            reason.append(f"the chat template refuses this conversation: {refused[b]}")
+            if refused[b] == tpl.NOT_PREFIX_CONSISTENT:
+                rule.append("format.not_measurable")
+                reason.append(refused[b])
+            else:
+                rule.append("format.template_error")
+                reason.append(f"the chat template refuses this conversation: {refused[b]}")
             continue
         n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
         if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":

@@ -9,6 +9,7 @@ the conversation (:func:`prefix_spans`).
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from ..config import ConfigError, note_read
@@ -60,14 +61,18 @@ def render_many(template: str, conversations: list[list[dict]], tokenizer) -> li
         return [_guarded(lambda m=m: render(template, m, tokenizer, spans=True)) for m in conversations]
     compiled = _compile_jinja_template(template)
     kwargs = template_kwargs(tokenizer)
+    specials = end_of_turn_tokens(tokenizer)  # once per batch (Gemma has thousands)
+    parts = wants_parts(template, tokenizer)
     out = []
     for messages in conversations:
+        if parts:
+            messages = _as_parts(messages)
         try:
             text, indices = _render_with_assistant_indices(compiled, messages, None, None, False, **kwargs)
         except Exception as e:  # the template refuses this conversation (roles, say), or fails on it
             out.append((None, refusal(e)))
             continue
-        out.append((text, [tuple(x) for x in indices]))
+        out.append((text, settle(text, [tuple(x) for x in indices], tokenizer, specials)))
     return out
 
 
@@ -82,12 +87,35 @@ def _guarded(fn):
 
 def render(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
            spans: bool = False):
+    if wants_parts(template, tokenizer):
+        messages = _as_parts(messages)
+    return _render_one(template, messages, tokenizer, add_generation_prompt, spans)
+
+
+def _render_one(template: str, messages: list[dict], tokenizer, add_generation_prompt: bool = False,
+                spans: bool = False):
     from transformers.utils.chat_template_utils import render_jinja_template
 
     texts, indices = render_jinja_template(
         conversations=[messages], chat_template=template, return_assistant_tokens_mask=spans,
         add_generation_prompt=add_generation_prompt, **template_kwargs(tokenizer))
-    return (texts[0], [tuple(x) for x in indices[0]]) if spans else texts[0]
+    return (texts[0], settle(texts[0], [tuple(x) for x in indices[0]], tokenizer)) if spans else texts[0]
+
+
+def settle(text: str, spans: list[tuple[int, int]], tokenizer, specials: list[str] | None = None) -> list[tuple[int, int]]:
+    """Spans that end on their closing special token: whitespace a template's markers also
+    cover after it (TRL's gemma3_training.jinja marks '<end_of_turn>\\n') is formatting, which
+    generation never produces (it stops at the token), so it is not trained. Adjacent spans are one
+    (diffusion_gemma_training marks the content and its <turn|> apart)."""
+    out = []
+    for s, e in _merged(spans):
+        if e > s and text[e - 1].isspace():
+            specials = specials if specials is not None else end_of_turn_tokens(tokenizer)
+            core = text[s:e].rstrip()
+            if core and any(core.endswith(t) for t in specials):
+                e = s + len(core)
+        out.append((s, e))
+    return out
 
 
 def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
@@ -98,8 +126,12 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
     if template is not None:
         path = resolve(template)
+        if not path.is_file() and family_template(template) is not None:
+            path = family_template(template)
         if not path.is_file():
-            raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}")
+            raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}, nor a chat "
+                              f"template TRL ships ({', '.join(sorted(trl_templates())[:6]) or 'trl is not installed'}"
+                              ", ...; see docs/templates.md)")
         note_read(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -109,15 +141,22 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
     else:
         text = tokenizer.chat_template
         if not text or not isinstance(text, str):
-            raise ConfigError("the tokenizer has no chat template: pass --template "
-                              f"({', '.join(SHIPPED)} or a .jinja file)")
+            raise ConfigError("the tokenizer has no chat template: pass --template with a family name (gemma3, "
+                              f"qwen2_5, llama3, ...: TRL's set, see docs/templates.md), {', '.join(SHIPPED)} "
+                              "or a .jinja file")
         name, label = "tokenizer", "the tokenizer's chat template"
+        copy = marked_copy(text)
+        if copy is not None:  # a published template TRL keeps a marked copy of: the copy marks its turns
+            note_read(copy)
+            return f"tokenizer ({copy.stem})", copy.read_text(encoding="utf-8"), None
     compile_check(text, label)
     if MARKER.search(text):
         return name, text, None
     try:
         marked = add_generation_markers(text, end_of_turn_tokens(tokenizer), name)
         compile_check(marked, label)
+        if not _markers_hold(marked, text, tokenizer):
+            raise NoMarkers(f"the markers added to the {name} chat template do not mark its assistant turns")
         return name, marked, text
     except NoMarkers:
         return name, text, text  # no markers: masks come from prefix rendering alone
@@ -125,10 +164,101 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         return name, text, text  # the rewrite did not compile: prefix rendering alone, as above
 
 
+@functools.lru_cache(maxsize=1)
+def trl_templates() -> dict[str, "Path"]:
+    """name -> file of the chat templates TRL ships (located, not imported: importing trl is slow)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("trl")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    folder = Path(list(spec.submodule_search_locations)[0]) / "chat_templates"
+    return {p.stem: p for p in sorted(folder.glob("*.jinja"))}
+
+
+def family_template(name: str):
+    """The file for ``--template NAME``: TRL's template of that name, its marked copy
+    (``NAME_training``) where TRL ships one; None when TRL has no such template."""
+    found = trl_templates()
+    if name not in found:
+        return None
+    return found.get(f"{name}_training", found[name])
+
+
+def marked_copy(text: str):
+    """TRL's marked copy of a published template identical to ``text``, or None."""
+    found = trl_templates()
+    for name, path in found.items():
+        copy = found.get(f"{name}_training")
+        if copy is not None and not name.endswith("_training") and path.read_text(encoding="utf-8") == text:
+            return copy
+    return None
+
+
+def _markers_hold(marked: str, original: str, tokenizer) -> bool:
+    """Markers added by :func:`add_generation_markers` are kept only where, on the probes the
+    template renders, they change nothing in the text and each assistant content lies in its own
+    span (a template that prints content in more than one place, or elsewhere, defeats the rewrite)."""
+    tried = 0
+    for messages in PROBES:
+        try:
+            text = render(original, messages, tokenizer)
+        except Exception:
+            continue
+        tried += 1
+        try:
+            again, spans = render(marked, messages, tokenizer, spans=True)
+        except Exception:
+            return False
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        if again != text or len(spans) != len(answers) or any(
+                a.strip() not in again[s:e] for a, (s, e) in zip(answers, spans)):
+            return False
+    return tried > 0
+
+
 def end_of_turn_tokens(tokenizer) -> list[str]:
-    """Special-token strings that can close a turn (longest first)."""
+    """The tokenizer's special-token strings (longest first): what message text is shielded
+    from, and what a turn's end is looked for among. Which of them the template really closes
+    assistant turns with is :func:`closing_tokens`."""
     names = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
     return sorted((n for n in names if n), key=len, reverse=True)
+
+
+def spans_of(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple]:
+    """(text, spans) per conversation, from the markers when the template has them, else by
+    prefix rendering; (None, reason) where it refuses or cannot be measured."""
+    many = render_many if MARKER.search(template) else prefix_render_many
+    return many(template, conversations, tokenizer)
+
+
+def closing_tokens(template: str, tokenizer, probes: list[list[dict]] | None = None) -> list[str]:
+    """The special tokens this template closes assistant turns with (longest first), read off
+    the trained spans of the built-in probes (and ``probes``): a trained turn must end on one of
+    these, and generation stops at them. Never the tokenizer's other special tokens (Gemma has
+    thousands: <pad>, <unusedNN>, ...), which would let a turn that does not end pass as ended."""
+    specials = end_of_turn_tokens(tokenizer)
+    found = set()
+    for batch in (PROBES, list(probes or [])):  # the records only where the template refuses every probe
+        for text, spans in spans_of(template, batch, tokenizer) if batch else ():
+            if text is None:
+                continue
+            for s, e in spans:
+                token = next((t for t in specials if text[s:e].endswith(t)), None)
+                if token:
+                    found.add(token)
+        if found:
+            break
+    return sorted(found, key=len, reverse=True)
+
+
+def stop_token_ids(template: str | None, tokenizer) -> list[int]:
+    """Token ids generation stops at: the template's closing tokens and the end-of-sequence token
+    (they differ for Gemma: <end_of_turn> and <eos>)."""
+    ids = set(tokenizer.convert_tokens_to_ids(closing_tokens(template or tokenizer.chat_template, tokenizer)))
+    ids.add(tokenizer.eos_token_id)
+    return sorted(ids - {None, tokenizer.unk_token_id})
 
 
 def _split_terms(expr: str) -> list[str]:
@@ -217,12 +347,24 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
         if not (full.startswith(upto) and upto.startswith(before)):
             return None
         start = len(before)
-        if not upto.startswith(m["content"], start):
-            return None
-        end = start + len(m["content"])
+        content = m["content"] if isinstance(m["content"], str) else ""
+        if not upto.startswith(content, start):
+            # a template that trims message content (Gemma's `| trim`), or puts a space between the generation
+            # prompt and the answer (SmolVLM's "Assistant:" + " " + text)
+            content = content.strip()
+            start += len(upto[start:]) - len(upto[start:].lstrip())
+            if not upto.startswith(content, start):
+                return None
+        end = start + len(content)
         eot = next((t for t in eots if upto.startswith(t, end)), None)
         spans.append((start, end + len(eot) if eot else end))
     return spans
+
+
+NOT_PREFIX_CONSISTENT = (
+    "the template renders this conversation's earlier turns differently once later turns follow (or changes an "
+    "assistant turn's text beyond trimming it), so its trained tokens cannot be measured without {% generation %} "
+    "markers: pass --template with a marked copy (see rules/templates/)")
 
 
 def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer) -> list[tuple[str, list]]:
@@ -237,8 +379,8 @@ def prefix_render_many(template: str, conversations: list[list[dict]], tokenizer
             out.append((None, refusal(e)))
             continue
         if spans is None:
-            raise ConfigError("the chat template does not render conversations prefix-consistently and has no "
-                              "{% generation %} markers: pass --template with a marked copy (see rules/templates/)")
+            out.append((None, NOT_PREFIX_CONSISTENT))
+            continue
         out.append((render(template, messages, tokenizer), spans))
     return out
 
@@ -248,10 +390,14 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
     a template that fails on every probe (the built-in ones and the first records) is refused,
     rather than rejecting every record for the same reason."""
     marked = bool(MARKER.search(template))
+    if _drops_text(template, tokenizer):
+        raise ConfigError(PARTS)
+    if not marked:  # nothing to compare with: prefix rendering is then the only method
+        _prefix_consistent(template, tokenizer)
     failures = []
     for messages in probes:
         try:
-            if not marked:  # nothing to compare with: prefix rendering is then the only method
+            if not marked:
                 render(template, messages, tokenizer)
                 break
             text, spans = render(template, messages, tokenizer, spans=True)
@@ -260,15 +406,30 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
             continue  # a conversation this template refuses proves nothing either way
         if original is not None and text != render(original, messages, tokenizer):
             raise ConfigError("adding generation markers changed what the template renders: pass --template")
+        if not _plain(messages):  # tool calls, content parts: what prefix rendering cannot see, markers can
+            continue
         try:
             expected = prefix_spans(template, messages, tokenizer)
         except Exception:  # a prefix the template refuses: prefix rendering cannot say
             expected = None
-        if expected is None or spans == expected:
+        if expected is None:
             continue
-        if len(spans) == len(expected) and all(a == c and b > d for (a, b), (c, d) in zip(spans, expected)):
-            tail = text[expected[0][1]:spans[0][1]]
-            raise ConfigError(f"the template closes assistant turns with {tail!r}, which is not a special token of "
+        specials = end_of_turn_tokens(tokenizer)
+        # a span of special tokens alone (phi3_training marks the final <|endoftext|>) adds no answer text
+        spans = [(a, b) for a, b in spans if _strip_specials(text[a:b], specials).strip()] or spans
+        if len(spans) == len(expected) and all(a <= c and b >= d for (a, b), (c, d) in zip(spans, expected)):
+            heads = [text[a:c] for (a, _), (c, _) in zip(spans, expected)]
+            tails = [text[d:b] for (_, b), (_, d) in zip(spans, expected)]
+            odd = next((t for t in tails if _strip_specials(t, specials).strip()), None)
+            # equal; or the markers also cover closing special tokens after the one prefix rendering stops at
+            # (Cohere 2), or text of the generation prompt that holds no special token (Qwen's "\n", Qwen 3.5's
+            # empty <think></think>): what TRL's marked copies train, kept as they mark it
+            if odd is None and not any(_strip_specials(h, specials) != h for h in heads):
+                continue
+            if odd is None:
+                raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering "
+                                  f"finds {expected}: the markers would train the turn header {heads!r}")
+            raise ConfigError(f"the template closes assistant turns with {odd!r}, which is not a special token of "
                               "this tokenizer, so the model could not learn to stop: use a template made for this "
                               "tokenizer, or add the token to it")
         raise ConfigError(f"the template's generation markers cover characters {spans}, prefix rendering finds "
@@ -277,6 +438,91 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
         raise ConfigError(f"the chat template fails on every conversation it was tried on ({len(probes)}: simple "
                           f"user/assistant probes and the first records), so it would reject every record: "
                           f"{' '.join(failures[0].split())[:300]}")
+
+
+PARTS = ("the chat template does not render the text of a simple user/assistant conversation, neither as text "
+         "content nor as a list of parts ({'type': 'text', 'text': ...}): use the family's text template")
+
+_PARTS_CACHE: dict = {}
+
+
+def _as_parts(messages: list[dict]) -> list[dict]:
+    """Text content as one text part, for templates that read content as a list of parts."""
+    return [dict(m, content=[{"type": "text", "text": m["content"]}]) if isinstance(m.get("content"), str) else m
+            for m in messages]
+
+
+def wants_parts(template: str, tokenizer) -> bool:
+    """A vision-language template (SmolVLM, Idefics3, LLaVA-NeXT) that reads message content as a
+    list of parts and fails on, or drops, text content: records are then rendered with their text
+    as one text part. Decided once per template and tokenizer on a probe."""
+    key = (template, id(tokenizer))
+    if key not in _PARTS_CACHE:
+        messages = PROBES[0]
+        try:
+            text = _render_one(template, messages, tokenizer)
+            plain_ok = all(m["content"].strip() in text for m in messages)
+        except Exception:
+            plain_ok = False
+        parts_ok = False
+        if not plain_ok:
+            try:
+                text = _render_one(template, _as_parts(messages), tokenizer)
+                parts_ok = all(m["content"].strip() in text for m in messages)
+            except Exception:
+                parts_ok = False
+        if len(_PARTS_CACHE) > 64:
+            _PARTS_CACHE.clear()
+        _PARTS_CACHE[key] = parts_ok
+    return _PARTS_CACHE[key]
+
+
+def _drops_text(template: str, tokenizer) -> bool:
+    """The template renders a simple conversation without its text, whatever the content's shape."""
+    messages = PROBES[0]
+    try:
+        text = render(template, messages, tokenizer)
+    except Exception:
+        return False
+    return any(m["content"].strip() not in text for m in messages)
+
+
+def _plain(messages: list[dict]) -> bool:
+    """Only role and string content: what prefix rendering measures."""
+    return all(isinstance(m.get("content"), str) and not m.get("tool_calls") for m in messages)
+
+
+def _merged(spans):
+    out = []
+    for s, e in spans:
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _strip_specials(text: str, specials: list[str]) -> str:
+    for t in specials:
+        text = text.replace(t, "")
+    return text
+
+
+def _prefix_consistent(template: str, tokenizer) -> None:
+    """An unmarked template must be measurable by prefix rendering on the built-in probes (a
+    record it cannot measure is then that record's rejection, not the run's end)."""
+    for messages in PROBES:
+        try:
+            spans = prefix_spans(template, messages, tokenizer)
+        except ConfigError:
+            raise
+        except Exception:  # a probe this template refuses (roles, say) proves nothing
+            continue
+        if spans is None:
+            raise ConfigError("the chat template does not render conversations prefix-consistently (an assistant "
+                              "turn is not the text a generation prompt continues into) and has no {% generation %} "
+                              "markers: pass --template with a marked copy (TRL's *_training templates by name, e.g. "
+                              "--template qwen3_training; see docs/templates.md)")
 
 
 PROBES = [

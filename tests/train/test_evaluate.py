@@ -57,7 +57,7 @@ def test_a_comparison_table_from_two_runs(two_runs, data_dir, tiny_model, tmp_pa
     assert ra["loss"] < base["loss"]  # three steps at lr 5e-3 already move the tiny model
     assert all(0 <= r["exact_match"] <= 1 and 0 < r["mean_length"] <= 6 for r in result["rows"])
     lines = table(result)
-    assert lines[0].split() == ["model", "dataset", "loss", "ppl", "exact", "length"]
+    assert lines[0].split() == ["model", "dataset", "loss", "ppl", "exact", "length", "at_limit"]
     assert lines[2].split()[1] == prov[0][:12] and lines[1].split()[1] == "-"
     r = CliRunner().invoke(main, ["eval", str(a), str(b), "--data", str(data_dir / "eval.jsonl"), "--metric", "loss",
                                   "--json", str(tmp_path / "cmp.json")])
