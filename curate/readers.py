@@ -29,6 +29,7 @@ import polars as pl
 from .formats import FORMATS, RecordError, convert
 from .record import (
     RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
+    unique_sources,
 )
 
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -464,8 +465,7 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
         yield "stage", path / "kept.parquet", f"{label}/kept.parquet"
         return
     if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
-        for split in splits:
+        for split in _splits(path, label):
             yield "hf", path / split, f"{label}/{split}"
         return
     if (path / "state.json").is_file() and any(path.glob("*.arrow")):
@@ -484,6 +484,23 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
             yield from _expand(child, f"{label}/{child.name}", walk, inner)
     if not found:
         raise InputError(f"{label}: folder has no readable input files")
+
+
+def _splits(path: Path, label: str) -> list[str]:
+    """The split folders a Hugging Face ``dataset_dict.json`` names, each a folder beside it;
+    a file that does not say so is refused in one line naming it."""
+    from .jsonfile import read_json
+
+    where = f"{label}/dataset_dict.json"
+    try:
+        splits = read_json(path / "dataset_dict.json", "Hugging Face dataset_dict.json", {"splits": [str]},
+                           error=InputError)["splits"]
+    except InputError as e:
+        raise InputError(where + str(e)[len(str(path / "dataset_dict.json")):]) from None
+    for split in splits:
+        if split in ("", ".", "..") or "/" in split or "\\" in split or not (path / split).is_dir():
+            raise InputError(f"{where}: split {split!r} is not a folder beside it")
+    return splits
 
 
 def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = None,
@@ -575,6 +592,7 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
     _flush(rows, frames)
     records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
     rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
+    records, rejected = unique_sources(records, rejected)  # the row key (see curate.record)
     return ReadResult(records, rejected, notices)
 
 

@@ -51,10 +51,12 @@ def format_folder(src: Path, what: str) -> Path:
     """``src`` itself, or, for a `curate run` build, its last step, which must be a format step."""
     if not (src / "manifest.json").is_file():
         return src
+    from curate.jsonfile import read_json
+
     try:
-        final = json.loads((src / "manifest.json").read_text(encoding="utf-8"))["final"]
-    except (ValueError, KeyError):
-        raise ConfigError(f"{what} {src}: manifest.json is not a `curate run` manifest") from None
+        final = read_json(src / "manifest.json", "`curate run` manifest", {"final": str})["final"]
+    except ConfigError as e:
+        raise ConfigError(f"{what} {src}: {e}") from None
     if not final.endswith("-format"):
         raise ConfigError(f"{what} {src}: the build ends with {final}, not a format step; add "
                           "`- format: {tokenizer: ...}` to the pipeline")
