@@ -28,7 +28,7 @@ import polars as pl
 
 from .formats import FORMATS, RecordError, convert
 from .record import (
-    RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
+    MESSAGE_TYPE, OLD_MESSAGE_TYPE, RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
     unique_sources,
 )
 
@@ -378,7 +378,13 @@ def _read_arrow_dataset(folder: Path) -> pl.DataFrame:
 
 
 def _is_record_table(df: pl.DataFrame) -> bool:
-    return all(c in df.schema and df.schema[c] == t for c, t in RECORD_SCHEMA.items())
+    return all(c in df.schema and (df.schema[c] == t or c == "messages" and df.schema[c] == OLD_MESSAGE_TYPE)
+               for c, t in RECORD_SCHEMA.items())
+
+
+def _current_layout(df: pl.DataFrame) -> pl.DataFrame:
+    """A record table written before turns had optional fields, with them (null)."""
+    return df.with_columns(pl.col("messages").cast(MESSAGE_TYPE)) if df.schema["messages"] != MESSAGE_TYPE else df
 
 
 def _record_table_suspects(df: pl.DataFrame) -> pl.Series:
@@ -585,7 +591,7 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
                     except Exception as e:
                         raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
                     if _is_record_table(df) and fmt is None and not mapping:
-                        take_records(df, sub)
+                        take_records(_current_layout(df), sub)
                     else:
                         take(_iter_table(df, sub), sub)
             notices += walk.notices

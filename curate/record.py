@@ -19,7 +19,11 @@ import unicodedata
 
 import polars as pl
 
-MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+# weight, name, tool_calls: optional turn fields (curate.turns), null when the input had none
+MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String, "weight": pl.Int64, "name": pl.String,
+                                  "tool_calls": pl.String}))
+# the layout of record tables written before turns had optional fields: read as MESSAGE_TYPE
+OLD_MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 RECORD_SCHEMA = {
     "id": pl.String,
     "messages": MESSAGE_TYPE,
@@ -39,7 +43,12 @@ def _normalise_content(text: str) -> str:
 
 def record_id(messages: list[dict]) -> str:
     """128-bit hex id of the normalised conversation; identical on every machine and run."""
-    canon = [[m["role"], _normalise_content(m["content"])] for m in messages]
+    # a turn's optional fields count only where present, so the id of a conversation without
+    # them is what it always was (and the same from every input format)
+    canon = [[m["role"], _normalise_content(m["content"])]
+             + ([{k: m[k] for k in ("weight", "name", "tool_calls") if m.get(k) is not None}]
+                if any(m.get(k) is not None for k in ("weight", "name", "tool_calls")) else [])
+             for m in messages]
     blob = json.dumps(canon, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:32]
 

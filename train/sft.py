@@ -92,7 +92,11 @@ def read_conversations(path: Path) -> tuple[list[list[dict]], list[str]]:
         first = read.rejected.row(0, named=True)
         raise ConfigError(f"data {path}: {read.rejected.height} records cannot be read "
                           f"(first: {first['source']}: {first['rule']}: {first['reason']})")
-    return read.records["messages"].to_list(), read.records["source"].to_list()
+    from curate import turns
+
+    # the turns as train.jsonl has them: weight (which encode leaves untrained), name, tool calls
+    conversations = [[turns.plain(m) for m in c] for c in read.records["messages"].to_list()]
+    return conversations, read.records["source"].to_list()
 
 
 def encode(conversations, sources, template: str, tok, max_length: int, split: str) -> list[dict]:
