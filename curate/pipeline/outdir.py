@@ -31,8 +31,9 @@ WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def _legacy_build(out: Path) -> bool:
-    """A build folder written before markers existed: a manifest, or a step record."""
-    return (out / "manifest.json").is_file() or any(out.glob("[0-9][0-9]-*/step.json"))
+    """A build folder written before markers existed: it has a step folder with its record
+    (a manifest.json alone may be anyone's, and a build removes its manifest.json)."""
+    return any(out.glob("[0-9][0-9]-*/step.json"))
 
 
 def claim(out: Path) -> None:

@@ -51,6 +51,21 @@ def test_a_foreign_non_empty_output_folder_is_refused_and_left_alone(small):
         build(PIPE, echo=quiet)
     assert Path("build/p/02-dedup/notes.txt").read_text() == "mine"
     assert Path("build/p/.draft.tmp").read_text() == "mine too"
+    Path("other").mkdir()
+    Path("other/manifest.json").write_text("{}")  # anyone's file name: the folder is not taken for a build
+    with pytest.raises(ConfigError, match=r"other: output folder is not empty"):
+        build(PIPE, echo=quiet, output=Path("other"))
+    assert Path("other/manifest.json").read_text() == "{}"
+
+
+def test_a_build_from_before_the_marks_is_still_a_build(small):
+    build(PIPE, echo=quiet)
+    for mark in Path("build/p").rglob(".curate-*"):
+        mark.unlink()
+    lines = []
+    build(PIPE, echo=lines.append, force=True)
+    assert [ln.split()[1] for ln in lines if ln.startswith("0")] == ["ran", "ran"]
+    assert Path("build/p/.curate-build").is_file() and Path("build/p/01-dedup/.curate-step").is_file()
 
 
 def test_a_users_folder_named_like_a_step_inside_a_build_is_refused_not_replaced(small):
