@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from . import turns
 from .readers import InputError
 
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -23,16 +24,26 @@ def _alpaca(messages: list[dict]) -> dict | None:
 
 
 def convert(messages: list[dict], fmt: str) -> dict | None:
-    if fmt == "openai":
-        return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
-    if fmt == "sharegpt":
-        return {"conversations": [{"from": SHAREGPT_FROM[m["role"]], "value": m["content"]} for m in messages]}
+    if fmt == "openai":  # OpenAI's fine-tuning files carry weight, name and tool_calls too
+        return {"messages": [turns.plain(m) for m in messages]}
+    if fmt == "sharegpt":  # weight, as Axolotl reads it; no name nor tool calls
+        return {"conversations": [{"from": SHAREGPT_FROM[m["role"]], "value": m["content"],
+                                   **({"weight": m["weight"]} if m.get("weight") is not None else {})}
+                                  for m in messages]}
     return _alpaca(messages)
+
+
+# the turn fields each layout can write (turns.EXTRA); a record with others has no such form
+CARRIES = {"openai": set(turns.EXTRA), "sharegpt": {"weight"}, "alpaca": set()}
 
 
 def write_export(records: pl.DataFrame, dest: Path, fmt: str) -> int:
     rows = []
     for rid, messages in zip(records["id"].to_list(), records["messages"].to_list()):
+        lost = sorted({k for m in messages for k in turns.EXTRA if m.get(k) is not None} - CARRIES[fmt])
+        if lost:  # refuse rather than drop what the user said about a turn
+            raise InputError(f"record {rid} has turns with {', '.join(lost)}, which the {fmt} layout cannot hold; "
+                             "export as openai")
         item = convert(messages, fmt)
         if item is None:
             # Refuse rather than drop: a multi-turn record has no Alpaca form.

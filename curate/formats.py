@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .turns import read_extras
+
 FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "qa")
 
 # The key whose presence selects a format in auto-detection, in priority order.
@@ -84,9 +86,14 @@ def _turns(items, key: str, role_key: str, text_key: str, roles: dict) -> list[d
         role = roles.get(str(raw_role).strip().lower()) if isinstance(raw_role, str) else None
         if role is None:
             raise RecordError("read.bad_role", f"{where} has role {raw_role!r}, not one of {sorted(set(roles.values()))}")
-        if text_key not in turn or turn[text_key] is None:
+        extras = read_extras(turn, role, where, {role_key, text_key})
+        if turn.get(text_key) is None and "tool_calls" in extras:
+            content = ""  # an assistant turn that only calls tools has null content (OpenAI)
+        elif text_key not in turn or turn[text_key] is None:
             raise RecordError("read.missing_field", f"{where} has no '{text_key}'")
-        out.append({"role": role, "content": _content(turn[text_key], where)})
+        else:
+            content = _content(turn[text_key], where)
+        out.append({"role": role, "content": content, **extras})
     return out
 
 

@@ -28,7 +28,8 @@ import polars as pl
 
 from .formats import FORMATS, RecordError, convert
 from .record import (
-    RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
+    MESSAGE_TYPE, OLD_MESSAGE_TYPE, RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
+    unique_sources,
 )
 
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -377,7 +378,13 @@ def _read_arrow_dataset(folder: Path) -> pl.DataFrame:
 
 
 def _is_record_table(df: pl.DataFrame) -> bool:
-    return all(c in df.schema and df.schema[c] == t for c, t in RECORD_SCHEMA.items())
+    return all(c in df.schema and (df.schema[c] == t or c == "messages" and df.schema[c] == OLD_MESSAGE_TYPE)
+               for c, t in RECORD_SCHEMA.items())
+
+
+def _current_layout(df: pl.DataFrame) -> pl.DataFrame:
+    """A record table written before turns had optional fields, with them (null)."""
+    return df.with_columns(pl.col("messages").cast(MESSAGE_TYPE)) if df.schema["messages"] != MESSAGE_TYPE else df
 
 
 def _record_table_suspects(df: pl.DataFrame) -> pl.Series:
@@ -464,8 +471,7 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
         yield "stage", path / "kept.parquet", f"{label}/kept.parquet"
         return
     if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
-        for split in splits:
+        for split in _splits(path, label):
             yield "hf", path / split, f"{label}/{split}"
         return
     if (path / "state.json").is_file() and any(path.glob("*.arrow")):
@@ -484,6 +490,23 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
             yield from _expand(child, f"{label}/{child.name}", walk, inner)
     if not found:
         raise InputError(f"{label}: folder has no readable input files")
+
+
+def _splits(path: Path, label: str) -> list[str]:
+    """The split folders a Hugging Face ``dataset_dict.json`` names, each a folder beside it;
+    a file that does not say so is refused in one line naming it."""
+    from .jsonfile import read_json
+
+    where = f"{label}/dataset_dict.json"
+    try:
+        splits = read_json(path / "dataset_dict.json", "Hugging Face dataset_dict.json", {"splits": [str]},
+                           error=InputError)["splits"]
+    except InputError as e:
+        raise InputError(where + str(e)[len(str(path / "dataset_dict.json")):]) from None
+    for split in splits:
+        if split in ("", ".", "..") or "/" in split or "\\" in split or not (path / split).is_dir():
+            raise InputError(f"{where}: split {split!r} is not a folder beside it")
+    return splits
 
 
 def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = None,
@@ -568,13 +591,14 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
                     except Exception as e:
                         raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
                     if _is_record_table(df) and fmt is None and not mapping:
-                        take_records(df, sub)
+                        take_records(_current_layout(df), sub)
                     else:
                         take(_iter_table(df, sub), sub)
             notices += walk.notices
     _flush(rows, frames)
     records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
     rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
+    records, rejected = unique_sources(records, rejected)  # the row key (see curate.record)
     return ReadResult(records, rejected, notices)
 
 

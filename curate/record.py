@@ -2,6 +2,13 @@
 
 A record is one row: ``id``, ``messages`` (list of {role, content}), ``source``, ``meta``
 (the input fields the reader did not map, as JSON). Stages may add columns.
+
+``id`` is the hash of the conversation, so identical conversations share it (the same
+conversation read from any format, in any run, has the same id; a record's train/eval side
+follows it, so copies never straddle the split). ``source`` (input file and line, or row) is
+the row's key: unique within a read, and so within a build (:func:`unique_sources`), and
+stable across runs; dedup reasons and clusters name it to say which copy was kept. A new
+key column would have changed every table's layout for what ``source`` already says.
 """
 from __future__ import annotations
 
@@ -12,7 +19,11 @@ import unicodedata
 
 import polars as pl
 
-MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+# weight, name, tool_calls: optional turn fields (curate.turns), null when the input had none
+MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String, "weight": pl.Int64, "name": pl.String,
+                                  "tool_calls": pl.String}))
+# the layout of record tables written before turns had optional fields: read as MESSAGE_TYPE
+OLD_MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 RECORD_SCHEMA = {
     "id": pl.String,
     "messages": MESSAGE_TYPE,
@@ -32,9 +43,34 @@ def _normalise_content(text: str) -> str:
 
 def record_id(messages: list[dict]) -> str:
     """128-bit hex id of the normalised conversation; identical on every machine and run."""
-    canon = [[m["role"], _normalise_content(m["content"])] for m in messages]
+    # a turn's optional fields count only where present, so the id of a conversation without
+    # them is what it always was (and the same from every input format)
+    canon = [[m["role"], _normalise_content(m["content"])]
+             + ([{k: m[k] for k in ("weight", "name", "tool_calls") if m.get(k) is not None}]
+                if any(m.get(k) is not None for k in ("weight", "name", "tool_calls")) else [])
+             for m in messages]
     blob = json.dumps(canon, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def unique_sources(*frames: pl.DataFrame) -> list[pl.DataFrame]:
+    """The frames with ``source`` made unique across all of them, in order: a second row from
+    the same place (a file given twice, a table whose source column repeats) becomes
+    ``SOURCE #2``, a third ``SOURCE #3``; the first keeps its name, so data without repeats
+    (nearly all) is unchanged."""
+    sizes = [f.height for f in frames]
+    sources = pl.concat([f["source"] for f in frames]) if frames else pl.Series("source", [], pl.String)
+    if sources.n_unique() == len(sources):
+        return list(frames)
+    nth = sources.to_frame().select(pl.int_range(pl.len()).over("source")).to_series()
+    fixed = (pl.DataFrame({"s": sources, "n": nth})
+             .select(pl.when(pl.col("n") == 0).then(pl.col("s"))
+                     .otherwise(pl.col("s") + " #" + (pl.col("n") + 1).cast(pl.String))).to_series())
+    out, at = [], 0
+    for f, n in zip(frames, sizes):
+        out.append(f.with_columns(fixed.slice(at, n).alias("source")))
+        at += n
+    return out
 
 
 def raw_id(raw: bytes | str) -> str:

@@ -6,6 +6,8 @@ writes byte-identical Parquet for the same input and config. Timings go only to
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,10 +49,22 @@ def count_rules(rejected: pl.DataFrame) -> dict[str, int]:
     return dict(zip(counts["rule"].to_list(), counts["len"].to_list()))
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     # one chunk: polars' pages follow chunk boundaries, so a table assembled from blocks
     # (the Ray engine, concatenated parts) would otherwise write other bytes for equal data
-    df.rechunk().write_parquet(path, **PARQUET_OPTS)
+    try:
+        df.rechunk().write_parquet(path, **PARQUET_OPTS)
+    except pl.exceptions.ComputeError as e:
+        # polars reports a failed write (a full disk) as a ComputeError "... (os error 28)":
+        # give callers the OSError it is, with the file, like every other write
+        found = _OS_ERROR.search(str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def write_stage(result: StageResult, out: Path) -> None:

@@ -22,8 +22,10 @@ def dataset_identity(files: dict[str, Path]) -> dict:
     for manifest in (folder / "manifest.json", folder.parent / "manifest.json"):
         try:
             m = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
+        if not isinstance(m, dict) or not isinstance(m.get("outputs", {}), dict):
+            continue  # a broken manifest pins nothing: the files' own hashes do
         if m.get("outputs", {}).get(f"{folder.name}/train.jsonl") == hashes["train"]:
             return {"hash": m.get("lock_sha256"), "source": f"lock of pipeline {m.get('pipeline')} "
                     f"({m.get('pipeline_file')}, build {manifest.parent})", "files": hashes}

@@ -51,10 +51,12 @@ def format_folder(src: Path, what: str) -> Path:
     """``src`` itself, or, for a `curate run` build, its last step, which must be a format step."""
     if not (src / "manifest.json").is_file():
         return src
+    from curate.jsonfile import read_json
+
     try:
-        final = json.loads((src / "manifest.json").read_text(encoding="utf-8"))["final"]
-    except (ValueError, KeyError):
-        raise ConfigError(f"{what} {src}: manifest.json is not a `curate run` manifest") from None
+        final = read_json(src / "manifest.json", "`curate run` manifest", {"final": str})["final"]
+    except ConfigError as e:
+        raise ConfigError(f"{what} {src}: {e}") from None
     if not final.endswith("-format"):
         raise ConfigError(f"{what} {src}: the build ends with {final}, not a format step; add "
                           "`- format: {tokenizer: ...}` to the pipeline")
@@ -90,7 +92,11 @@ def read_conversations(path: Path) -> tuple[list[list[dict]], list[str]]:
         first = read.rejected.row(0, named=True)
         raise ConfigError(f"data {path}: {read.rejected.height} records cannot be read "
                           f"(first: {first['source']}: {first['rule']}: {first['reason']})")
-    return read.records["messages"].to_list(), read.records["source"].to_list()
+    from curate import turns
+
+    # the turns as train.jsonl has them: weight (which encode leaves untrained), name, tool calls
+    conversations = [[turns.plain(m) for m in c] for c in read.records["messages"].to_list()]
+    return conversations, read.records["source"].to_list()
 
 
 def encode(conversations, sources, template: str, tok, max_length: int, split: str) -> list[dict]:

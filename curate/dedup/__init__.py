@@ -68,6 +68,9 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
         t = time.perf_counter()
         texts = select_text(current, config.on)
         ids = current["id"].to_list()
+        # the row key: identical copies share an id, so the reason and the clusters name the
+        # copy kept by its source (file and line), which is unique (curate.record)
+        keys = current["source"].to_list() if "source" in current.columns else ids
         scores = current["score"].to_numpy() if "score" in current.columns else None
         info: dict = {"method": method, "in": current.height}
         if method == "exact":
@@ -80,16 +83,16 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
             labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend)
         n = current.height
         is_dup = reps != np.arange(n)
-        clusters = cluster_table(ids, labels, reps, similarity, method)
-        cluster_of = dict(zip(clusters["id"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
+        clusters = cluster_table(ids, labels, reps, similarity, method, keys)
+        cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
         measure = {"minhash": "jaccard", "semantic": "cosine"}.get(method)
         dup_idx = np.flatnonzero(is_dup)
-        reasons = [f"duplicate of {ids[reps[i]]} ("
+        reasons = [f"duplicate of {keys[reps[i]]} (id {ids[reps[i]]}, "
                    + (f"{measure} {similarity[i]:.3f}" if measure else "exact match") + ")" for i in dup_idx]
         rej = current[dup_idx].with_columns(
             pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
             pl.Series("reason", reasons, dtype=pl.String),
-            pl.Series("cluster", [cluster_of[ids[i]] for i in dup_idx], dtype=pl.Int64))
+            pl.Series("cluster", [cluster_of[keys[i]] for i in dup_idx], dtype=pl.Int64))
         rejected_parts.append(rej)
         cluster_parts.append(clusters)
         current = current.filter(pl.Series(~is_dup))

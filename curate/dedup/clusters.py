@@ -65,8 +65,11 @@ def star_clusters(n: int, left: np.ndarray, right: np.ndarray, sim: np.ndarray,
 
 
 def cluster_table(ids: list[str], labels: np.ndarray, kept: np.ndarray, similarity: np.ndarray,
-                  method: str) -> pl.DataFrame:
-    """One row per record that has a duplicate; clusters numbered by first appearance."""
+                  method: str, keys: list[str] | None = None) -> pl.DataFrame:
+    """One row per record that has a duplicate; clusters numbered by first appearance.
+    ``keys``: each record's unique key (its source); ``id`` is shared by exact copies, so
+    ``source`` and ``kept_source`` say which member a row is and which one was kept."""
+    keys = ids if keys is None else keys
     sizes = np.bincount(labels, minlength=len(labels))
     member = sizes[labels] > 1
     idx = np.flatnonzero(member)
@@ -74,9 +77,11 @@ def cluster_table(ids: list[str], labels: np.ndarray, kept: np.ndarray, similari
     cluster = [first_seen.setdefault(int(labels[i]), len(first_seen)) for i in idx]
     return pl.DataFrame({
         "id": [ids[i] for i in idx],
+        "source": [keys[i] for i in idx],
         "cluster": pl.Series(cluster, dtype=pl.Int64),
         "kept_id": [ids[int(kept[i])] for i in idx],
+        "kept_source": [keys[int(kept[i])] for i in idx],
         "method": [method] * len(idx),
         "similarity": pl.Series(similarity[idx].round(6), dtype=pl.Float64),
-    }, schema={"id": pl.String, "cluster": pl.Int64, "kept_id": pl.String, "method": pl.String,
-               "similarity": pl.Float64})
+    }, schema={"id": pl.String, "source": pl.String, "cluster": pl.Int64, "kept_id": pl.String,
+               "kept_source": pl.String, "method": pl.String, "similarity": pl.Float64})

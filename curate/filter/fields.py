@@ -32,11 +32,20 @@ def field_messages(field: str) -> pl.Expr:
 TRIM = " \t\n\r"
 
 
+def turn_text(turn: pl.Expr) -> pl.Expr:
+    """What a turn says: its content, and the tool calls it makes (JSON) where it makes any, so
+    rules and dedup see a tool-calling turn as the calls it is, not as an empty turn."""
+    content, calls = turn.struct.field("content"), turn.struct.field("tool_calls")
+    # one string kernel: "\n" + null is null, and ignore_nulls then leaves the content alone
+    return pl.when(content.is_null()).then(content).otherwise(
+        pl.concat_str([content, pl.lit("\n") + calls], ignore_nulls=True))
+
+
 def field_text(field: str) -> pl.Expr:
     if field == "last_assistant":  # one turn: no list to strip and join (half the time)
         last = pl.col("messages").list.filter(_role() == "assistant").list.last()
-        return last.struct.field("content").str.strip_chars(TRIM).fill_null("")
-    contents = field_messages(field).list.eval(pl.element().struct.field("content").str.strip_chars(TRIM))
+        return turn_text(last).str.strip_chars(TRIM).fill_null("")
+    contents = field_messages(field).list.eval(turn_text(pl.element()).str.strip_chars(TRIM))
     return contents.list.join("\n\n").fill_null("")
 
 

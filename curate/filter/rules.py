@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, fie
 
 from ..config import note_read
 from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
-from .fields import text_column, turns_column
+from .fields import text_column, turn_text, turns_column
 
 
 def _include(base: Path, name: str, what: str) -> Path:
@@ -170,7 +170,7 @@ class RolesRule(Rule):
         # One signature string per conversation, a letter a turn (s/u/a); every shape check
         # is then a cheap string op. Which check fired, and the sentence that says so, are
         # worked out only for the (few) conversations that fail one.
-        content = pl.element().struct.field("content").str.strip_chars()
+        content = turn_text(pl.element()).str.strip_chars()  # a turn that only calls tools is not empty
         letter = pl.element().struct.field("role").str.slice(0, 1)
         low = pl.col("low")
         fails = [low == ""]

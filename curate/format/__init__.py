@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import turns
 from ..stage import StageResult
 from . import template as tpl
 
@@ -159,9 +160,11 @@ def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
     the character ranges of special-token text that came from inside a message (rendered in
     disguise, see :func:`_shield`, so that it is known for message text, then put back)."""
     many = tpl.render_many if tpl.MARKER.search(template) else tpl.prefix_render_many
-    shielded, tables = _shield(conversations, template, tok)
+    shown = [[turns.for_template(m) for m in messages] for messages in conversations]
+    shielded, tables = _shield(shown, template, tok)
     out = []
-    for (text, spans), table in zip(many(template, shielded, tok), tables):
+    rendered = _check_turn_fields(template, conversations, many(template, shielded, tok), shielded, tok)
+    for (text, spans), table in zip(rendered, tables):
         if text is None or not table:
             out.append((text, spans, ()))
             continue
@@ -172,6 +175,35 @@ def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
             out.append((None, "the chat template splits special-token text inside a message", ()))
             continue
         out.append((text, spans, plain))
+    return out
+
+
+def _check_turn_fields(template: str, conversations, rendered, shielded, tok) -> list[tuple]:
+    """Apply what a turn's optional fields say (curate.turns) to each rendering: an assistant
+    turn of weight 0 is not trained (its span is dropped); a name or tool_calls the template
+    does not print (the text is the same without them) refuses the conversation, which would
+    otherwise be trained as something else than the data says."""
+    out = []
+    for messages, shown, (text, spans) in zip(conversations, shielded, rendered):
+        if text is None or not any(turns.has_extras(m) for m in messages):
+            out.append((text, spans))
+            continue
+        fields = sorted({f for m in messages for f in turns.rendered_extras(m)})
+        if fields:
+            bare = [{"role": m["role"], "content": m["content"]} for m in shown]
+            (without, _), = tpl.render_many(template, [bare], tok) if tpl.MARKER.search(template) else \
+                tpl.prefix_render_many(template, [bare], tok)
+            if without == text:
+                out.append((None, f"it does not print the {' and '.join(fields)} of the turns, which would be lost"))
+                continue
+        assistant = [m for m in messages if m["role"] == "assistant"]
+        if any(turns.untrained(m) for m in assistant):
+            if len(spans) != len(assistant):
+                out.append((None, f"it marks {len(spans)} assistant spans for {len(assistant)} assistant turns, so "
+                                  "the turns of weight 0 cannot be left untrained"))
+                continue
+            spans = [s for s, m in zip(spans, assistant) if not turns.untrained(m)]
+        out.append((text, spans))
     return out
 
 
@@ -228,9 +260,9 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
     tok = tokenizer or load_tokenizer(config.tokenizer)
     name, template, original = tpl.choose(config.template, tok)
     messages = records["messages"].to_list()
-    tpl.check_template(template, original, tok, tpl.PROBES + (messages[:20] if probes is None else probes))
-    eot_ids = set(tok.convert_tokens_to_ids(tpl.closing_tokens(template, tok, messages[:20] if probes is None
-                                                                else probes)))
+    probe_convs = [[turns.for_template(m) for m in c] for c in (messages[:20] if probes is None else probes)]
+    tpl.check_template(template, original, tok, tpl.PROBES + probe_convs)
+    eot_ids = set(tok.convert_tokens_to_ids(tpl.closing_tokens(template, tok, probe_convs)))
 
     marked = bool(tpl.MARKER.search(template))
     rendered = _render(template, messages, tok)
@@ -266,7 +298,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
             reason.append(f"{n} tokens, more than {config.max_tokens}{keep}")
         elif trained == 0:
             rule.append("format.no_train_tokens")
-            reason.append("no assistant content to train on (no assistant turn, or only empty ones)")
+            reason.append("no assistant content to train on (no assistant turn, or only empty ones or ones of weight 0)")
         elif not eot_ok:
             rule.append("format.end_of_turn_not_trained")
             reason.append("an assistant turn does not end on a trained end-of-turn token")
@@ -331,4 +363,6 @@ def _token_stats(kept: pl.DataFrame) -> dict:
 
 
 def _jsonl(df: pl.DataFrame) -> str:
-    return "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in df["messages"].to_list())
+    # a turn's optional fields where it has them (train sft reads them back), no null placeholders
+    return "".join(json.dumps({"messages": [turns.plain(t) for t in m]}, ensure_ascii=False) + "\n"
+                   for m in df["messages"].to_list())

@@ -356,7 +356,11 @@ def prefix_spans(template: str, messages: list[dict], tokenizer) -> list[tuple[i
             if not upto.startswith(content, start):
                 return None
         end = start + len(content)
-        eot = next((t for t in eots if upto.startswith(t, end)), None)
+        if m.get("tool_calls"):  # the template prints the calls after the content: the turn ends at its end-of-turn
+            found = [(upto.find(t, end), t) for t in eots if upto.find(t, end) != -1]
+            end, eot = min(found) if found else (len(upto), None)
+        else:
+            eot = next((t for t in eots if upto.startswith(t, end)), None)
         spans.append((start, end + len(eot) if eot else end))
     return spans
 

@@ -4,7 +4,9 @@ code are unchanged and whose files still hash to what was recorded.
 Each step writes into ``OUTPUT/.NN-kind.tmp`` and is renamed to ``OUTPUT/NN-kind`` only when
 complete, with ``step.json`` (the cache key and the hash of every file) written last inside
 it; a killed build leaves at worst a temporary folder, which the next run deletes.
-``manifest.json`` is removed when a build starts and written when it ends.
+``manifest.json`` is removed when a build starts and written when it ends. Only folders the
+toolkit marked are ever deleted, and one build at a time holds the output folder
+(:mod:`.outdir`); a failed write (a full disk) is one line naming the folder.
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ from ..storage import cache_folder, download, is_url, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
                       output_files, output_hash, sha256_bytes, sha256_json, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
+from .outdir import claim, locked, mark_step, refuse_foreign_step, remove_ours, writing
 from .steps import Prepared, prepare, read_entries
 from .compare import LOCK_FORMAT, compare
 
 STEP_DIR = re.compile(r"^\d\d-(filter|dedup|score|format)$")
+STEP_TMP = re.compile(r"^\.\d\d-(filter|dedup|score|format)\.tmp$")
 
 
 def lock_text(lock: dict) -> str:
@@ -50,9 +54,11 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     with _input_copies(pipe, pipeline_path) as sources:
         if remote and not (out / "manifest.json").is_file():
             download(target, out)  # reuse the steps already up there
-        lock = _build(pipe, pipeline_path, names, prepared, start, sources, out, target, force, write_lock, echo)
-    if remote:
-        upload(out, target, _unchanged_up_there(out, target), commit="manifest.json")
+        claim(out)
+        with locked(out, echo):  # another build into this folder would delete our steps as we write them
+            lock = _build(pipe, pipeline_path, names, prepared, start, sources, out, target, force, write_lock, echo)
+            if remote:
+                upload(out, target, _unchanged_up_there(out, target), commit="manifest.json")
     return lock
 
 
@@ -82,11 +88,13 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
            force: bool, write_lock: bool, echo) -> dict:
     inputs = _hash_inputs(pipe, pipeline_path, sources)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)
+    for name in names:  # before anything runs: a user's folder named like a step is never replaced
+        refuse_foreign_step(out / name)
+    with writing(out, "manifest.json"):
+        (out / "manifest.json").unlink(missing_ok=True)
     for stale in out.iterdir():  # leftovers of a killed build, and steps no longer in the pipeline
-        if stale.name.startswith(".") and stale.name.endswith(".tmp") or (STEP_DIR.match(stale.name) and stale.name not in names):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        if STEP_TMP.match(stale.name) or (STEP_DIR.match(stale.name) and stale.name not in names):
+            remove_ours(stale)  # the user's own files of such names stay
 
     env = {"code": code_version(), "libraries": sha256_json(library_versions())}
     in_hash = sha256_json([{k: v for k, v in i.items() if k != "records"} for i in inputs])
@@ -100,7 +108,8 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
         rec = None if rerun else _cached(folder, key, echo)
         t0 = time.perf_counter()
         if rec is None:
-            rec = _run_step(prep, key, folder, pipe, sources, out / names[i - 1] if i else None)
+            rec = _run_step(prep, key, folder, pipe, sources, out / names[i - 1] if i else None,
+                            inputs if i == 0 else None, pipeline_path)
             rerun = True  # every later step runs again
             status = "ran"
         else:
@@ -124,7 +133,8 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
         text = _write_lock(pipeline_path, lock, text, echo)
     manifest = {**lock, "lock_sha256": sha256_bytes(text.encode()), "final": names[-1], "pipeline_file":
                 display_path(pipeline_path), "output": target if is_url(target) else display_path(out), "build": timings}
-    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    with writing(out, "manifest.json"):
+        _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return lock
 
 
@@ -136,13 +146,14 @@ def _write_lock(pipeline_path: Path, lock: dict, text: str, echo) -> str:
     try:
         old_text = path.read_text(encoding="utf-8")
         verdict = compare(json.loads(old_text), lock)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         verdict = None
     if verdict is not None and verdict.ok:
         if verdict.kind == "tolerant" or old_text != text:
             echo(f"{path}: kept as it is ({'identical decisions and values' if verdict.kind == 'identical' else verdict.lines[0]})")
         return old_text
-    path.write_text(text, encoding="utf-8")
+    with writing(path.parent, path.name):
+        _atomic_write(path, text)
     return text
 
 
@@ -211,8 +222,10 @@ def _cached(folder: Path, key: dict, echo) -> dict | None:
     """The step's record when its folder is complete, for this key, and unaltered."""
     try:
         rec = json.loads((folder / "step.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict) or not isinstance(rec.get("counts"), dict):
+        return None  # a step record someone broke: the step runs again
     if rec.get("key") != key or "content" not in rec:  # another key, or a record from before content hashes
         return None
     files = output_files(folder)
@@ -224,16 +237,33 @@ def _cached(folder: Path, key: dict, echo) -> dict | None:
 
 
 def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: list[Path],
-              previous: Path | None) -> dict:
+              previous: Path | None, inputs: list[dict] | None = None, pipeline_path: Path | None = None) -> dict:
+    tmp = folder.parent / f".{folder.name}.tmp"
+    if tmp.exists() or tmp.is_symlink():
+        remove_ours(tmp)
+        refuse_foreign_step(tmp)  # still there: not ours
+    try:
+        with writing(folder.parent, f"step {folder.name}"):
+            tmp.mkdir(parents=True)
+            mark_step(tmp)
+            rec = _write_step(prep, key, tmp, pipe, sources, previous, inputs, pipeline_path)
+            if folder.exists():
+                shutil.rmtree(folder)  # ours: refuse_foreign_step checked it before the build began
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a partial step: never trusted, and its space given back
+        raise
+    return rec
+
+
+def _write_step(prep: Prepared, key: dict, tmp: Path, pipe: Pipeline, sources: list[Path], previous: Path | None,
+                inputs: list[dict] | None, pipeline_path: Path | None) -> dict:
     from ..readers import read_inputs
 
-    tmp = folder.parent / f".{folder.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     t0 = time.perf_counter()
     if previous is None:
         read, input_records = read_entries(pipe.inputs, sources)
+        _unchanged_while_read(pipe, pipeline_path, sources, inputs)
     else:
         read, input_records = read_inputs([previous]), None
     stats = prep.run(read, tmp)
@@ -250,10 +280,17 @@ def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: 
     if input_records is not None:
         rec["input_records"] = input_records
     _atomic_write(tmp / "step.json", json.dumps(rec, indent=2, sort_keys=True) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
     return rec
+
+
+def _unchanged_while_read(pipe: Pipeline, pipeline_path: Path | None, sources: list[Path], inputs: list[dict] | None):
+    """The inputs were hashed before they were read: a file written to meanwhile (a log still
+    being appended to) gave records its recorded hash does not pin, and a later run would call
+    the step cached. Hash again now and refuse the build when any input moved."""
+    for i, (spec, src, entry) in enumerate(zip(pipe.inputs, sources, inputs or [])):
+        if tree_hash(src) != entry["sha256"]:
+            raise ConfigError(f"{pipeline_path}: inputs[{i}].path: {spec.path}: changed while it was read; "
+                              "run again when nothing is writing to it")
 
 
 def _lock_step(prep: Prepared, key: dict, rec: dict) -> dict:

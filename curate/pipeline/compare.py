@@ -38,17 +38,22 @@ class Verdict:
         return not self.ok
 
 
+# What :func:`compare` indexes in a lock: a hand-edited or truncated lock that lacks it is
+# refused in one line naming the file, not a KeyError in the middle of a comparison.
+_STEP = {"step": str, "kind?": str, "files?": dict, "options?": dict, "rules?": dict, "values?": dict}
+LOCK_SHAPE = {"steps": [_STEP], "inputs?": [{"path": str}], "versions?": dict, "outputs?": dict}
+
+
 def read_lock(pipeline_path) -> dict:
+    from ..jsonfile import read_json
+
     path = lock_path(pipeline_path)
     if not path.is_file():
         raise ConfigError(f"{path}: no lock file; `curate run {pipeline_path}` writes it")
     try:
-        lock = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(lock, dict) or not isinstance(lock.get("steps"), list):
-        raise ConfigError(f"{path}: not a lock file (no list of steps); `curate run {pipeline_path}` rewrites it")
-    return lock
+        return read_json(path, "lock file", LOCK_SHAPE)
+    except ConfigError as e:
+        raise ConfigError(f"{e}; `curate run {pipeline_path}` rewrites it") from None
 
 
 def diff(old: dict, new: dict) -> list[str]:

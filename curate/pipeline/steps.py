@@ -105,6 +105,7 @@ def read_entries(inputs: list[InputSpec], sources: list[Path] | None = None):
     import polars as pl
 
     from ..readers import ReadResult, read_inputs
+    from ..record import unique_sources
     from ..stage import merge_rejected
 
     sources = sources or [spec.path for spec in inputs]
@@ -113,4 +114,6 @@ def read_entries(inputs: list[InputSpec], sources: list[Path] | None = None):
     if len(parts) == 1:
         return parts[0], counts
     records = pl.concat([r.records for r in parts], how="vertical_relaxed")
-    return ReadResult(records, merge_rejected(*[r.rejected for r in parts])), counts
+    # two inputs may be one file (or one label): sources stay unique across them all
+    records, rejected = unique_sources(records, merge_rejected(*[r.rejected for r in parts]))
+    return ReadResult(records, rejected), counts

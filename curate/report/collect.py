@@ -7,6 +7,10 @@ from pathlib import Path
 
 from ..config import ConfigError
 
+# What the report indexes in a manifest (a broken one is one line naming it).
+MANIFEST_SHAPE = {"pipeline": str, "inputs": [{"records?": int}], "build?": dict, "outputs?": dict, "versions?": dict,
+                  "steps": [{"step": str, "kind": str, "in": int, "kept": int, "rejected": int, "rules": dict,
+                             "options": dict}]}
 EXAMPLES_PER_RULE = 3
 CLUSTERS_SHOWN = 5
 SNIPPET = 280
@@ -22,17 +26,16 @@ def snippet(messages, limit: int = SNIPPET) -> str:
 def collect(build: Path, train_dirs: list[Path] | None = None) -> dict:
     import polars as pl
 
+    from ..jsonfile import read_json
+
     build = Path(build)
-    try:
-        manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
-    except OSError:
-        raise ConfigError(f"{build}: no manifest.json; `curate run PIPELINE` writes one when a build completes") from None
-    except ValueError as e:
-        raise ConfigError(f"{build}/manifest.json: not valid JSON: {e}") from None
+    if not (build / "manifest.json").is_file():
+        raise ConfigError(f"{build}: no manifest.json; `curate run PIPELINE` writes one when a build completes")
+    manifest = read_json(build / "manifest.json", "`curate run` manifest", MANIFEST_SHAPE)
     steps = []
     for s in manifest["steps"]:
         folder = build / s["step"]
-        stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+        stats = read_json(folder / "stats.json", "step's stats.json", dict)
         rejected = pl.read_parquet(folder / "rejected.parquet")
         step = {**{k: s[k] for k in ("step", "kind", "in", "kept", "rejected", "rules", "options")},
                 "seconds": stats.get("seconds"), "examples": _examples(rejected),
@@ -66,22 +69,26 @@ def _clusters(folder: Path, stats: dict) -> dict:
     import polars as pl
 
     clusters = pl.read_parquet(folder / "clusters.parquet")
+    # rows are told apart by source (unique), not id (shared by exact copies); a build from
+    # before clusters had sources falls back to ids
+    key = "source" if "source" in clusters.columns else "id"
     texts = {}
     for name in ("kept.parquet", "rejected.parquet"):
-        t = pl.read_parquet(folder / name, columns=["id", "messages"])
-        texts.update(zip(t["id"].to_list(), t["messages"].to_list()))
+        t = pl.read_parquet(folder / name, columns=[key, "messages"])
+        texts.update(zip(t[key].to_list(), t["messages"].to_list()))
     sizes = clusters.group_by("cluster", "method").len().sort(["len", "cluster"], descending=[True, False])
     shown = []
     for cluster, method, size in sizes.head(CLUSTERS_SHOWN).iter_rows():
         members = clusters.filter(pl.col("cluster") == cluster).sort("similarity", descending=True, maintain_order=True)
-        kept_id = members["kept_id"][0]
+        kept_id, kept_key = members["kept_id"][0], members[f"kept_{key}"][0]
         rows = list(members.iter_rows(named=True))
-        kept_at = next((i for i, r in enumerate(rows) if r["id"] == kept_id), None)
+        kept_at = next((i for i, r in enumerate(rows) if r[key] == kept_key), None)
         if kept_at is not None:
-            rows.pop(kept_at)  # exact copies share the kept id: drop one row, the kept record
-        dups = [{"id": r["id"], "similarity": r["similarity"], "text": snippet(texts.get(r["id"]), 160)} for r in rows]
-        shown.append({"method": method, "size": size, "kept_id": kept_id, "kept": snippet(texts.get(kept_id), 200),
-                      "duplicates": dups[:6], "more": max(0, len(dups) - 6)})
+            rows.pop(kept_at)  # the kept member (by id, in an old build: one of the copies)
+        dups = [{"id": r["id"], "source": r.get("source"), "similarity": r["similarity"],
+                 "text": snippet(texts.get(r[key]), 160)} for r in rows]
+        shown.append({"method": method, "size": size, "kept_id": kept_id, "kept_source": kept_key if key == "source" else None,
+                      "kept": snippet(texts.get(kept_key), 200), "duplicates": dups[:6], "more": max(0, len(dups) - 6)})
     return {"methods": stats.get("methods", []), "clusters": shown, "n_clusters": sizes.height,
             "largest": int(sizes["len"].max()) if sizes.height else 0}
 

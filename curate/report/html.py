@@ -86,7 +86,7 @@ def _duplicates(data: dict) -> list[str]:
                            f"{x['similarity']:.3f})</span></div>" for x in c["duplicates"])
             more = f"<p class='muted'>and {c['more']} more</p>" if c["more"] else ""
             out.append(f"<details><summary>{escape(c['method'])} cluster of {c['size']}: kept "
-                       f"<code>{escape(c['kept_id'][:12])}</code></summary><div class='ex kept'>{escape(c['kept'])}</div>"
+                       f"<code>{escape(c.get('kept_source') or c['kept_id'][:12])}</code></summary><div class='ex kept'>{escape(c['kept'])}</div>"
                        f"{dups}{more}</details>")
     return (["<h2>Duplicate clusters</h2>", "<p class='muted'>The kept member (green) and the records rejected as its "
              "duplicates (red), largest clusters first.</p>"] + out) if out else []

@@ -31,7 +31,7 @@ def test_exact_finds_case_width_and_space_variants():
     result = run(df, DedupConfig(methods=["exact"]))
     assert result.kept["messages"].to_list() == [df["messages"][0].to_list(), df["messages"][3].to_list()]
     kept_id = df["id"][0]
-    assert result.rejected["reason"].to_list() == [f"duplicate of {kept_id} (exact match)"] * 2
+    assert result.rejected["reason"].to_list() == [f"duplicate of test:1 (id {kept_id}, exact match)"] * 2
     punct = run(df, DedupConfig(methods=["exact"], strip_punct=True))
     assert punct.kept.height == 1
 
@@ -102,7 +102,7 @@ def test_cli_writes_clusters_and_stats(repo, tmp_path):
     clusters = pl.read_parquet(out / "clusters.parquet")
     assert stats["in"] == kept.height + rejected.height == 2587
     assert stats["methods"][1]["bands"] == 18 and stats["methods"][1]["rows"] == 7
-    assert set(clusters.columns) == {"id", "cluster", "kept_id", "method", "similarity"}
+    assert set(clusters.columns) == {"id", "source", "cluster", "kept_id", "kept_source", "method", "similarity"}
     dups = rejected.filter(pl.col("stage") == "dedup")
     assert set(dups["id"].to_list()) <= set(clusters["id"].to_list())
     # a kept_id names the member kept at that step; a later method may still reject it

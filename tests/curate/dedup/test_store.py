@@ -1,6 +1,8 @@
 """The embedding store: vectors under (model files, text), shared, replayed read-only."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import polars as pl
 import pytest
@@ -22,10 +24,10 @@ class CountingEmbedder(Embedder):
     def encode(self, texts):
         self.seen += texts
         self.embedded += len(texts)
-        out = np.zeros((len(texts), 4), np.float32)
+        out = np.zeros((len(texts), 4), np.float32)  # a direction per text, the same in every process
         for i, t in enumerate(texts):
-            out[i, hash(t) % 4] = 1.0
-        return out
+            out[i] = np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.uint32) / 2**32 + 0.01
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def test_vectors_are_keyed_by_text_not_by_record_id(tmp_path):

@@ -42,7 +42,7 @@ def folder_bytes(root: Path) -> dict[str, bytes]:
 def test_run_builds_every_step_and_loses_nothing(project):
     lock, lines = run()
     out = Path("build/p")
-    assert sorted(p.name for p in out.iterdir()) == [*NAMES, "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".curate-build", *NAMES, "manifest.json"]  # the mark: a build folder
     assert statuses(lines) == dict.fromkeys(NAMES, "ran")
     assert lock["inputs"][0]["records"] == 40 and lock["inputs"][0]["path"] == "data/raw.jsonl"
     previous_kept = 40
@@ -179,7 +179,8 @@ def test_a_removed_step_leaves_no_stale_folder(project, tiny_model):
     steps = default_steps(tiny_model)
     write_pipeline(project, [steps[0], steps[1], steps[4]])
     lock, lines = run()
-    assert sorted(p.name for p in Path("build/p").iterdir()) == ["01-dedup", "02-filter", "03-format", "manifest.json"]
+    assert sorted(p.name for p in Path("build/p").iterdir() if p.name != ".curate-build") == [
+        "01-dedup", "02-filter", "03-format", "manifest.json"]
     assert statuses(lines) == {"01-dedup": "cached", "02-filter": "cached", "03-format": "ran"}
 
 
