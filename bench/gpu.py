@@ -168,6 +168,8 @@ class Kit:
         shutil.rmtree(folder / "work", ignore_errors=True)  # models of gigabytes: the machine's disk is 64 GB
         self.results["checks"][name] = entry
         self.save()
+        print(f"{name}: {status} in {seconds:.0f} s ({self.left():.0f} s of the budget left)"
+              + (f": {last}" if status != "ok" else ""), flush=True)
 
 
 def install(kit: Kit, wheels: Path, site: Path) -> bool:
@@ -202,15 +204,16 @@ def main() -> int:
     ap.add_argument("--efficacy-model", default="scratch",
                     help="a model folder to train LoRA on for the efficacy check (default: a small model trained "
                          "from scratch: no pretrained model fits in what a GPU call carries)")
-    ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", type=Path, help=argparse.SUPPRESS)  # write the environment's JSON here
     args = ap.parse_args()
     if args.probe:
-        print(json.dumps(probe()))
+        args.probe.write_text(json.dumps(probe(), indent=1) + "\n")
         return 0
     if not args.out:
         ap.error("--out is required")
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-kit-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "CURATE_CACHE": str(work / "curate-cache")}
     env["PYTHONPATH"] = os.pathsep.join(([str(args.site)] if args.wheels else []) + [str(REPO)] +
@@ -218,10 +221,12 @@ def main() -> int:
     kit = Kit(args.out, work, args.budget, env, args.smoke)
     if args.wheels:
         install(kit, args.wheels, args.site)  # a failed install is recorded; the checks then say what is missing
-    status, _, last = kit.call([sys.executable, __file__, "--probe"], 120, "probe")
-    lines = [line for line in kit.log.read_text().splitlines() if line.startswith("{")]
-    kit.results["env"] = json.loads(lines[-1]) if status == "ok" and lines else {"error": last}
+    found = work / "env.json"
+    status, _, last = kit.call([sys.executable, __file__, "--probe", str(found)], 120, "probe")
+    kit.results["env"] = json.loads(found.read_text()) if status == "ok" else {"error": last}
     kit.save()
+    if not kit.results["env"].get("flash_attn"):
+        kit.results["env"]["flash_attn_note"] = FLASH_ATTN
     gpu = bool(kit.results["env"].get("gpu"))
     if not gpu and not args.smoke:
         print("bench/gpu.py: no CUDA device here; run with --smoke for the CPU check of the kit", file=sys.stderr)
@@ -244,7 +249,6 @@ def main() -> int:
             kit.results["checks"][name].setdefault("result", {}).setdefault("runs", {})["ours_qlora"] = {
                 "skipped": QLORA_CPU}
         kit.save()
-    kit.results["env"]["flash_attn_note"] = None if kit.results["env"].get("flash_attn") else FLASH_ATTN
     kit.results["seconds"] = round(args.budget - kit.left(), 1)
     kit.save()
     print((args.out / "gpu.md").read_text())

@@ -126,7 +126,8 @@ def markdown(results: dict) -> str:
     for name, check in checks.items():
         if name.startswith("train-"):
             out += throughput(check) + [""]
-    out += [f"flash-attention varlen: {env.get('flash_attn') or 'not installed'}; packed runs used "
+    out += [f"flash-attention varlen: {env.get('flash_attn') or env.get('flash_attn_note') or 'not installed'}; "
+            "packed runs used "
             + ("flash-attention 2" if env.get("flash_attn") else "segment SDPA (packing.segment_attention)"), "",
             "For scale: torchtune reports about 3,100 tokens/s for Llama-3.1-8B LoRA on one RTX 4090.", ""]
     out += ["## Memory plan against the CUDA peak (torch.cuda.max_memory_allocated after 2 steps)", ""]
