@@ -162,3 +162,17 @@ def test_plan_only_run_reads_no_weights(tiny_model, tmp_path):
     plan = gpu_train.run_ours("ours_full", tiny_model, data, 4, 5, tmp_path / "run", None, dry_run=True)
     assert plan["plan_bytes"] > 0 and plan["plan_parts"]["optimizer"] == 8 * plan["trainable"]
     assert not (tmp_path / "run").exists()
+
+
+def test_shapes_have_the_published_parameter_counts():
+    """The random models stand for the real ones only if their shapes are exact."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    import gpu_train
+
+    published = {"smollm2-135m": 134_515_008, "llama-3.2-1b": 1_235_814_400, "llama-3.1-8b": 8_030_261_248}
+    for shape, count in published.items():
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(LlamaConfig(**gpu_train.SHAPES[shape]))
+        assert sum(p.numel() for p in model.parameters()) == count, shape
