@@ -55,7 +55,7 @@ def plan(smoke: bool) -> list[tuple[str, str, dict, int]]:
     every = [k for k in ALL_RUNS if k != "ours_qlora"]
     return [
         ("train-llama-3.2-1b", "gpu_train.py", {**common, "shape": "llama-3.2-1b", "runs": ALL_RUNS,
-                                                 "plan_only": {}}, 80),
+                                                 "plan_only": {}}, 100),
         # train sft's LoRA first: the figure that stands beside published 8B ones; the plain
         # script's LoRA loads the base in fp32 (TRL's default), 32 GB, the slowest load here
         ("train-llama-3.1-8b", "gpu_train.py", {**common, "shape": "llama-3.1-8b",

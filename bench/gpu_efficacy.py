@@ -174,7 +174,8 @@ def main() -> int:
         t = time.perf_counter()
         cfg = SFTConfig(model=model, data=str(data), method=result["method"], max_length=1024,
                         max_steps=spec["steps"], lr=spec["lr"], scheduler="cosine", warmup_ratio=0.05,
-                        batch_size=spec["batch"], seed=spec.get("seed", 0), report_to="none", logging_steps=10**6,
+                        batch_size=spec["batch"], seed=spec.get("seed", 0), report_to="none",
+                        logging_steps=max(1, spec["steps"] // 10),  # the last logged loss is near the end
                         save_every=10**6, lora={"r": 16, "alpha": 32, "dropout": 0.05},
                         output_dir=str(work / f"run_{name}"))
         r = sft(cfg, echo=lambda *_: None)
