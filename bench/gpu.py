@@ -65,7 +65,7 @@ def plan(smoke: bool) -> list[tuple[str, str, dict, int]]:
                                                                "budget): plan only"}}, 170),
         ("embed", "gpu_embed.py", {"records_cpu": 2000, "records_gpu": 20000, "batch_cpu": 8, "batch_gpu": 256,
                                    "near_share": 0.1, "threshold": 0.92}, 45),
-        ("efficacy", "gpu_efficacy.py", {"model": "scratch", "train": 4000, "eval": 400, "steps": 800, "batch": 32,
+        ("efficacy", "gpu_efficacy.py", {"model": "scratch", "train": 8000, "eval": 400, "steps": 800, "batch": 64,
                                          "lr": 1e-3, "layers": 6, "hidden": 256, "vocab": 2048, "eval_batch": 100,
                                          "max_new_tokens": 80, "bootstrap": 2000}, 170),
         ("train-smollm2-135m", "gpu_train.py", {**common, "shape": "smollm2-135m", "runs": every,
