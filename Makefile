@@ -8,7 +8,7 @@ PIP_VERSION := 26.3
 SMOLLM2_VERSION := 0.1.2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install lock browser demo test test-all verify bench efficacy staged clean
+.PHONY: install lock browser demo test test-all verify bench efficacy staged gpu-wheels gpu-check gpu-smoke clean
 
 install: $(VENV)/.installed
 
@@ -72,6 +72,20 @@ efficacy: install
 
 staged: install
 	$(BIN)/python bench/staged.py
+
+# The GPU proof kit (docs/gpu.md). Here: the wheels the GPU machine lacks, slimmed to travel
+# (build/gpu-kit, with its size against the 64 MiB a call carries). There: gpu-check installs
+# them and runs every check within ~8.5 minutes; no venv there, its own python3.
+gpu-wheels: install
+	$(BIN)/python bench/gpu_wheels.py
+
+GPU_OUT ?= build/gpu-results
+gpu-check:
+	$(PY) bench/gpu.py --wheels build/gpu-kit/wheels --out $(GPU_OUT)
+
+# the kit's CPU smoke mode (the test suite runs it too: tests/bench/test_gpu_kit.py)
+gpu-smoke: install
+	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/python bench/gpu.py --smoke --out build/gpu-smoke
 
 clean:
 	rm -rf build .pytest_cache
