@@ -103,9 +103,10 @@ def _marked_copy(name):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if "tool_calls" in all_templates()[n].read_text(encoding="utf-8")])
 def test_tool_calls(name):
-    """Where the template renders tool calls they are trained: with markers as transformers marks
-    them; by prefix rendering the turn runs from its content to its end-of-turn token, the calls
-    the template prints after the content included (a tool-use model must learn to emit them)."""
+    """Where the template renders tool calls: with markers they are trained as transformers marks
+    them; by prefix rendering a turn runs from its content to its end-of-turn token, so calls a
+    template prints after the content are trained and calls printed before it are not (the docs
+    table says which); either way no other turn's text is ever trained."""
     c = conformance(name)
     if not c["supported"] or c["tools"] in (None, "refused"):
         return
@@ -117,7 +118,10 @@ def test_tool_calls(name):
         assert out["input_ids"] == ids
         assert _explained(tok, ids, mask, out["assistant_masks"])
     else:
-        assert c["tools"] == "trained"
+        trained = tok.decode([i for i, m in zip(ids, mask) if m])
+        assert "It is 21 degrees." in trained
+        assert "Weather in Paris" not in trained and "temperature" not in trained
+        assert c["tools"] == ("trained" if "get_weather" in trained else "not trained")
 
 
 def _docs_rows() -> dict[str, list[str]]:
