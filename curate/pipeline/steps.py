@@ -77,20 +77,32 @@ def _score(opts, _embed_cache, _embed_store):
 
 
 def _format(cfg, _embed_cache, _embed_store):
-    from ..format.template import SHIPPED, TEMPLATES
+    from ..format.template import SHIPPED, TEMPLATES, family_template
     from ..models import SHIPPED as SHIPPED_MODELS
 
     extra = []
     if cfg.template in SHIPPED:
         extra.append(TEMPLATES / f"{cfg.template}.jinja")
-    elif cfg.template is not None:
-        if not resolve(cfg.template).is_file():
-            raise ConfigError(f"template {cfg.template}: not a file, nor one of {', '.join(SHIPPED)}")
-        extra.append(resolve(cfg.template))
-    if cfg.tokenizer not in SHIPPED_MODELS:  # shipped ones are pinned by their package's version
+    elif cfg.template is not None:  # a file, or a family name from TRL's set (format.template.choose)
+        path = resolve(cfg.template)
+        if not path.is_file():
+            path = family_template(cfg.template) or path
+        if not path.is_file():
+            raise ConfigError(f"template {cfg.template}: not a file, nor one of {', '.join(SHIPPED)}, "
+                              "nor a chat template TRL ships (see docs/templates.md)")
+        extra.append(path)
+    if cfg.tokenizer in SHIPPED_MODELS:
+        pass  # pinned by its package's version
+    elif cfg.tokenizer.endswith(".gguf"):  # a GGUF file: its bytes are its identity
+        gguf = Path(cfg.tokenizer).expanduser()
+        if not gguf.is_file():
+            raise ConfigError(f"tokenizer {cfg.tokenizer}: no such .gguf file")
+        extra.append(gguf)
+    else:
         folder = Path(cfg.tokenizer)
         if not folder.is_dir():
-            raise ConfigError(f"tokenizer {cfg.tokenizer}: not a folder, nor one of {', '.join(SHIPPED_MODELS)}")
+            raise ConfigError(f"tokenizer {cfg.tokenizer}: not a folder, nor a .gguf file, nor one of "
+                              f"{', '.join(SHIPPED_MODELS)}")
         extra += [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
     return cfg.model_dump(), cfg, extra
 

@@ -239,3 +239,18 @@ def test_several_inputs_each_with_its_own_format_and_mapping(project):
     PIPE.write_text(yaml.safe_dump(pipe, sort_keys=False))
     _, lines = run()
     assert statuses(lines) == {"01-dedup": "ran"}
+
+
+def test_a_format_step_takes_a_template_by_family_name_and_names_it_the_same_everywhere(project, tiny_model):
+    """`template: gemma3`-style names work in pipelines as on the command line, and the lock names
+    TRL's file by its place in the package, not by this machine's site-packages path."""
+    pytest.importorskip("trl")
+    from curate.pipeline.steps import prepare
+    from curate.pipeline.spec import Step
+
+    step = Step.model_validate({"format": {"tokenizer": str(tiny_model), "template": "qwen2_5"}})
+    prep = prepare(step, "01-format")
+    trl_files = [f for f in prep.files if f.startswith("trl/")]
+    assert trl_files == ["trl/chat_templates/qwen2_5_training.jinja"], prep.files  # its marked copy
+    with pytest.raises(ConfigError, match="nor a chat template TRL ships"):
+        prepare(Step.model_validate({"format": {"tokenizer": str(tiny_model), "template": "no_such_family"}}), "01-format")
