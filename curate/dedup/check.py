@@ -6,7 +6,7 @@ has some bags of 40 apples, 1200 in all; how many bags?" (10) at cosine ~0.95: t
 are the same, the example is not. A candidate found by cosine is therefore removed only when
 
 * **numbers**: the prompts hold the same set of numbers (digits, thousands separators and
-  trailing decimal zeros normalised, number words two..ninety read as digits);
+  trailing decimal zeros normalised, number words two..ninety and twice read as digits);
 * **answer**: the responses end on the same final number (GSM8K's ``#### N``, else the last
   number in the response), or neither has one;
 * **response**: the responses share at least ``RESPONSE_MIN`` of their words (Jaccard of word
@@ -39,6 +39,7 @@ _WORDS = {w: str(i) for i, w in enumerate(
     "sixteen seventeen eighteen nineteen twenty".split())}
 _WORDS.update({w: str(10 * i) for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)})
 del _WORDS["zero"], _WORDS["one"]  # "one of them", "no one": too often not a quantity
+_WORDS["twice"] = "2"
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 _WORD = re.compile(r"\w+", re.UNICODE)

