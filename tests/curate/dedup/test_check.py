@@ -204,3 +204,17 @@ def test_cli_prints_borderline_and_calibrates(tmp_path):
                                     "--cache-dir", cache])
     assert res.exit_code == 0, res.output
     assert "precision" in res.output and "threshold for precision >= 0.95" in res.output
+
+
+def test_the_report_shows_conflicts_and_borderline_pairs():
+    from curate.report.html import _semantic_extras
+
+    row = {"a": "x1", "b": "y1", "cosine": 0.9211, "verdict": "duplicate", "a_text": "Pam has <10> bags", "b_text": "B"}
+    html = "".join(_semantic_extras({"check": "agree", "candidate_pairs": 3, "pairs": 1, "threshold": 0.92,
+                                     "failed_check": {"numbers": 2},
+                                     "conflicts": {"pairs": 1, "records": 2, "action": "mark",
+                                                   "examples": [["a1", "b1", "answer", "1200", "1300"]]},
+                                     "borderline": {"threshold": 0.92, "removed": [row], "failed_check": [],
+                                                    "below": [dict(row, cosine=0.91, verdict="below threshold")]}}))
+    assert "2 numbers differ" in html and "answer 1200 vs 1300" in html
+    assert "Pam has &lt;10&gt; bags" in html and "0.9211" in html and "0.9100" in html
