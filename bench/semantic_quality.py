@@ -180,8 +180,14 @@ def toolformer(args) -> dict:
                 print(row, flush=True)
                 samples[(check, boiler, t)] = res
 
-    def show(m):
-        return " | ".join(" ".join(x["content"].split())[-200:] for x in m if x["role"] != "system")
+    from curate.dedup.check import boilerplate_lines
+    from curate.dedup.text import select_text
+
+    shared = boilerplate_lines(select_text(records, "conversation"))
+
+    def show(m):  # each turn without the lines many records share (the tool preamble)
+        return " | ".join(" ".join(" ".join(line.split()) for line in x["content"].split("\n")
+                                   if line.strip() not in shared)[-240:] for x in m if x["role"] != "system")
     res = samples[("agree", True, 0.92)]
     cl = res.extra["clusters"]
     kept_of = dict(zip(cl["id"].to_list(), cl["kept_id"].to_list()))

@@ -7,6 +7,8 @@ are the same, the example is not. A candidate found by cosine is therefore remov
 
 * **numbers**: the prompts hold the same set of numbers (digits, thousands separators and
   trailing decimal zeros normalised, number words two..ninety and twice read as digits);
+* **links**: where both prompts name web addresses, they name the same ones (scheme, ``www.``
+  and a trailing slash ignored): "fetch example.org" is not "fetch example.com";
 * **answer**: the responses end on the same final number (GSM8K's ``#### N``, else the last
   number in the response), or neither has one;
 * **response**: the responses share at least ``RESPONSE_MIN`` of their words (Jaccard of word
@@ -43,6 +45,7 @@ _WORDS["twice"] = "2"
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_URL = re.compile(r"(?:https?://|www\.)[^\s'\"<>()\[\]]+", re.IGNORECASE)
 
 
 def _canon(token: str) -> str:
@@ -59,6 +62,16 @@ def numbers(text: str) -> frozenset[str]:
     found = {_canon(m.group()) for m in _NUMBER.finditer(text)}
     found.update(_WORDS[m.group().lower()] for m in _NUMBER_WORD.finditer(text))
     return frozenset(found)
+
+
+def links(text: str) -> frozenset[str]:
+    """Web addresses in a text, without scheme, ``www.``, trailing punctuation or slash."""
+    out = set()
+    for m in _URL.finditer(text):
+        u = re.sub(r"^(?:https?://)?(?:www\.)?", "", m.group().lower()).rstrip(".,;:!?/")
+        if u:
+            out.add(u)
+    return frozenset(out)
 
 
 def final_answer(text: str) -> str | None:
@@ -85,10 +98,11 @@ def jaccard(a: frozenset, b: frozenset) -> float:
 
 class Features:
     """What the check reads of one record, computed once (only for records in a candidate pair)."""
-    __slots__ = ("prompt_numbers", "answer", "response_words", "prompt_key")
+    __slots__ = ("prompt_numbers", "prompt_links", "answer", "response_words", "prompt_key")
 
     def __init__(self, prompt: str, response: str):
         self.prompt_numbers = numbers(prompt)
+        self.prompt_links = links(prompt)
         self.answer = final_answer(response)
         self.response_words = word_set(response)
         self.prompt_key = normalise(prompt)
@@ -96,9 +110,11 @@ class Features:
 
 def check_pair(a: Features, b: Features, on: str = "conversation") -> str | None:
     """None when the pair agrees on what its embedding cannot see; otherwise the first failed
-    part: "numbers", "answer" or "response"."""
+    part: "numbers", "links", "answer" or "response"."""
     if on != "response" and a.prompt_numbers != b.prompt_numbers:
         return "numbers"
+    if on != "response" and a.prompt_links and b.prompt_links and a.prompt_links != b.prompt_links:
+        return "links"
     if a.answer != b.answer:
         return "answer"
     if on != "prompt" and jaccard(a.response_words, b.response_words) < RESPONSE_MIN:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from curate.dedup import DedupConfig, run
-from curate.dedup.check import (Features, boilerplate_lines, check_pair, final_answer, numbers,
+from curate.dedup.check import (Features, boilerplate_lines, check_pair, final_answer, links, numbers,
                                 strip_boilerplate)
 from tests.helpers import convo, frame
 
@@ -43,6 +43,16 @@ def test_numbers_and_answers_are_read_canonically():
     assert final_answer("so 5 + 7 = 12 dollars\n#### 1,200") == "1200"
     assert final_answer("She pays 5 + 7 = 12 dollars.") == "12"
     assert final_answer("No numbers here.") is None
+    assert links("Fetch https://www.Example.com/ and www.example.com/a.") == {"example.com", "example.com/a"}
+
+
+def test_different_links_fail_the_check_a_missing_one_does_not():
+    # GPTeacher Toolformer pairs that cosine 0.93-0.95 alone removed
+    ask = "Retrieve the text from a webpage"
+    org, com = Features(f"{ask} 'https://www.example.org'", "request"), Features(f"{ask} 'www.example.com'.", "request")
+    assert check_pair(org, com) == "links"
+    assert check_pair(Features(f"{ask} https://example.com/", "request"), com) is None
+    assert check_pair(Features("Top headlines on the NY Times website?", "request"), com) is None
 
 
 def test_the_reversed_problem_fails_the_check_and_a_rewording_passes():
