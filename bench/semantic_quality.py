@@ -5,9 +5,10 @@ what it catches that it should.
     python bench/semantic_quality.py toolformer [--store FILE] [--pairs 120]
 
 gsm8k: GSM8K train (7,473 problems) plus reworded copies of a seeded sample of them, made by
-four independent programmatic methods (synonym swaps, question moved first, number-free
-instruction templates, fact sentences shuffled); every copy keeps its problem's numbers and
-its answer text. Reported per threshold, with the check (`check: agree`) and without
+four independent programmatic methods on the question (synonym swaps, question moved first,
+number-free instruction templates, fact sentences shuffled), and two that change the response
+too (its calculator annotations <<48/2=24>> removed, with the question unchanged or with
+synonym swaps); every copy keeps its problem's numbers and final answer. Reported per threshold, with the check (`check: agree`) and without
 (`check: off`, cosine alone as before #26): records removed whose final answer (#### N)
 differs from the record kept in their place, and the share of reworded copies caught (removed
 as a duplicate of their own problem or a sibling copy).
@@ -46,6 +47,7 @@ SYNONYMS = {
 TEMPLATES = ["Solve the following word problem. {q}", "{q} Please work it out step by step.",
              "Here is a question for you: {q}", "Math problem: {q} Give the final number.",
              "Can you help me with this? {q}"]
+_CALC = re.compile(r"<<[^>]*>>")
 _SENT = re.compile(r"(?<=[.?!])\s+(?=[A-Z$])")
 _SYN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b")
 
@@ -99,16 +101,21 @@ def gsm8k(args) -> dict:
     rows = load_gsm8k()
     rng = random.Random(26)
     sample = sorted(rng.sample(range(len(rows)), args.sample))
-    methods = ["synonyms", "question_first", "template", "shuffle"]
+    methods = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
     plus = [dict(r, problem=i, method="original") for i, r in enumerate(rows)]
-    seen = {r["question"] for r in rows}
+    seen = {(r["question"], r["answer"]) for r in rows}
     for m in methods:
         mrng = random.Random(f"{m}-26")
         for i in sample:
-            q = reword(rows[i]["question"], m, mrng)
-            if q and q not in seen:
-                seen.add(q)
-                plus.append({"question": q, "answer": rows[i]["answer"], "problem": i, "method": m})
+            q, a = rows[i]["question"], rows[i]["answer"]
+            if m.endswith("plain_answer"):  # the same solution without GSM8K's calculator annotations
+                a = _CALC.sub("", a)
+                q = reword(q, "synonyms", mrng) if m.startswith("synonyms") else q
+            else:
+                q = reword(q, m, mrng)
+            if q and (q, a) not in seen:
+                seen.add((q, a))
+                plus.append({"question": q, "answer": a, "problem": i, "method": m})
     records = records_of(plus)
     assert records.height == len(plus)
     problem = dict(zip(records["id"].to_list(), (p["problem"] for p in plus)))
