@@ -228,3 +228,11 @@ def test_the_report_shows_conflicts_and_borderline_pairs():
                                                     "below": [dict(row, cosine=0.91, verdict="below threshold")]}}))
     assert "2 numbers differ" in html and "answer 1200 vs 1300" in html
     assert "Pam has &lt;10&gt; bags" in html and "0.9211" in html and "0.9100" in html
+
+
+def test_pipeline_steps_take_the_semantic_options():
+    from curate.pipeline.spec import DedupOptions
+
+    cfg = DedupOptions(method="semantic", check="off", boilerplate=False, conflicts="reject", borderline=0).config()
+    assert (cfg.check, cfg.boilerplate, cfg.conflicts, cfg.borderline) == ("off", False, "reject", 0)
+    assert DedupOptions(method="semantic").config().check == "agree"
