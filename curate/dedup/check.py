@@ -9,6 +9,9 @@ are the same, the example is not. A candidate found by cosine is therefore remov
   trailing decimal zeros normalised, number words two..ninety and twice read as digits);
 * **links**: where both prompts name web addresses, they name the same ones (scheme, ``www.``
   and a trailing slash ignored): "fetch example.org" is not "fetch example.com";
+* **names**: the capitalised words inside sentences of the prompts (names, places, products;
+  a sentence's first word is not counted): one set must contain the other, so "Paris" and
+  "Paris, France" agree and "Ben ... lives in Tokyo" and "Yara ... lives in Nairobi" do not;
 * **answer**: the responses end on the same final number (GSM8K's ``#### N``, else the last
   number in the response), or neither has one;
 * **response**: the responses share at least ``RESPONSE_MIN`` of their words (Jaccard of word
@@ -45,6 +48,8 @@ _WORDS["twice"] = "2"
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE = re.compile(r"(?<=[.?!:;])\s+|\n+")
+_TOKEN = re.compile(r"[^\W\d_][\w'\-]*")
 _URL = re.compile(r"(?:https?://|www\.)[^\s'\"<>()\[\]]+", re.IGNORECASE)
 
 
@@ -74,6 +79,16 @@ def links(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def names(text: str) -> frozenset[str]:
+    """Capitalised words that do not open a sentence (or a line, or what follows a colon),
+    casefolded, web addresses left out: the names a prompt is about."""
+    out = set()
+    for sentence in _SENTENCE.split(_URL.sub(" ", text)):
+        words = _TOKEN.findall(sentence)
+        out.update(w.casefold().removesuffix("'s") for w in words[1:] if len(w) > 1 and w[0].isupper())
+    return frozenset(out)
+
+
 def final_answer(text: str) -> str | None:
     """The number a response ends on: after GSM8K's ``####`` marker when there is one, else
     the last number written (digits), else None."""
@@ -98,11 +113,12 @@ def jaccard(a: frozenset, b: frozenset) -> float:
 
 class Features:
     """What the check reads of one record, computed once (only for records in a candidate pair)."""
-    __slots__ = ("prompt_numbers", "prompt_links", "answer", "response_words", "prompt_key")
+    __slots__ = ("prompt_numbers", "prompt_links", "prompt_names", "answer", "response_words", "prompt_key")
 
     def __init__(self, prompt: str, response: str):
         self.prompt_numbers = numbers(prompt)
         self.prompt_links = links(prompt)
+        self.prompt_names = names(prompt)
         self.answer = final_answer(response)
         self.response_words = word_set(response)
         self.prompt_key = normalise(prompt)
@@ -110,11 +126,13 @@ class Features:
 
 def check_pair(a: Features, b: Features, on: str = "conversation") -> str | None:
     """None when the pair agrees on what its embedding cannot see; otherwise the first failed
-    part: "numbers", "links", "answer" or "response"."""
+    part: "numbers", "links", "names", "answer" or "response"."""
     if on != "response" and a.prompt_numbers != b.prompt_numbers:
         return "numbers"
     if on != "response" and a.prompt_links and b.prompt_links and a.prompt_links != b.prompt_links:
         return "links"
+    if on != "response" and not (a.prompt_names <= b.prompt_names or b.prompt_names <= a.prompt_names):
+        return "names"
     if a.answer != b.answer:
         return "answer"
     if on != "prompt" and jaccard(a.response_words, b.response_words) < RESPONSE_MIN:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from curate.dedup import DedupConfig, run
-from curate.dedup.check import (Features, boilerplate_lines, check_pair, final_answer, links, numbers,
+from curate.dedup.check import (Features, boilerplate_lines, check_pair, final_answer, links, names, numbers,
                                 strip_boilerplate)
 from tests.helpers import convo, frame
 
@@ -44,6 +44,16 @@ def test_numbers_and_answers_are_read_canonically():
     assert final_answer("She pays 5 + 7 = 12 dollars.") == "12"
     assert final_answer("No numbers here.") is None
     assert links("Fetch https://www.Example.com/ and www.example.com/a.") == {"example.com", "example.com/a"}
+
+
+def test_different_names_fail_the_check_more_detail_does_not():
+    ask = "Return a JSON object with the keys name, age and city for this person: "
+    ben = Features(ask + "Ben, 25, lives in Tokyo.", '{"name": "Ben", "age": 25, "city": "Tokyo"}')
+    yara = Features(ask + "Yara, 25, lives in Nairobi.", '{"name": "Yara", "age": 25, "city": "Nairobi"}')
+    assert check_pair(ben, yara) == "names"  # the demo's pair at cosine 0.920, removed before
+    paris = Features("What is the weather like in Paris today?", "weather('Paris')")
+    assert check_pair(paris, Features("What is the weather like in Paris, France today?", "weather('Paris')")) is None
+    assert names("Pam has 10 bags. Each holds as many as 3 of Gerald's bags.") == {"gerald"}
 
 
 def test_different_links_fail_the_check_a_missing_one_does_not():
