@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 def token_rows(emb, texts: list[str], batch: int = 8) -> tuple[int, int]:
     tok, limit = emb.tokenizer()
-    lengths = [min(len(ids), limit) for ids in tok(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+    lengths = [min(len(offsets) + 2, limit) for offsets in tok(texts)]  # + [CLS], [SEP]
     groups: dict[int, int] = {}
     for n in lengths:
         groups[n] = groups.get(n, 0) + 1

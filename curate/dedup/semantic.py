@@ -110,20 +110,32 @@ class Embedder:
         return out
 
     def tokenizer(self):
-        """(fast tokenizer, tokens the model reads) from the model folder, without loading the
-        model; (None, None) where that is not possible (then texts are not split)."""
+        """(tokenize, tokens the model reads) from the model folder without loading the model
+        (nor importing transformers, when the folder has a tokenizer.json): ``tokenize(texts)``
+        gives each text's token character offsets, special tokens left out. (None, None)
+        where that is not possible; then texts are not split."""
         if self._tokenizer is None:
             import json
 
             self._tokenizer = (None, None)
             folder = Path(self.model_path)
             try:
-                from transformers import AutoTokenizer
+                limit = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+                if (folder / "tokenizer.json").is_file():
+                    from tokenizers import Tokenizer
 
-                limit = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
-                tok = AutoTokenizer.from_pretrained(str(folder))
-                if tok.is_fast:
-                    self._tokenizer = (tok, int(limit))
+                    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                    tok.no_truncation()
+                    tok.no_padding()
+                    self._tokenizer = (lambda texts: [e.offsets for e in tok.encode_batch(texts, add_special_tokens=False)],
+                                       limit)
+                else:
+                    from transformers import AutoTokenizer
+
+                    fast = AutoTokenizer.from_pretrained(str(folder))
+                    if fast.is_fast:
+                        self._tokenizer = (lambda texts: fast(texts, add_special_tokens=False, return_offsets_mapping=True,
+                                                              truncation=False, verbose=False)["offset_mapping"], limit)
             except Exception:
                 pass
         return self._tokenizer
@@ -140,9 +152,7 @@ class Embedder:
         self.max_tokens = limit
         width = limit - 2 - PIECE_SLACK  # [CLS] ... [SEP], and room for a boundary that retokenizes longer
         out = []
-        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
-                  verbose=False)
-        for text, offsets in zip(texts, enc["offset_mapping"]):
+        for text, offsets in zip(texts, tok(texts)):
             n = len(offsets)
             if n + 2 <= limit:
                 out.append([(text, 1)])
