@@ -1,6 +1,9 @@
 """``curate dedup --method semantic --calibrate PAIRS.jsonl``: precision and recall of the
 semantic rule per threshold on pairs a person labelled, and the threshold for a target precision.
 
+The texts are embedded as the dedup step would embed them (boilerplate lines found among the
+pairs' own texts left out, long texts in pieces), through the same embedding store.
+
 A line of PAIRS.jsonl: ``{"a": A, "b": B, "duplicate": true|false}`` where A and B are each a
 text, a list of messages (``[{"role": ..., "content": ...}]``) or ``{"prompt": ..., "response": ...}``.
 """
@@ -64,6 +67,10 @@ def calibrate(path: str | Path, config, target: float = 0.95, embedder=None) -> 
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
                                readonly=config.embeddings_readonly)
     texts = [_text(p, r, config.on) for a, b, _ in pairs for p, r in (a, b)]
+    if config.boilerplate:  # as the dedup step would: lines many of these texts share are left out
+        from .check import boilerplate_lines, strip_boilerplate
+
+        texts, _ = strip_boilerplate(texts, boilerplate_lines(texts))
     vectors = emb.embed(texts)
     idx = np.arange(len(pairs))
     cos = exact_cosine(vectors, 2 * idx, 2 * idx + 1)
