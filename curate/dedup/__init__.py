@@ -196,6 +196,9 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
     left, right, sim = similar_pairs(vectors, max(threshold - window, 1e-6), config.seed, pmap=backend.pair_search())
     above = sim >= threshold
     n = len(texts)
+    # the check reads the whole record (not the embedded text), only for records in a pair
+    prompts = select_text(records, "prompt")
+    responses = select_text(records, "response")
     features: dict[int, ck.Features] = {}
 
     def feat(i: int) -> ck.Features:
@@ -203,8 +206,6 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
             features[i] = ck.Features(prompts[i], responses[i])
         return features[i]
 
-    prompts = select_text(records, "prompt")
-    responses = select_text(records, "response")
     failed: dict[int, str | None] = {}
 
     def fail(k: int) -> str | None:
