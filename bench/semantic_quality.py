@@ -3,6 +3,7 @@ what it catches that it should.
 
     python bench/semantic_quality.py gsm8k [--store FILE] [--sample 300]
     python bench/semantic_quality.py toolformer [--store FILE] [--pairs 120]
+    python bench/semantic_quality.py pairs [--out /tmp/sem/pairs.jsonl]   # for --calibrate
 
 gsm8k: GSM8K train (7,473 problems) plus reworded copies of a seeded sample of them, made by
 four independent programmatic methods on the question (synonym swaps, question moved first,
@@ -217,9 +218,44 @@ def toolformer(args) -> dict:
     return out
 
 
+def labelled_pairs(args) -> dict:
+    """A PAIRS.jsonl for `curate dedup --calibrate` from labels made here (written under /tmp,
+    never into the repository: it holds whole records): the 120 hand-checked Toolformer pairs
+    (duplicate = judged the same task), the GSM8K pairs cosine alone removed at 0.85 with
+    another final answer (not duplicates), and 80 GSM8K problems each with a reworded copy
+    (duplicates; the four question methods in turn, seed 7)."""
+    from curate.readers import read_inputs
+
+    tf = read_inputs([DATA / "gpteacher" / "toolformer-dedupe-only.json"]).records
+    msgs = {s.rsplit("/", 1)[-1]: m for s, m in zip(tf["source"].to_list(), tf["messages"].to_list())}
+    verdicts = json.loads((RESULTS / "toolformer_removed_verdicts.json").read_text())
+    out = [{"a": msgs[p["removed"]], "b": msgs[p["kept"]], "duplicate": p["verdict"] == "same", "src": "toolformer"}
+           for p in verdicts["pairs"]]
+    gsm = json.loads((RESULTS / "semantic_gsm8k.json").read_text())
+    rows = load_gsm8k()
+    by_excerpt = {r["question"][:160]: r for r in rows}
+    wrong = next(r for r in gsm["runs"] if (r["check"], r["threshold"], r["data"]) == ("off", 0.85, "train"))
+    for w in wrong["wrong_pairs"]:
+        a, b = by_excerpt[w["removed_text"]], by_excerpt[w["kept_text"]]
+        out.append({"a": {"prompt": a["question"], "response": a["answer"]},
+                    "b": {"prompt": b["question"], "response": b["answer"]}, "duplicate": False, "src": "gsm8k"})
+    rng = random.Random(7)
+    for i in rng.sample(range(len(rows)), 80):
+        m = ["synonyms", "question_first", "template", "shuffle"][i % 4]
+        q = reword(rows[i]["question"], m, rng) or reword(rows[i]["question"], "template", rng)
+        out.append({"a": {"prompt": rows[i]["question"], "response": rows[i]["answer"]},
+                    "b": {"prompt": q, "response": rows[i]["answer"]}, "duplicate": True, "src": "gsm8k " + m})
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(o) + "\n" for o in out))
+    print(f"{path}: {len(out)} pairs, {sum(o['duplicate'] for o in out)} duplicates")
+    return {}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("data", choices=["gsm8k", "toolformer"])
+    ap.add_argument("data", choices=["gsm8k", "toolformer", "pairs"])
+    ap.add_argument("--out", default="/tmp/sem/pairs.jsonl", help="pairs: where to write PAIRS.jsonl")
     ap.add_argument("--store", default=None)
     ap.add_argument("--sample", type=int, default=300)
     ap.add_argument("--pairs", type=int, default=120)
@@ -230,6 +266,9 @@ def main() -> int:
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} is absent: nothing to measure")
+        return 0
+    if args.data == "pairs":
+        labelled_pairs(args)
         return 0
     args.store = args.store or f"/tmp/sem/{args.data}.sqlite"
     if args.data == "gsm8k":
