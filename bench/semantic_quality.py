@@ -200,7 +200,7 @@ def toolformer(args) -> dict:
     cl = res.extra["clusters"]
     kept_of = dict(zip(cl["id"].to_list(), cl["kept_id"].to_list()))
     rej = res.rejected.filter(pl.col("rule") == "dedup.semantic")
-    rng = random.Random(26)
+    rng = random.Random(args.seed)
     ids = rej["id"].to_list()
     pick = sorted(rng.sample(range(len(ids)), min(args.pairs, len(ids))))
     pairs = []
@@ -210,7 +210,7 @@ def toolformer(args) -> dict:
                       "removed_text": show(msgs[r]), "kept_text": show(msgs[kept_of[r]])})
     out["sample_of"] = {"check": "agree", "boilerplate": True, "threshold": 0.92, "removed": len(ids)}
     out["border_0.92"] = res.stats["methods"][1].get("borderline")
-    path = RESULTS / "toolformer_removed_sample.jsonl"
+    path = RESULTS / args.sample_file
     if not path.exists() or args.overwrite_sample:
         with path.open("w") as f:
             for p in pairs:
@@ -261,6 +261,8 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=120)
     ap.add_argument("--thresholds", type=float, nargs="+", default=None)
     ap.add_argument("--overwrite-sample", action="store_true")
+    ap.add_argument("--seed", type=int, default=26, help="toolformer: the removed-pair sample's seed")
+    ap.add_argument("--sample-file", default="toolformer_removed_sample.jsonl")
     ap.add_argument("--compare-boilerplate", action="store_true",
                     help="toolformer: also without boilerplate removal (embeds every text whole, in pieces)")
     args = ap.parse_args()
