@@ -217,12 +217,18 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
     if config.check == "agree":
         for k in np.flatnonzero(above).tolist():
             ok[k] = fail(k) is None
+    _conflicts(ids, prompts, responses, left[above], right[above], config, info, feat)
+    rejected_as_conflict = info.get("_conflict_reject")
+    if rejected_as_conflict:  # never the kept member of a cluster: its duplicates would name a rejected record
+        out = np.array(sorted(rejected_as_conflict), dtype=np.int64)
+        ok &= ~(np.isin(left, out) | np.isin(right, out))
     # no chaining: near-duplicate embeddings form chains across whole topics
     reps, similarity = star_clusters(n, left[ok], right[ok], sim[ok], scores)
     labels = reps
     why = {}
     for k in np.flatnonzero(above & ~ok).tolist():
-        why[fail(k)] = why.get(fail(k), 0) + 1
+        part = fail(k) or "conflict"  # passed, but one of the two is rejected as a conflict
+        why[part] = why.get(part, 0) + 1
     info.update(threshold=threshold, model=emb.model_path, clustering="greedy star",
                 check=config.check, candidate_pairs=int(above.sum()), pairs=int(ok.sum()),
                 failed_check={k: why[k] for k in sorted(why)},
@@ -230,7 +236,6 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
                 embedded=emb.embedded, replayed=emb.replayed, pieced=emb.pieced, truncated=emb.truncated,
                 max_tokens=emb.max_tokens, search="exact" if n <= EXACT_LIMIT else "kmeans",
                 near_threshold=near_threshold(vectors, threshold, ids))
-    _conflicts(ids, prompts, responses, left[above], right[above], config, info, feat)
     if config.borderline:
         info["borderline"] = _borderline(ids, embedded, left, right, sim, ok, above, fail, threshold,
                                          config.borderline)

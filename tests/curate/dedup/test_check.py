@@ -246,3 +246,11 @@ def test_pipeline_steps_take_the_semantic_options():
     cfg = DedupOptions(method="semantic", check="off", boilerplate=False, conflicts="reject", borderline=0).config()
     assert (cfg.check, cfg.boilerplate, cfg.conflicts, cfg.borderline) == ("off", False, "reject", 0)
     assert DedupOptions(method="semantic").config().check == "agree"
+
+
+def test_a_rejected_conflict_is_never_the_kept_member_of_a_cluster():
+    other = (FORWARD[0], FORWARD[1].replace("1200", "1300"))
+    df = frame(convo(*FORWARD), convo(*other), convo(*REWORDED))  # REWORDED duplicates FORWARD
+    result = run(df, DedupConfig(methods=["semantic"], conflicts="reject"), embedder=FixedEmbedder())
+    assert result.rejected.sort("rule")["rule"].to_list() == ["dedup.conflict", "dedup.conflict"]
+    assert result.kept["id"].to_list() == [df["id"][2]]  # the rewording stays: what it copied was rejected
