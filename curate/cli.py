@@ -88,8 +88,8 @@ def _print_table(stats: dict) -> None:
 
 
 @main.command("dedup")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.argument("inputs", nargs=-1, required=False)
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="Output folder (required but with --calibrate).")
 @click.option("--method", default="exact", show_default=True, metavar="M[,M...]",
               help="exact, minhash, semantic; several run in the order given.")
 @click.option("--threshold", default=None, metavar="T|M=T,...",
@@ -110,26 +110,101 @@ def _print_table(stats: dict) -> None:
 @click.option("--embeddings", default=None, metavar="FILE",
               help="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead of "
                    "the cache; commit it beside a pipeline so a rebuild on another CPU replays the same vectors.")
+@click.option("--check", type=click.Choice(["agree", "off"]), default="agree", show_default=True,
+              help="Semantic: remove a pair only when its prompts state the same numbers and its responses end on "
+                   "the same answer and share half their words (docs/semantic.md); off: cosine alone.")
+@click.option("--no-boilerplate", is_flag=True,
+              help="Semantic: embed whole texts, with the lines many records share (tool preambles, system prompts).")
+@click.option("--conflicts", type=click.Choice(["mark", "reject"]), default="mark", show_default=True,
+              help="Semantic: records with the same prompt and disagreeing answers: report them, or reject them all.")
+@click.option("--borderline", type=int, default=3, show_default=True,
+              help="Semantic: pairs printed just above and just below the threshold.")
+@click.option("--calibrate", "pairs_file", default=None, type=click.Path(dir_okay=False),
+              help="Semantic: PAIRS.jsonl of {a, b, duplicate: true|false}; print precision and recall per "
+                   "threshold and the threshold for --target-precision (no INPUTS, nothing written).")
+@click.option("--target-precision", type=float, default=0.95, show_default=True)
 @read_options
 @_user_errors
 def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, shingle, bands, rows, verify,
-              model, batch_size, cache_dir, embeddings, fmt, mapping, engine):
+              model, batch_size, cache_dir, embeddings, check, no_boilerplate, conflicts, borderline, pairs_file,
+              target_precision, fmt, mapping, engine):
     """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
     from .api import dedup_inputs
 
     methods = [m.strip() for m in method.split(",") if m.strip()]
     config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
                   num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
-                  model=model, batch_size=batch_size, cache_dir=cache_dir, embeddings=embeddings)
+                  model=model, batch_size=batch_size, cache_dir=cache_dir, embeddings=embeddings,
+                  check=check, boilerplate=not no_boilerplate, conflicts=conflicts, borderline=borderline)
+    if pairs_file:
+        return _calibrate(pairs_file, config, target_precision)
+    if not inputs or not out:
+        raise UserError("give INPUTS to deduplicate and -o OUT (or --calibrate PAIRS.jsonl)")
     stats = dedup_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     for m in stats["methods"]:
         extra = "".join(f", {k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
         click.echo(f"{m['method']}: {m['rejected']} duplicates in {m['clusters']} clusters{extra}")
-        if m.get("truncated"):
-            click.echo(f"note: {m['truncated']} of {m['embedded']} texts are longer than the {m['max_tokens']} tokens "
-                       f"the model reads; only their beginning was compared (see --on)")
+        if m["method"] == "semantic":
+            _print_semantic(m)
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), clusters.parquet, stats.json")
+
+
+def _print_semantic(m: dict) -> None:
+    failed = m.get("failed_check") or {}
+    if m.get("check") == "agree":
+        click.echo(f"  {m['candidate_pairs']} pairs at cosine >= {m['threshold']}; {m['pairs']} passed the check"
+                   + (" (kept apart: " + ", ".join(f"{n} {k} differ" for k, n in failed.items()) + ")" if failed else ""))
+    if m.get("boilerplate_lines"):
+        click.echo(f"  {m['boilerplate_lines']} boilerplate lines left out of the embedded text of "
+                   f"{m['boilerplate_stripped']} records")
+    if m.get("pieced"):
+        click.echo(f"  {m['pieced']} texts longer than the {m['max_tokens']} tokens the model reads were embedded "
+                   f"in pieces" + (f"; of {m['truncated']} the middle was not read" if m.get("truncated") else ""))
+    c = m.get("conflicts")
+    if c:
+        what = "rejected (dedup.conflict)" if c["action"] == "reject" else "kept, listed in stats.json"
+        click.echo(f"conflicts: {c['pairs']} pairs ({c['records']} records) have the same prompt and disagreeing "
+                   f"answers: {what}")
+        for a, b, part, x, y in c["examples"][:3]:
+            click.echo(f"  {a} / {b}: " + (f"answer {x} vs {y}" if part == "answer" else "responses differ"))
+    b = m.get("borderline")
+    if b and any(b.get(k) for k in ("removed", "failed_check", "below")):
+        click.echo(f"borderline pairs (threshold {b['threshold']}), the text that was embedded side by side:")
+        for title, key in (("lowest removed", "removed"), ("above the threshold, kept apart by the check",
+                                                            "failed_check"), ("just below the threshold", "below")):
+            for row in b.get(key) or []:
+                _side_by_side(title, row)
+
+
+def _side_by_side(title: str, row: dict, width: int = 48, lines: int = 3) -> None:
+    import textwrap
+
+    click.echo(f"  [{title}] cosine {row['cosine']:.4f}: {row['verdict']}  ({row['a']} | {row['b']})")
+    left = textwrap.wrap(row["a_text"], width)[:lines]
+    right = textwrap.wrap(row["b_text"], width)[:lines]
+    for i in range(max(len(left), len(right))):
+        a = left[i] if i < len(left) else ""
+        click.echo(f"    {a:<{width}} | {right[i] if i < len(right) else ''}")
+
+
+def _calibrate(pairs_file: str, config: dict, target: float) -> None:
+    from .dedup import DedupConfig
+    from .dedup.calibrate import calibrate
+
+    cfg = DedupConfig(**{**config, "methods": ["semantic"]})
+    report = calibrate(pairs_file, cfg, target)
+    click.echo(f"{report['pairs']} labelled pairs, {report['duplicates']} duplicates; --on {report['on']}, "
+               f"check {report['check']} ({report['failed_check']} pairs fail it)")
+    click.echo(f"{'threshold':>9}  {'removed':>7}  {'correct':>7}  {'precision':>9}  {'recall':>6}")
+    for r in report["rows"]:
+        p = "-" if r["precision"] is None else f"{r['precision']:.3f}"
+        rc = "-" if r["recall"] is None else f"{r['recall']:.3f}"
+        click.echo(f"{r['threshold']:>9.2f}  {r['removed']:>7}  {r['true']:>7}  {p:>9}  {rc:>6}")
+    if report["threshold"] is None:
+        click.echo(f"no threshold reaches precision {target} on these pairs")
+    else:
+        click.echo(f"threshold for precision >= {target} with the most recall: {report['threshold']}")
 
 
 def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:

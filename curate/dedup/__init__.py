@@ -37,6 +37,15 @@ class DedupConfig(BaseModel):
                                    "`curate verify` replays them; default: one under cache_dir")
     embeddings_readonly: bool = Field(False, description="read the embedding store, never write to it "
                                       "(`curate verify` replaying a committed store)")
+    check: Literal["agree", "off"] = Field("agree", description="semantic: a candidate pair is a duplicate only when "
+                                           "its prompts state the same numbers, its responses end on the same answer "
+                                           "and share half their words (curate.dedup.check); off: cosine alone")
+    boilerplate: bool = Field(True, description="semantic: leave lines shared by many records (tool preambles, "
+                              "system prompts) out of the text that is embedded")
+    conflicts: Literal["mark", "reject"] = Field("mark", description="semantic: records with the same prompt and "
+                                                 "disagreeing responses are reported (mark) or all rejected "
+                                                 "(reject, rule dedup.conflict); never one kept at random")
+    borderline: int = Field(3, ge=0, le=50, description="semantic: pairs shown just above and just below the threshold")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -80,7 +89,7 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
         elif method == "minhash":
             labels, reps, similarity = _minhash(texts, config, scores, info, backend)
         else:
-            labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend)
+            labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend, current)
         n = current.height
         is_dup = reps != np.arange(n)
         clusters = cluster_table(ids, labels, reps, similarity, method, keys)
@@ -95,7 +104,18 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
             pl.Series("cluster", [cluster_of[keys[i]] for i in dup_idx], dtype=pl.Int64))
         rejected_parts.append(rej)
         cluster_parts.append(clusters)
-        current = current.filter(pl.Series(~is_dup))
+        drop = is_dup.copy()
+        conflict_reasons = info.pop("_conflict_reject", {})
+        if conflict_reasons:
+            cidx = np.array(sorted(i for i in conflict_reasons if not is_dup[i]), dtype=np.int64)
+            if len(cidx):
+                rejected_parts.append(current[cidx].with_columns(
+                    pl.lit("dedup").alias("stage"), pl.lit("dedup.conflict").alias("rule"),
+                    pl.Series("reason", [conflict_reasons[i] for i in cidx.tolist()], dtype=pl.String),
+                    pl.Series("cluster", [None] * len(cidx), dtype=pl.Int64)))
+                drop[cidx] = True
+            info["rejected_conflicts"] = int(len(cidx))
+        current = current.filter(pl.Series(~drop))
         info.update(kept=current.height, rejected=int(is_dup.sum()),
                     clusters=int(clusters["cluster"].n_unique()) if clusters.height else 0,
                     seconds=round(time.perf_counter() - t, 4))
@@ -107,6 +127,9 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
         "rules": {f"dedup.{m['method']}": m["rejected"] for m in method_stats},
         "methods": method_stats, "on": config.on, "seconds": round(time.perf_counter() - t0, 4),
     }
+    n_conflict = sum(m.get("rejected_conflicts", 0) for m in method_stats)
+    if n_conflict:
+        stats["rules"]["dedup.conflict"] = n_conflict
     near = [p for m in method_stats for p in m.get("near_threshold", [])]
     if near:
         stats["near_threshold"] = near
@@ -162,19 +185,121 @@ def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
     return labels, reps, similarity
 
 
-def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, backend):
+def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, backend, records=None):
+    from . import check as ck
     from .semantic import EXACT_LIMIT, Embedder, near_threshold, similar_pairs
 
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
                                readonly=config.embeddings_readonly)
-    vectors = emb.embed(texts, encode=backend.encoder(emb))
-    left, right, sim = similar_pairs(vectors, threshold, config.seed, pmap=backend.pair_search())
+    shared = ck.boilerplate_lines(texts) if config.boilerplate else set()
+    embedded, n_stripped = ck.strip_boilerplate(texts, shared)
+    vectors = emb.embed(embedded, encode=backend.encoder(emb))
+    window = BORDER_WINDOW if config.borderline else 0.0
+    left, right, sim = similar_pairs(vectors, max(threshold - window, 1e-6), config.seed, pmap=backend.pair_search())
+    above = sim >= threshold
+    n = len(texts)
+    # the check reads the whole record (not the embedded text), only for records in a pair
+    prompts = select_text(records, "prompt")
+    responses = select_text(records, "response")
+    features: dict[int, ck.Features] = {}
+
+    def feat(i: int) -> ck.Features:
+        if i not in features:
+            features[i] = ck.Features(prompts[i], responses[i])
+        return features[i]
+
+    failed: dict[int, str | None] = {}
+
+    def fail(k: int) -> str | None:
+        if k not in failed:
+            failed[k] = ck.check_pair(feat(int(left[k])), feat(int(right[k])), config.on)
+        return failed[k]
+
+    ok = above.copy()
+    if config.check == "agree":
+        for k in np.flatnonzero(above).tolist():
+            ok[k] = fail(k) is None
+    _conflicts(ids, prompts, responses, left[above], right[above], config, info, feat)
+    rejected_as_conflict = info.get("_conflict_reject")
+    if rejected_as_conflict:  # never the kept member of a cluster: its duplicates would name a rejected record
+        out = np.array(sorted(rejected_as_conflict), dtype=np.int64)
+        ok &= ~(np.isin(left, out) | np.isin(right, out))
     # no chaining: near-duplicate embeddings form chains across whole topics
-    reps, similarity = star_clusters(len(texts), left, right, sim, scores)
+    reps, similarity = star_clusters(n, left[ok], right[ok], sim[ok], scores)
     labels = reps
-    info.update(threshold=threshold, model=emb.model_path, clustering="greedy star", pairs=int(len(left)),
-                embedded=emb.embedded, replayed=emb.replayed, truncated=emb.truncated, max_tokens=emb.max_tokens,
-                search="exact" if len(texts) <= EXACT_LIMIT else "kmeans",
+    why = {}
+    for k in np.flatnonzero(above & ~ok).tolist():
+        part = fail(k) or "conflict"  # passed, but one of the two is rejected as a conflict
+        why[part] = why.get(part, 0) + 1
+    info.update(threshold=threshold, model=emb.model_path, clustering="greedy star",
+                check=config.check, candidate_pairs=int(above.sum()), pairs=int(ok.sum()),
+                failed_check={k: why[k] for k in sorted(why)},
+                boilerplate_lines=len(shared), boilerplate_stripped=n_stripped,
+                embedded=emb.embedded, replayed=emb.replayed, pieced=emb.pieced, truncated=emb.truncated,
+                max_tokens=emb.max_tokens, search="exact" if n <= EXACT_LIMIT else "kmeans",
                 near_threshold=near_threshold(vectors, threshold, ids))
+    if config.borderline:
+        info["borderline"] = _borderline(ids, embedded, left, right, sim, ok, above, fail, threshold,
+                                         config.borderline)
     return labels, reps, similarity
+
+
+BORDER_WINDOW = 0.03  # borderline pairs are looked for this far below the threshold
+EXCERPT = 240
+
+
+def _conflicts(ids, prompts, responses, left, right, config: DedupConfig, info: dict, feat) -> None:
+    """Records with the same prompt (normalised) whose responses fail the check: among the
+    candidate pairs, and among records of identical prompt whose responses embed far apart."""
+    from . import check as ck
+    from .text import normalise
+
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        key = normalise(p)
+        if key:
+            groups.setdefault(key, []).append(i)
+    pairs = {(int(a), int(b)) for a, b in zip(left.tolist(), right.tolist())}
+    for members in groups.values():
+        if len(members) > 1:
+            pairs.update((members[0], m) for m in members[1:])
+    found = []
+    for a, b in sorted(pairs):
+        fa, fb = feat(a), feat(b)
+        bad = ck.check_pair(fa, fb, "conversation")
+        if ck.is_conflict(fa, fb, bad):
+            found.append((a, b, bad, fa.answer, fb.answer))
+    if not found:
+        return
+    members = sorted({i for a, b, *_ in found for i in (a, b)})
+    info["conflicts"] = {"pairs": len(found), "records": len(members), "action": config.conflicts,
+                         "examples": [[ids[a], ids[b], bad, x, y] for a, b, bad, x, y in found[:20]]}
+    if config.conflicts == "reject":
+        reasons = {}
+        for a, b, bad, x, y in found:
+            what = f"answer {x} vs {y}" if bad == "answer" else "responses differ"
+            reasons.setdefault(a, f"conflicts with {ids[b]} (same prompt, {what})")
+            reasons.setdefault(b, f"conflicts with {ids[a]} (same prompt, {what})")
+        info["_conflict_reject"] = reasons
+
+
+def _borderline(ids, texts, left, right, sim, ok, above, fail, threshold: float, k: int) -> dict:
+    """A few pairs on each side of the threshold, with the text that was embedded: the
+    lowest-cosine pairs removed, the highest-cosine pairs kept apart by the check, and the
+    highest pairs just below the threshold (with what the check would say of them)."""
+    def row(j: int, verdict: str) -> dict:
+        a, b = int(left[j]), int(right[j])
+        cut = lambda t: " ".join(t.split())[:EXCERPT]  # noqa: E731
+        return {"a": ids[a], "b": ids[b], "cosine": float(sim[j]), "verdict": verdict,
+                "a_text": cut(texts[a]), "b_text": cut(texts[b])}
+
+    order = np.lexsort((right, left, sim))  # by cosine, ties by pair
+    dup = [j for j in order.tolist() if ok[j]][:k]
+    kept_apart = [j for j in order[::-1].tolist() if above[j] and not ok[j]][:k]
+    below = [j for j in order[::-1].tolist() if not above[j]][:k]
+    return {"threshold": threshold,
+            "removed": [row(j, "duplicate") for j in dup],
+            "failed_check": [row(j, f"kept: {fail(j)} differ") for j in kept_apart],
+            "below": [row(j, "below threshold" + (f" (check: {fail(j)} differ)" if fail(j) else " (check passes)"))
+                      for j in below]}

@@ -25,6 +25,8 @@ SEARCH_MARGIN = 1e-4
 # recomputed on another CPU (they move by ~1e-7): named in the stats and the lock
 NOISE = 1e-5
 DECIMALS = 6  # similarities are stored rounded to this many decimals
+MAX_PIECES = 4  # a long text: at most this many windows embedded (the first three and the last)
+PIECE_SLACK = 8
 
 
 def default_model() -> str:
@@ -54,8 +56,10 @@ class Embedder:
         self.device = device
         self._model = None
         self.embedded = 0  # how many texts this instance sent through the model
-        self.truncated = 0  # ...and how many of those were longer than the model reads
+        self.truncated = 0  # texts of which a part (the middle of a very long one) was not read
+        self.pieced = 0  # texts longer than the model reads, embedded in pieces
         self.max_tokens = None
+        self._tokenizer = None
 
     def model(self):
         if self._model is None:
@@ -105,29 +109,106 @@ class Embedder:
                 out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
         return out
 
+    def tokenizer(self):
+        """(tokenize, tokens the model reads) from the model folder without loading the model
+        (nor importing transformers, when the folder has a tokenizer.json): ``tokenize(texts)``
+        gives each text's token character offsets, special tokens left out. (None, None)
+        where that is not possible; then texts are not split."""
+        if self._tokenizer is None:
+            import json
+
+            self._tokenizer = (None, None)
+            folder = Path(self.model_path)
+            try:
+                limit = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+                if (folder / "tokenizer.json").is_file():
+                    from tokenizers import Tokenizer
+
+                    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                    tok.no_truncation()
+                    tok.no_padding()
+                    self._tokenizer = (lambda texts: [e.offsets for e in tok.encode_batch(texts, add_special_tokens=False)],
+                                       limit)
+                else:
+                    from transformers import AutoTokenizer
+
+                    fast = AutoTokenizer.from_pretrained(str(folder))
+                    if fast.is_fast:
+                        self._tokenizer = (lambda texts: fast(texts, add_special_tokens=False, return_offsets_mapping=True,
+                                                              truncation=False, verbose=False)["offset_mapping"], limit)
+            except Exception:
+                pass
+        return self._tokenizer
+
+    def pieces(self, texts: list[str]) -> list[list[tuple[str, int]]]:
+        """Each text as the pieces it is embedded in, with their token counts: the text itself
+        when the model reads all of it; else consecutive windows the model reads whole (at most
+        MAX_PIECES: the first MAX_PIECES - 1 and the last, so head and tail are both compared;
+        a text with more windows than that is counted in ``truncated``). Never silently cut to
+        its first 256 tokens, which for records that share a long preamble is the preamble."""
+        tok, limit = self.tokenizer()
+        if tok is None:
+            return [[(t, 1)] for t in texts]
+        self.max_tokens = limit
+        width = limit - 2 - PIECE_SLACK  # [CLS] ... [SEP], and room for a boundary that retokenizes longer
+        out = []
+        for text, offsets in zip(texts, tok(texts)):
+            n = len(offsets)
+            if n + 2 <= limit:
+                out.append([(text, 1)])
+                continue
+            starts = list(range(0, n, width))
+            if len(starts) > MAX_PIECES:
+                starts = starts[:MAX_PIECES - 1] + [max(0, n - width)]
+                self.truncated += 1
+            self.pieced += 1
+            parts = []
+            for s in starts:
+                e = min(n, s + width)
+                parts.append((text[offsets[s][0]:offsets[e - 1][1]], e - s))
+            out.append(parts)
+        return out
+
     def embed(self, texts: list[str], encode=None) -> np.ndarray:
         """Embeddings for ``texts``, from the store where present; the missing ones through
-        ``encode`` (default ``self.encode``; the Ray engine passes an actor pool's)."""
+        ``encode`` (default ``self.encode``; the Ray engine passes an actor pool's). A text
+        longer than the model reads is embedded in pieces (:meth:`pieces`), each stored under
+        its own text; its vector is the token-weighted mean of theirs, normalised."""
         from .store import EmbeddingStore, model_identity, text_key
 
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         model_id = model_identity(self.model_path)
-        keys = [text_key(model_id, t) for t in texts]
+        plan = self.pieces(texts)
+        flat = [p for parts in plan for p, _ in parts]
+        keys = [text_key(model_id, t) for t in flat]
         store = EmbeddingStore(self.store_path, readonly=self.readonly)
         try:
             found = store.get(keys)
             self.replayed += sum(k in found for k in dict.fromkeys(keys))
             missing = list(dict.fromkeys(k for k in keys if k not in found))
             if missing:
-                first = dict(zip(keys, texts))
+                first = dict(zip(keys, flat))
                 fresh = (encode or self.encode)([first[k] for k in missing])
                 new = dict(zip(missing, (np.asarray(v, dtype=np.float32) for v in fresh)))
                 store.put(new)
                 found.update(new)
         finally:
             store.close()
-        return np.stack([found[k] for k in keys])
+        vecs = np.stack([found[k] for k in keys])
+        if len(flat) == len(texts):
+            return vecs
+        out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+        at = 0
+        for i, parts in enumerate(plan):
+            if len(parts) == 1:
+                out[i] = vecs[at]
+            else:
+                w = np.array([n for _, n in parts], dtype=np.float64)
+                v = (vecs[at:at + len(parts)].astype(np.float64) * w[:, None]).sum(axis=0)
+                out[i] = (v / np.linalg.norm(v)).astype(np.float32)
+            at += len(parts)
+        return out
 
 
 def similar_pairs(vectors: np.ndarray, threshold: float, seed: int = 0, pmap=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -56,6 +56,10 @@ class DedupOptions(Strict):
     batch_size: int = 8
     cache_dir: str | None = None
     embeddings: str | None = None  # an embedding store file the step reads and adds to
+    check: Literal["agree", "off"] = "agree"  # semantic: numbers, links, answer and response must agree
+    boilerplate: bool = True  # semantic: lines many records share are left out of what is embedded
+    conflicts: Literal["mark", "reject"] = "mark"  # semantic: same prompt, disagreeing answers
+    borderline: int = 3  # semantic: pairs kept in stats.json on each side of the threshold
 
     @model_validator(mode="after")
     def _check(self):

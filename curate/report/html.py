@@ -81,6 +81,7 @@ def _duplicates(data: dict) -> list[str]:
         for m in d["methods"]:
             extra = ", ".join(f"{k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
             out.append(f"<p class='muted'>{escape(m['method'])}{': ' + escape(extra) if extra else ''}</p>")
+            out.extend(_semantic_extras(m))
         for c in d["clusters"]:
             dups = "".join(f"<div class='ex dup'>{escape(x['text'])} <span class='muted'>(similarity "
                            f"{x['similarity']:.3f})</span></div>" for x in c["duplicates"])
@@ -90,6 +91,35 @@ def _duplicates(data: dict) -> list[str]:
                        f"{dups}{more}</details>")
     return (["<h2>Duplicate clusters</h2>", "<p class='muted'>The kept member (green) and the records rejected as its "
              "duplicates (red), largest clusters first.</p>"] + out) if out else []
+
+
+def _semantic_extras(m: dict) -> list[str]:
+    """A semantic step's check, conflicts and borderline pairs side by side."""
+    out = []
+    failed = m.get("failed_check") or {}
+    if m.get("check") == "agree":
+        out.append(f"<p class='muted'>{m.get('candidate_pairs', 0)} pairs at cosine &ge; {m.get('threshold')}, "
+                   f"{m.get('pairs', 0)} passed the check"
+                   + (" (kept apart: " + escape(", ".join(f"{n} {k} differ" for k, n in failed.items())) + ")"
+                      if failed else "") + "</p>")
+    c = m.get("conflicts")
+    if c:
+        rows = "".join(f"<li><code>{escape(a[:12])}</code> / <code>{escape(b[:12])}</code>: "
+                       + escape(f"answer {x} vs {y}" if part == "answer" else "responses differ") + "</li>"
+                       for a, b, part, x, y in c["examples"][:10])
+        out.append(f"<p><b>Conflicts</b>: {c['pairs']} pairs ({c['records']} records) share a prompt and disagree "
+                   f"on the answer ({escape(c['action'])})</p><ul>{rows}</ul>")
+    b = m.get("borderline")
+    if b and any(b.get(k) for k in ("removed", "failed_check", "below")):
+        rows = []
+        for title, key in (("lowest removed", "removed"), ("kept apart by the check", "failed_check"),
+                           ("just below", "below")):
+            for r in b.get(key) or []:
+                rows.append(f"<tr><td>{escape(title)}<br>{r['cosine']:.4f}<br>{escape(r['verdict'])}</td>"
+                            f"<td>{escape(r['a_text'])}</td><td>{escape(r['b_text'])}</td></tr>")
+        out.append(f"<details><summary>Borderline pairs around {b['threshold']}</summary><table>"
+                   "<tr><th></th><th>record a</th><th>record b</th></tr>" + "".join(rows) + "</table></details>")
+    return out
 
 
 def _scores(data: dict) -> list[str]:
