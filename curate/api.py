@@ -7,7 +7,7 @@ from pathlib import Path
 from .config import ConfigError, read_yaml
 from .engine import stage_runner
 from .readers import read_inputs
-from .stage import StageResult, count_rules, merge_rejected, write_stage
+from .stage import count_rules, run_on
 
 
 def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None, engine: str = "local") -> dict:
@@ -47,28 +47,6 @@ def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
     if is_url(out):
         filesystem(str(out))  # an unknown protocol or missing fsspec fails before any work
     return run_on(read_inputs(inputs, fmt, mapping), out, run, t0)
-
-
-def run_on(read, out: Path, run, t0: float | None = None) -> dict:
-    """Run one stage on records already read; the reader's rejections join the stage's own."""
-    t0 = time.perf_counter() if t0 is None else t0
-    result = run(read.records)
-    rejected = merge_rejected(read.rejected, result.rejected)
-    stats = dict(result.stats)
-    read_counts = count_rules(read.rejected)
-    stats["in"] = read.records.height + read.rejected.height
-    stats["rejected"] = rejected.height
-    stats["rules"] = {**read_counts, **stats["rules"]}
-    if read.notices:  # what the reader skipped that is not a record (a symlink loop, ...)
-        stats["notices"] = list(read.notices)
-    if "fired" in stats:
-        stats["fired"] = {**read_counts, **stats["fired"]}
-    stats["seconds"] = round(time.perf_counter() - t0, 4)
-    from .storage import output_folder
-
-    with output_folder(out) as local:  # a URL is written here, then uploaded
-        write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
-    return stats
 
 
 def format_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .errors import RecordError
 from .turns import read_extras
 
 FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "qa")
@@ -27,13 +28,6 @@ SHAREGPT_ROLES = {
     "system": "system",
 }
 OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-
-
-class RecordError(Exception):
-    def __init__(self, rule: str, reason: str):
-        super().__init__(reason)
-        self.rule = rule
-        self.reason = reason
 
 
 def detect(record: dict) -> str | None:

@@ -26,7 +26,8 @@ from typing import Iterator
 
 import polars as pl
 
-from .formats import FORMATS, RecordError, convert
+from .errors import InputError, RecordError
+from .formats import FORMATS, convert
 from .record import (
     MESSAGE_TYPE, OLD_MESSAGE_TYPE, RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
     unique_sources,
@@ -38,10 +39,6 @@ BOM = b"\xef\xbb\xbf"
 # schema a few hundred levels deep); chat data nests two levels (a list of turns).
 MAX_NESTING = 100
 ROLES = ("system", "user", "assistant")
-
-
-class InputError(Exception):
-    """A user mistake about the input as a whole: reported as one line, exit status 2."""
 
 
 @dataclass

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from .record import REJECT_COLUMNS, to_json
+from .storage import output_folder
 
 PARQUET_OPTS = dict(compression="zstd", compression_level=3, statistics=True)
 
@@ -78,3 +80,23 @@ def write_stage(result: StageResult, out: Path) -> None:
         (out / name).write_text(text, encoding="utf-8")
     # standard JSON: a NaN (an empty percentile, a failed score) is written as null
     (out / "stats.json").write_text(to_json(result.stats, indent=2, default=None) + "\n")
+
+
+def run_on(read, out: Path, run, t0: float | None = None) -> dict:
+    """Run one stage on records already read; the reader's rejections join the stage's own."""
+    t0 = time.perf_counter() if t0 is None else t0
+    result = run(read.records)
+    rejected = merge_rejected(read.rejected, result.rejected)
+    stats = dict(result.stats)
+    read_counts = count_rules(read.rejected)
+    stats["in"] = read.records.height + read.rejected.height
+    stats["rejected"] = rejected.height
+    stats["rules"] = {**read_counts, **stats["rules"]}
+    if read.notices:  # what the reader skipped that is not a record (a symlink loop, ...)
+        stats["notices"] = list(read.notices)
+    if "fired" in stats:
+        stats["fired"] = {**read_counts, **stats["fired"]}
+    stats["seconds"] = round(time.perf_counter() - t0, 4)
+    with output_folder(out) as local:  # a URL is written here, then uploaded
+        write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
+    return stats

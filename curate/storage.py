@@ -18,6 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 _NOT_URL = ("file",)
 
 
@@ -43,7 +45,6 @@ def filesystem(url: str):
 
 
 def _fail(url: str, e: Exception):
-    from .readers import InputError
 
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return InputError(f"{url}: {type(e).__name__}: {first}")
@@ -61,8 +62,7 @@ def local_copy(path):
         dest = Path(tmp) / Path(remote).name
         try:
             if not fs.exists(remote):
-                from .readers import InputError
-
+            
                 raise InputError(f"{url}: no such file or folder")
             if fs.isdir(remote):
                 fs.get(remote.rstrip("/") + "/", str(dest), recursive=True)
@@ -112,14 +112,16 @@ def output_file(path):
             raise _fail(url, e) from None
 
 
-def upload(local: Path, url: str, unchanged=frozenset(), commit: str | None = None) -> None:
+def upload(local: Path, url: str, unchanged=frozenset(), commit: str | None = None, skip=frozenset()) -> None:
     """Make the folder at ``url`` a copy of ``local``. Files in ``unchanged`` (relative
     paths) are known to hold the same bytes up there and are not sent again; files up
     there that ``local`` lacks are removed. ``commit`` names the file that marks the folder
-    complete: it is removed first and written last, so an interrupted upload leaves none."""
+    complete: it is removed first and written last, so an interrupted upload leaves none.
+    Files in ``skip`` are local only (a build's lock file) and are not sent."""
     fs, remote = filesystem(url)
     remote = remote.rstrip("/")
-    files = sorted(p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file())
+    files = sorted(rel for p in Path(local).rglob("*")
+                   if p.is_file() and (rel := p.relative_to(local).as_posix()) not in skip)
     try:
         if fs.isfile(remote):  # a file where the folder goes
             fs.rm_file(remote)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from .errors import RecordError
+
 EXTRA = ("weight", "name", "tool_calls")
 
 
@@ -23,7 +25,6 @@ def empty(value) -> bool:
 def read_extras(turn: dict, role: str, where: str, known: set[str]) -> dict:
     """The optional fields of one input turn, checked; ``known``: the keys the format itself
     reads (role and text). Any other non-empty field is refused: it would be lost."""
-    from .formats import RecordError  # formats reads turns through this module
 
     out = {}
     for key, value in turn.items():
@@ -47,7 +48,6 @@ def read_extras(turn: dict, role: str, where: str, known: set[str]) -> dict:
 
 
 def _weight(value, role: str, where: str) -> int:
-    from .formats import RecordError
 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 1):
         raise RecordError("read.bad_field", f"{where} has weight {value!r}; a turn's weight is 0 or 1")

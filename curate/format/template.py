@@ -165,7 +165,7 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
 
 
 @functools.lru_cache(maxsize=1)
-def trl_templates() -> dict[str, "Path"]:
+def trl_templates() -> dict:
     """name -> file of the chat templates TRL ships (located, not imported: importing trl is slow)."""
     import importlib.util
     from pathlib import Path

@@ -23,7 +23,7 @@ from ..storage import cache_folder, download, is_url, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
                       output_files, output_hash, sha256_bytes, sha256_json, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
-from .outdir import claim, locked, mark_step, refuse_foreign_step, remove_ours, writing
+from .outdir import MARKER, claim, locked, mark_step, refuse_foreign_step, remove_ours, writing
 from .steps import Prepared, prepare, read_entries
 from .compare import LOCK_FORMAT, compare
 
@@ -58,7 +58,8 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
         with locked(out, echo):  # another build into this folder would delete our steps as we write them
             lock = _build(pipe, pipeline_path, names, prepared, start, sources, out, target, force, write_lock, echo)
             if remote:
-                upload(out, target, _unchanged_up_there(out, target), commit="manifest.json")
+                # the build's lock file holds this process's pid: local, never sent
+                upload(out, target, _unchanged_up_there(out, target), commit="manifest.json", skip={MARKER})
     return lock
 
 

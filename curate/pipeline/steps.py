@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..api import run_on
 from ..config import ConfigError, tracked_reads
 from ..engine import stage_runner
 from ..shipped import resolve
+from ..stage import run_on
 from .hashing import display_path, sha256_file, sha256_json, tree_files
 from .spec import InputSpec, Step
 
