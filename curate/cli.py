@@ -342,15 +342,29 @@ def validate_cmd(files):
 
 @main.command("export")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--to", "dest", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--out", "dest", default=None, type=click.Path(dir_okay=False),
               help="Output file: .jsonl (one record a line) or .json (an array).")
-@click.option("--format", "fmt", type=click.Choice(["openai", "alpaca", "sharegpt"]), default="openai",
-              show_default=True)
+@click.option("--to", "dest_old", default=None, type=click.Path(dir_okay=False), hidden=True)  # the old -o
+@click.option("--layout", type=click.Choice(["openai", "alpaca", "sharegpt"]), default=None,
+              help="The records' layout in the output file.  [default: openai]")
+# --format means the input format everywhere else; kept working for one release
+@click.option("--format", "layout_old", type=click.Choice(["openai", "alpaca", "sharegpt"]), default=None, hidden=True)
 @_user_errors
-def export_cmd(inputs, dest, fmt):
+def export_cmd(inputs, dest, dest_old, layout, layout_old):
     """Write the kept records of a stage folder (or any input) for people and other trainers."""
     from .api import export
 
+    if dest and dest_old and dest != dest_old:
+        raise UserError("give the output file once, with -o/--out")
+    dest = dest or dest_old
+    if not dest:
+        raise UserError("missing -o/--out")
+    if layout_old:
+        _notes(["export --format is now --layout (--format names the input format in the other commands); "
+                "--format will stop working for export in the next release"])
+        if layout and layout != layout_old:
+            raise UserError("give the layout once, with --layout")
+    fmt = layout or layout_old or "openai"
     done = export(list(inputs), dest, fmt)
     _notes(done["notices"])
     skipped = done["skipped"]
@@ -359,6 +373,28 @@ def export_cmd(inputs, dest, fmt):
         click.echo(f"skipped {sum(skipped.values())} unreadable records ({per_rule}); "
                    "`curate filter` writes them to rejected.parquet with file, line and reason")
     click.echo(f"wrote {done['written']} records to {dest} ({fmt})")
+
+
+class SuggestingChoice(click.Choice):
+    """click.Choice whose error names the nearest choice, as click does for a mistyped option name."""
+
+    def get_invalid_choice_message(self, value, ctx) -> str:
+        import difflib
+
+        hint = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        return super().get_invalid_choice_message(value, ctx) + (f" Did you mean {hint[0]!r}?" if hint else "")
+
+
+def suggest_choices(group: click.Group) -> None:
+    """Give every Choice option of the group's commands a "did you mean"; done here, once, so that
+    commands (and options) added later get it without each option spelling it."""
+    for command in group.commands.values():
+        for param in command.params:
+            if type(param.type) is click.Choice:
+                param.type = SuggestingChoice(param.type.choices, case_sensitive=param.type.case_sensitive)
+
+
+suggest_choices(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
