@@ -44,8 +44,13 @@ def _user_errors(fn):
 
 @click.group()
 @click.version_option(package_name="sft-curate")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines nor timing summaries on stderr (progress shows only on a terminal anyway).")
+def main(quiet):
     """Curate raw instruction and chat data into a clean SFT dataset."""
+    from .progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def read_options(f):
