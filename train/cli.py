@@ -6,6 +6,7 @@ import sys
 import click
 
 from curate.cli import _user_errors  # the same one-line errors, exit 2, as curate
+from curate.hfquiet import hf_model_quiet  # light: imports transformers only when entered
 
 
 @click.group()
@@ -79,7 +80,8 @@ def merge_cmd(adapter, out, base):
 
     if base:
         require_model(base, "--base ")
-    click.echo(f"wrote {merge(adapter, out, base)}")
+    with hf_model_quiet():
+        click.echo(f"wrote {merge(adapter, out, base)}")
 
 
 @main.command("generate")
@@ -93,8 +95,9 @@ def generate_cmd(model, prompt, system, max_new_tokens):
     from .sft import generate
 
     require_model(model)
-
-    click.echo(generate(model, prompt, max_new_tokens, system))
+    with hf_model_quiet():
+        answer = generate(model, prompt, max_new_tokens, system)
+    click.echo(answer)
 
 
 @main.command("eval")
@@ -119,8 +122,9 @@ def eval_cmd(models, data, metrics, extractor, batch_size, max_new_tokens, limit
 
     for spec in models:
         require_model(spec)
-    result = evaluate(list(models), data, list(metrics) or None, extractor, batch_size, max_new_tokens, limit,
-                      echo=lambda line: click.echo(line, err=True))
+    with hf_model_quiet():
+        result = evaluate(list(models), data, list(metrics) or None, extractor, batch_size, max_new_tokens, limit,
+                          echo=lambda line: click.echo(line, err=True))
     click.echo(f"{result['records']} records from {result['data']}")
     for line in table(result):
         click.echo(line)

@@ -226,3 +226,27 @@ def test_curate_format_without_a_budget_says_what_train_sft_will_take(tmp_path, 
     r = CliRunner().invoke(curate, ["format", str(raw), "-o", str(tmp_path / "g"), "--tokenizer", str(tiny_model),
                                     "--max-tokens", "64"])
     assert r.exit_code == 0 and "no token budget" not in r.output, r.output
+
+
+# ------------------------------------------------------------------ #25 item 8: noise that is not ours
+def test_generate_merge_eval_print_no_library_noise(tiny_model, data_dir, tmp_path):
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = tmp_path / "adapter"
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)), LoraConfig(r=4, target_modules=["q_proj"]))
+    lora.save_pretrained(str(adapter))
+    AutoTokenizer.from_pretrained(str(tiny_model)).save_pretrained(str(adapter))
+    conf = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**conf, "base_model_name_or_path": str(tiny_model)}))
+    for args in (["generate", str(adapter), "--prompt", "hi", "--max-new-tokens", "2"],
+                 ["merge", str(adapter), "-o", str(tmp_path / "merged")],
+                 ["eval", str(adapter), "--data", str(data_dir), "--metric", "length", "--max-new-tokens", "2"]):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+        assert "Loading weights" not in r.output and "Writing model shards" not in r.output, r.output
+        assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)], args[0]
