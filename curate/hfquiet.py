@@ -40,11 +40,16 @@ def too_long_sequence_quiet():
 
 
 @contextlib.contextmanager
-def hf_model_quiet():
+def hf_model_quiet(datasets_bars: bool = True):
     """Around loading, generating with and saving a transformers model: drop the
     is_gradient_checkpointing FutureWarning (transformers' own code reads the deprecated
     attribute; nothing the user can change) and the "Loading weights" / "Writing model shards"
-    progress bars (a few seconds each; our own line says what happened)."""
+    progress bars (a few seconds each; our own line says what happened). ``datasets_bars=False``:
+    the datasets library's bars too (TRL's "Truncating eval dataset" ...: noise in a log file)."""
+    if not datasets_bars:
+        with _no_datasets_bars(), hf_model_quiet():
+            yield
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
         try:
@@ -59,3 +64,19 @@ def hf_model_quiet():
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _no_datasets_bars():
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if on:
+            datasets.enable_progress_bars()

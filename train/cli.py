@@ -11,8 +11,13 @@ from curate.hfquiet import hf_model_quiet  # light: imports transformers only wh
 
 @click.group()
 @click.version_option(package_name="sft-curate")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines nor timing summaries on stderr (progress shows only on a terminal anyway).")
+def main(quiet):
     """Fine-tune a model on a curated dataset."""
+    from curate.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def require_model(spec: str, label: str = "") -> None:
@@ -63,7 +68,10 @@ def sft_cmd(config, model, data, output_dir, overrides, dry_run):
     for line in notices:
         click.echo(f"note: {line}")
     require_model(cfg.init.model or cfg.model, "init.model " if cfg.init.model else "model ")
-    result = sft(cfg, dry_run=dry_run, echo=click.echo)
+    from .progress import live
+
+    with hf_model_quiet(datasets_bars=live()):
+        result = sft(cfg, dry_run=dry_run, echo=click.echo)
     if not dry_run:
         click.echo(f"done: {result['global_step']} steps in {result['seconds']:.0f}s, train loss {result['train_loss']}, "
                    f"eval loss {result['eval_loss']}")

@@ -250,3 +250,32 @@ def test_generate_merge_eval_print_no_library_noise(tiny_model, data_dir, tmp_pa
         assert r.exit_code == 0, r.output
         assert "Loading weights" not in r.output and "Writing model shards" not in r.output, r.output
         assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)], args[0]
+
+
+# ------------------------------------------------------------------ #25 item 1: progress, readable lines
+def test_train_sft_prints_readable_step_lines_not_dicts(base_cfg, tmp_path, monkeypatch):
+    import curate.progress
+
+    cfg = write_cfg(tmp_path, base_cfg, max_steps=4, eval_every=2, logging_steps=2)
+    r = CliRunner().invoke(main, ["sft", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert "{'loss'" not in r.output and "{'eval_loss'" not in r.output, r.output
+    assert re.search(r"^step 2/4  loss \d+\.\d{3}  lr 5\.0e-03  grad_norm \S+  [\d.]+ tok/s  ETA \S+$", r.output, re.M), r.output
+    assert re.search(r"^step 2/4  eval_loss \d+\.\d{3}", r.output, re.M), r.output
+    assert "it/s]" not in r.output  # not a terminal: no bar
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    r = CliRunner().invoke(main, ["sft", str(cfg), "-o", str(tmp_path / "run2")])
+    assert r.exit_code == 0, r.output
+    assert "it/s]" in r.output and re.search(r"^step 4/4  loss ", r.output, re.M), r.output  # the bar, and our lines
+
+
+def test_train_eval_shows_generation_progress_on_a_terminal(tiny_model, data_dir, monkeypatch):
+    import curate.progress
+
+    args = ["eval", str(tiny_model), "--data", str(data_dir), "--metric", "length", "--max-new-tokens", "2"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "\rgenerating" not in r.output, r.output
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "\rgenerating  8/8 answers  100%" in r.output, r.output
+    assert "generating: 8 answers in " in r.output
