@@ -161,14 +161,18 @@ def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
 @click.option("--on-overflow", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
               help="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")
 @click.option("--eval-fraction", type=float, default=0.0, show_default=True, help="Share of records for eval, by id.")
+@click.option("--system", default="default", show_default=True, metavar="default|none|TEXT",
+              help="Records without a system turn: keep what the template adds there (SmolLM2's adds its own "
+                   "system prompt), none (an empty system turn, where the template allows it), or this text.")
 @read_options
 @_user_errors
-def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, fmt, mapping, engine):
+def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, system, fmt, mapping,
+               engine):
     """Render with a chat template, check the loss mask, budget tokens, split train/eval."""
     from .api import format_inputs
 
     config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
-                  eval_fraction=eval_fraction)
+                  eval_fraction=eval_fraction, system=system)
     stats = format_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     tokens = stats.get("tokens") or {}
@@ -181,6 +185,11 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
         click.echo(f"note: no --max-tokens: no token budget recorded; train sft will take max_length "
                    f"{max(2048, tokens['n_tokens']['max'])} (the larger of 2048 and the longest record) unless its "
                    "config sets one")
+    added = stats.get("template_system")
+    if added:  # visible otherwise only in the Parquet text column
+        click.echo(f"note: the template adds a system prompt the data does not have to {added['records']} records "
+                   f"(those without a system turn): \"{added['text']}\"; --system none leaves it out, "
+                   "--system \"TEXT\" puts yours instead")
     if not stats.get("template_markers", True):
         click.echo("note: the template has no {% generation %} markers and none could be added; the masks above come "
                    "from prefix rendering, but OUT/template.jinja cannot drive TRL's assistant_only_loss: pass "
