@@ -181,6 +181,21 @@ def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
     return out
 
 
+def _render_all(template: str, conversations: list[list[dict]], tok, chunk: int = 500) -> list[tuple]:
+    """_render in chunks (each conversation renders alone, so the chunks change nothing), with a
+    progress line: tens of thousands of records, or a template rendered once per turn (prefix
+    rendering), take minutes."""
+    from ..progress import progress
+
+    out: list[tuple] = []
+    with progress(len(conversations), "rendering") as bar:
+        for start in range(0, len(conversations), chunk):
+            part = conversations[start:start + chunk]
+            out += _render(template, part, tok)
+            bar.update(len(part))
+    return out
+
+
 def _check_turn_fields(template: str, conversations, rendered, shielded, tok) -> list[tuple]:
     """Apply what a turn's optional fields say (curate.turns) to each rendering: an assistant
     turn of weight 0 is not trained (its span is dropped); a name or tool_calls the template
@@ -270,7 +285,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
     eot_ids = set(tok.convert_tokens_to_ids(tpl.closing_tokens(template, tok, probe_convs)))
 
     marked = bool(tpl.MARKER.search(template))
-    rendered = _render(template, messages, tok)
+    rendered = _render_all(template, messages, tok)
     refused = {b: r[1] for b, r in enumerate(rendered) if r[0] is None}
     texts = [r[0] if r[0] is not None else "" for r in rendered]
     enc = _tokens(tok, texts, [r[2] for r in rendered])

@@ -245,3 +245,17 @@ def test_system_none_where_the_template_cannot_drop_it(tok, tmp_path):
     with pytest.raises(ConfigError, match="cannot be removed"):
         run(frame(*CONVERSATIONS), FormatConfig(tokenizer="smollm2-135m-instruct", template=str(tmp_path / "t.jinja"),
                                                 system="none"), tokenizer=tok)
+
+
+def test_format_shows_rendering_progress_on_a_terminal(tmp_path, monkeypatch):
+    import curate.progress
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"messages": m}) + "\n" for m in CONVERSATIONS))
+    args = ["format", str(src), "-o", str(tmp_path / "o"), "--tokenizer", "smollm2-135m-instruct"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "\rrendering" not in res.output and "rendering:" not in res.output, res.output
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "\rrendering  4/4 records  100%" in res.output, res.output
+    assert "rendering: 4 records in " in res.output
