@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from curate.cli import _user_errors  # the same one-line errors, exit 2, as curate
+from curate.cli import _user_errors, suggest_choices  # the same one-line errors, exit 2, as curate
 from curate.hfquiet import hf_model_quiet  # light: imports transformers only when entered
 
 
@@ -150,6 +150,9 @@ def config_cmd(markdown):
     from .config import markdown_table, text_table
 
     click.echo(markdown_table() if markdown else "\n".join(text_table()), nl=not markdown)
+
+
+suggest_choices(main)  # a mistyped --metric says "did you mean", as in curate
 
 
 if __name__ == "__main__":  # pragma: no cover

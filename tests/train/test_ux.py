@@ -193,6 +193,8 @@ def test_generate_a_model_that_does_not_exist_is_one_line(tmp_path):
 def test_train_version_and_enum_typos():
     r = CliRunner().invoke(main, ["--version"])
     assert r.exit_code == 0 and re.search(r"\d+\.\d+", r.output), r.output
+    r = CliRunner().invoke(main, ["eval", "m", "--data", "d", "--metric", "exact_macth"])
+    assert r.exit_code == 2 and "Did you mean 'exact_match'?" in r.output, r.output
 
 
 def test_a_typo_in_an_enum_value_gets_a_did_you_mean(base_cfg, tmp_path):
