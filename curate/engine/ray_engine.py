@@ -249,7 +249,9 @@ class _Embed:
 
     def __init__(self, model: str, batch_size: int):
         from ..dedup.semantic import Embedder
+        from ..progress import set_quiet
 
+        set_quiet()  # Ray forwards a worker's stderr to the driver: one summary line per block is noise
         self.embedder = Embedder(model, batch_size)
 
     @_reported
