@@ -8,7 +8,8 @@
 On a terminal (the stream is a tty) the line shows done/total, rate and time left, redrawn
 at most a few times a second; elsewhere (a log file, CI, a pipe) nothing is written while the
 work runs. Either way one summary line ends it ("embedding: 500 texts in 12.5s, 40.0/s"),
-unless quiet, or (off a terminal) the work took under a second. ``set_quiet(True)`` (the commands' --quiet) silences the summaries too.
+unless quiet, or (off a terminal) the work took under a second. ``set_quiet(True)`` (the
+commands' --quiet) silences the summaries too.
 """
 from __future__ import annotations
 

@@ -238,7 +238,8 @@ def test_generate_merge_eval_print_no_library_noise(tiny_model, data_dir, tmp_pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter = tmp_path / "adapter"
-    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)), LoraConfig(r=4, target_modules=["q_proj"]))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"]))
     lora.save_pretrained(str(adapter))
     AutoTokenizer.from_pretrained(str(tiny_model)).save_pretrained(str(adapter))
     conf = json.loads((adapter / "adapter_config.json").read_text())
@@ -262,7 +263,8 @@ def test_train_sft_prints_readable_step_lines_not_dicts(base_cfg, tmp_path, monk
     r = CliRunner().invoke(main, ["sft", str(cfg)])
     assert r.exit_code == 0, r.output
     assert "{'loss'" not in r.output and "{'eval_loss'" not in r.output, r.output
-    assert re.search(r"^step 2/4  loss \d+\.\d{3}  lr 5\.0e-03  grad_norm \S+  [\d.]+ tok/s  ETA \S+$", r.output, re.M), r.output
+    line = r"^step 2/4  loss \d+\.\d{3}  lr 5\.0e-03  grad_norm \S+  [\d.]+ tok/s  ETA \S+$"
+    assert re.search(line, r.output, re.M), r.output
     assert re.search(r"^step 2/4  eval_loss \d+\.\d{3}", r.output, re.M), r.output
     assert "it/s]" not in r.output  # not a terminal: no bar
     monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
