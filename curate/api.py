@@ -34,9 +34,13 @@ def _options(model, config, command: str):
     try:
         return model(**config)
     except ValidationError as e:
+        from .config import choice_message
+
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{command} option {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        # a typo in a value (--method minhsh) gets the nearest valid one, as a typo in an option name does
+        msg = choice_message(err) if err["type"] == "literal_error" else err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{command} option {where}: {msg}") from None
 
 
 def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:

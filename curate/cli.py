@@ -44,8 +44,13 @@ def _user_errors(fn):
 
 @click.group()
 @click.version_option(package_name="sft-curate")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines nor timing summaries on stderr (progress shows only on a terminal anyway).")
+def main(quiet):
     """Curate raw instruction and chat data into a clean SFT dataset."""
+    from .progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def read_options(f):
@@ -231,14 +236,18 @@ def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
 @click.option("--on-overflow", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
               help="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")
 @click.option("--eval-fraction", type=float, default=0.0, show_default=True, help="Share of records for eval, by id.")
+@click.option("--system", default="default", show_default=True, metavar="default|none|TEXT",
+              help="Records without a system turn: keep what the template adds there (SmolLM2's adds its own "
+                   "system prompt), none (an empty system turn, where the template allows it), or this text.")
 @read_options
 @_user_errors
-def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, fmt, mapping, engine):
+def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, system, fmt, mapping,
+               engine):
     """Render with a chat template, check the loss mask, budget tokens, split train/eval."""
     from .api import format_inputs
 
     config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
-                  eval_fraction=eval_fraction)
+                  eval_fraction=eval_fraction, system=system)
     stats = format_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
     _print_table(stats)
     tokens = stats.get("tokens") or {}
@@ -251,6 +260,11 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
         click.echo(f"note: no --max-tokens: no token budget recorded; train sft will take max_length "
                    f"{max(2048, tokens['n_tokens']['max'])} (the larger of 2048 and the longest record) unless its "
                    "config sets one")
+    added = stats.get("template_system")
+    if added:  # visible otherwise only in the Parquet text column
+        click.echo(f"note: the template adds a system prompt the data does not have to {added['records']} records "
+                   f"(those without a system turn): \"{added['text']}\"; --system none leaves it out, "
+                   "--system \"TEXT\" puts yours instead")
     if not stats.get("template_markers", True):
         click.echo("note: the template has no {% generation %} markers and none could be added; the masks above come "
                    "from prefix rendering, but OUT/template.jinja cannot drive TRL's assistant_only_loss: pass "
@@ -417,15 +431,29 @@ def validate_cmd(files):
 
 @main.command("export")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--to", "dest", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--out", "dest", default=None, type=click.Path(dir_okay=False),
               help="Output file: .jsonl (one record a line) or .json (an array).")
-@click.option("--format", "fmt", type=click.Choice(["openai", "alpaca", "sharegpt"]), default="openai",
-              show_default=True)
+@click.option("--to", "dest_old", default=None, type=click.Path(dir_okay=False), hidden=True)  # the old -o
+@click.option("--layout", type=click.Choice(["openai", "alpaca", "sharegpt"]), default=None,
+              help="The records' layout in the output file.  [default: openai]")
+# --format means the input format everywhere else; kept working for one release
+@click.option("--format", "layout_old", type=click.Choice(["openai", "alpaca", "sharegpt"]), default=None, hidden=True)
 @_user_errors
-def export_cmd(inputs, dest, fmt):
+def export_cmd(inputs, dest, dest_old, layout, layout_old):
     """Write the kept records of a stage folder (or any input) for people and other trainers."""
     from .api import export
 
+    if dest and dest_old and dest != dest_old:
+        raise UserError("give the output file once, with -o/--out")
+    dest = dest or dest_old
+    if not dest:
+        raise UserError("missing -o/--out")
+    if layout_old:
+        _notes(["export --format is now --layout (--format names the input format in the other commands); "
+                "--format will stop working for export in the next release"])
+        if layout and layout != layout_old:
+            raise UserError("give the layout once, with --layout")
+    fmt = layout or layout_old or "openai"
     done = export(list(inputs), dest, fmt)
     _notes(done["notices"])
     skipped = done["skipped"]
@@ -434,6 +462,28 @@ def export_cmd(inputs, dest, fmt):
         click.echo(f"skipped {sum(skipped.values())} unreadable records ({per_rule}); "
                    "`curate filter` writes them to rejected.parquet with file, line and reason")
     click.echo(f"wrote {done['written']} records to {dest} ({fmt})")
+
+
+class SuggestingChoice(click.Choice):
+    """click.Choice whose error names the nearest choice, as click does for a mistyped option name."""
+
+    def get_invalid_choice_message(self, value, ctx) -> str:
+        import difflib
+
+        hint = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        return super().get_invalid_choice_message(value, ctx) + (f" Did you mean {hint[0]!r}?" if hint else "")
+
+
+def suggest_choices(group: click.Group) -> None:
+    """Give every Choice option of the group's commands a "did you mean"; done here, once, so that
+    commands (and options) added later get it without each option spelling it."""
+    for command in group.commands.values():
+        for param in command.params:
+            if type(param.type) is click.Choice:
+                param.type = SuggestingChoice(param.type.choices, case_sensitive=param.type.case_sensitive)
+
+
+suggest_choices(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

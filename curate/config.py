@@ -91,18 +91,24 @@ def format_validation_error(path: Path, data, err: ValidationError, model: type[
         where = "".join(_entry_label(data, loc[:-1])) or "(top level)"
     elif first["type"] in ("union_tag_invalid", "literal_error"):
         ctx = first.get("ctx", {})
-        got = ctx.get("tag", first.get("input"))
         if "discriminator" in ctx:
             where += "." + str(ctx["discriminator"]).strip("'\"")
-        expected = ctx.get("expected_tags") or ctx.get("expected", "")
-        options = [o.strip(" '\"") for o in str(expected).replace(" or ", ",").split(",") if o.strip()]
-        hint = difflib.get_close_matches(str(got), options, n=1)
-        msg = f"'{got}' is not one of {', '.join(options)}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        msg = choice_message(first)
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     more = len(err.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {where}: {msg}{tail}"
+
+
+def choice_message(err: dict) -> str:
+    """A pydantic literal (or tag) error as "'x' is not one of a, b (did you mean 'a'?)"."""
+    ctx = err.get("ctx", {})
+    got = ctx.get("tag", err.get("input"))
+    expected = ctx.get("expected_tags") or ctx.get("expected", "")
+    options = [o.strip(" '\"") for o in str(expected).replace(" or ", ",").split(",") if o.strip()]
+    hint = difflib.get_close_matches(str(got), options, n=1)
+    return f"'{got}' is not one of {', '.join(options)}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:

@@ -5,13 +5,19 @@ import sys
 
 import click
 
-from curate.cli import _user_errors  # the same one-line errors, exit 2, as curate
+from curate.cli import _user_errors, suggest_choices  # the same one-line errors, exit 2, as curate
+from curate.hfquiet import hf_model_quiet  # light: imports transformers only when entered
 
 
 @click.group()
 @click.version_option(package_name="sft-curate")
-def main():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines nor timing summaries on stderr (progress shows only on a terminal anyway).")
+def main(quiet):
     """Fine-tune a model on a curated dataset."""
+    from curate.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def require_model(spec: str, label: str = "") -> None:
@@ -62,7 +68,10 @@ def sft_cmd(config, model, data, output_dir, overrides, dry_run):
     for line in notices:
         click.echo(f"note: {line}")
     require_model(cfg.init.model or cfg.model, "init.model " if cfg.init.model else "model ")
-    result = sft(cfg, dry_run=dry_run, echo=click.echo)
+    from .progress import live
+
+    with hf_model_quiet(datasets_bars=live()):
+        result = sft(cfg, dry_run=dry_run, echo=click.echo)
     if not dry_run:
         click.echo(f"done: {result['global_step']} steps in {result['seconds']:.0f}s, train loss {result['train_loss']}, "
                    f"eval loss {result['eval_loss']}")
@@ -79,7 +88,8 @@ def merge_cmd(adapter, out, base):
 
     if base:
         require_model(base, "--base ")
-    click.echo(f"wrote {merge(adapter, out, base)}")
+    with hf_model_quiet():
+        click.echo(f"wrote {merge(adapter, out, base)}")
 
 
 @main.command("generate")
@@ -93,8 +103,9 @@ def generate_cmd(model, prompt, system, max_new_tokens):
     from .sft import generate
 
     require_model(model)
-
-    click.echo(generate(model, prompt, max_new_tokens, system))
+    with hf_model_quiet():
+        answer = generate(model, prompt, max_new_tokens, system)
+    click.echo(answer)
 
 
 @main.command("eval")
@@ -119,8 +130,9 @@ def eval_cmd(models, data, metrics, extractor, batch_size, max_new_tokens, limit
 
     for spec in models:
         require_model(spec)
-    result = evaluate(list(models), data, list(metrics) or None, extractor, batch_size, max_new_tokens, limit,
-                      echo=lambda line: click.echo(line, err=True))
+    with hf_model_quiet():
+        result = evaluate(list(models), data, list(metrics) or None, extractor, batch_size, max_new_tokens, limit,
+                          echo=lambda line: click.echo(line, err=True))
     click.echo(f"{result['records']} records from {result['data']}")
     for line in table(result):
         click.echo(line)
@@ -138,6 +150,9 @@ def config_cmd(markdown):
     from .config import markdown_table, text_table
 
     click.echo(markdown_table() if markdown else "\n".join(text_table()), nl=not markdown)
+
+
+suggest_choices(main)  # a mistyped --metric says "did you mean", as in curate
 
 
 if __name__ == "__main__":  # pragma: no cover

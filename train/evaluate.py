@@ -70,6 +70,8 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
     """Mean cross-entropy over every assistant token of the set, and its perplexity."""
     import torch
 
+    from curate.progress import progress
+
     from .loss import token_losses
     from .sft import encode
 
@@ -77,19 +79,21 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     total, count = 0.0, 0
     pad = tok.pad_token_id
-    for start in range(0, len(order), batch_size):
-        batch = [rows[i] for i in order[start:start + batch_size]]
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.full((len(batch), width), pad)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, r in enumerate(batch):
-            n = len(r["input_ids"])
-            ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-        with torch.inference_mode():
-            ce, valid = token_losses(model(input_ids=ids, attention_mask=mask).logits, labels)
-        total += float(ce.sum())
-        count += int(valid.sum())
+    with progress(len(order), "loss", unit="records") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = [rows[i] for i in order[start:start + batch_size]]
+            width = max(len(r["input_ids"]) for r in batch)
+            ids = torch.full((len(batch), width), pad)
+            labels = torch.full((len(batch), width), -100)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for b, r in enumerate(batch):
+                n = len(r["input_ids"])
+                ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+            with torch.inference_mode():
+                ce, valid = token_losses(model(input_ids=ids, attention_mask=mask).logits, labels)
+            total += float(ce.sum())
+            count += int(valid.sum())
+            bar.update(len(batch))
     mean = total / max(count, 1)
     return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else math.inf, "tokens": count}
 
@@ -101,6 +105,7 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
     import torch
 
     from curate.format.template import stop_token_ids
+    from curate.progress import progress
 
     from .sft import prompt_ids
 
@@ -109,21 +114,24 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
     stops = set(stop_token_ids(template, tok))
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     texts, lengths = [""] * len(prompts), [0] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in batch)
-        ids = torch.full((len(batch), width), tok.pad_token_id)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, i in enumerate(batch):
-            ids[b, width - len(encoded[i]):], mask[b, width - len(encoded[i]):] = torch.tensor(encoded[i]), 1
-        with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=sorted(stops), pad_token_id=tok.pad_token_id)
-        for b, i in enumerate(batch):
-            new = out[b, width:].tolist()
-            cut = next((k for k, t in enumerate(new) if t in stops), len(new))
-            texts[i] = tok.decode(new[:cut], skip_special_tokens=True)
-            lengths[i] = cut
+    # greedy generation on a CPU: minutes for a few hundred answers, so say how far it is
+    with progress(len(prompts), "generating", unit="answers") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), tok.pad_token_id)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for b, i in enumerate(batch):
+                ids[b, width - len(encoded[i]):], mask[b, width - len(encoded[i]):] = torch.tensor(encoded[i]), 1
+            with torch.inference_mode():
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                     do_sample=False, eos_token_id=sorted(stops), pad_token_id=tok.pad_token_id)
+            for b, i in enumerate(batch):
+                new = out[b, width:].tolist()
+                cut = next((k for k, t in enumerate(new) if t in stops), len(new))
+                texts[i] = tok.decode(new[:cut], skip_special_tokens=True)
+                lengths[i] = cut
+            bar.update(len(batch))
     return texts, lengths
 
 

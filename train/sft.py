@@ -315,6 +315,7 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
 
 def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan, memory, out, echo, callbacks, oom):
     from . import plan as planning
+    from . import progress as progress_lines
 
     model, warnings = load_model(cfg, hw, attention)
     oom.loaded = True
@@ -366,6 +367,7 @@ def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan
         # a nan/inf loss is logged as such (the default logs the running mean instead, hiding it),
         # so that FiniteGuard sees it and stops the run
         logging_nan_inf_filter=False,
+        disable_tqdm=not progress_lines.live(),  # a bar in a log file is a wall of carriage returns
     )
     weighted = cfg.prompt_loss_weight is not None
     if weighted:  # every token a target, each with its role; the loss weighs prompt tokens by W
@@ -391,6 +393,7 @@ def _train(cfg, hw, attention, files, template, tok, train_rows, eval_rows, plan
         trainer = packing.packed_trainer_class()(**common, data_collator=packing.PackedCollator(tok.pad_token_id))
     else:
         trainer = SFTTrainer(**common)
+    progress_lines.readable_logs(trainer, echo)  # one readable line per logging step, not raw dicts
 
     resume = _resume_point(cfg, out)
     if resume:

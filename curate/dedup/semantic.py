@@ -92,7 +92,11 @@ class Embedder:
         if not texts:
             return np.zeros((0, dim_of() or 0), dtype=np.float32)
         limit = getattr(model, "max_seq_length", None) or 10**9
-        lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        from ..hfquiet import too_long_sequence_quiet
+        from ..progress import progress
+
+        with too_long_sequence_quiet():  # counted in self.truncated, which the command reports
+            lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
         self.truncated += sum(n > limit for n in lengths)  # the model reads only its first `limit` tokens
         self.max_tokens = limit if limit < 10**9 else None
         groups: dict[int, list[int]] = {}
@@ -100,13 +104,15 @@ class Embedder:
             groups.setdefault(min(n, limit), []).append(i)
         rows = self.batch_size
         out = np.zeros((len(texts), dim_of()), dtype=np.float32)
-        for _, members in sorted(groups.items()):
-            for start in range(0, len(members), rows):
-                batch = members[start:start + rows]
-                chunk = [texts[i] for i in batch] + [texts[batch[0]]] * (rows - len(batch))
-                vecs = model.encode(chunk, batch_size=rows, convert_to_numpy=True, normalize_embeddings=True,
-                                    show_progress_bar=False)
-                out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
+        with progress(len(texts), "embedding", unit="texts") as bar:  # minutes on a CPU for a few thousand
+            for _, members in sorted(groups.items()):
+                for start in range(0, len(members), rows):
+                    batch = members[start:start + rows]
+                    chunk = [texts[i] for i in batch] + [texts[batch[0]]] * (rows - len(batch))
+                    vecs = model.encode(chunk, batch_size=rows, convert_to_numpy=True, normalize_embeddings=True,
+                                        show_progress_bar=False)
+                    out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
+                    bar.update(len(batch))
         return out
 
     def tokenizer(self):

@@ -222,7 +222,8 @@ def _rowwise(ray, kind: str, config, records: pl.DataFrame) -> StageResult:
 
         first = stats[0]
         return finish(kept.drop(ROW), rejected.drop(ROW), config, first["template"], first["template_markers"],
-                      metas[0]["template"], t0)
+                      metas[0]["template"], t0,
+                      next((st["template_system"]["text"] for st in stats if "template_system" in st), None))
     from ..score import merge_accounts, scored_rows, summary
 
     jury = config.load()
@@ -248,7 +249,9 @@ class _Embed:
 
     def __init__(self, model: str, batch_size: int):
         from ..dedup.semantic import Embedder
+        from ..progress import set_quiet
 
+        set_quiet()  # Ray forwards a worker's stderr to the driver: one summary line per block is noise
         self.embedder = Embedder(model, batch_size)
 
     @_reported

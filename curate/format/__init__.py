@@ -29,6 +29,9 @@ class FormatConfig(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     on_overflow: Literal["reject", "truncate"] = "reject"
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    # records without a system turn: "default" keeps what the template adds there (if anything),
+    # "none" gives them an empty system turn, any other text is put in a system turn
+    system: str = "default"
 
 
 def eval_side(record_id: str, fraction: float) -> bool:
@@ -178,6 +181,21 @@ def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
     return out
 
 
+def _render_all(template: str, conversations: list[list[dict]], tok, chunk: int = 500) -> list[tuple]:
+    """_render in chunks (each conversation renders alone, so the chunks change nothing), with a
+    progress line: tens of thousands of records, or a template rendered once per turn (prefix
+    rendering), take minutes."""
+    from ..progress import progress
+
+    out: list[tuple] = []
+    with progress(len(conversations), "rendering") as bar:
+        for start in range(0, len(conversations), chunk):
+            part = conversations[start:start + chunk]
+            out += _render(template, part, tok)
+            bar.update(len(part))
+    return out
+
+
 def _check_turn_fields(template: str, conversations, rendered, shielded, tok) -> list[tuple]:
     """Apply what a turn's optional fields say (curate.turns) to each rendering: an assistant
     turn of weight 0 is not trained (its span is dropped); a name or tool_calls the template
@@ -260,12 +278,14 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
     tok = tokenizer or load_tokenizer(config.tokenizer)
     name, template, original = tpl.choose(config.template, tok)
     messages = records["messages"].to_list()
+    default_system, removable = tpl.default_system(template, tok)
+    inserted = _system_turns(messages, config.system, default_system, removable, name)
     probe_convs = [[turns.for_template(m) for m in c] for c in (messages[:20] if probes is None else probes)]
     tpl.check_template(template, original, tok, tpl.PROBES + probe_convs)
     eot_ids = set(tok.convert_tokens_to_ids(tpl.closing_tokens(template, tok, probe_convs)))
 
     marked = bool(tpl.MARKER.search(template))
-    rendered = _render(template, messages, tok)
+    rendered = _render_all(template, messages, tok)
     refused = {b: r[1] for b, r in enumerate(rendered) if r[0] is None}
     texts = [r[0] if r[0] is not None else "" for r in rendered]
     enc = _tokens(tok, texts, [r[2] for r in rendered])
@@ -308,7 +328,7 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
 
     ids = records["id"].to_list()
     table = records.with_columns(
-        *([pl.Series("messages", messages, dtype=records.schema["messages"])] if truncated else []),
+        *([pl.Series("messages", messages, dtype=records.schema["messages"])] if truncated or inserted else []),
         pl.Series("text", texts, dtype=pl.String),
         pl.Series("n_tokens", n_tokens, dtype=pl.Int64),
         pl.Series("n_train_tokens", n_train, dtype=pl.Int64),
@@ -319,13 +339,35 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
     rejected = table.filter(rules.is_not_null()).with_columns(
         pl.lit("format").alias("stage"), rules.filter(rules.is_not_null()).alias("rule"),
         pl.Series("reason", [r for r in reason if r is not None], dtype=pl.String))
-    return finish(kept, rejected, config, name, marked, template, t0)
+    return finish(kept, rejected, config, name, marked, template, t0, default_system)
+
+
+def _system_turns(conversations: list[list[dict]], system: str, default: str | None, removable: bool,
+                  name: str) -> bool:
+    """Put a system turn (``system``: "none" -> empty, else that text) in every conversation
+    without one, in place; True when any was changed. "default" changes nothing."""
+    if system == "default" or (system == "none" and default is None):
+        return False  # the template adds nothing: no turn to add either
+    if system == "none" and not removable:
+        from ..config import ConfigError
+
+        raise ConfigError(f"--system none: template {name} writes its default system prompt even into an empty "
+                          f"system turn, so it cannot be removed; give --system \"TEXT\" or another --template")
+    text = "" if system == "none" else system
+    changed = False
+    for k, messages in enumerate(conversations):
+        if messages and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+            first = messages[0] if isinstance(messages[0], dict) else {}
+            conversations[k] = [{**{key: None for key in first}, "role": "system", "content": text}] + messages
+            changed = True
+    return changed
 
 
 def finish(kept: pl.DataFrame, rejected: pl.DataFrame, config: FormatConfig, name: str, marked: bool,
-           template: str, t0: float) -> StageResult:
+           template: str, t0: float, default_system: str | None = None) -> StageResult:
     """Split, files and stats from the kept and rejected tables (input order): shared by the
-    engines, so the Ray engine's parallel batches end in the same outputs."""
+    engines, so the Ray engine's parallel batches end in the same outputs. ``default_system``:
+    the text the template adds to conversations without a system turn (stats say to how many)."""
     train, evals = kept.filter(pl.col("split") == "train"), kept.filter(pl.col("split") == "eval")
     counts = rejected.group_by("rule").len().sort("rule") if rejected.height else None
     stats = {
@@ -335,8 +377,17 @@ def finish(kept: pl.DataFrame, rejected: pl.DataFrame, config: FormatConfig, nam
         "template": name, "template_markers": marked, "tokenizer": config.tokenizer, "max_tokens": config.max_tokens,
         "tokens": _token_stats(kept), "seconds": round(time.perf_counter() - t0, 4),
     }
+    if default_system is not None and config.system == "default":
+        without = sum(_no_system(t) for t in (kept, rejected) if t.height)
+        if without:  # text in the training data that no record has: say so, with the text
+            stats["template_system"] = {"text": default_system, "records": without}
     files = {"train.jsonl": _jsonl(train), "eval.jsonl": _jsonl(evals), "template.jinja": template}
     return StageResult(kept, rejected, stats, extra={"train": train, "eval": evals}, files=files)
+
+
+def _no_system(table: pl.DataFrame) -> int:
+    roles = table["messages"].list.eval(pl.element().struct.field("role") == "system").list.any()
+    return int((~roles.fill_null(False)).sum())
 
 
 def _truncate(template, messages, tok, max_tokens):

@@ -102,6 +102,40 @@ def _render_one(template: str, messages: list[dict], tokenizer, add_generation_p
     return (texts[0], settle(texts[0], [tuple(x) for x in indices[0]], tokenizer)) if spans else texts[0]
 
 
+_SENTINEL = "\ue000system\ue001"  # private-use characters: in no template's own text
+
+
+def default_system(template: str, tokenizer) -> tuple[str | None, bool]:
+    """(the text the template puts in a system turn when a conversation has none, else None;
+    whether an empty system turn keeps that text out). SmolLM2's template, for one, writes "You
+    are a helpful AI assistant named SmolLM, trained by Hugging Face" into every conversation
+    without a system turn: text the data does not have, trained on as context. Found by rendering
+    one conversation with no system turn and with a placeholder one: what the first has where
+    the second has the placeholder is the default."""
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    try:
+        bare = render(template, chat, tokenizer)
+        marked = render(template, [{"role": "system", "content": _SENTINEL}] + chat, tokenizer)
+    except Exception:  # noqa: BLE001 (a template that refuses system turns: nothing to compare)
+        return None, True
+    if _SENTINEL not in marked:
+        return None, True
+    p = 0
+    while p < min(len(bare), len(marked)) and bare[p] == marked[p]:
+        p += 1
+    s = 0
+    while s < min(len(bare), len(marked)) - p and bare[-1 - s] == marked[-1 - s]:
+        s += 1
+    added = bare[p:len(bare) - s].strip()
+    if not added:
+        return None, True
+    try:
+        empty = render(template, [{"role": "system", "content": ""}] + chat, tokenizer)
+    except Exception:  # noqa: BLE001
+        return added, False
+    return added, added not in empty
+
+
 def settle(text: str, spans: list[tuple[int, int]], tokenizer, specials: list[str] | None = None) -> list[tuple[int, int]]:
     """Spans that end on their closing special token: whitespace a template's markers also
     cover after it (TRL's gemma3_training.jinja marks '<end_of_turn>\\n') is formatting, which

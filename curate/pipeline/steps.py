@@ -104,7 +104,8 @@ def _format(cfg, _embed_cache, _embed_store):
             raise ConfigError(f"tokenizer {cfg.tokenizer}: not a folder, nor a .gguf file, nor one of "
                               f"{', '.join(SHIPPED_MODELS)}")
         extra += [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
-    return cfg.model_dump(), cfg, extra
+    # system: only when set, so that the locks written before the option existed stay as they are
+    return cfg.model_dump(exclude={"system"} if cfg.system == "default" else set()), cfg, extra
 
 
 _BUILDERS = {"filter": _filter, "dedup": _dedup, "score": _score, "format": _format}

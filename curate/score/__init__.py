@@ -63,6 +63,7 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
     """Every judge's verdict for every record (cache first), and per-judge accounting."""
     import asyncio
 
+    from ..progress import progress
     from .cache import JudgeCache
     from .remote import Verdict, score_remote
 
@@ -94,6 +95,7 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
                 local_work[ji] = list(todo.items())
 
         def record(ji: int, key: str, rows: list[int], v: Verdict) -> None:
+            bar.update(1)
             judge = jury.judges[ji]
             a = acct[judge.name]
             a["calls"] += len(v.latencies)
@@ -127,8 +129,10 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
                 for (key, rows), v in zip(local_work[ji], result):
                     record(ji, key, rows, v)
 
-        if remote_jobs or local_work:
-            asyncio.run(everything())
+        # a remote jury answers a few calls a second: thousands of records are minutes of waiting
+        with progress(len(remote_jobs) + sum(map(len, local_work.values())), "judging", unit="calls") as bar:
+            if remote_jobs or local_work:
+                asyncio.run(everything())
     finally:
         cache.close()
     for ji, judge in enumerate(jury.judges):

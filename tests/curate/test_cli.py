@@ -108,7 +108,7 @@ def test_export_formats_round_trip(tmp_path):
     run("filter", src, "-o", tmp_path / "f")
     for fmt, ext in [("openai", "jsonl"), ("sharegpt", "jsonl"), ("alpaca", "json")]:
         dest = tmp_path / f"out.{fmt}.{ext}"
-        res = run("export", tmp_path / "f", "--to", dest, "--format", fmt)
+        res = run("export", tmp_path / "f", "-o", dest, "--layout", fmt)
         assert res.exit_code == 0, res.output
         from curate.readers import read_inputs
 
@@ -120,8 +120,35 @@ def test_export_formats_round_trip(tmp_path):
 def test_export_refuses_multi_turn_as_alpaca(tmp_path):
     msgs = [{"role": r, "content": c} for r, c in [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]]
     (tmp_path / "d.jsonl").write_text(json.dumps({"messages": msgs}) + "\n")
-    res = run("export", tmp_path / "d.jsonl", "--to", tmp_path / "x.json", "--format", "alpaca")
+    res = run("export", tmp_path / "d.jsonl", "-o", tmp_path / "x.json", "--layout", "alpaca")
     assert res.exit_code == 2 and "has 4 turns and no alpaca form" in res.output
+
+
+def test_export_takes_o_and_layout_old_spellings_still_work(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text(json.dumps({"instruction": "Say hi", "input": "", "output": "Hi"}) + "\n")
+    res = run("export", src, "--out", tmp_path / "a.json", "--layout", "alpaca")
+    assert res.exit_code == 0, res.output
+    assert "instruction" in json.loads((tmp_path / "a.json").read_text())[0] and "note:" not in res.output
+    res = run("export", src, "--to", tmp_path / "b.json", "--format", "alpaca")  # one more release
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b.json").read_text() == (tmp_path / "a.json").read_text()
+    assert "note: export --format is now --layout" in res.output
+    help_text = run("export", "--help").output
+    assert "--to" not in help_text and "--format" not in help_text and "-o, --out" in help_text
+    res = run("export", src)
+    assert res.exit_code == 2 and "missing -o/--out" in res.output
+
+
+def test_mistyped_choice_says_did_you_mean(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    res = run("dedup", src, "-o", tmp_path / "o", "--method", "exact,minhsh")
+    assert res.exit_code == 2 and "did you mean 'minhash'?" in res.output, res.output
+    res = run("dedup", src, "-o", tmp_path / "o", "--on", "promt")
+    assert res.exit_code == 2 and "Did you mean 'prompt'?" in res.output, res.output
+    res = run("export", src, "-o", tmp_path / "x.jsonl", "--layout", "sharegtp")
+    assert res.exit_code == 2 and "Did you mean 'sharegpt'?" in res.output, res.output
 
 
 def test_help_is_instant_no_heavy_imports():

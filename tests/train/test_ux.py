@@ -193,6 +193,8 @@ def test_generate_a_model_that_does_not_exist_is_one_line(tmp_path):
 def test_train_version_and_enum_typos():
     r = CliRunner().invoke(main, ["--version"])
     assert r.exit_code == 0 and re.search(r"\d+\.\d+", r.output), r.output
+    r = CliRunner().invoke(main, ["eval", "m", "--data", "d", "--metric", "exact_macth"])
+    assert r.exit_code == 2 and "Did you mean 'exact_match'?" in r.output, r.output
 
 
 def test_a_typo_in_an_enum_value_gets_a_did_you_mean(base_cfg, tmp_path):
@@ -226,3 +228,58 @@ def test_curate_format_without_a_budget_says_what_train_sft_will_take(tmp_path, 
     r = CliRunner().invoke(curate, ["format", str(raw), "-o", str(tmp_path / "g"), "--tokenizer", str(tiny_model),
                                     "--max-tokens", "64"])
     assert r.exit_code == 0 and "no token budget" not in r.output, r.output
+
+
+# ------------------------------------------------------------------ #25 item 8: noise that is not ours
+def test_generate_merge_eval_print_no_library_noise(tiny_model, data_dir, tmp_path):
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = tmp_path / "adapter"
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"]))
+    lora.save_pretrained(str(adapter))
+    AutoTokenizer.from_pretrained(str(tiny_model)).save_pretrained(str(adapter))
+    conf = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**conf, "base_model_name_or_path": str(tiny_model)}))
+    for args in (["generate", str(adapter), "--prompt", "hi", "--max-new-tokens", "2"],
+                 ["merge", str(adapter), "-o", str(tmp_path / "merged")],
+                 ["eval", str(adapter), "--data", str(data_dir), "--metric", "length", "--max-new-tokens", "2"]):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+        assert "Loading weights" not in r.output and "Writing model shards" not in r.output, r.output
+        assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)], args[0]
+
+
+# ------------------------------------------------------------------ #25 item 1: progress, readable lines
+def test_train_sft_prints_readable_step_lines_not_dicts(base_cfg, tmp_path, monkeypatch):
+    import curate.progress
+
+    cfg = write_cfg(tmp_path, base_cfg, max_steps=4, eval_every=2, logging_steps=2)
+    r = CliRunner().invoke(main, ["sft", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert "{'loss'" not in r.output and "{'eval_loss'" not in r.output, r.output
+    line = r"^step 2/4  loss \d+\.\d{3}  lr 5\.0e-03  grad_norm \S+  [\d.]+ tok/s  ETA \S+$"
+    assert re.search(line, r.output, re.M), r.output
+    assert re.search(r"^step 2/4  eval_loss \d+\.\d{3}", r.output, re.M), r.output
+    assert "it/s]" not in r.output and "examples/s]" not in r.output  # not a terminal: no bars
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    r = CliRunner().invoke(main, ["sft", str(cfg), "-o", str(tmp_path / "run2")])
+    assert r.exit_code == 0, r.output
+    assert "it/s]" in r.output and re.search(r"^step 4/4  loss ", r.output, re.M), r.output  # the bar, and our lines
+
+
+def test_train_eval_shows_generation_progress_on_a_terminal(tiny_model, data_dir, monkeypatch):
+    import curate.progress
+
+    args = ["eval", str(tiny_model), "--data", str(data_dir), "--metric", "length", "--max-new-tokens", "2"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "\rgenerating" not in r.output, r.output
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "\rgenerating  8/8 answers  100%" in r.output, r.output
+    assert "generating: 8 answers in " in r.output

@@ -75,3 +75,47 @@ def test_a_texts_vector_does_not_depend_on_its_batch():
     assert np.array_equal(everything[::3], every_third)
     assert np.allclose(everything, one_thread, rtol=0, atol=1e-5)
     assert np.allclose(np.linalg.norm(everything, axis=1), 1.0, atol=1e-5)
+
+
+def test_long_texts_no_tokenizer_warning_counted_instead():
+    import logging
+
+    from curate.dedup.semantic import Embedder
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    log = logging.getLogger("transformers.tokenization_utils_base")
+    handler = Keep()
+    log.addHandler(handler)
+    try:
+        emb = Embedder(batch_size=2)
+        emb.encode(["word " * 600, "short"])
+    finally:
+        log.removeHandler(handler)
+    assert emb.truncated == 1
+    assert not [m for m in seen if "longer than the specified maximum" in m], seen
+
+
+def test_dedup_semantic_shows_progress_on_a_terminal(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    import curate.progress
+    from curate.cli import main
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"prompt": s, "completion": "ok"}) + "\n" for s in SENTENCES))
+    args = ["dedup", str(src), "-o", str(tmp_path / "o"), "--method", "semantic", "--cache-dir", str(tmp_path / "c")]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0 and "\r" not in res.output  # not a terminal: no progress line
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    args[args.index("--cache-dir") + 1] = str(tmp_path / "c2")  # nothing cached: the texts are embedded
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert f"\rembedding  {len(SENTENCES)}/{len(SENTENCES)} texts  100%" in res.output
+    assert f"embedding: {len(SENTENCES)} texts in " in res.output

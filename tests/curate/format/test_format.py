@@ -191,3 +191,71 @@ def test_conversation_the_template_refuses_is_a_rejected_row(tok, tmp_path):
 def test_empty_input(tok, tmp_path):
     result = assert_stage_contract(lambda d: run(d, FormatConfig(tokenizer="x"), tokenizer=tok), frame(), tmp_path)
     assert result.kept.height == 0 and result.stats["tokens"] == {}
+
+
+# ------------------------------------------------------------------ #25 item 6: a hidden system prompt
+SMOLLM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def test_the_templates_default_system_prompt_is_found(tok):
+    assert tpl.default_system(tok.chat_template, tok) == (SMOLLM, True)
+    assert tpl.default_system(QWEN, tok) == ("You are a helpful assistant.", True)
+    for plain in (LLAMA3, MISTRAL, tpl.choose("chatml", tok)[1]):
+        assert tpl.default_system(plain, tok)[0] is None
+
+
+def test_format_says_what_the_template_adds_and_system_switch(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"messages": m}) + "\n" for m in CONVERSATIONS))
+
+    def fmt(*extra):
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
+        res = CliRunner().invoke(main, ["format", str(src), "-o", str(out), "--tokenizer", "smollm2-135m-instruct",
+                                        *extra])
+        return res, out
+
+    res, out = fmt()
+    assert res.exit_code == 0, res.output
+    assert f'note: the template adds a system prompt the data does not have to 3 records (those without a system ' \
+           f'turn): "{SMOLLM}"' in res.output
+    assert json.loads((out / "stats.json").read_text())["template_system"] == {"text": SMOLLM, "records": 3}
+    texts = pl.read_parquet(out / "train.parquet")["text"].to_list()
+    assert sum(SMOLLM in t for t in texts) == 3
+
+    res, out = fmt("--system", "none")
+    assert res.exit_code == 0 and "adds a system prompt" not in res.output, res.output
+    train = pl.read_parquet(out / "train.parquet")
+    assert not any(SMOLLM in t for t in train["text"].to_list())
+    assert [m[0]["content"] for m in train["messages"].to_list()] == ["", "", "Answer in French.", ""]
+    assert json.loads((out / "train.jsonl").read_text().splitlines()[0])["messages"][0] == \
+        {"role": "system", "content": ""}
+
+    res, out = fmt("--system", "Be brief.")
+    assert res.exit_code == 0, res.output
+    texts = pl.read_parquet(out / "train.parquet")["text"].to_list()
+    assert sum("Be brief." in t for t in texts) == 3 and "Answer in French." in texts[2]
+    assert not any(SMOLLM in t for t in texts)
+
+
+def test_system_none_where_the_template_cannot_drop_it(tok, tmp_path):
+    stubborn = QWEN.replace("loop.first and messages[0]['role'] != 'system'",
+                            "loop.first and (messages[0]['role'] != 'system' or not messages[0]['content'])")
+    (tmp_path / "t.jinja").write_text(stubborn)
+    assert tpl.default_system(stubborn, tok) == ("You are a helpful assistant.", False)
+    with pytest.raises(ConfigError, match="cannot be removed"):
+        run(frame(*CONVERSATIONS), FormatConfig(tokenizer="smollm2-135m-instruct", template=str(tmp_path / "t.jinja"),
+                                                system="none"), tokenizer=tok)
+
+
+def test_format_shows_rendering_progress_on_a_terminal(tmp_path, monkeypatch):
+    import curate.progress
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"messages": m}) + "\n" for m in CONVERSATIONS))
+    args = ["format", str(src), "-o", str(tmp_path / "o"), "--tokenizer", "smollm2-135m-instruct"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "\rrendering" not in res.output and "rendering:" not in res.output, res.output
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "\rrendering  4/4 records  100%" in res.output, res.output
+    assert "rendering: 4 records in " in res.output

@@ -100,3 +100,18 @@ def test_sigint_mid_run_ends_promptly_and_leaves_a_sound_cache(judge_server, tmp
     con = sqlite3.connect(tmp_path / "cache.sqlite")
     assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     assert con.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 6
+
+
+def test_score_shows_progress_on_a_terminal_and_not_when_quiet(judge_server, tmp_path, monkeypatch):
+    import curate.progress
+
+    data = write_records(tmp_path / "in.jsonl")
+    jury = write_jury(tmp_path, [api_judge(judge_server)])
+    monkeypatch.setattr(curate.progress, "is_tty", lambda stream: True)
+    r = CliRunner().invoke(main, ["score", str(data), "-o", str(tmp_path / "o"), "--jury", str(jury)])
+    assert r.exit_code == 0, r.output
+    assert "\rjudging  4/4 calls  100%" in r.output and "judging: 4 calls in " in r.output
+    r = CliRunner().invoke(main, ["-q", "score", str(data), "-o", str(tmp_path / "o2"), "--jury", str(jury),
+                                  "--cache", str(tmp_path / "other.sqlite")])
+    assert r.exit_code == 0, r.output
+    assert "judging" not in r.output and "judge a (openai model-a): 4 scored" in r.output
