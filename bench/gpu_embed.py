@@ -60,7 +60,7 @@ def embed_rate(model: Path, device: str, batch: int, table, cache: Path) -> tupl
     texts, ids = select_text(table, "conversation"), table["id"].to_list()
     _sync(device)
     t = time.perf_counter()
-    emb.embed(ids, texts, "conversation")
+    emb.embed(texts)
     _sync(device)
     seconds = time.perf_counter() - t
     return {"device": device, "batch": batch, "records": len(ids), "seconds": round(seconds, 3),
@@ -104,6 +104,8 @@ def main() -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from curate.dedup.text import select_text
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     work = Path(spec["workdir"])
@@ -124,7 +126,7 @@ def main() -> int:
     result["cpu"], cpu_emb = embed_rate(model, "cpu", spec["batch_cpu"], small, work / "cache_cpu")
     save()
     if weights == "random":
-        result["threshold"] = random_weights_threshold(cpu_emb.embed(small["id"].to_list(), [], "conversation"),
+        result["threshold"] = random_weights_threshold(cpu_emb.embed(select_text(small, "conversation")),
                                                        spec["near_share"])
     cpu_decided = decisions(small, model, cpu_emb, result["threshold"])
     result["cpu"]["pairs"] = cpu_decided["pairs"]
@@ -137,8 +139,8 @@ def main() -> int:
     result["speedup"] = result["gpu"]["records_per_s"] / result["cpu"]["records_per_s"]
     save()
     gpu_decided = decisions(small, model, gpu_emb, result["threshold"])  # the same records the CPU decided on
-    ids = small["id"].to_list()
-    diff = np.abs(cpu_emb.embed(ids, [], "conversation") - gpu_emb.embed(ids, [], "conversation")).max()
+    texts = select_text(small, "conversation")  # both stores answer: vectors are kept by text
+    diff = np.abs(cpu_emb.embed(texts) - gpu_emb.embed(texts)).max()
     cpu_kept, gpu_kept = set(cpu_decided["kept"]), set(gpu_decided["kept"])
     result["match"] = {"same_decisions": cpu_kept == gpu_kept, "cpu_kept": len(cpu_kept), "gpu_kept": len(gpu_kept),
                        "differ": len(cpu_kept ^ gpu_kept), "cpu_pairs": cpu_decided["pairs"],

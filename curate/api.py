@@ -111,10 +111,13 @@ def validate_file(path: Path) -> str:
         jury = load_config(path, Jury)
         return f"jury, {len(jury.judges)} judges ({', '.join(j.name for j in jury.judges)}), rubric {jury.rubric}"
     if isinstance(data, dict) and {"model", "data", "output_dir"} & set(data) and "judges" not in data:
-        from train.config import load
+        from train.config import COMMAND_LINE, load
 
-        cfg = load(path)
-        return f"training config, {cfg.method} on {cfg.model}"
+        # a shipped config is a template: what the command line gives (--data, -o) may be missing
+        missing = {k: f"<{k}>" for k in COMMAND_LINE if data.get(k) in (None, "")}
+        cfg = load(path, values=missing)
+        given = f" (a template: {', '.join(COMMAND_LINE[k].split(' (')[0] for k in missing)} on the command line)" if missing else ""
+        return f"training config, {cfg.method} on {cfg.model}{given}"
     if isinstance(data, dict) and "compute_environment" in data:
         return f"accelerate config ({data.get('distributed_type', '?')}), read by accelerate itself"
     keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
