@@ -178,7 +178,6 @@ def semantic_bench():
 
     docs, _ = corpus(1000, seed=3)
     texts = [" ".join(d.split()[:60]) for d in docs]
-    ids = [f"d{i}" for i in range(len(texts))]
     model = SentenceTransformer(default_model(), device="cpu")
     model.encode(texts[:32])
     t = time.perf_counter()

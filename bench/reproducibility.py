@@ -65,7 +65,7 @@ def main() -> None:
                      "max_cosine_diff_f64": float(np.abs(exact_cosine(v, left, right) - base_f64).max())})
     near = int((np.abs(base_f64 - 0.92) <= 1e-3).sum())
     print(f"{n} texts, {len(left)} pairs; against '{names[0]}'; pairs within 1e-3 of 0.92: {near}")
-    print(f"| setting | vectors identical | max vector diff | max cosine diff (float32 BLAS) | max cosine diff (stored, float64) |")
+    print("| setting | vectors identical | max vector diff | max cosine diff (float32 BLAS) | max cosine diff (stored, float64) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['setting']} | {r['vectors_identical']} | {r['max_vector_diff']:.1e} | {r['max_cosine_diff_f32']:.1e} "
