@@ -47,7 +47,8 @@ def _read_manifest(build: Path) -> dict:
     if (build / "manifest.json").is_file():
         return read_json(build / "manifest.json", "`curate run` manifest", MANIFEST_SHAPE)
     folders = [build] if (build / "stats.json").is_file() else [
-        f for f in sorted(build.iterdir()) if (f / "stats.json").is_file() and (f / "rejected.parquet").is_file()]
+        f for f in sorted(build.iterdir()) if (f / "stats.json").is_file() and (f / "rejected.parquet").is_file()
+    ] if build.is_dir() else []
     if not folders:
         raise ConfigError(f"{build}: no manifest.json and no step folders (with stats.json); `curate run PIPELINE` "
                           "writes a build, `curate filter/dedup/score/format -o FOLDER` a step folder")

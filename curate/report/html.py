@@ -244,7 +244,7 @@ def _samples(data: dict) -> list[str]:
                 html.append(escape(text[at:a]) + f"<span class='trained'>{escape(text[a:b])}</span>")
                 at = b
             html.append(escape(text[at:]) + ("…" if r["cut"] else ""))
-            out.append(f"<div class='ex sample f'><b>{escape(str(r['source']))}</b> <span class='muted'>({s['step']}: "
+            out.append(f"<div class='ex sample f'><b>{escape(str(r['source']))}</b> <span class='muted'>({escape(s['step'])}: "
                        f"{r['n_tokens']} tokens, {r['n_train_tokens']} trained)</span>\n{''.join(html)}</div>")
     if not out:
         return []
