@@ -159,8 +159,17 @@ def test_record_text_reasons_and_names_are_escaped():
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (make install puts Debian's there)")
-def test_the_page_renders_in_a_real_browser(built, tmp_path):
+def test_the_page_renders_in_a_real_browser(built, tmp_path, monkeypatch):
+    import polars as pl
+
     playwright = pytest.importorskip("playwright.sync_api")
+    # untrusted record text: markup in a rejected record must show as text, and never run
+    rejected = pl.read_parquet("build/p/02-filter/rejected.parquet")
+    evil = "<script>window.pwned=1</script><img src=x onerror='window.pwned=2'>"
+    rejected = rejected.with_columns(pl.when(pl.col("rule") == "output.refusal").then(pl.col("messages").list.eval(
+        pl.element().struct.with_fields(pl.field("content") + pl.lit(" " + evil)))).otherwise(pl.col("messages")))
+    rejected.write_parquet("build/p/02-filter/rejected.parquet")
+    monkeypatch.setattr("curate.report.html.EXAMPLES_PER_RULE", 1)  # so that a rule has "N more" to open
     write_report(built, Path("build/report.html"))
     problems, requests = [], []
     with playwright.sync_playwright() as p:
@@ -174,7 +183,7 @@ def test_the_page_renders_in_a_real_browser(built, tmp_path):
             page.on("request", lambda r: requests.append(r.url))
             page.goto(Path("build/report.html").resolve().as_uri())
             for heading in ("Records per step", "Rejections per rule", "Duplicate clusters", "Scores",
-                            "Token lengths", "Training on this build"):
+                            "Token lengths", "Kept records as trained", "Training on this build"):
                 assert page.get_by_role("heading", name=heading).is_visible()
             assert page.locator("svg.chart").count() >= 8
             # the examples behind a rule open on a click
@@ -183,6 +192,32 @@ def test_the_page_renders_in_a_real_browser(built, tmp_path):
             example.locator("summary").click()
             assert example.locator(".ex").first.is_visible()
             assert "Tell me a joke about cats." in example.inner_text()
+            assert evil in example.inner_text() and page.evaluate("window.pwned") is None
+            # "and N more" opens
+            exact = page.locator("details.fg", has_text="dedup.exact").first
+            exact.locator("summary").first.click()
+            more = exact.locator("details.more")
+            assert more.locator("summary").inner_text() == "and 2 more examples"
+            assert not more.locator(".ex").first.is_visible()
+            more.locator("summary").click()
+            assert more.locator(".ex").nth(1).is_visible()
+            # the filter box: only what matches stays, its group opened; cleared, all is back
+            parse = page.locator("details.fg", has_text="read.parse_error").first
+            page.fill("#q", "Expecting ',' delimiter")
+            assert parse.is_visible() and parse.locator(".ex").first.is_visible()
+            assert not example.is_visible() and not exact.is_visible()
+            assert page.inner_text("#qn").startswith("1 of ")
+            page.fill("#q", "")
+            assert example.is_visible() and exact.is_visible() and page.inner_text("#qn") == ""
+            # a near duplicate beside the record kept, the differing words marked
+            near = page.locator("details.fg", has_text="minhash cluster").first
+            near.locator("summary").first.click()
+            pair = near.locator("table.pair").first
+            assert pair.is_visible() and "13!" in pair.locator("ins.d").all_inner_texts()
+            assert "13." in pair.locator("del.d").all_inner_texts()
+            # kept records as rendered for training, the assistant's answers marked
+            trained = page.locator(".sample .trained")
+            assert trained.count() >= 1 and trained.first.inner_text().startswith("Add the two numbers")
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
