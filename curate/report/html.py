@@ -38,14 +38,27 @@ for(var k=0;k<m.length;k++){if(m[k].style.display!=='none'){any=true;break;}}
 g.style.display=any||g.querySelector('summary').textContent.toLowerCase().indexOf(t)>=0?'':'none';if(any)g.open=true;}
 n.textContent=t?shown+' of '+items.length+' examples and pairs match':'';});})();
 """
-REASON = 120  # a reason longer than this (a whole regex) is cut, the full text in its title
+REASON = 160  # a reason longer than this is cut, the full text in its title
+PATTERN = 40  # characters of a regex shown in a reason
+
+
+def short_reason(text: str) -> str:
+    """A reason that fits a line: a whole regex in it (``... matches /REGEX/: 'value'``) cut to its
+    start, the matched value kept; anything else still too long cut at its end."""
+    import re
+
+    m = re.match(r"(?s)(.*?\bmatches /)(.*)(/(?::\s.*)?)$", text)
+    if m and len(m.group(2)) > PATTERN:
+        text = f"{m.group(1)}{m.group(2)[:PATTERN - 1]}…{m.group(3)}"
+    return text if len(text) <= REASON else text[:REASON - 1] + "…"
 
 
 def _reason(text: str) -> str:
     text = str(text)
-    if len(text) <= REASON:
+    short = short_reason(text)
+    if short == text:
         return escape(text)
-    return f"<span class='long' title='{escape(text)}'>{escape(text[:REASON - 1])}…</span>"
+    return f"<span class='long' title='{escape(text)}'>{escape(short)}</span>"
 
 
 def _more(n: int, inner: str, what: str) -> str:

@@ -132,6 +132,17 @@ def test_trained_spans_find_the_assistant_turns_in_order():
     assert trained_spans(text, messages)[0][0] == text.index("<a>") + 3  # the answer, not the question
 
 
+def test_a_long_reason_is_cut_the_regex_not_the_value():
+    from curate.report.html import short_reason
+
+    regex = "(?i)(?:(?:^|\\n|:)[^\\S\\n]*(?:[\\w ]{1,20}[:\\-–][^\\S\\n]*)?(?:\\[[^\\]\\n]{0,80}\\]\\(\\s*<?|x)"
+    reason = f"user matches /{regex}/: ' https://www.example.com/news/2425'"
+    short = short_reason(reason)
+    assert short == f"user matches /{regex[:39]}…/: ' https://www.example.com/news/2425'"
+    assert short_reason("too short a regex matches /ab+c/: 'abc'") == "too short a regex matches /ab+c/: 'abc'"
+    assert short_reason("x" * 500) == "x" * 159 + "…"
+
+
 def test_record_text_reasons_and_names_are_escaped():
     """Record text is untrusted: markup in it shows as text, everywhere it is shown."""
     evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
