@@ -3,10 +3,19 @@ script (the filter box); nothing is fetched. Every text from a build (record tex
 goes through :func:`html.escape`; the script reads the page's text, never inserts HTML."""
 from __future__ import annotations
 
-from html import escape
+import re
+from html import escape as _escape
 
 from . import svg
 from .collect import EXAMPLES_PER_RULE
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def escape(text: str) -> str:
+    """HTML-escaped (quotes too: safe in an attribute), control characters shown as their
+    Unicode pictures (U+2400...) instead of written raw into the page."""
+    return _CONTROL.sub(lambda m: "\u2421" if m.group() == "\x7f" else chr(0x2400 + ord(m.group())), _escape(str(text)))
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;max-width:1000px;padding:24px;color:#222}
@@ -45,7 +54,6 @@ PATTERN = 40  # characters of a regex shown in a reason
 def short_reason(text: str) -> str:
     """A reason that fits a line: a whole regex in it (``... matches /REGEX/: 'value'``) cut to its
     start, the matched value kept; anything else still too long cut at its end."""
-    import re
 
     m = re.match(r"(?s)(.*?\bmatches /)(.*)(/(?::\s.*)?)$", text)
     if m and len(m.group(2)) > PATTERN:

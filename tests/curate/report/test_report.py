@@ -163,6 +163,8 @@ def test_record_text_reasons_and_names_are_escaped():
                    "records_in": 2, "steps": [step], "versions": {}, "training": []})
     assert page.count("<script") == 1 and "<img" not in page and "01-x<b>" not in page and "r<i>" not in page
     assert "p<x>" not in page and "01-x&lt;b&gt;" in page
+    from curate.report.html import escape
+    assert escape("a\x00b\x07c\x7f\td\n'") == "a\u2400b\u2407c\u2421\td\n&#x27;"
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "x<span class='trained'>&lt;script&gt;</span>alert(1)" in page  # a trained span of markup, still text
     long = page.split("class='long' title='")[1].split("'>")[0]
