@@ -35,13 +35,13 @@ ins.d{background:#c8f0c8;text-decoration:none}del.d{background:#f6c6c0;text-deco
 """
 
 # Filters the items marked .f (examples, duplicate pairs) by the text typed: case-insensitive
-# substring; a group (details.fg) with no match left is hidden, one with a match is opened.
+# substring; a group (details.fg, or an "N more") with no match left is hidden, one with a match is opened.
 SCRIPT = """
 (function(){var q=document.getElementById('q'),n=document.getElementById('qn');
 q.addEventListener('input',function(){var t=q.value.trim().toLowerCase(),shown=0,items=document.querySelectorAll('.f');
 for(var i=0;i<items.length;i++){var hit=!t||items[i].textContent.toLowerCase().indexOf(t)>=0;
 items[i].style.display=hit?'':'none';if(hit)shown++;}
-var groups=document.querySelectorAll('details.fg');for(var j=0;j<groups.length;j++){var g=groups[j];
+var groups=document.querySelectorAll('details.fg,details.more');for(var j=0;j<groups.length;j++){var g=groups[j];
 if(!t){g.style.display='';continue;}var any=false,m=g.querySelectorAll('.f');
 for(var k=0;k<m.length;k++){if(m[k].style.display!=='none'){any=true;break;}}
 g.style.display=any||g.querySelector('summary').textContent.toLowerCase().indexOf(t)>=0?'':'none';if(any)g.open=true;}

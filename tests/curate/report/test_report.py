@@ -221,6 +221,11 @@ def test_the_page_renders_in_a_real_browser(built, tmp_path, monkeypatch):
             assert not example.is_visible() and not exact.is_visible()
             assert page.inner_text("#qn").startswith("1 of ")
             page.fill("#q", "")
+            more.locator("summary").click()  # closed again; a match behind "N more" opens it
+            hidden = more.locator(".ex").nth(1).text_content().splitlines()[0]  # source: reason
+            page.fill("#q", hidden)
+            assert more.locator(".ex").nth(1).is_visible() and not more.locator(".ex").first.is_visible()
+            page.fill("#q", "")
             assert example.is_visible() and exact.is_visible() and page.inner_text("#qn") == ""
             # a near duplicate beside the record kept, the differing words marked
             near = page.locator("details.fg", has_text="minhash cluster").first
