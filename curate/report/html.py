@@ -96,8 +96,8 @@ def render(data: dict) -> str:
              if not data.get("separate") else
              f"<p class='muted'>folder <code>{escape(data['build'])}</code>: step folders made by separate commands "
              "(no manifest.json: no lock, no input hashes; the steps are ordered by their input counts)</p>",
-             "<div id='filter'><input id='q' type='search' placeholder='filter examples and duplicate pairs' "
-             "aria-label='filter examples and duplicate pairs'> <span id='qn' class='muted'></span></div>"]
+             ("<div id='filter'><input id='q' type='search' placeholder='filter examples and duplicate pairs' "
+             "aria-label='filter examples and duplicate pairs'> <span id='qn' class='muted'></span></div>")]
     parts += _funnel(data)
     parts += _rejections(data)
     parts += _duplicates(data)
@@ -169,9 +169,9 @@ def _duplicates(data: dict) -> list[str]:
             out.append(f"<details class='fg'><summary>{escape(c['method'])} cluster of {c['size']}: kept "
                        f"<code>{escape(c.get('kept_source') or c['kept_id'][:12])}</code></summary>"
                        f"{''.join(first)}{_more(len(rest), ''.join(rest), 'duplicates')}{tail}</details>")
-    return (["<h2>Duplicate clusters</h2>", "<p class='muted'>Each record removed as a duplicate beside the kept "
+    return (["<h2>Duplicate clusters</h2>", ("<p class='muted'>Each record removed as a duplicate beside the kept "
              "member of its cluster, largest clusters first; the words that differ are highlighted "
-             "(<del class='d'>kept only</del>, <ins class='d'>removed only</ins>).</p>"] + out) if out else []
+             "(<del class='d'>kept only</del>, <ins class='d'>removed only</ins>).</p>")] + out) if out else []
 
 
 def _pair(c: dict, x: dict) -> str:
@@ -269,11 +269,11 @@ def _samples(data: dict) -> list[str]:
                        f"{r['n_tokens']} tokens, {r['n_train_tokens']} trained)</span>\n{''.join(html)}</div>")
     if not out:
         return []
-    return ["<h2>Kept records as trained</h2>", "<p class='muted'>A few training records as the format step rendered "
+    return ["<h2>Kept records as trained</h2>", ("<p class='muted'>A few training records as the format step rendered "
             "them (its <code>text</code> column, the chat template applied). <span class='trained'>Marked</span>: "
             "the assistant turns' content, found in the text; an approximation of the trained tokens (the step "
             "does not store its spans; it also trains each turn's closing token, not marked here, and no turn "
-            "weighted 0).</p>"] + out
+            "weighted 0).</p>")] + out
 
 
 def _training(data: dict) -> list[str]:
