@@ -205,9 +205,9 @@ def _semantic_extras(m: dict) -> list[str]:
         for title, key in (("lowest removed", "removed"), ("kept apart by the check", "failed_check"),
                            ("just below", "below")):
             for r in b.get(key) or []:
-                rows.append(f"<tr><td>{escape(title)}<br>{r['cosine']:.4f}<br>{escape(r['verdict'])}</td>"
+                rows.append(f"<tr class='f'><td>{escape(title)}<br>{r['cosine']:.4f}<br>{escape(r['verdict'])}</td>"
                             f"<td>{escape(r['a_text'])}</td><td>{escape(r['b_text'])}</td></tr>")
-        out.append(f"<details><summary>Borderline pairs around {b['threshold']}</summary><table>"
+        out.append(f"<details class='fg'><summary>Borderline pairs around {b['threshold']}</summary><table>"
                    "<tr><th></th><th>record a</th><th>record b</th></tr>" + "".join(rows) + "</table></details>")
     return out
 
