@@ -94,7 +94,7 @@ def collect(build: Path, train_dirs: list[Path] | None = None) -> dict:
             step["score"] = {k: stats.get(k) for k in ("histogram", "judges", "agreement", "jury", "warnings")}
         if s["kind"] == "format" and (folder / "kept.parquet").is_file():
             step["tokens"] = _tokens(folder, stats)
-            step["samples"] = _samples(folder)
+            step["samples"] = _samples(folder, stats)
         steps.append(step)
     inputs = sum(i.get("records", 0) for i in manifest["inputs"])
     runs = [_training(d) for d in (train_dirs if train_dirs is not None else _find_training(build, manifest))]
@@ -195,7 +195,7 @@ def trained_spans(text: str, messages) -> list[tuple[int, int]]:
     return spans
 
 
-def _samples(folder: Path) -> list[dict]:
+def _samples(folder: Path, stats: dict) -> list[dict]:
     import polars as pl
 
     cols = pl.read_parquet_schema(folder / "kept.parquet")
@@ -205,13 +205,35 @@ def _samples(folder: Path) -> list[dict]:
                            columns=[c for c in ("source", "messages", "text", "n_tokens", "n_train_tokens", "split")
                                     if c in cols])
     rows = [r for r in kept.iter_rows(named=True) if r.get("split") in (None, "train")][:SAMPLES]
+    exact = _format_spans(folder, stats, rows)
     out = []
-    for r in rows:
+    for r, spans in zip(rows, exact or [None] * len(rows)):
         text = r["text"][:FULL_TEXT]
+        found = spans if spans is not None else trained_spans(r["text"], r.get("messages"))
         out.append({"source": r.get("source"), "text": text, "cut": len(r["text"]) > FULL_TEXT,
-                    "spans": [(a, min(b, len(text))) for a, b in trained_spans(r["text"], r.get("messages")) if a < len(text)],
+                    "spans": [(a, min(b, len(text))) for a, b in found if a < len(text)], "exact": spans is not None,
                     "n_tokens": r.get("n_tokens"), "n_train_tokens": r.get("n_train_tokens")})
     return out
+
+
+def _format_spans(folder: Path, stats: dict, rows: list[dict]) -> list | None:
+    """The trained character spans of ``rows`` as the format step finds them: its template
+    (template.jinja in the step folder) rendered again with its tokenizer; a record whose text
+    does not come out the same gets None (and the approximation). None when the tokenizer or
+    the template cannot be had here (the tokenizer's folder is elsewhere, say)."""
+    template = folder / "template.jinja"
+    if not rows or not template.is_file() or not stats.get("tokenizer"):
+        return None
+    try:
+        from ..format import _render
+        from ..format.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(str(stats["tokenizer"]))
+        rendered = _render(template.read_text(encoding="utf-8"), [r["messages"] for r in rows], tok)
+    except Exception:  # noqa: BLE001  (any failure: the report still shows the records, approximately)
+        return None
+    return [sorted(tuple(s) for s in spans) if text == r["text"] else None
+            for r, (text, spans, _) in zip(rows, rendered)]
 
 
 def _tokens(folder: Path, stats: dict) -> dict:

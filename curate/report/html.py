@@ -266,14 +266,20 @@ def _samples(data: dict) -> list[str]:
                 at = b
             html.append(escape(text[at:]) + ("…" if r["cut"] else ""))
             out.append(f"<div class='ex sample f'><b>{escape(str(r['source']))}</b> <span class='muted'>({escape(s['step'])}: "
-                       f"{r['n_tokens']} tokens, {r['n_train_tokens']} trained)</span>\n{''.join(html)}</div>")
+                       f"{r['n_tokens']} tokens, {r['n_train_tokens']} trained"
+                       f"{'' if r['exact'] else '; marked: approximately'})</span>\n{''.join(html)}</div>")
     if not out:
         return []
-    return ["<h2>Kept records as trained</h2>", ("<p class='muted'>A few training records as the format step rendered "
-            "them (its <code>text</code> column, the chat template applied). <span class='trained'>Marked</span>: "
-            "the assistant turns' content, found in the text; an approximation of the trained tokens (the step "
-            "does not store its spans; it also trains each turn's closing token, not marked here, and no turn "
-            "weighted 0).</p>")] + out
+    exact = [r["exact"] for s in data["steps"] for r in s.get("samples") or []]
+    how = ("the characters trained on, as the format step finds them (its template and tokenizer applied "
+           "again here: each assistant turn's content and its closing token)" if all(exact) else
+           "the assistant turns' content, found in the text: an approximation of the trained tokens (the step "
+           "does not store its spans, and its tokenizer could not be loaded here" + (" for some records" if any(exact)
+                                                                                  else "") +
+           "; it also trains each turn's closing token, not marked, and no turn weighted 0)")
+    return ["<h2>Kept records as trained</h2>", ("<p class='muted'>A few training records as the format step "
+            "rendered them (its <code>text</code> column, the chat template applied). <span class='trained'>Marked"
+            f"</span>: {escape(how)}.</p>")] + out
 
 
 def _training(data: dict) -> list[str]:

@@ -44,6 +44,14 @@ def test_collect_finds_steps_examples_clusters_tokens_and_training(built):
     assert exact["clusters"][0]["duplicates"][0]["text"] == exact["clusters"][0]["kept"][:160]
     score = data["steps"][3]["score"]
     assert set(score["judges"]) == {"a", "b"} and sum(score["histogram"].values()) == data["steps"][3]["in"]
+    samples = data["steps"][4]["samples"]  # the trained spans as the format step finds them
+    assert samples and all(r["exact"] for r in samples)
+    first = samples[0]
+    assert [first["text"][a:b] for a, b in first["spans"]][0].startswith("Add the two numbers")
+    from curate.report.collect import _samples
+    rough = _samples(Path("build/p/05-format"), {"tokenizer": "no-such-tokenizer"})  # not to be had: the approximation
+    assert [r["text"] for r in rough] == [r["text"] for r in samples] and not any(r["exact"] for r in rough)
+    assert all(a == b[0] for a, b in zip([r["spans"][0][0] for r in rough], [r["spans"][0] for r in samples]))
     tokens = data["steps"][4]["tokens"]
     assert len(tokens["n_tokens"]) == data["steps"][4]["kept"] and all(t > 0 for t in tokens["n_train_tokens"])
     (run,) = data["training"]
@@ -158,7 +166,7 @@ def test_record_text_reasons_and_names_are_escaped():
                      {"id": "d" * 32, "source": evil, "similarity": 1.0, "text": "", "full": dup,
                       "diff": word_diff(kept, dup)}]}]},
             "samples": [{"source": evil, "text": "x" + evil + "y", "cut": False, "spans": [(1, 9)],
-                         "n_tokens": 3, "n_train_tokens": 1}]}
+                         "n_tokens": 3, "n_train_tokens": 1, "exact": True}]}
     page = render({"pipeline": "p<x>", "pipeline_file": None, "build": "b", "lock_sha256": None, "inputs": [],
                    "records_in": 2, "steps": [step], "versions": {}, "training": []})
     assert page.count("<script") == 1 and "<img" not in page and "01-x<b>" not in page and "r<i>" not in page
