@@ -410,7 +410,8 @@ def verify_cmd(pipeline, engine, embeddings):
               help="A training run to show (repeatable; default: runs in or beside BUILD that trained on it).")
 @_user_errors
 def report_cmd(build, out, train_dirs):
-    """Write one self-contained HTML page about BUILD (a `curate run` output folder) and print its gist."""
+    """Write one self-contained HTML page about BUILD (a `curate run` output folder, a folder of step
+    folders made by separate commands, or one step folder) and print its gist."""
     from .report import write_report
 
     for line in write_report(build, out, list(train_dirs) or None):

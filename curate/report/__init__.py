@@ -19,6 +19,7 @@ def write_report(build, out, train_dirs=None) -> list[str]:
             data = collect(Path(folder), [Path(d) for d in trains] if trains else None)
         except ConfigError as e:  # name the URL, not its scratch copy
             raise ConfigError(str(e).replace(str(folder), str(build).rstrip("/"))) from None
+    data["build"] = str(build).rstrip("/")  # the URL, not its scratch copy
     with output_file(out) as page:
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(render(data), encoding="utf-8")

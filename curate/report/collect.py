@@ -23,35 +23,85 @@ def snippet(messages, limit: int = SNIPPET) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+STAGE_ORDER = {"filter": 0, "dedup": 1, "score": 2, "format": 3}
+MORE_EXAMPLES = 20      # further examples per rule, behind "N more"
+DUPLICATES_SHOWN = 6    # duplicates per cluster shown open; up to MORE_DUPLICATES more behind "N more"
+MORE_DUPLICATES = 30
+FULL_TEXT = 4000        # characters of a record shown in full (side by side, samples)
+SAMPLES = 4             # kept records of a format step shown as rendered for training
+
+
+def full_text(messages, limit: int = FULL_TEXT) -> str:
+    """The conversation as role-tagged lines (whitespace kept), cut at ``limit`` characters."""
+    text = "\n".join(f"[{m['role']}] {m['content']}" for m in (messages or []))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _read_manifest(build: Path) -> dict:
+    """The build's manifest; for a folder made by separate commands (`curate filter -o F/filter`,
+    `curate dedup ...`: step folders with stats.json, no manifest), one assembled from the
+    step folders' stats.json, ordered as a chain (each step's input is the previous one's output,
+    so larger inputs first)."""
+    from ..jsonfile import read_json
+
+    if (build / "manifest.json").is_file():
+        return read_json(build / "manifest.json", "`curate run` manifest", MANIFEST_SHAPE)
+    folders = [build] if (build / "stats.json").is_file() else [
+        f for f in sorted(build.iterdir()) if (f / "stats.json").is_file() and (f / "rejected.parquet").is_file()
+    ] if build.is_dir() else []
+    if not folders:
+        raise ConfigError(f"{build}: no manifest.json and no step folders (with stats.json); `curate run PIPELINE` "
+                          "writes a build, `curate filter/dedup/score/format -o FOLDER` a step folder")
+    steps = []
+    for f in folders:
+        st = read_json(f / "stats.json", "step's stats.json", dict)
+        kind = str(st.get("stage") or ("dedup" if (f / "clusters.parquet").is_file() else "filter"))
+        steps.append({"step": f.name if f != build else build.name, "kind": kind, "in": int(st.get("in", 0)),
+                      "kept": int(st.get("kept", 0)), "rejected": int(st.get("rejected", 0)),
+                      "rules": st.get("rules") or {}, "options": {}, "_folder": f})
+    steps.sort(key=lambda s: (-s["in"], STAGE_ORDER.get(s["kind"], 9), s["step"]))
+    return {"pipeline": build.name, "inputs": [{"path": "(separate commands: no manifest.json)",
+                                               "records": steps[0]["in"]}], "steps": steps, "separate": True}
+
+
 def collect(build: Path, train_dirs: list[Path] | None = None) -> dict:
     import polars as pl
 
     from ..jsonfile import read_json
 
     build = Path(build)
-    if not (build / "manifest.json").is_file():
-        raise ConfigError(f"{build}: no manifest.json; `curate run PIPELINE` writes one when a build completes")
-    manifest = read_json(build / "manifest.json", "`curate run` manifest", MANIFEST_SHAPE)
+    manifest = _read_manifest(build)
     steps = []
     for s in manifest["steps"]:
-        folder = build / s["step"]
+        folder = s.get("_folder") or build / s["step"]
         stats = read_json(folder / "stats.json", "step's stats.json", dict)
         rejected = pl.read_parquet(folder / "rejected.parquet")
+        timing = manifest.get("build", {}).get(s["step"], {})
         step = {**{k: s[k] for k in ("step", "kind", "in", "kept", "rejected", "rules", "options")},
                 "seconds": stats.get("seconds"), "examples": _examples(rejected),
-                "status": manifest.get("build", {}).get(s["step"], {}).get("status")}
+                "status": timing.get("status")}
+        if step["status"] == "cached":
+            # the seconds of the run that made the step (step.json records them), not this
+            # build's check of the cache
+            ran = timing.get("stage_seconds")
+            if ran is None and (folder / "step.json").is_file():
+                ran = (read_json(folder / "step.json", "step.json", dict).get("counts") or {}).get("seconds")
+            step["ran_seconds"] = ran if ran is not None else stats.get("seconds")
+            step["seconds"] = timing.get("seconds")
         if s["kind"] == "dedup" and (folder / "clusters.parquet").is_file():
             step["dedup"] = _clusters(folder, stats)
         if s["kind"] == "score":
             step["score"] = {k: stats.get(k) for k in ("histogram", "judges", "agreement", "jury", "warnings")}
-        if s["kind"] == "format":
+        if s["kind"] == "format" and (folder / "kept.parquet").is_file():
             step["tokens"] = _tokens(folder, stats)
+            step["samples"] = _samples(folder, stats)
         steps.append(step)
     inputs = sum(i.get("records", 0) for i in manifest["inputs"])
     runs = [_training(d) for d in (train_dirs if train_dirs is not None else _find_training(build, manifest))]
     return {"pipeline": manifest["pipeline"], "pipeline_file": manifest.get("pipeline_file"), "build": str(build),
             "lock_sha256": manifest.get("lock_sha256"), "inputs": manifest["inputs"], "records_in": inputs,
-            "steps": steps, "versions": manifest.get("versions", {}), "training": [r for r in runs if r]}
+            "steps": steps, "versions": manifest.get("versions", {}), "training": [r for r in runs if r],
+            "separate": bool(manifest.get("separate"))}
 
 
 def _examples(rejected) -> dict[str, list[dict]]:
@@ -60,7 +110,7 @@ def _examples(rejected) -> dict[str, list[dict]]:
         return out
     for row in rejected.select("rule", "reason", "source", "messages").iter_rows(named=True):
         shown = out.setdefault(row["rule"], [])
-        if len(shown) < EXAMPLES_PER_RULE:
+        if len(shown) < EXAMPLES_PER_RULE + MORE_EXAMPLES:
             shown.append({"source": row["source"], "reason": row["reason"], "text": snippet(row["messages"])})
     return out
 
@@ -85,12 +135,105 @@ def _clusters(folder: Path, stats: dict) -> dict:
         kept_at = next((i for i, r in enumerate(rows) if r[key] == kept_key), None)
         if kept_at is not None:
             rows.pop(kept_at)  # the kept member (by id, in an old build: one of the copies)
-        dups = [{"id": r["id"], "source": r.get("source"), "similarity": r["similarity"],
-                 "text": snippet(texts.get(r[key]), 160)} for r in rows]
+        kept_full = full_text(texts.get(kept_key))
+        dups = []
+        for r in rows[:DUPLICATES_SHOWN + MORE_DUPLICATES]:
+            full = full_text(texts.get(r[key]))
+            dups.append({"id": r["id"], "source": r.get("source"), "similarity": r["similarity"],
+                         "text": snippet(texts.get(r[key]), 160), "full": full, "diff": word_diff(kept_full, full)})
         shown.append({"method": method, "size": size, "kept_id": kept_id, "kept_source": kept_key if key == "source" else None,
-                      "kept": snippet(texts.get(kept_key), 200), "duplicates": dups[:6], "more": max(0, len(dups) - 6)})
+                      "kept": snippet(texts.get(kept_key), 200), "kept_full": kept_full, "duplicates": dups,
+                      "shown": DUPLICATES_SHOWN, "more": max(0, len(rows) - DUPLICATES_SHOWN)})
     return {"methods": stats.get("methods", []), "clusters": shown, "n_clusters": sizes.height,
             "largest": int(sizes["len"].max()) if sizes.height else 0}
+
+
+def word_diff(a: str, b: str) -> tuple[list, list]:
+    """``a`` and ``b`` as runs of (text, changed): the words (and the whitespace between them)
+    that differ between the two, by difflib on word tokens."""
+    import difflib
+    import re
+
+    wa, wb = re.findall(r"\s+|\S+", a), re.findall(r"\s+|\S+", b)
+    left: list = []
+    right: list = []
+
+    def add(out, words, changed):
+        if not words:
+            return
+        text = "".join(words)
+        changed = changed and bool(text.strip())
+        if out and out[-1][1] == changed:
+            out[-1] = (out[-1][0] + text, changed)
+        else:
+            out.append((text, changed))
+
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+        add(left, wa[i1:i2], op != "equal")
+        add(right, wb[j1:j2], op != "equal")
+    return left, right
+
+
+def trained_spans(text: str, messages) -> list[tuple[int, int]]:
+    """Where the trained (assistant) turns' content lies in the rendered ``text``: each assistant
+    turn not weighted 0, found in order. An approximation of the format step's own spans (it
+    does not store them; they come from the template and the tokenizer): a template that rewrites
+    the content (strips it, say) is matched on the stripped content, and the turn's closing
+    token, which the step trains too, is not marked."""
+    spans, at = [], 0
+    for m in messages or []:
+        if m.get("role") != "assistant" or m.get("weight") == 0:
+            if m.get("content"):  # step past this turn's text so a later answer is not found in it
+                found = text.find(str(m["content"]).strip(), at)
+                at = found + len(str(m["content"]).strip()) if found >= 0 else at
+            continue
+        content = str(m.get("content") or "").strip()
+        found = text.find(content, at) if content else -1
+        if found >= 0:
+            spans.append((found, found + len(content)))
+            at = found + len(content)
+    return spans
+
+
+def _samples(folder: Path, stats: dict) -> list[dict]:
+    import polars as pl
+
+    cols = pl.read_parquet_schema(folder / "kept.parquet")
+    if "text" not in cols:
+        return []
+    kept = pl.read_parquet(folder / "kept.parquet", n_rows=SAMPLES * 4,
+                           columns=[c for c in ("source", "messages", "text", "n_tokens", "n_train_tokens", "split")
+                                    if c in cols])
+    rows = [r for r in kept.iter_rows(named=True) if r.get("split") in (None, "train")][:SAMPLES]
+    exact = _format_spans(folder, stats, rows)
+    out = []
+    for r, spans in zip(rows, exact or [None] * len(rows)):
+        text = r["text"][:FULL_TEXT]
+        found = spans if spans is not None else trained_spans(r["text"], r.get("messages"))
+        out.append({"source": r.get("source"), "text": text, "cut": len(r["text"]) > FULL_TEXT,
+                    "spans": [(a, min(b, len(text))) for a, b in found if a < len(text)], "exact": spans is not None,
+                    "n_tokens": r.get("n_tokens"), "n_train_tokens": r.get("n_train_tokens")})
+    return out
+
+
+def _format_spans(folder: Path, stats: dict, rows: list[dict]) -> list | None:
+    """The trained character spans of ``rows`` as the format step finds them: its template
+    (template.jinja in the step folder) rendered again with its tokenizer; a record whose text
+    does not come out the same gets None (and the approximation). None when the tokenizer or
+    the template cannot be had here (the tokenizer's folder is elsewhere, say)."""
+    template = folder / "template.jinja"
+    if not rows or not template.is_file() or not stats.get("tokenizer"):
+        return None
+    try:
+        from ..format import _render
+        from ..format.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(str(stats["tokenizer"]))
+        rendered = _render(template.read_text(encoding="utf-8"), [r["messages"] for r in rows], tok)
+    except Exception:  # noqa: BLE001  (any failure: the report still shows the records, approximately)
+        return None
+    return [sorted(tuple(s) for s in spans) if text == r["text"] else None
+            for r, (text, spans, _) in zip(rows, rendered)]
 
 
 def _tokens(folder: Path, stats: dict) -> dict:
