@@ -60,7 +60,7 @@ def _read_manifest(build: Path) -> dict:
                       "kept": int(st.get("kept", 0)), "rejected": int(st.get("rejected", 0)),
                       "rules": st.get("rules") or {}, "options": {}, "_folder": f})
     steps.sort(key=lambda s: (-s["in"], STAGE_ORDER.get(s["kind"], 9), s["step"]))
-    return {"pipeline": build.name, "inputs": [{"path": "(separate commands: no manifest.json)",
+    return {"pipeline": Path(build).resolve().name or str(build), "inputs": [{"path": "(separate commands: no manifest.json)",
                                                "records": steps[0]["in"]}], "steps": steps, "separate": True}
 
 
