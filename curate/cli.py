@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from . import walltime
+
 
 class UserError(click.ClickException):
     """A user mistake: one line on stderr, exit status 2, never a traceback."""
@@ -75,6 +77,7 @@ def filter_cmd(inputs, out, rule_files, fmt, mapping, engine):
     from .api import filter_inputs
 
     stats = filter_inputs(list(inputs), out, list(rule_files) or None, fmt, _mapping(mapping), engine)
+    walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
 
@@ -146,6 +149,7 @@ def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, 
     if not inputs or not out:
         raise UserError("give INPUTS to deduplicate and -o OUT (or --calibrate PAIRS.jsonl)")
     stats = dedup_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
+    walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     for m in stats["methods"]:
         extra = "".join(f", {k} {m[k]}" for k in ("threshold", "bands", "rows", "candidate_pairs") if k in m)
@@ -249,6 +253,7 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
     config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
                   eval_fraction=eval_fraction, system=system)
     stats = format_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
+    walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     tokens = stats.get("tokens") or {}
     if tokens:
@@ -311,6 +316,7 @@ def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label
     if not out:
         raise UserError("missing -o/--out")
     stats = api.score_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
+    walltime.record(out, stats)  # start-up, reading and writing included
     _warn(stats["warnings"])
     _print_table(stats)
     for name, a in stats["judges"].items():
