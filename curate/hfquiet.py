@@ -46,37 +46,34 @@ def hf_model_quiet(datasets_bars: bool = True):
     attribute; nothing the user can change) and the "Loading weights" / "Writing model shards"
     progress bars (a few seconds each; our own line says what happened). ``datasets_bars=False``:
     the datasets library's bars too (TRL's "Truncating eval dataset" ...: noise in a log file)."""
-    if not datasets_bars:
-        with _no_datasets_bars(), hf_model_quiet():
-            yield
-        return
-    with warnings.catch_warnings():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
         try:
             from transformers.utils import logging as hf_logging
         except ImportError:  # pragma: no cover
-            yield
-            return
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            yield
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
+            hf_logging = None
+        if hf_logging is not None:
+            stack.enter_context(_bars_off(hf_logging.is_progress_bar_enabled, hf_logging.disable_progress_bar,
+                                          hf_logging.enable_progress_bar))
+        if not datasets_bars:
+            try:
+                import datasets
+            except ImportError:  # pragma: no cover
+                datasets = None
+            if datasets is not None:
+                stack.enter_context(_bars_off(datasets.is_progress_bar_enabled, datasets.disable_progress_bars,
+                                              datasets.enable_progress_bars))
+        yield
 
 
 @contextlib.contextmanager
-def _no_datasets_bars():
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
+def _bars_off(is_on, off, on):
+    """A library's progress bars off within the block, back on after if they were."""
+    was = is_on()
+    off()
     try:
         yield
     finally:
-        if on:
-            datasets.enable_progress_bars()
+        if was:
+            on()
