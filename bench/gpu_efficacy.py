@@ -16,8 +16,6 @@ curated-minus-raw difference is paired). RESULT.json is rewritten after each sta
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import random
 import sys
 import time
@@ -127,24 +125,17 @@ def bootstrap(scores: dict[str, dict], draws: int, seed: int = 0) -> dict:
 
 
 def main() -> int:
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    result_path = Path(sys.argv[2])
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
+    from gpu_child import saver, start
 
+    spec, result_path = start()
     from gpu_data import problems
     from train.config import SFTConfig
     from train.sft import sft
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     work = Path(spec["workdir"])
     result: dict = {k: spec[k] for k in ("model", "train", "eval", "steps", "batch", "lr", "max_new_tokens")}
 
-    def save():
-        tmp = result_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, result_path)
+    save = saver(result_path, result)
 
     t0 = time.perf_counter()
     efficacy = _bench_efficacy()

@@ -13,7 +13,6 @@ the same. RESULT.json is rewritten after each stage.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -97,25 +96,19 @@ def _sync(device: str) -> None:
 
 
 def main() -> int:
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    result_path = Path(sys.argv[2])
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gpu_child import saver, start
+
+    spec, result_path = start()
     import numpy as np
     import torch
-    from transformers.utils import logging as hf_logging
 
     from curate.dedup.text import select_text
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     work = Path(spec["workdir"])
     work.mkdir(parents=True, exist_ok=True)
     result: dict = {"threshold": spec["threshold"]}
 
-    def save():
-        tmp = result_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, result_path)
+    save = saver(result_path, result)
 
     model, weights = model_folder(Path(spec["model"]), work)
     result.update(model=spec["model"], weights=weights)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import random
 import shutil
 import sys
@@ -151,13 +150,11 @@ def run_plain(kind: str, folder: Path, data: Path, rows: int, steps: int, out: P
 
 
 def main() -> int:
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    result_path = Path(sys.argv[2])
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers.utils import logging as hf_logging
+    from gpu_child import saver, start
 
-    hf_logging.set_verbosity_error()
+    spec, result_path = start()
+    import torch
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(spec["workdir"])
     folder, data = work / "model", work / "data"
@@ -165,10 +162,7 @@ def main() -> int:
     result = {"shape": spec["shape"], "config": SHAPES[spec["shape"]], "batch": spec["batch"],
               "steps": spec["steps"], "warmup": spec["warmup"], "max_length": MAX_LENGTH, "runs": {}}
 
-    def save():
-        tmp = result_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, result_path)
+    save = saver(result_path, result)
 
     t = time.perf_counter()
     convs = conversations(spec["records"])
