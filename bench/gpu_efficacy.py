@@ -60,7 +60,7 @@ def per_question(spec: str, eval_path: Path, batch: int, max_new_tokens: int) ->
     import torch
 
     from train.evaluate import generate_all, load, read_eval
-    from train.loss import token_losses
+    from train.loss import padded, token_losses
     from train.metrics import extract, refusal_rate
     from train.sft import encode
 
@@ -72,13 +72,7 @@ def per_question(spec: str, eval_path: Path, batch: int, max_new_tokens: int) ->
     loss_sum, tokens = [0.0] * len(rows), [0] * len(rows)
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
-        width = max(len(r["input_ids"]) for r in part)
-        ids = torch.full((len(part), width), tok.pad_token_id)
-        labels = torch.full((len(part), width), -100)
-        mask = torch.zeros((len(part), width), dtype=torch.long)
-        for b, r in enumerate(part):
-            n = len(r["input_ids"])
-            ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+        ids, labels, mask = padded(part, tok.pad_token_id)
         with torch.inference_mode():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             ce, valid = token_losses(logits, labels.to(device))

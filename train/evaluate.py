@@ -72,7 +72,7 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
 
     from curate.progress import progress
 
-    from .loss import token_losses
+    from .loss import padded, token_losses
     from .sft import encode
 
     rows = encode(conversations, sources, template, tok, max_length, "eval")
@@ -82,13 +82,7 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
     with progress(len(order), "loss", unit="records") as bar:
         for start in range(0, len(order), batch_size):
             batch = [rows[i] for i in order[start:start + batch_size]]
-            width = max(len(r["input_ids"]) for r in batch)
-            ids = torch.full((len(batch), width), pad)
-            labels = torch.full((len(batch), width), -100)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for b, r in enumerate(batch):
-                n = len(r["input_ids"])
-                ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+            ids, labels, mask = padded(batch, pad)
             with torch.inference_mode():
                 ce, valid = token_losses(model(input_ids=ids, attention_mask=mask).logits, labels)
             total += float(ce.sum())

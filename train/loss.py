@@ -20,6 +20,20 @@ def weighted_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def padded(rows: list[dict], pad_id: int):
+    """(input_ids, labels, attention_mask) tensors for encoded rows, right-padded to the longest."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+    return ids, labels, mask
+
+
 def token_losses(logits, labels):
     """Cross-entropy of each next-token prediction (shifted), 0 where the label is -100."""
     import torch.nn.functional as F
