@@ -269,7 +269,7 @@ def _write_step(prep: Prepared, key: dict, tmp: Path, pipe: Pipeline, sources: l
         read, input_records = read_inputs([previous]), None
     stats = prep.run(read, tmp)
     files = output_files(tmp)  # bytes: whether this folder was altered, what to upload
-    digests = output_digests(tmp)  # content: what the lock and the next step's key record
+    digests = output_digests(tmp, files)  # content: what the lock and the next step's key record
     counts = {"in": stats["in"], "kept": stats["kept"], "rejected": stats["rejected"],
               "rules": stats.get("rules", {}), "seconds": round(time.perf_counter() - t0, 3)}
     if stats.get("near_threshold"):

@@ -57,11 +57,11 @@ def digest_arrow(table) -> dict:
     values = {}
     for name in sorted(table.column_names):
         column = table.column(name).combine_chunks() if table.column(name).num_chunks != 1 else table.column(name).chunk(0)
-        for part in _encode(column, name):
+        parts = _encode(column, name)
+        for part in parts:
             content.update(part)
-        if not _has_float(column.type):
-            mask = name == "reason"
-            for part in _encode(column, name, mask_numbers=mask):
+        if not _has_float(column.type):  # the same bytes, but for the numbers inside reasons
+            for part in (_encode(column, name, mask_numbers=True) if name == "reason" else parts):
                 decisions.update(part)
         values.update(_float_values(column, name))
     return {"rows": table.num_rows, "content": content.hexdigest(), "decisions": decisions.hexdigest(),
@@ -92,11 +92,11 @@ def _encode(arr, name: str, mask_numbers: bool = False) -> list[bytes]:
     if pa.types.is_floating(t):
         return out + _bytes(_canonical_floats(arr).tobytes())
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        lengths, data = _string_parts(arr)
         if mask_numbers:
             items = [b"" if x is None else _NUMBER.sub(b"#", x) for x in arr.cast(pa.large_binary()).to_pylist()]
-            lengths = np.array([len(x) for x in items], dtype="<i8")
-            data = b"".join(items)
+            lengths, data = np.array([len(x) for x in items], dtype="<i8"), b"".join(items)
+        else:
+            lengths, data = _string_parts(arr)
         return out + _bytes(lengths.tobytes()) + _bytes(data)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         lengths = np.asarray(arr.value_lengths().fill_null(0), dtype="<i8")
@@ -204,14 +204,16 @@ def _float_values(arr, name: str) -> dict:
 
     t = arr.type
     if pa.types.is_floating(t):
-        v = arr.cast(pa.float64()).to_pylist()
-        finite = [x for x in v if x is not None and np.isfinite(x)]
-        entry = {"n": len(v), "nulls": sum(x is None for x in v)}
-        if len(v) <= VALUES_LISTED:
+        entry = {"n": len(arr), "nulls": arr.null_count}
+        if len(arr) <= VALUES_LISTED:
+            v = arr.cast(pa.float64()).to_pylist()
             entry["values"] = [None if x is None else (x if np.isfinite(x) else str(x)) for x in v]
-        else:
-            entry.update(sum=float(np.sum(finite)) if finite else 0.0, min=min(finite, default=None),
-                         max=max(finite, default=None), nonfinite=len(v) - entry["nulls"] - len(finite))
+        else:  # a summary, in numpy: no Python float per value
+            v = arr.cast(pa.float64()).drop_null().to_numpy(zero_copy_only=False)
+            finite = v[np.isfinite(v)]
+            entry.update(sum=float(np.sum(finite)) if len(finite) else 0.0,
+                         min=float(finite.min()) if len(finite) else None,
+                         max=float(finite.max()) if len(finite) else None, nonfinite=int(len(v) - len(finite)))
         return {name: entry}
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         return _float_values(arr.flatten(), f"{name}[]")

@@ -90,16 +90,14 @@ def output_hash(files: dict[str, str]) -> str:
     return sha256_json(sorted(files.items()))
 
 
-def output_digests(folder: Path) -> dict[str, dict]:
+def output_digests(folder: Path, files: dict[str, str]) -> dict[str, dict]:
     """What the lock records of each hashed file in a step folder: a Parquet table's
-    content, decisions and float values (:mod:`.content`), a text file's sha256."""
+    content, decisions and float values (:mod:`.content`), a text file's sha256 (from
+    ``files``, :func:`output_files` of the same folder: not read twice)."""
     from .content import table_digest
 
-    out = {}
-    for p in sorted(Path(folder).iterdir()):
-        if p.is_file() and p.name not in UNHASHED:
-            out[p.name] = table_digest(p) if p.suffix == ".parquet" else {"sha256": sha256_file(p)}
-    return out
+    return {name: table_digest(Path(folder) / name) if name.endswith(".parquet") else {"sha256": digest}
+            for name, digest in sorted(files.items())}
 
 
 def content_hashes(digests: dict[str, dict]) -> dict[str, str]:
