@@ -81,7 +81,6 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT N
 class JudgeCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.moved_aside: list[Path] = []  # corrupt files this cache moved out of its way
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -152,7 +151,6 @@ class JudgeCache:
                                   f"({e.strerror or e}): move or delete it") from None
         finally:
             os.close(folder)
-        self.moved_aside.append(aside)
         sys.stderr.write(f"warning: judge cache {self.path} was corrupt ({err}): moved aside to {aside.name}, "
                          f"starting an empty cache (answers in it are asked again)\n")
 
@@ -176,12 +174,17 @@ class JudgeCache:
     def replay(self, judge, jury, keys: list[str], legacy_keys: list[str]) -> dict[str, tuple[float, str]]:
         """{key: (score, reason)} of the stored answers that stand for ``judge`` in ``jury``
         (see ``replayable``); ``legacy_keys[i]`` is ``keys[i]`` without the scale."""
-        got = self.get_many(list(keys) + list(legacy_keys))
-        out = {}
+        got = self.get_many(list(keys))
+        out, misses = {}, []
         for key, old in zip(keys, legacy_keys):
-            hit = replayable(got.get(key), judge, jury.scale, legacy=False) if key in got else None
-            if hit is None and old in got:
-                hit = replayable(got[old], judge, jury.scale, legacy=True)
+            hit = replayable(got[key], judge, jury.scale, legacy=False) if key in got else None
+            if hit is not None:
+                out[key] = hit
+            else:
+                misses.append((key, old))
+        old_got = self.get_many([old for _, old in misses]) if misses else {}  # the old keys of misses only
+        for key, old in misses:
+            hit = replayable(old_got[old], judge, jury.scale, legacy=True) if old in old_got else None
             if hit is not None:
                 out[key] = hit
         return out
