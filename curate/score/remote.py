@@ -174,9 +174,9 @@ class RemoteJudge:
             length = r.headers.get("content-length", "")
             if ok and length.isdigit() and int(length) > limit:
                 raise _TooLarge
-            decode = _Inflate(r.headers.get("content-encoding", ""), limit)
             data = bytearray()
             try:
+                decode = _Inflate(r.headers.get("content-encoding", ""), limit)
                 async for chunk in r.aiter_raw():  # raw: we inflate, a bounded amount at a time
                     data += decode(chunk)
                     if len(data) > limit:
@@ -188,6 +188,10 @@ class RemoteJudge:
                 if ok:
                     raise
                 del data[limit:]  # an error reply: its start is enough for the message
+            except _BadEncoding:
+                if ok:
+                    raise
+                data = bytearray()  # an error reply keeps its status (a 401 stops the run) without its body
             return r.status_code, r.headers, bytes(data)
 
     async def _post(self, body: dict) -> tuple[int, dict, bytes]:
