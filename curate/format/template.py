@@ -222,12 +222,19 @@ def family_template(name: str):
 
 def marked_copy(text: str):
     """TRL's marked copy of a published template identical to ``text``, or None."""
+    return _published_with_copies().get(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _published_with_copies() -> dict:
+    """{the text of a TRL template that has a marked copy: that copy's file}, read once."""
     found = trl_templates()
+    out = {}
     for name, path in found.items():
         copy = found.get(f"{name}_training")
-        if copy is not None and not name.endswith("_training") and path.read_text(encoding="utf-8") == text:
-            return copy
-    return None
+        if copy is not None and not name.endswith("_training"):
+            out.setdefault(path.read_text(encoding="utf-8"), copy)
+    return out
 
 
 def _markers_hold(marked: str, original: str, tokenizer) -> bool:
