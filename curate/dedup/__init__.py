@@ -187,7 +187,7 @@ def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
 
 def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, backend, records=None):
     from . import check as ck
-    from .semantic import EXACT_LIMIT, Embedder, near_threshold, similar_pairs
+    from .semantic import EXACT_LIMIT, NOISE, Embedder, near_threshold, similar_pairs
 
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
@@ -195,7 +195,8 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
     shared = ck.boilerplate_lines(texts) if config.boilerplate else set()
     embedded, n_stripped = ck.strip_boilerplate(texts, shared)
     vectors = emb.embed(embedded, encode=backend.encoder(emb))
-    window = BORDER_WINDOW if config.borderline else 0.0
+    # one search: the borderline window, and at least the float noise below the threshold
+    window = max(BORDER_WINDOW if config.borderline else 0.0, NOISE)
     left, right, sim = similar_pairs(vectors, max(threshold - window, 1e-6), config.seed, pmap=backend.pair_search())
     above = sim >= threshold
     n = len(texts)
@@ -238,7 +239,7 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
                 boilerplate_lines=len(shared), boilerplate_stripped=n_stripped,
                 embedded=emb.embedded, replayed=emb.replayed, pieced=emb.pieced, truncated=emb.truncated,
                 max_tokens=emb.max_tokens, search="exact" if n <= EXACT_LIMIT else "kmeans",
-                near_threshold=near_threshold(vectors, threshold, ids))
+                near_threshold=near_threshold(left, right, sim, threshold, ids))
     if config.borderline:
         info["borderline"] = _borderline(ids, embedded, left, right, sim, ok, above, fail, threshold,
                                          config.borderline)

@@ -271,21 +271,11 @@ def exact_cosine(vectors: np.ndarray, left: np.ndarray, right: np.ndarray, chunk
     return np.round(out, DECIMALS)
 
 
-def near_threshold(vectors: np.ndarray, threshold: float, ids: list[str], limit: int = 20) -> list[list]:
-    """Pairs whose cosine lies within ``NOISE`` of the threshold (either side): the ones a
-    recomputation on another CPU could move across it. Searched exactly up to
-    ``EXACT_LIMIT`` vectors; beyond, not searched (an empty list)."""
-    n = len(vectors)
-    if n < 2 or n > EXACT_LIMIT:
-        return []
-    found = []
-    for s in range(0, n, BLOCK):
-        block = vectors[s:s + BLOCK] @ vectors.T
-        i, j = np.nonzero(np.abs(block - threshold) <= NOISE + SEARCH_MARGIN)
-        keep = j > i + s
-        found.append((i[keep] + s, j[keep]))
-    left, right = (np.concatenate(x) for x in zip(*found))
-    sim = exact_cosine(vectors, left, right)
+def near_threshold(left: np.ndarray, right: np.ndarray, sim: np.ndarray, threshold: float, ids: list[str],
+                   limit: int = 20) -> list[list]:
+    """Of the pairs a search found (searched at least ``NOISE`` below the threshold), those
+    whose cosine lies within ``NOISE`` of it, either side: the ones a recomputation on another
+    CPU could move across it. Closest first, at most ``limit``, listed in the search's order."""
     close = np.flatnonzero(np.abs(sim - threshold) <= NOISE)
     close = close[np.argsort(np.abs(sim[close] - threshold), kind="stable")][:limit]
     return [[ids[left[k]], ids[right[k]], "cosine", float(sim[k]), threshold] for k in sorted(close.tolist())]
