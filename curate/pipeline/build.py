@@ -21,7 +21,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..storage import cache_folder, download, is_url, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
-                      output_files, output_hash, sha256_bytes, sha256_json, tree_hash)
+                      output_files, output_hash, sha256_bytes, sha256_json, tree_files, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
 from .outdir import MARKER, claim, locked, mark_step, refuse_foreign_step, remove_ours, writing
 from .steps import Prepared, prepare, read_entries
@@ -87,6 +87,7 @@ def _unchanged_up_there(out: Path, url: str) -> set[str]:
 
 def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path], out: Path, target: str,
            force: bool, write_lock: bool, echo) -> dict:
+    before = [_signature(p) for p in sources]  # taken before hashing: a write during either is seen
     inputs = _hash_inputs(pipe, pipeline_path, sources)
 
     for name in names:  # before anything runs: a user's folder named like a step is never replaced
@@ -110,7 +111,7 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
         t0 = time.perf_counter()
         if rec is None:
             rec = _run_step(prep, key, folder, pipe, sources, out / names[i - 1] if i else None,
-                            inputs if i == 0 else None, pipeline_path)
+                            before if i == 0 else None, pipeline_path)
             rerun = True  # every later step runs again
             status = "ran"
         else:
@@ -238,7 +239,7 @@ def _cached(folder: Path, key: dict, echo) -> dict | None:
 
 
 def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: list[Path],
-              previous: Path | None, inputs: list[dict] | None = None, pipeline_path: Path | None = None) -> dict:
+              previous: Path | None, signatures: list | None = None, pipeline_path: Path | None = None) -> dict:
     tmp = folder.parent / f".{folder.name}.tmp"
     if tmp.exists() or tmp.is_symlink():
         remove_ours(tmp)
@@ -247,7 +248,7 @@ def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: 
         with writing(folder.parent, f"step {folder.name}"):
             tmp.mkdir(parents=True)
             mark_step(tmp)
-            rec = _write_step(prep, key, tmp, pipe, sources, previous, inputs, pipeline_path)
+            rec = _write_step(prep, key, tmp, pipe, sources, previous, signatures, pipeline_path)
             if folder.exists():
                 shutil.rmtree(folder)  # ours: refuse_foreign_step checked it before the build began
             os.replace(tmp, folder)
@@ -258,13 +259,13 @@ def _run_step(prep: Prepared, key: dict, folder: Path, pipe: Pipeline, sources: 
 
 
 def _write_step(prep: Prepared, key: dict, tmp: Path, pipe: Pipeline, sources: list[Path], previous: Path | None,
-                inputs: list[dict] | None, pipeline_path: Path | None) -> dict:
+                signatures: list | None, pipeline_path: Path | None) -> dict:
     from ..readers import read_inputs
 
     t0 = time.perf_counter()
     if previous is None:
         read, input_records = read_entries(pipe.inputs, sources)
-        _unchanged_while_read(pipe, pipeline_path, sources, inputs)
+        _unchanged_while_read(pipe, pipeline_path, sources, signatures)
     else:
         read, input_records = read_inputs([previous]), None
     stats = prep.run(read, tmp)
@@ -284,12 +285,22 @@ def _write_step(prep: Prepared, key: dict, tmp: Path, pipe: Pipeline, sources: l
     return rec
 
 
-def _unchanged_while_read(pipe: Pipeline, pipeline_path: Path | None, sources: list[Path], inputs: list[dict] | None):
+def _signature(path: Path) -> list[tuple]:
+    """Each file of an input with its size, modification time and inode: what a writer changes."""
+    out = []
+    for f in tree_files(path):
+        st = f.stat()
+        out.append((f.as_posix(), st.st_size, st.st_mtime_ns, st.st_ino))
+    return out
+
+
+def _unchanged_while_read(pipe: Pipeline, pipeline_path: Path | None, sources: list[Path], signatures: list | None):
     """The inputs were hashed before they were read: a file written to meanwhile (a log still
     being appended to) gave records its recorded hash does not pin, and a later run would call
-    the step cached. Hash again now and refuse the build when any input moved."""
-    for i, (spec, src, entry) in enumerate(zip(pipe.inputs, sources, inputs or [])):
-        if tree_hash(src) != entry["sha256"]:
+    the step cached. Refuse the build when any input's files moved since before they were hashed
+    (size, modification time, inode: no second read of the data)."""
+    for i, (spec, src, sig) in enumerate(zip(pipe.inputs, sources, signatures or [])):
+        if _signature(src) != sig:
             raise ConfigError(f"{pipeline_path}: inputs[{i}].path: {spec.path}: changed while it was read; "
                               "run again when nothing is writing to it")
 
