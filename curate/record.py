@@ -19,6 +19,8 @@ import unicodedata
 
 import polars as pl
 
+from .turns import EXTRA
+
 # weight, name, tool_calls: optional turn fields (curate.turns), null when the input had none
 MESSAGE_TYPE = pl.List(pl.Struct({"role": pl.String, "content": pl.String, "weight": pl.Int64, "name": pl.String,
                                   "tool_calls": pl.String}))
@@ -45,10 +47,10 @@ def record_id(messages: list[dict]) -> str:
     """128-bit hex id of the normalised conversation; identical on every machine and run."""
     # a turn's optional fields count only where present, so the id of a conversation without
     # them is what it always was (and the same from every input format)
-    canon = [[m["role"], _normalise_content(m["content"])]
-             + ([{k: m[k] for k in ("weight", "name", "tool_calls") if m.get(k) is not None}]
-                if any(m.get(k) is not None for k in ("weight", "name", "tool_calls")) else [])
-             for m in messages]
+    canon = []
+    for m in messages:
+        extra = {k: m[k] for k in EXTRA if m.get(k) is not None}
+        canon.append([m["role"], _normalise_content(m["content"])] + ([extra] if extra else []))
     blob = json.dumps(canon, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:32]
 
