@@ -18,6 +18,18 @@ def _open_and_write(path, barrier, n, results):
         results.put(f"{type(e).__name__}: {e}")
 
 
+def _race(ctx, path, procs: int) -> list[str]:
+    """``procs`` processes open the cache at ``path`` at the same moment and write; their errors."""
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    ps = [ctx.Process(target=_open_and_write, args=(path, barrier, n, results)) for n in range(procs)]
+    for p in ps:
+        p.start()
+    errors = [results.get(timeout=120) for _ in ps]
+    for p in ps:
+        p.join()
+    return [e for e in errors if e]
+
+
 def test_many_processes_open_a_new_cache_at_once(tmp_path):
     # score actors on Ray open the jury's cache together; the first open switches the file
     # to WAL, which SQLite refuses at once (no busy timeout) to the others
@@ -25,14 +37,7 @@ def test_many_processes_open_a_new_cache_at_once(tmp_path):
     procs, rounds = 8, 5
     for r in range(rounds):
         path = tmp_path / f"cache{r}.sqlite"
-        barrier, results = ctx.Barrier(procs), ctx.Queue()
-        ps = [ctx.Process(target=_open_and_write, args=(path, barrier, n, results)) for n in range(procs)]
-        for p in ps:
-            p.start()
-        errors = [results.get(timeout=120) for _ in ps]
-        for p in ps:
-            p.join()
-        assert [e for e in errors if e] == []
+        assert _race(ctx, path, procs) == []
         got = JudgeCache(path).get_many([cache_key("m", f"p{n}", {}) for n in range(procs)])
         assert sorted(v["score"] for v in got.values()) == list(range(procs))
 
@@ -176,14 +181,7 @@ def test_a_corrupt_cache_found_by_many_processes_is_moved_once(tmp_path):
     procs = 6
     path = tmp_path / "c.sqlite"
     corrupt(path, "garbage")
-    barrier, results = ctx.Barrier(procs), ctx.Queue()
-    ps = [ctx.Process(target=_open_and_write, args=(path, barrier, n, results)) for n in range(procs)]
-    for p in ps:
-        p.start()
-    errors = [results.get(timeout=120) for _ in ps]
-    for p in ps:
-        p.join()
-    assert [e for e in errors if e] == []
+    assert _race(ctx, path, procs) == []
     aside = [p for p in tmp_path.glob("c.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1
     got = JudgeCache(path).get_many([cache_key("m", f"p{n}", {}) for n in range(procs)])
