@@ -79,14 +79,12 @@ def token_budget(cfg: SFTConfig, files: dict, echo) -> SFTConfig:
     return cfg
 
 
-def eval_cap(cfg: SFTConfig, n_eval: int, n_train: int, per_step: int) -> tuple[int, str]:
+def eval_cap(cfg: SFTConfig, n_eval: int, steps_per_epoch: int, total_steps: int, per_step: int) -> tuple[int, str]:
     """(eval records to use, how the plan line says it). Unset eval_records: default_eval_records
-    for the run's records trained and its eval passes (one at the start, then every eval_every
-    steps, else one per epoch)."""
+    for the run's rows trained and its eval passes (one at the start, then every eval_every
+    steps, else one per epoch); the run's steps as ``train sft`` counts them (packed rows too)."""
     if not n_eval:
         return 0, "0 records"
-    steps_per_epoch = math.ceil(n_train / per_step)
-    total_steps = cfg.max_steps or math.ceil(steps_per_epoch * (cfg.epochs or 1))
     if cfg.eval_records == "all":
         return n_eval, f"{n_eval} records"
     if cfg.eval_records is not None:

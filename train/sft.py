@@ -260,25 +260,28 @@ def sft(cfg: SFTConfig, dry_run: bool = False, echo=print, callbacks=()) -> dict
         eval_conv, eval_src = read_conversations(files["eval"])
         eval_rows = encode(eval_conv, eval_src, template, tok, cfg.max_length, "eval")
     per_step = cfg.batch_size * cfg.grad_accum * max(1, hw["count"])
-    keep, eval_text = eval_cap(cfg, len(eval_rows), len(train_rows), per_step)  # the first N: short runs
-    eval_available, eval_rows = len(eval_rows), eval_rows[:keep]                  # are not mostly eval
-
     tokens = sum(len(r["input_ids"]) for r in train_rows)
     trained = sum(sum(t != -100 for t in r["labels"]) for r in train_rows)
     plan = {"device": hw["device"], "hardware": hw["name"], "precision": hw["precision"],
-            "train_records": len(train_rows), "eval_records": len(eval_rows), "eval_available": eval_available,
-            "max_length": cfg.max_length, "train_tokens": tokens, "trained_tokens": trained}
+            "train_records": len(train_rows), "max_length": cfg.max_length, "train_tokens": tokens,
+            "trained_tokens": trained}
     if cfg.packing:  # whole samples, best-fit decreasing, into rows of at most max_length
         from . import packing
 
         records = len(train_rows)
-        train_rows, eval_rows = packing.pack(train_rows, cfg.max_length), packing.pack(eval_rows, cfg.max_length)
+        train_rows = packing.pack(train_rows, cfg.max_length)
         plan.update(packed_rows=len(train_rows), packed_fill=round(packing.fill(train_rows), 4))
         echo(f"packing: {records} records in {len(train_rows)} rows of at most {cfg.max_length} tokens "
              f"({plan['packed_fill']:.0%} filled)")
     steps_per_epoch = math.ceil(len(train_rows) / per_step)
     total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     plan.update(steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    # the first N eval records, N from the steps the run really takes: short runs are not mostly eval
+    keep, eval_text = eval_cap(cfg, len(eval_rows), steps_per_epoch, total_steps, per_step)
+    eval_available, eval_rows = len(eval_rows), eval_rows[:keep]
+    plan.update(eval_records=len(eval_rows), eval_available=eval_available)
+    if cfg.packing:
+        eval_rows = packing.pack(eval_rows, cfg.max_length)
     echo(f"{hw['name']} ({hw['precision']}); train {plan['train_records']} records, {tokens} tokens "
          f"({trained / max(tokens, 1):.0%} trained), eval {eval_text}; {steps_per_epoch} steps/epoch, "
          f"{total_steps} steps")
