@@ -78,7 +78,6 @@ def per_question(spec: str, eval_path: Path, batch: int, max_new_tokens: int) ->
             ce, valid = token_losses(logits, labels.to(device))
         for b in range(len(part)):
             loss_sum[start + b], tokens[start + b] = float(ce[b].sum()), int(valid[b].sum())
-    model.to("cpu")  # train eval's generation runs where the model was loaded
     prompts = [c[:-1] for c in conversations]
     texts, lengths = generate_all(model, tok, template, prompts, batch, max_new_tokens)
     refs = [c[-1]["content"] for c in conversations]

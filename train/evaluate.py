@@ -84,7 +84,9 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
             batch = [rows[i] for i in order[start:start + batch_size]]
             ids, labels, mask = padded(batch, pad)
             with torch.inference_mode():
-                ce, valid = token_losses(model(input_ids=ids, attention_mask=mask).logits, labels)
+                device = model.device
+                ce, valid = token_losses(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits,
+                                         labels.to(device))
             total += float(ce.sum())
             count += int(valid.sum())
             bar.update(len(batch))
@@ -118,7 +120,9 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
             for b, i in enumerate(batch):
                 ids[b, width - len(encoded[i]):], mask[b, width - len(encoded[i]):] = torch.tensor(encoded[i]), 1
             with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                # the batch goes where the model is (a GPU when load() put it there)
+                out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                     max_new_tokens=max_new_tokens,
                                      do_sample=False, eos_token_id=sorted(stops), pad_token_id=tok.pad_token_id)
             for b, i in enumerate(batch):
                 new = out[b, width:].tolist()
