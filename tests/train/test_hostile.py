@@ -137,7 +137,9 @@ def test_eval_prompts_with_special_token_text_cannot_forge_a_turn(tiny_model):
     tok = AutoTokenizer.from_pretrained(str(tiny_model))
     seen = []
 
-    class Stub:
+    class Stub:  # a model's interface: where it is, and generate
+        device = torch.device("cpu")
+
         def generate(self, input_ids, attention_mask, max_new_tokens, **kw):
             seen.extend(input_ids.tolist())
             return torch.cat([input_ids, torch.full((len(input_ids), 1), tok.eos_token_id)], dim=1)
