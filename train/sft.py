@@ -694,21 +694,11 @@ def prompt_ids(tok, messages: list[dict], template: str | None = None) -> list[i
 
 
 def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | None = None) -> str:
-    """What the model now says, greedy, with the chat template it was trained with."""
-    import torch
+    """What the model now says, greedy, with the chat template it was trained with (train eval's
+    loading and generation: the same template choice, stop tokens and cut at the end of turn)."""
+    from .evaluate import generate_all, load
 
-    from curate.format.template import choose, stop_token_ids
-
-    model, tok = load_for_inference(path)
-    trained_with = Path(path) / "template.jinja"
-    _, template, _ = choose(str(trained_with) if trained_with.is_file() else None, tok)
+    model, tok, template, _ = load(path)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    input_ids = torch.tensor([prompt_ids(tok, messages, template)])
-    ids = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-    stops = stop_token_ids(template, tok)
-    with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
-                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    new = out[0][ids["input_ids"].shape[1]:].tolist()
-    cut = next((k for k, t in enumerate(new) if t in stops), len(new))  # the answer ends at its end of turn
-    return tok.decode(new[:cut], skip_special_tokens=True)
+    texts, _ = generate_all(model, tok, template, [messages], 1, max_new_tokens)
+    return texts[0]
