@@ -213,14 +213,16 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
     failed: dict[int, str | None] = {}
 
     def fail(k: int) -> str | None:
+        """The part of the check pair ``k`` fails, None when it passes or the check is off."""
+        if config.check != "agree":
+            return None
         if k not in failed:
             failed[k] = ck.check_pair(feat(int(left[k])), feat(int(right[k])), config.on)
         return failed[k]
 
     ok = above.copy()
-    if config.check == "agree":
-        for k in np.flatnonzero(above).tolist():
-            ok[k] = fail(k) is None
+    for k in np.flatnonzero(above).tolist():
+        ok[k] = fail(k) is None
     _conflicts(ids, prompts, responses, left[above], right[above], config, info, feat)
     rejected_as_conflict = info.get("_conflict_reject")
     if rejected_as_conflict:  # never the kept member of a cluster: its duplicates would name a rejected record
@@ -301,6 +303,6 @@ def _borderline(ids, texts, left, right, sim, ok, above, fail, threshold: float,
     below = [j for j in order[::-1].tolist() if not above[j]][:k]
     return {"threshold": threshold,
             "removed": [row(j, "duplicate") for j in dup],
-            "failed_check": [row(j, f"kept: {fail(j)} differ") for j in kept_apart],
+            "failed_check": [row(j, f"kept: {fail(j)} differ" if fail(j) else "kept: a conflict") for j in kept_apart],
             "below": [row(j, "below threshold" + (f" (check: {fail(j)} differ)" if fail(j) else " (check passes)"))
                       for j in below]}
