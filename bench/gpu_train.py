@@ -83,21 +83,29 @@ def build(shape: str, folder: Path, convs: list[list[dict]], device: str) -> dic
 
 def synced_timer(warmup: int):
     """bench/train.py's measure (from the end of step ``warmup`` to the end of the last step, with
-    the tokens seen in between), with the GPU's queue drained at each mark so that the time is
-    the GPU's, not how far ahead the CPU has queued."""
+    the tokens seen in between), with the GPU's queue drained at the two marks only, so that the
+    time is the GPU's and the CPU still queues ahead between them (a sync every step would not)."""
     from transformers import TrainerCallback
+
+    def mark(state):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter(), state.num_input_tokens_seen
 
     class Timer(TrainerCallback):
         start = end = None
 
         def on_step_end(self, args, state, control, **kw):
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
             if state.global_step == warmup:
-                self.start = (time.perf_counter(), state.num_input_tokens_seen)
-            self.end = (time.perf_counter(), state.num_input_tokens_seen)
+                self.start = mark(state)
+            if state.global_step == state.max_steps:
+                self.end = mark(state)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.end is None:  # a run that ended before max_steps
+                self.end = mark(state)
 
     return Timer()
 
