@@ -100,7 +100,7 @@ def merge_cmd(adapter, out, base):
 @_user_errors
 def generate_cmd(model, prompt, system, max_new_tokens):
     """Greedy answer from MODEL (a run folder, adapter or full) with its training chat template."""
-    from .sft import generate
+    from .evaluate import generate
 
     require_model(model)
     with hf_model_quiet():

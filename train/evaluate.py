@@ -133,6 +133,15 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
     return texts, lengths
 
 
+def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | None = None) -> str:
+    """What the model now says, greedy, with the chat template it was trained with (train eval's
+    loading and generation: the same template choice, stop tokens and cut at the end of turn)."""
+    model, tok, template, _ = load(path)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    texts, _ = generate_all(model, tok, template, [messages], 1, max_new_tokens)
+    return texts[0]
+
+
 def evaluate(models: list[str], data: str, metrics: list[str] | None = None, extractor: str = "gsm8k",
              batch_size: int = 8, max_new_tokens: int = 256, limit: int | None = None, echo=print) -> dict:
     from . import metrics as m

@@ -691,14 +691,3 @@ def prompt_ids(tok, messages: list[dict], template: str | None = None) -> list[i
         return list(tok.apply_chat_template(messages, sanitize_control_tokens=True, **kw)["input_ids"])
     except (TypeError, NotImplementedError, ValueError):  # an older transformers, or a template it cannot do
         return list(tok.apply_chat_template(messages, **kw)["input_ids"])
-
-
-def generate(path: str, prompt: str, max_new_tokens: int = 128, system: str | None = None) -> str:
-    """What the model now says, greedy, with the chat template it was trained with (train eval's
-    loading and generation: the same template choice, stop tokens and cut at the end of turn)."""
-    from .evaluate import generate_all, load
-
-    model, tok, template, _ = load(path)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    texts, _ = generate_all(model, tok, template, [messages], 1, max_new_tokens)
-    return texts[0]

@@ -8,7 +8,8 @@ import pytest
 def test_shipped_smollm2_config_trains(repo, tmp_path):
     from curate.api import format_inputs
     from train.config import load
-    from train.sft import generate, sft
+    from train.evaluate import generate
+    from train.sft import sft
 
     from .conftest import arithmetic, write_jsonl
 
