@@ -5,7 +5,7 @@
 Both run in this process on the same records, best of three runs each, on one core (POLARS_MAX_THREADS=1 and
 NUMBA_NUM_THREADS=1 for the compiled repetition pass), every rule
 on every record (no short-circuit on either side). Prints µs/record per rule for both, the
-ratio, and records/s overall. The reference is curate.filter.reference, which tests check
+ratio, and records/s overall. The reference is curate.testing.filter_reference, which tests check
 rejects exactly the same records as the engine.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def compare(records, label: str, repeats: int) -> None:
     import polars as pl
 
     from curate.filter import load_rules, run
-    from curate.filter.reference import Compiled
+    from curate.testing.filter_reference import Compiled
     from curate.filter.textchecks import FormatRule
 
     n = records.height

@@ -2,7 +2,7 @@
 
     python bench/score.py [--latency-ms 20] [--per-slot 40] [--local 32]
 
-The server (curate.score.fakeserver) runs in its own process, as a real one would, and
+The server (curate.testing.fakeserver) runs in its own process, as a real one would, and
 sleeps --latency-ms per request. For each concurrency c the ideal is c / latency records
 per second (one judge, every call a cache miss); the table prints the measured rate beside
 it. The local judge's rate is SmolLM2-135M on this CPU, one forward pass per record.
@@ -28,7 +28,7 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "curate.score.fakeserver", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "curate.testing.fakeserver", "--port", str(port),
                              "--latency-ms", str(latency_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     proc.stdout.readline()  # "fake judge server on ..."
     return proc, f"http://127.0.0.1:{port}/v1"

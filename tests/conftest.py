@@ -36,8 +36,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def judge_server():
-    """A real OpenAI-compatible HTTP server on 127.0.0.1 (curate.score.fakeserver)."""
-    from curate.score.fakeserver import FakeJudgeServer
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 (curate.testing.fakeserver)."""
+    from curate.testing.fakeserver import FakeJudgeServer
 
     srv = FakeJudgeServer(stall_s=2.0, retry_after=0.05).start()
     yield srv

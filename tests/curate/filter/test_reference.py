@@ -1,7 +1,7 @@
 """The vectorised engine and the per-record reference reject the same records for the
 same rules: two independent implementations of every rule kind, checked on real text."""
 from curate.filter import load_rules, run
-from curate.filter.reference import run_reference
+from curate.testing.filter_reference import run_reference
 from curate.readers import read_inputs
 
 

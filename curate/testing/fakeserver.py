@@ -1,6 +1,6 @@
 """A small OpenAI-compatible chat server for tests, benchmarks and dry runs of a jury.
 
-    python -m curate.score.fakeserver --port 8000 --latency-ms 20
+    python -m curate.testing.fakeserver --port 8000 --latency-ms 20
 
 It answers ``/v1/chat/completions`` as a judge would. What it answers is steered by
 directives written into the prompt (so a test record says how the judge should misbehave):

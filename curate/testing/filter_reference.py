@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .rules import KeywordsRule, LengthRule, RegexRule, RolesRule
-from .textchecks import CONTROL_CHARS, FormatRule, PARSERS, RepetitionRule
+from curate.filter.rules import KeywordsRule, LengthRule, RegexRule, RolesRule
+from curate.filter.textchecks import CONTROL_CHARS, FormatRule, PARSERS, RepetitionRule
 
 
 def pick(messages: list[dict], field: str) -> list[dict]:
