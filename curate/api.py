@@ -119,7 +119,9 @@ def validate_file(path: Path) -> str:
         given = f" (a template: {', '.join(COMMAND_LINE[k].split(' (')[0] for k in missing)} on the command line)" if missing else ""
         return f"training config, {cfg.method} on {cfg.model}{given}"
     if isinstance(data, dict) and "compute_environment" in data:
-        return f"accelerate config ({data.get('distributed_type', '?')}), read by accelerate itself"
+        from train.launch import check
+
+        return check(path)
     keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
     raise ConfigError(f"{path}: not a known config kind (top-level keys: {keys}); a rule set has 'rules', a jury 'judges', a pipeline 'steps'")
 
