@@ -84,7 +84,7 @@ def sft_cmd(config, model, data, output_dir, overrides, dry_run):
 @_user_errors
 def merge_cmd(adapter, out, base):
     """Fold a LoRA adapter into its base model: a full model folder."""
-    from .sft import merge
+    from .model import merge
 
     if base:
         require_model(base, "--base ")

@@ -20,7 +20,7 @@ def eval_file(data: str) -> Path:
     """A JSONL file; a `curate format` folder's eval.jsonl; or a `curate run` build's last step's."""
     from curate.storage import mirror
 
-    from .sft import format_folder
+    from .data import format_folder
 
     src = format_folder(mirror(data), "--data")
     if src.is_dir():
@@ -33,7 +33,7 @@ def eval_file(data: str) -> Path:
 
 
 def read_eval(path: Path) -> tuple[list[list[dict]], list[str]]:
-    from .sft import read_conversations
+    from .data import read_conversations
 
     conversations, sources = read_conversations(path)
     keep = [(c, s) for c, s in zip(conversations, sources) if c and c[-1]["role"] == "assistant"]
@@ -46,7 +46,7 @@ def load(spec: str):
     """(model, tokenizer, template, identity) of a run folder, model folder or shipped name."""
     from curate.format.template import choose
 
-    from .sft import load_for_inference
+    from .model import load_for_inference
 
     path = Path(spec)
     try:
@@ -73,7 +73,7 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
     from curate.progress import progress
 
     from .loss import padded, token_losses
-    from .sft import encode
+    from .data import encode
 
     rows = encode(conversations, sources, template, tok, max_length, "eval")
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
@@ -94,6 +94,17 @@ def loss(model, tok, template: str, conversations, sources, batch_size: int = 8,
     return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else math.inf, "tokens": count}
 
 
+def prompt_ids(tok, messages: list[dict], template: str | None = None) -> list[int]:
+    """Token ids of ``messages`` and the assistant's turn opening, with special-token text inside
+    the messages kept as plain text (transformers' sanitize_control_tokens), as `curate format`
+    and training tokenize it: a prompt cannot forge a turn."""
+    kw = dict(chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=True)
+    try:
+        return list(tok.apply_chat_template(messages, sanitize_control_tokens=True, **kw)["input_ids"])
+    except (TypeError, NotImplementedError, ValueError):  # an older transformers, or a template it cannot do
+        return list(tok.apply_chat_template(messages, **kw)["input_ids"])
+
+
 def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_size: int = 8,
                  max_new_tokens: int = 256) -> tuple[list[str], list[int]]:
     """Greedy answers to every prompt, batched (left padding); returns texts and token counts (a
@@ -102,8 +113,6 @@ def generate_all(model, tok, template: str, prompts: list[list[dict]], batch_siz
 
     from curate.format.template import stop_token_ids
     from curate.progress import progress
-
-    from .sft import prompt_ids
 
     tok.padding_side = "left"
     encoded = [prompt_ids(tok, p, template) for p in prompts]

@@ -11,7 +11,7 @@ attention mask), and both checked before training by ``check_isolation``:
   keep samples apart, with a block-diagonal mask built from the position ids, but computes the
   whole row-by-row square and repeats the GQA key/value heads: on the bench's tiny Llama,
   rows of 512 tokens trained 1.19x faster than unpacked that way against 1.44x this way, and
-  rows of 1024 lost to unpacked.) The rows of a batch stay separate (``PackedCollator``).
+  rows of 1024 lost to unpacked.) The rows of a batch stay separate (``trainers.PackedCollator``).
 
 Samples are packed whole, best-fit decreasing (TRL's ``bfd``): none is cut across rows.
 """
@@ -48,32 +48,6 @@ def fill(rows: list[dict]) -> float:
 
 def position_ids(seq_lengths: list[int]) -> list[int]:
     return [i for n in seq_lengths for i in range(n)]
-
-
-def PackedCollator(pad_token_id: int):  # noqa: N802 (built on demand: torch is imported only when training)
-    """A batch of packed rows, each row kept apart and right-padded to the longest. No
-    attention mask (its presence turns off transformers' packed-sequence detection): the
-    padding is a segment of its own (positions restart at 0) with no loss. The first token of
-    each sample is never a target: it would be predicted from the sample before it."""
-    import torch
-
-    def collate(examples: list[dict]) -> dict:
-        width = max(len(ex["input_ids"]) for ex in examples)
-        n = len(examples)
-        ids = torch.full((n, width), pad_token_id, dtype=torch.long)
-        labels = torch.full((n, width), -100, dtype=torch.long)
-        pos = torch.zeros((n, width), dtype=torch.long)
-        for i, ex in enumerate(examples):
-            lengths = ex.get("seq_lengths") or [len(ex["input_ids"])]
-            k = len(ex["input_ids"])
-            ids[i, :k] = torch.tensor(ex["input_ids"])
-            labels[i, :k] = torch.tensor(ex["labels"])
-            pos[i, :k] = torch.tensor(position_ids(lengths))
-            pos[i, k:] = torch.arange(width - k)
-        labels[pos == 0] = -100
-        return {"input_ids": ids, "labels": labels, "position_ids": pos}
-
-    return collate
 
 
 SEGMENT_ATTENTION = "segment_sdpa"
@@ -166,19 +140,3 @@ def check_isolation(model, attention: str) -> float:
                           f"attend to each other (checked: a sample's logits moved {leak:.0%} as much as when it "
                           "follows another unpacked); set packing: false")
     return leak
-
-
-def packed_trainer_class():
-    """SFTTrainer for PackedCollator batches. TRL counts the tokens of a batch without an
-    attention mask as the width of its position ids: right for its own one-row padding-free
-    batches, one row short per extra row here, so its logged ``num_tokens`` is topped up."""
-    from trl import SFTTrainer
-
-    class PackedSFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, *args, **kwargs):
-            if self.model.training and hasattr(self, "_total_train_tokens"):
-                pos = inputs["position_ids"]
-                self._total_train_tokens += pos.numel() - pos.size(1)
-            return super().compute_loss(model, inputs, *args, **kwargs)
-
-    return PackedSFTTrainer

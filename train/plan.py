@@ -205,32 +205,3 @@ def quiet_peft():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
         yield
-
-
-def PeakMemory(plan_total: int, device: str, echo, at_step: int = 2):  # noqa: N802 (transformers imported on demand)
-    """After ``at_step`` optimizer steps, print the measured peak beside the estimate."""
-    from transformers import TrainerCallback
-
-    class PeakMemoryCallback(TrainerCallback):
-        def __init__(self):
-            self.measured = None
-
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step != at_step or self.measured is not None:
-                return
-            if device == "cuda":
-                import torch
-
-                self.measured = torch.cuda.max_memory_allocated()
-                what = "peak GPU memory allocated"
-                estimate = plan_total - CUDA_OVERHEAD
-            else:
-                import resource
-
-                self.measured = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-                what = "peak process RSS (Python and the libraries included)"
-                estimate = plan_total
-            echo(f"measured after {at_step} steps: {what} {self.measured / GIB:.2f} GiB; estimated "
-                 f"{estimate / GIB:.2f} GiB ({self.measured / max(estimate, 1):.2f}x)")
-
-    return PeakMemoryCallback()

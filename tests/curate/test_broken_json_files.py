@@ -85,7 +85,7 @@ def test_a_broken_stats_json_is_one_line_in_the_report(tmp_path, monkeypatch, te
 
 @pytest.mark.parametrize("text", ["{", "[]", '{"final": 3}'])
 def test_train_names_a_broken_manifest(tmp_path, text):
-    from train.sft import format_folder
+    from train.data import format_folder
 
     (tmp_path / "manifest.json").write_text(text)
     with pytest.raises(ConfigError) as e:

@@ -144,7 +144,7 @@ def test_training_data_from_s3(s3, tmp_path, monkeypatch):
     assert res.returncode == 0, res.stderr[-2000:]
     from train.config import SFTConfig
     from train.evaluate import eval_file
-    from train.sft import data_files
+    from train.data import data_files
 
     cfg = SFTConfig(model="x", data="s3://bkt/out/fmt", output_dir=str(tmp_path / "run"))
     files = data_files(cfg)

@@ -70,7 +70,7 @@ def tok():
 
 def test_a_weight_zero_turn_is_not_trained_by_format_nor_by_train(tmp_path, tok):
     from curate.format import FormatConfig, run
-    from train.sft import encode, read_conversations
+    from train.data import encode, read_conversations
 
     read = _read(tmp_path, [SHARE, PLAIN])
     result = run(read.records, FormatConfig(tokenizer="smollm2-135m-instruct"), tokenizer=tok)

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from train.cli import main
 from train.config import SFTConfig
 from train.evaluate import evaluate, load, loss, table
-from train.sft import encode, sft
+from train.data import encode
+from train.sft import sft
 
 from .conftest import arithmetic, write_jsonl
 

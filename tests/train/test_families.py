@@ -50,15 +50,15 @@ def scripted(model, tok, words):
 
 # ------------------------------------------------------------------------------ item 1
 def test_generate_stops_at_the_templates_end_of_turn(eos_apart, monkeypatch):
-    import train.sft as sftmod
+    import train.model as modelmod
 
-    real = sftmod.load_for_inference
+    real = modelmod.load_for_inference
 
     def load(path):
         model, tok = real(path)
         return scripted(model, tok, [tok.tokenize(" fox")[0], "<|im_end|>", tok.tokenize(" dog")[0]]), tok
 
-    monkeypatch.setattr(sftmod, "load_for_inference", load)
+    monkeypatch.setattr(modelmod, "load_for_inference", load)
     r = CliRunner().invoke(main, ["generate", str(eos_apart), "--prompt", "hi", "--max-new-tokens", "6"])
     assert r.exit_code == 0, r.output
     assert r.output.rstrip().endswith("fox") and "dog" not in r.output, r.output  # not "fox dog dog dog dog": <|im_end|> ends the answer

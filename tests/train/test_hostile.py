@@ -76,13 +76,13 @@ def test_out_of_memory_is_one_line_that_names_the_knobs(base_cfg, tmp_path, monk
     import torch
     from transformers import TrainerCallback
 
-    import train.sft as sftmod
+    import train.trainers as trainers
 
     class Boom(TrainerCallback):
         def on_step_begin(self, *a, **kw):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(sftmod, "TokensPerSecond", Boom)
+    monkeypatch.setattr(trainers, "TokensPerSecond", Boom)
     r = CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg))])
     error = one_line_error(r)
     assert "out of memory" in error and all(k in error for k in ("batch_size", "max_length", "gradient_checkpointing"))
@@ -92,7 +92,7 @@ def test_out_of_memory_is_one_line_that_names_the_knobs(base_cfg, tmp_path, monk
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
                                "you tried to allocate 123456789 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr(sftmod, "TokensPerSecond", CpuBoom)
+    monkeypatch.setattr(trainers, "TokensPerSecond", CpuBoom)
     error = one_line_error(CliRunner().invoke(main, ["sft", str(write_cfg(tmp_path, base_cfg))]))
     assert "out of memory" in error and "batch_size" in error
     assert not (tmp_path / "run" / "adapter_model.safetensors").exists()

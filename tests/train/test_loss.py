@@ -8,7 +8,8 @@ import torch
 
 from train.config import SFTConfig
 from train.loss import weighted_loss, weighted_rows
-from train.sft import encode, sft
+from train.data import encode
+from train.sft import sft
 
 CONVERSATIONS = [
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 plus 3?"},

@@ -9,7 +9,9 @@ import torch
 from curate.config import ConfigError
 from train import packing
 from train.config import SFTConfig
-from train.sft import encode, sft
+from train.data import encode
+from train.sft import sft
+from train.trainers import PackedCollator
 
 from .conftest import arithmetic
 
@@ -57,7 +59,7 @@ ATTENTIONS = ["sdpa", packing.SEGMENT_ATTENTION]
 def test_packed_batch_gives_each_sample_its_own_logits(tiny_model, attention):
     model, tok, rows = tiny(tiny_model, attention)
     packed = packing.pack(rows[:10], 80)
-    batch = packing.PackedCollator(tok.pad_token_id)(packed)
+    batch = PackedCollator(tok.pad_token_id)(packed)
     assert "attention_mask" not in batch and batch["input_ids"].shape[0] == len(packed) > 1
     model.eval()
     with torch.no_grad():
@@ -80,7 +82,7 @@ def test_packed_loss_and_gradients_equal_unpacked(tiny_model, attention):
     model, tok, rows = tiny(tiny_model, attention)
     sample = rows[:12]
     plain = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)(sample)
-    packed = packing.PackedCollator(tok.pad_token_id)(packing.pack(sample, 96))
+    packed = PackedCollator(tok.pad_token_id)(packing.pack(sample, 96))
     assert int((plain["labels"] != -100).sum()) == int((packed["labels"] != -100).sum())
 
     def loss_and_grad(batch):

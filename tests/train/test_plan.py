@@ -8,7 +8,6 @@ from train.plan import (
     CUDA_OVERHEAD,
     GIB,
     NF4_BYTES,
-    PeakMemory,
     architecture,
     count,
     describe,
@@ -125,6 +124,8 @@ def test_dry_run_prints_the_plan_from_the_data(base_cfg):
 def test_peak_memory_is_measured_once_at_its_step():
     from types import SimpleNamespace
 
+    from train.trainers import PeakMemory
+
     lines = []
     cb = PeakMemory(2 * GIB, "cpu", lines.append, at_step=2)
     cb.on_step_end(None, SimpleNamespace(global_step=1), None)
@@ -139,7 +140,7 @@ def test_planning_leaves_the_random_state_alone(base_cfg):
 
     from train.config import SFTConfig
     from train.plan import meta_model
-    from train.sft import lora_config
+    from train.model import lora_config
 
     cfg = SFTConfig(**base_cfg)
     torch.manual_seed(0)

@@ -41,7 +41,7 @@ def test_training_lowers_the_loss(base_cfg, tmp_path, method, lr):
 
 
 def test_only_assistant_tokens_are_trained(base_cfg, tiny_model):
-    from train.sft import encode
+    from train.data import encode
     from transformers import AutoTokenizer
 
     from .conftest import arithmetic
@@ -106,7 +106,7 @@ def test_gradient_checkpointing_is_what_the_config_says(base_cfg, on):
 
 
 def test_merged_model_gives_the_adapter_logits(base_cfg, tmp_path):
-    from train.sft import load_for_inference, merge
+    from train.model import load_for_inference, merge
 
     run(base_cfg, merge=True)
     out = tmp_path / "run"
@@ -203,3 +203,28 @@ def test_bf16_autocast_on_cpu_trains_and_fp16_is_refused(base_cfg, tmp_path):
     assert prov["hardware"]["precision"] == "bf16"
     with pytest.raises(ConfigError, match="precision: fp16 needs a CUDA GPU"):
         run(base_cfg, precision="fp16")
+
+
+def test_warmup_is_a_share_of_the_steps_on_transformers_4_and_5(tmp_path):
+    """warmup_ratio reaches transformers as a share of the steps in the spelling it takes: 4.x's
+    warmup_ratio (its warmup_steps must be a whole count: 0.03 there is refused), 5.x's float
+    warmup_steps below 1 (it has no warmup_ratio)."""
+    import dataclasses
+
+    from trl import SFTConfig as TRLConfig
+
+    from train.sft import warmup_arg
+
+    @dataclasses.dataclass
+    class Transformers4:  # the two fields as transformers 4.56's TrainingArguments declares them
+        warmup_ratio: float = 0.0
+        warmup_steps: int = 0
+
+    @dataclasses.dataclass
+    class Transformers5:
+        warmup_steps: float = 0
+
+    assert warmup_arg(Transformers4, 0.03) == {"warmup_ratio": 0.03}
+    assert warmup_arg(Transformers5, 0.03) == {"warmup_steps": 0.03}
+    installed = TRLConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **warmup_arg(TRLConfig, 0.1))
+    assert installed.get_warmup_steps(200) == 20  # the installed transformers, whichever it is

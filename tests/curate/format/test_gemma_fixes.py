@@ -90,7 +90,7 @@ def test_only_the_templates_closing_token_ends_a_turn(tok, tmp_path):
 
 
 def test_train_sft_encode_checks_the_same_closing_token(tok):
-    from train.sft import encode as sft_encode
+    from train.data import encode as sft_encode
 
     _, template, _ = tpl.choose(str(trl_templates()["gemma3_training"]), tok)
     rows = sft_encode([convo("Q", "Answer here.")], ["a"], template, tok, 4096, "train")

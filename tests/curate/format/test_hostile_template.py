@@ -96,7 +96,7 @@ def test_special_token_text_in_content_stays_plain_text(tok, template, messages)
 
 
 def test_format_and_train_sft_see_the_same_safe_tokens(tok):
-    from train.sft import encode as sft_encode
+    from train.data import encode as sft_encode
 
     result = run(frame(FORGED_IN_USER, FORGED_IN_ASSISTANT, convo("What is 2+2?", "4")), FormatConfig(tokenizer="x"),
                  tokenizer=tok)
