@@ -84,7 +84,7 @@ def write_jsonl(path: Path, rows: list[list[dict]]) -> None:
             f.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
 
 
-def main() -> int:
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=600, help="clean GSM8K records corrupted into the raw set")
     ap.add_argument("--eval", type=int, default=48, help="clean held-out records (loss during and after training)")
@@ -95,33 +95,33 @@ def main() -> int:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "efficacy")
-    args = ap.parse_args()
-    if not GSM8K.is_file():
-        print(f"{GSM8K}: not found (the shared datasets folder)", file=sys.stderr)
-        return 2
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import yaml
+    return ap.parse_args()
 
-    from curate.pipeline import build
+
+def make_raw(args, out: Path) -> tuple[list, dict]:
+    """out/raw: clean GSM8K records with planted defects (train) and a clean held-out slice (eval)."""
     from curate.readers import read_inputs
-    from train.config import SFTConfig
-    from train.evaluate import evaluate, table
-    from train.sft import sft
 
-    t_start = time.perf_counter()
     read = read_inputs([GSM8K], "qa")
     rows = sorted(zip(read.records["id"].to_list(), read.records["messages"].to_list()),
                   key=lambda r: hashlib.sha256(r[0].encode()).hexdigest())
     clean_eval = [m for _, m in rows[:args.eval]]
     pool = [m for _, m in rows[args.eval:args.eval + args.train]]
     raw, counts = corrupt(pool, random.Random(args.seed))
-    out = args.out
     write_jsonl(out / "raw" / "train.jsonl", raw)
     write_jsonl(out / "raw" / "eval.jsonl", clean_eval)
     print(f"raw: {len(raw)} records from {len(pool)} clean ones; planted: "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return raw, counts
 
-    # the curated set: `curate run` over the raw file (default rules, exact and MinHash dedup, format)
+
+def curate_raw(args, out: Path, raw: list) -> int:
+    """out/curated: `curate run` over the raw file (default rules, exact and MinHash dedup,
+    format) and the same clean eval slice; the records kept."""
+    import yaml
+
+    from curate.pipeline import build
+
     pipeline = out / "pipeline.yaml"
     pipeline.write_text(yaml.safe_dump({
         "name": "efficacy", "inputs": [{"path": str(out / "raw" / "train.jsonl")}],
@@ -136,6 +136,13 @@ def main() -> int:
     (curated_dir / "eval.jsonl").write_bytes((out / "raw" / "eval.jsonl").read_bytes())
     kept = lock["steps"][-1]["kept"]
     print(f"curated: {kept} of {len(raw)} records kept")
+    return kept
+
+
+def train_both(args, out: Path) -> dict:
+    """The same LoRA run on out/raw and on out/curated; each run's result."""
+    from train.config import SFTConfig
+    from train.sft import sft
 
     runs = {}
     for name in ("raw", "curated"):
@@ -144,19 +151,41 @@ def main() -> int:
                         eval_every=max(1, args.steps // 2), eval_records="all", seed=args.seed, report_to="none",
                         logging_steps=5,
                         lora={"r": 16, "alpha": 32, "dropout": 0.05}, output_dir=str(out / f"run_{name}"))
-        result = sft(cfg, echo=lambda line, n=name: print(f"[{n}] {line}", flush=True))
-        runs[name] = result
-    t_eval = time.perf_counter()
-    comparison = evaluate([args.model, str(out / "run_raw"), str(out / "run_curated")], str(out / "raw" / "eval.jsonl"),
-                          ["loss", "exact_match", "refusal", "length"], "gsm8k", 8, args.max_new_tokens,
-                          args.generate, echo=lambda line: print(line, flush=True))
-    loss_only = evaluate([args.model, str(out / "run_raw"), str(out / "run_curated")], str(out / "raw" / "eval.jsonl"),
+        runs[name] = sft(cfg, echo=lambda line, n=name: print(f"[{n}] {line}", flush=True))
+    return runs
+
+
+def compare(args, out: Path) -> dict:
+    """train eval of the base model and both runs on the clean held-out slice."""
+    from train.evaluate import evaluate
+
+    models = [args.model, str(out / "run_raw"), str(out / "run_curated")]
+    comparison = evaluate(models, str(out / "raw" / "eval.jsonl"), ["loss", "exact_match", "refusal", "length"],
+                          "gsm8k", 8, args.max_new_tokens, args.generate, echo=lambda line: print(line, flush=True))
+    loss_only = evaluate(models, str(out / "raw" / "eval.jsonl"),
                          ["loss"], echo=lambda *_: None)  # loss on the whole slice, not only the generated part
     for row, full in zip(comparison["rows"], loss_only["rows"]):
         row.update(loss=full["loss"], perplexity=full["perplexity"], tokens=full["tokens"])
     comparison["rows"][0]["model"] += " (base)"
     comparison["rows"][1]["model"] = "LoRA on raw"
     comparison["rows"][2]["model"] = "LoRA on curated"
+    return comparison
+
+
+def main() -> int:
+    args = parse_args()
+    if not GSM8K.is_file():
+        print(f"{GSM8K}: not found (the shared datasets folder)", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from train.evaluate import table
+
+    t_start, out = time.perf_counter(), args.out
+    raw, counts = make_raw(args, out)
+    kept = curate_raw(args, out, raw)
+    runs = train_both(args, out)
+    t_eval = time.perf_counter()
+    comparison = compare(args, out)
     print(f"\nGSM8K efficacy: {args.train} clean records corrupted into {len(raw)}; curated keeps {kept}; "
           f"{args.steps} steps x batch {args.batch_size} each; clean held-out slice: loss on {args.eval} records, "
           f"generation on {min(args.generate, args.eval)} (greedy, {args.max_new_tokens} new tokens)")

@@ -189,7 +189,7 @@ def install(kit: Kit, wheels: Path, site: Path) -> bool:
     return status == "ok"
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="folder for gpu.json, gpu.md and gpu-log.txt")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny model, a few steps: checks the kit, not the GPU")
@@ -205,6 +205,11 @@ def main() -> int:
                     help="a model folder to train LoRA on for the efficacy check (default: a small model trained "
                          "from scratch: no pretrained model fits in what a GPU call carries)")
     ap.add_argument("--probe", type=Path, help=argparse.SUPPRESS)  # write the environment's JSON here
+    return ap
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
     if args.probe:
         args.probe.write_text(json.dumps(probe(), indent=1) + "\n")
@@ -231,6 +236,15 @@ def main() -> int:
     if not gpu and not args.smoke:
         print("bench/gpu.py: no CUDA device here; run with --smoke for the CPU check of the kit", file=sys.stderr)
         return 2
+    run_checks(kit, args, work)
+    kit.results["seconds"] = round(args.budget - kit.left(), 1)
+    kit.save()
+    print((args.out / "gpu.md").read_text())
+    return 0
+
+
+def run_checks(kit: Kit, args, work: Path) -> None:
+    """Each planned check (or those --only names) in its own process, within what is left of the budget."""
     checks = [c for c in plan(args.smoke) if not args.only or c[0] in args.only]
     embed_model = args.embed_model or _default_embed_model(work, args.smoke)
     for i, (name, script, spec, allowed) in enumerate(checks):
@@ -249,10 +263,6 @@ def main() -> int:
             kit.results["checks"][name].setdefault("result", {}).setdefault("runs", {})["ours_qlora"] = {
                 "skipped": QLORA_CPU}
         kit.save()
-    kit.results["seconds"] = round(args.budget - kit.left(), 1)
-    kit.save()
-    print((args.out / "gpu.md").read_text())
-    return 0
 
 
 def _default_embed_model(work: Path, smoke: bool) -> Path | None:

@@ -62,7 +62,7 @@ def per_question(spec: str, eval_path: Path, batch: int, max_new_tokens: int) ->
     from train.evaluate import generate_all, load, read_eval
     from train.loss import padded, token_losses
     from train.metrics import extract, refusal_rate
-    from train.sft import encode
+    from train.data import encode
 
     conversations, sources = read_eval(eval_path)
     model, tok, template, _ = load(spec)
@@ -117,20 +117,11 @@ def bootstrap(scores: dict[str, dict], draws: int, seed: int = 0) -> dict:
     return out
 
 
-def main() -> int:
-    from gpu_child import saver, start
-
-    spec, result_path = start()
+def make_raw(spec: dict, work: Path, result: dict) -> tuple[Path, str]:
+    """work/raw: clean problems with planted defects, work/eval.jsonl the clean held-out ones, and
+    the model to train (``scratch``: a small one built here on the run's own texts)."""
     from gpu_data import problems
-    from train.config import SFTConfig
-    from train.sft import sft
 
-    work = Path(spec["workdir"])
-    result: dict = {k: spec[k] for k in ("model", "train", "eval", "steps", "batch", "lr", "max_new_tokens")}
-
-    save = saver(result_path, result)
-
-    t0 = time.perf_counter()
     efficacy = _bench_efficacy()
     clean = problems(spec["eval"] + spec["train"], seed=spec.get("seed", 0))
     held_out, pool = clean[:spec["eval"]], clean[spec["eval"]:]
@@ -148,15 +139,18 @@ def main() -> int:
     else:
         model = spec["model"]
     result.update(planted=planted, raw_records=len(raw_rows), method="full" if scratch else "lora")
-    curated, kept = curate_raw(raw, model, work)
-    result.update(curated_records=sum(1 for _ in open(curated / "train.jsonl")), kept_by_step=kept,
-                  prepare_seconds=round(time.perf_counter() - t0, 1))
-    save()
+    return raw, model
+
+
+def train_both(spec: dict, work: Path, model: str, data: dict[str, Path], result: dict, save) -> dict[str, str]:
+    """The same run on each data set; the run folders by name."""
+    from train.config import SFTConfig
+    from train.sft import sft
 
     runs = {}
-    for name, data in (("raw", raw), ("curated", curated)):
+    for name, folder in data.items():
         t = time.perf_counter()
-        cfg = SFTConfig(model=model, data=str(data), method=result["method"], max_length=1024,
+        cfg = SFTConfig(model=model, data=str(folder), method=result["method"], max_length=1024,
                         max_steps=spec["steps"], lr=spec["lr"], scheduler="cosine", warmup_ratio=0.05,
                         batch_size=spec["batch"], seed=spec.get("seed", 0), report_to="none",
                         logging_steps=max(1, spec["steps"] // 10),  # the last logged loss is near the end
@@ -168,6 +162,24 @@ def main() -> int:
                                                    "wall_seconds": round(time.perf_counter() - t, 1),
                                                    "precision": r["precision"], "device": r["device"]}
         save()
+    return runs
+
+
+def main() -> int:
+    from gpu_child import saver, start
+
+    spec, result_path = start()
+    work = Path(spec["workdir"])
+    result: dict = {k: spec[k] for k in ("model", "train", "eval", "steps", "batch", "lr", "max_new_tokens")}
+    save = saver(result_path, result)
+
+    t0 = time.perf_counter()
+    raw, model = make_raw(spec, work, result)
+    curated, kept = curate_raw(raw, model, work)
+    result.update(curated_records=sum(1 for _ in open(curated / "train.jsonl")), kept_by_step=kept,
+                  prepare_seconds=round(time.perf_counter() - t0, 1))
+    save()
+    runs = train_both(spec, work, model, {"raw": raw, "curated": curated}, result, save)
 
     scores = {}
     for name, path in (("base", model), *runs.items()):

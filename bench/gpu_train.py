@@ -195,21 +195,7 @@ def main() -> int:
                 result["runs"][kind] = {"error": _one_line(e)}
             save()
             continue
-        timer = synced_timer(spec["warmup"])
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        entry = {"rows_per_step": rows, "baseline_bytes": torch.cuda.memory_allocated() if device == "cuda" else None}
-        try:
-            if script == "ours":
-                entry.update(run_ours(kind, folder, data, rows, spec["steps"], out, timer))
-            else:
-                entry.update(run_plain(kind, folder, data, rows, spec["steps"], out, timer))
-            tokens, seconds = timer.end[1] - timer.start[1], timer.end[0] - timer.start[0]
-            entry.update(tokens_per_s=tokens / seconds, tokens_per_step=tokens / (spec["steps"] - spec["warmup"]))
-            if device == "cuda":
-                entry["peak_bytes"] = torch.cuda.max_memory_allocated()
-        except Exception as e:  # noqa: BLE001
-            entry["error"] = _one_line(e)
+        entry = timed_run(kind, script, folder, data, rows, spec, out, device)
         entry["wall_seconds"] = round(time.perf_counter() - t, 1)
         result["runs"][kind] = entry
         save()
@@ -218,6 +204,29 @@ def main() -> int:
         if device == "cuda":
             torch.cuda.empty_cache()
     return 0
+
+
+def timed_run(kind: str, script: str, folder: Path, data: Path, rows: int, spec: dict, out: Path, device: str) -> dict:
+    """One run's tokens/s and tokens per step after the warmup steps, and its peak GPU memory
+    (an error is recorded in the entry: the next run goes on)."""
+    import torch
+
+    timer = synced_timer(spec["warmup"])
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    entry = {"rows_per_step": rows, "baseline_bytes": torch.cuda.memory_allocated() if device == "cuda" else None}
+    try:
+        if script == "ours":
+            entry.update(run_ours(kind, folder, data, rows, spec["steps"], out, timer))
+        else:
+            entry.update(run_plain(kind, folder, data, rows, spec["steps"], out, timer))
+        tokens, seconds = timer.end[1] - timer.start[1], timer.end[0] - timer.start[0]
+        entry.update(tokens_per_s=tokens / seconds, tokens_per_step=tokens / (spec["steps"] - spec["warmup"]))
+        if device == "cuda":
+            entry["peak_bytes"] = torch.cuda.max_memory_allocated()
+    except Exception as e:  # noqa: BLE001
+        entry["error"] = _one_line(e)
+    return entry
 
 
 def _one_line(e: BaseException) -> str:

@@ -141,6 +141,18 @@ def main() -> None:
         print(_line(f"ray x{cpus}", results[f"ray x{cpus}"]), flush=True)
         ray.shutdown()
 
+    same = report(results)
+    per_doc = per_document(results["local"], cfg)
+    print("per document: " + ", ".join(f"{k} {v:.4g}" for k, v in per_doc.items()))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"docs": args.docs, "results": results, "per_doc": per_doc,
+                                          "identical": same}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def report(results: dict) -> bool:
+    """The table of stage times and ratios against local and ray x1; whether every engine's
+    outputs are byte-identical to the local engine's."""
     base, r1, r2 = results["local"], results["ray x1"], results["ray x2"]
     same = all(r["hashes"] == base["hashes"] for r in results.values())
     print()
@@ -155,9 +167,13 @@ def main() -> None:
           f"{r1['dedup_s'] / base['dedup_s']:.2f}x the local time; speed-up at 2 workers: filter "
           f"{r1['filter_s'] / r2['filter_s']:.2f}x, minhash {r1['dedup_s'] / r2['dedup_s']:.2f}x")
     print(f"outputs byte-identical across engines: {'yes' if same else 'NO'}")
+    return same
 
+
+def per_document(base: dict, cfg) -> dict:
+    """The local run's costs per document: what sizing a cluster from them needs."""
     n_f, n_d = base["filter_kept"] + base["filter_rejected"], base["filter_kept"]
-    per_doc = {
+    return {
         "filter_us_per_doc_core": 1e6 * base["filter_s"] / n_f,
         "minhash_us_per_doc_core": 1e6 * base["dedup_s"] / n_d,
         "signature_bytes": 4 * cfg.num_perm,
@@ -167,11 +183,6 @@ def main() -> None:
         "verified_pairs_per_doc": base["verified_pairs"] / n_d,
         "duplicate_share": base["dedup_rejected"] / n_d,
     }
-    print("per document: " + ", ".join(f"{k} {v:.4g}" for k, v in per_doc.items()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"docs": args.docs, "results": results, "per_doc": per_doc,
-                                          "identical": same}, indent=2) + "\n")
-    print(f"wrote {args.out}")
 
 
 def pl_len():

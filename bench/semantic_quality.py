@@ -93,16 +93,9 @@ def records_of(rows: list[dict]):
     return read_inputs([tmp]).records
 
 
-def gsm8k(args) -> dict:
-    import polars as pl
-
-    from curate.dedup import DedupConfig, run
-    from curate.dedup.check import final_answer
-
-    rows = load_gsm8k()
-    rng = random.Random(26)
-    sample = sorted(rng.sample(range(len(rows)), args.sample))
-    methods = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
+def with_rewordings(rows: list[dict], sample: list[int], methods: list[str]) -> list[dict]:
+    """Every GSM8K row (method "original"), then each sampled problem reworded by each method
+    (new (question, answer) pairs only), each tagged with its problem's index."""
     plus = [dict(r, problem=i, method="original") for i, r in enumerate(rows)]
     seen = {(r["question"], r["answer"]) for r in rows}
     for m in methods:
@@ -117,6 +110,20 @@ def gsm8k(args) -> dict:
             if q and (q, a) not in seen:
                 seen.add((q, a))
                 plus.append({"question": q, "answer": a, "problem": i, "method": m})
+    return plus
+
+
+def gsm8k(args) -> dict:
+    import polars as pl
+
+    from curate.dedup import DedupConfig, run
+    from curate.dedup.check import final_answer
+
+    rows = load_gsm8k()
+    rng = random.Random(26)
+    sample = sorted(rng.sample(range(len(rows)), args.sample))
+    methods = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
+    plus = with_rewordings(rows, sample, methods)
     records = records_of(plus)
     assert records.height == len(plus)
     problem = dict(zip(records["id"].to_list(), (p["problem"] for p in plus)))

@@ -221,67 +221,16 @@ class RemoteJudge:
         return min(30.0, self.jury.backoff_s * 2 ** attempt) * (0.5 + self._rng.random())
 
     async def score(self, prompt: str, gate: asyncio.Semaphore) -> Verdict:
-        httpx = self.httpx
-        v, latencies = Verdict(), []
-        attempt = 0
+        """The verdict on ``prompt``: the judge's score and reason, or the kind of its last
+        failure after up to ``jury.retries`` more tries (each waiting as the server asked, else
+        backing off) where another try can help."""
+        v, latencies, attempt = Verdict(), [], 0
         while True:
-            kind, wait, again = None, None, True
-            try:
-                async with gate:
-                    t0 = time.perf_counter()
-                    try:
-                        status, headers, data = await self._post(self._request(prompt))
-                    finally:  # every request sent counts, answered or not
-                        latencies.append(time.perf_counter() - t0)
-            except (asyncio.TimeoutError, httpx.TimeoutException):
-                kind = "timeout"
-            except _TooLarge:
-                kind, again = "too_large", False  # the same question gets the same flood
-            except (_BadEncoding, httpx.DecodingError):  # a body whose compression is broken or not offered
-                kind = "parse_error"
-            except (httpx.RequestError, OSError) + _aiohttp_errors():
-                kind = "connection"
-            else:
-                if 200 <= status < 300:
-                    try:
-                        resp = jsonsafe.loads(data)  # not JSON, not UTF-8, or nested past reason: ValueError
-                        tokens_in, tokens_out = _usage(resp)
-                        v.tokens_in += tokens_in
-                        v.tokens_out += tokens_out
-                        v.score, v.reason = self._answer(resp)
-                        v.failure = None
-                        self.json_confirmed = self.json_confirmed or self.json_format
-                        break
-                    except BadAnswer as e:
-                        kind = e.kind
-                    except ValueError:  # a 200 whose body is no JSON (cut off by a proxy, or worse)
-                        kind = "parse_error"
-                elif 300 <= status < 400:
-                    # never followed: a 301/302/303 would turn the POST into a GET, whose answer
-                    # is to no prompt of ours, and a 307/308 would send the key and prompt elsewhere
-                    kind, again = "redirect", False
-                elif status in (401, 403):
-                    raise JudgeFatal(self._scrub(
-                        f"judge {self.judge.name}: {self.judge.base_url} refused the request (HTTP {status}); "
-                        f"check the key in ${self.judge.api_key_env or '(no api_key_env set)'}")) from None
-                elif status == 404:
-                    raise JudgeFatal(self._scrub(
-                        f"judge {self.judge.name}: HTTP 404 from {self.judge.base_url} for model "
-                        f"'{self.judge.model}': {_message(data, status)}")) from None
-                elif status in (400, 422) and self.json_format and self.judge.json_mode == "auto" \
-                        and not self.json_confirmed:
-                    self.json_format = False  # the server does not do JSON mode: ask in the prompt only
-                    continue
-                elif status == 429:
-                    kind, wait = "rate_limited", _retry_after(headers)
-                elif status >= 500:
-                    kind, wait = "server_error", _retry_after(headers)
-                elif status == 408:
-                    kind = "timeout"
-                else:
-                    kind, again = f"http_{status}", False  # this request is wrong; sending it again will not help
-            v.failure = kind
-            if not again or attempt >= self.jury.retries:
+            outcome = await self._attempt(prompt, gate, v, latencies)
+            if outcome is None:  # JSON mode refused: asked again at once, in the prompt only
+                continue
+            v.failure, wait, again = outcome
+            if v.failure is None or not again or attempt >= self.jury.retries:
                 break
             attempt += 1
             v.retries += 1
@@ -290,6 +239,71 @@ class RemoteJudge:
         if v.failure:
             v.score = v.reason = None
         return v
+
+    async def _attempt(self, prompt: str, gate: asyncio.Semaphore, v: Verdict, latencies: list):
+        """One request: (failure kind, None when ``v`` now holds the answer; seconds the server
+        asked to wait, None to back off; whether another try can help), or None to send it again
+        at once (the server refused JSON mode, now off)."""
+        httpx = self.httpx
+        try:
+            async with gate:
+                t0 = time.perf_counter()
+                try:
+                    status, headers, data = await self._post(self._request(prompt))
+                finally:  # every request sent counts, answered or not
+                    latencies.append(time.perf_counter() - t0)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            return "timeout", None, True
+        except _TooLarge:
+            return "too_large", None, False  # the same question gets the same flood
+        except (_BadEncoding, httpx.DecodingError):  # a body whose compression is broken or not offered
+            return "parse_error", None, True
+        except (httpx.RequestError, OSError) + _aiohttp_errors():
+            return "connection", None, True
+        if 200 <= status < 300:
+            return self._read(data, v), None, True
+        if status in (400, 422) and self.json_format and self.judge.json_mode == "auto" and not self.json_confirmed:
+            self.json_format = False  # the server does not do JSON mode: ask in the prompt only
+            return None
+        return self._http_failure(status, headers, data)
+
+    def _read(self, data: bytes, v: Verdict) -> str | None:
+        """A 2xx body's score, reason and token counts into ``v``; the failure kind when it has none."""
+        try:
+            resp = jsonsafe.loads(data)  # not JSON, not UTF-8, or nested past reason: ValueError
+            tokens_in, tokens_out = _usage(resp)
+            v.tokens_in += tokens_in
+            v.tokens_out += tokens_out
+            v.score, v.reason = self._answer(resp)
+        except BadAnswer as e:
+            return e.kind
+        except ValueError:  # a 200 whose body is no JSON (cut off by a proxy, or worse)
+            return "parse_error"
+        self.json_confirmed = self.json_confirmed or self.json_format
+        return None
+
+    def _http_failure(self, status: int, headers, data: bytes) -> tuple[str, float | None, bool]:
+        """(failure kind, seconds to wait, whether another try can help) for a non-2xx answer; a
+        refused key or an unknown model stops the whole run (JudgeFatal)."""
+        if 300 <= status < 400:
+            # never followed: a 301/302/303 would turn the POST into a GET, whose answer
+            # is to no prompt of ours, and a 307/308 would send the key and prompt elsewhere
+            return "redirect", None, False
+        if status in (401, 403):
+            raise JudgeFatal(self._scrub(
+                f"judge {self.judge.name}: {self.judge.base_url} refused the request (HTTP {status}); "
+                f"check the key in ${self.judge.api_key_env or '(no api_key_env set)'}")) from None
+        if status == 404:
+            raise JudgeFatal(self._scrub(
+                f"judge {self.judge.name}: HTTP 404 from {self.judge.base_url} for model "
+                f"'{self.judge.model}': {_message(data, status)}")) from None
+        if status == 429:
+            return "rate_limited", _retry_after(headers), True
+        if status >= 500:
+            return "server_error", _retry_after(headers), True
+        if status == 408:
+            return "timeout", None, True
+        return f"http_{status}", None, False  # this request is wrong; sending it again will not help
 
 
 def _usage(resp) -> tuple[int, int]:
