@@ -1,19 +1,23 @@
-"""Write docs/cli.md from the commands' own --help (the CLI is the schema; the docs follow it).
+"""Write docs/cli.md from the commands' own --help, and docs/train-config.md's key table from
+the training config's pydantic model (the code is the schema; the docs follow it).
 
-    python docs/make_cli_reference.py          # rewrites docs/cli.md
-    python docs/make_cli_reference.py --check  # exit 1 when docs/cli.md is out of date
+    python docs/make_cli_reference.py          # rewrites both
+    python docs/make_cli_reference.py --check  # exit 1 when either is out of date
 
-tests/test_cli_reference.py runs the check, so a changed option fails the suite until the
-reference is regenerated.
+tests/test_cli_reference.py and tests/train/test_ux.py run the checks, so a changed option or
+config key fails the suite until the reference is regenerated.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import click
 
 OUT = Path(__file__).resolve().parent / "cli.md"
+TRAIN_CONFIG = OUT.parent / "train-config.md"
+KEYS = re.compile(r"(<!-- keys:start.*?-->\n)(.*?)(<!-- keys:end -->)", re.S)  # the generated block
 WIDTH = 100
 
 
@@ -40,15 +44,27 @@ def render() -> str:
     return "\n".join(parts)
 
 
+def train_config() -> str:
+    """docs/train-config.md with its key table (between the keys:start/end marks) from train.config."""
+    from train.config import markdown_table
+
+    text = TRAIN_CONFIG.read_text(encoding="utf-8")
+    if not KEYS.search(text):
+        raise SystemExit(f"{TRAIN_CONFIG}: no <!-- keys:start --> ... <!-- keys:end --> block")
+    return KEYS.sub(lambda m: m.group(1) + markdown_table() + m.group(3), text)
+
+
 def main() -> int:
-    text = render()
+    outputs = {OUT: render(), TRAIN_CONFIG: train_config()}
     if "--check" in sys.argv:
-        if not OUT.is_file() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} is out of date: python docs/make_cli_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
+        stale = [path for path, text in outputs.items()
+                 if not path.is_file() or path.read_text(encoding="utf-8") != text]
+        for path in stale:
+            print(f"{path} is out of date: python docs/make_cli_reference.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 

@@ -154,7 +154,7 @@ def test_the_docs_key_table_is_the_models():
     doc = (REPO / "docs" / "train-config.md").read_text()
     m = re.search(r"<!-- keys:start.*?-->\n(.*?)<!-- keys:end -->", doc, re.S)
     assert m, "docs/train-config.md has no generated key table"
-    assert m.group(1) == markdown_table(), "docs/train-config.md drifted: run `train config --markdown` and paste it"
+    assert m.group(1) == markdown_table(), "docs/train-config.md drifted: python docs/make_cli_reference.py"
 
 
 def test_one_line_training_without_a_yaml(tiny_model, data_dir, tmp_path):
