@@ -27,6 +27,7 @@ ACCELERATE = sorted(p for p in SHIPPED if p.parent.name == "accelerate")
     pytest.param(lambda d: d.update(mixed_precison="bf16"), "mixed_precison", id="misspelt-key"),
     pytest.param(lambda d: d.update(mixed_precision="bf32"), "bf32", id="value-not-a-choice"),
     pytest.param(lambda d: d.update(num_processes="eight"), "num_processes", id="wrong-type"),
+    pytest.param(lambda d: d.update(use_cpu="maybe"), "use_cpu", id="not-a-flag"),  # a key launch calls --cpu
     pytest.param(lambda d: d.update(distributed_type="FSPD"), "FSPD", id="unknown-distributed-type"),
     pytest.param(lambda d: d[next(k for k in d if k.endswith("_config"))].update(auto_wrap_polcy="x"),
                  "auto_wrap_polcy", id="misspelt-nested-key"),

@@ -31,13 +31,32 @@ def _check_value(key: str, value, action, nested: bool) -> str | None:
     """Why ``value`` is not what option ``action`` takes (None when it is)."""
     if action.choices is not None and str(value) not in [str(c) for c in action.choices]:
         return f"{key}: {value!r} is not one of {', '.join(map(str, action.choices))}"
-    if nested or action.type is None:
-        return None if nested or isinstance(value, bool) else f"{key}: {value!r} is not true or false"
+    if nested:
+        return None
+    if action.type is None:  # a flag: accelerate config itself writes some as 'yes' / 'no'
+        flag = isinstance(value, bool) or str(value).lower() in ("yes", "no", "true", "false")
+        return None if flag else f"{key}: {value!r} is not true or false"
     try:
         action.type(str(value))
     except (TypeError, ValueError):
         return f"{key}: {value!r} is not a {getattr(action.type, '__name__', 'value')}"
     return None
+
+
+def _fields(cluster_config) -> dict:
+    """ClusterConfig's top-level keys that are no launch option of the same name (use_cpu is
+    --cpu), as option-like checks: a bool field is a flag, an int field an int."""
+    import typing
+    from types import SimpleNamespace
+
+    out = {}
+    for name, f in cluster_config.__dataclass_fields__.items():
+        kinds = set(typing.get_args(f.type) or (f.type,)) - {type(None)}
+        if kinds == {bool}:
+            out[name] = SimpleNamespace(choices=None, type=None)
+        elif kinds == {int}:
+            out[name] = SimpleNamespace(choices=None, type=int)
+    return out
 
 
 def problems(data: dict, options: dict) -> list[str]:
@@ -71,7 +90,7 @@ def check(path: str | Path) -> str:
         cfg = ClusterConfig.from_yaml_file(str(path))
     except (TypeError, ValueError, KeyError) as e:
         raise ConfigError(f"{path}: accelerate cannot read it: {(str(e).splitlines() or [''])[0]}") from None
-    found = problems(data, _options())
+    found = problems(data, {**_fields(ClusterConfig), **_options()})
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ConfigError(f"{path}: {found[0]}{more}")
