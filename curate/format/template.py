@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
-from ..config import ConfigError, note_read
+from ..config import ConfigError
 from ..shipped import RULES, resolve
 
 TEMPLATES = RULES / "templates"
@@ -156,7 +156,6 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
     """(name, template text with generation markers, the unmarked original when the
     markers were added here)."""
     if template in SHIPPED:
-        note_read(TEMPLATES / f"{template}.jinja")
         return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
     if template is not None:
         path = resolve(template)
@@ -166,7 +165,6 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
             raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}, nor a chat "
                               f"template TRL ships ({', '.join(sorted(trl_templates())[:6]) or 'trl is not installed'}"
                               ", ...; see docs/templates.md)")
-        note_read(path)
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
@@ -181,7 +179,6 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         name, label = "tokenizer", "the tokenizer's chat template"
         copy = marked_copy(text)
         if copy is not None:  # a published template TRL keeps a marked copy of: the copy marks its turns
-            note_read(copy)
             return f"tokenizer ({copy.stem})", copy.read_text(encoding="utf-8"), None
     compile_check(text, label)
     if MARKER.search(text):
