@@ -38,7 +38,7 @@ def _cli(**kw) -> dict:
 
 
 class DedupConfig(BaseModel):
-    """`curate dedup`'s options (a pipeline's ``dedup:`` step): one model for the flags, the step keys and the docs."""
+    """`curate dedup`'s options (a pipeline's ``dedup:`` step)."""
     model_config = ConfigDict(extra="forbid")
     methods: list[Method] = Field(
         default_factory=lambda: ["exact"], min_length=1, validation_alias=AliasChoices("methods", "method"),
