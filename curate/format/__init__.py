@@ -24,10 +24,6 @@ from ..stage import StageResult, base_stats
 from ..stages import Stage
 from . import template as tpl
 
-# Files of a tokenizer folder that shape what `format` writes (weights do not).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
-
 
 class FormatConfig(BaseModel):
     """`curate format`'s options (a pipeline's ``format:`` step)."""
@@ -47,34 +43,19 @@ class FormatConfig(BaseModel):
 
     def files(self) -> list[Path]:
         """The template file and the tokenizer files the output depends on (a shipped tokenizer
-        is pinned by its package's version); a missing one is one line."""
+        is pinned by its package's version); a missing one is one line. The template and the
+        tokenizer are found by the functions the stage reads them with."""
         from ..config import ConfigError
-        from ..models import SHIPPED as SHIPPED_MODELS
-        from ..shipped import resolve
+        from .tokenizer import tokenizer_files
 
         out = []
-        if self.template in tpl.SHIPPED:
-            out.append(tpl.TEMPLATES / f"{self.template}.jinja")
-        elif self.template is not None:  # a file, or a family name from TRL's set (template.choose)
-            path = resolve(self.template)
-            if not path.is_file():
-                path = tpl.family_template(self.template) or path
-            if not path.is_file():
+        if self.template is not None:
+            path = tpl.template_file(self.template)
+            if path is None:
                 raise ConfigError(f"template {self.template}: not a file, nor one of {', '.join(tpl.SHIPPED)}, "
                                   "nor a chat template TRL ships (see docs/templates.md)")
             out.append(path)
-        if self.tokenizer in SHIPPED_MODELS:
-            return out
-        if self.tokenizer.endswith(".gguf"):  # a GGUF file: its bytes are its identity
-            gguf = Path(self.tokenizer).expanduser()
-            if not gguf.is_file():
-                raise ConfigError(f"tokenizer {self.tokenizer}: no such .gguf file")
-            return out + [gguf]
-        folder = Path(self.tokenizer)
-        if not folder.is_dir():
-            raise ConfigError(f"tokenizer {self.tokenizer}: not a folder, nor a .gguf file, nor one of "
-                              f"{', '.join(SHIPPED_MODELS)}")
-        return out + [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
+        return out + tokenizer_files(self.tokenizer, "tokenizer")
 
 
 class FormatStage(Stage):
