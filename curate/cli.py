@@ -56,6 +56,7 @@ class _Commands(click.Group):
         cmd = super().get_command(ctx, name)
         if cmd is None and name in stages.names():
             cmd = _stage_cmd(name)
+            _suggesting(cmd)
         return cmd
 
 
@@ -80,27 +81,13 @@ def read_options(f):
     return f
 
 
-@stage_command(main, "filter")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@read_options
-@_user_errors
-def filter_cmd(inputs, out, options, fmt, mapping, engine):
-    """Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json."""
-    from .api import stage_inputs
+def _stage_cmd(kind: str, doc: str | None = None) -> click.Command:
+    """The command of a stage that needs nothing of its own (filter, and any stage registered
+    later): run it, print its rule table. Its help: ``doc``, else the stage class's docstring
+    (which imports the stage: ``curate --help`` gives the built-ins' help here, so it stays instant)."""
+    doc = doc or " ".join((type(stages.get(kind)).__doc__ or f"Run the {kind} stage.").split())
 
-    stats = stage_inputs("filter", list(inputs), out, options, fmt, _mapping(mapping), engine)
-    walltime.record(out, stats)  # start-up, reading and writing included
-    _print_table(stats)
-    click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
-
-
-def _stage_cmd(kind: str) -> click.Command:
-    """The command of a stage that has none of its own: run it, print its rule table."""
-    doc = " ".join((type(stages.get(kind)).__doc__ or f"Run the {kind} stage.").split())
-
-    @click.command(kind, cls=StageCommand, stage=kind, help=doc + " Writes OUT/kept.parquet, rejected.parquet, "
-                   "stats.json.")
+    @click.command(kind, cls=StageCommand, stage=kind, help=doc)
     @click.argument("inputs", nargs=-1, required=True)
     @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
     @read_options
@@ -114,6 +101,10 @@ def _stage_cmd(kind: str) -> click.Command:
         click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
 
     return command
+
+
+filter_cmd = _stage_cmd("filter", "Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json.")
+main.add_command(filter_cmd)
 
 
 def _print_table(stats: dict) -> None:
@@ -441,9 +432,13 @@ def suggest_choices(group: click.Group) -> None:
     """Give every Choice option of the group's commands a "did you mean"; done here, once, so that
     commands (and options) added later get it without each option spelling it."""
     for command in group.commands.values():
-        for param in command.params:
-            if type(param.type) is click.Choice:
-                param.type = SuggestingChoice(param.type.choices, case_sensitive=param.type.case_sensitive)
+        _suggesting(command)
+
+
+def _suggesting(command: click.Command) -> None:
+    for param in command.params:
+        if type(param.type) is click.Choice:
+            param.type = SuggestingChoice(param.type.choices, case_sensitive=param.type.case_sensitive)
 
 
 suggest_choices(main)

@@ -25,6 +25,7 @@ class FilterConfig(BaseModel):
 
 
 class FilterStage(Stage):
+    """Apply rule sets to the records."""
     name = "filter"
     options = FilterConfig
 

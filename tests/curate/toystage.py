@@ -28,7 +28,8 @@ def first_user_length(messages: list[dict]) -> int:
 
 
 class ParityStage(Stage):
-    """Reject records by the parity of their first user turn's length."""
+    """Reject records by the parity of their first user turn's length; writes OUT/kept.parquet,
+    rejected.parquet, stats.json."""
     name = "parity"
     options = ParityConfig
 
