@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import stages, walltime
-from .cliopts import SuggestingChoice, StageCommand, model_options, stage_command  # noqa: F401 (SuggestingChoice: its old home)
+from .cliopts import SuggestingChoice, StageCommand, stage_command
 
 
 class UserError(click.ClickException):
