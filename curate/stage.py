@@ -51,6 +51,13 @@ def count_rules(rejected: pl.DataFrame) -> dict[str, int]:
     return dict(zip(counts["rule"].to_list(), counts["len"].to_list()))
 
 
+def base_stats(stage: str, kept: pl.DataFrame, rejected: pl.DataFrame, rules: dict | None = None) -> dict:
+    """The stats every stage starts with: its name, rows in, kept, rejected and the rejections
+    per rule (``rules``: the stage's own count, e.g. with its rules that rejected nothing)."""
+    return {"stage": stage, "in": kept.height + rejected.height, "kept": kept.height, "rejected": rejected.height,
+            "rules": count_rules(rejected) if rules is None else rules}
+
+
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 

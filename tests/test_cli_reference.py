@@ -13,3 +13,11 @@ def test_the_cli_reference_is_the_commands_help():
     assert "## `curate dedup`" in text and "## `train sft`" in text and "--embeddings" in text
     assert (REPO / "docs" / "cli.md").read_text(encoding="utf-8") == text, \
         "docs/cli.md is out of date: python docs/make_cli_reference.py"
+
+
+def test_the_step_reference_is_the_stages_options_models():
+    gen = runpy.run_path(str(REPO / "docs" / "make_step_reference.py"))
+    text = gen["render"]()
+    assert "## `dedup`" in text and "| `max_tokens` | int |" in text
+    assert (REPO / "docs" / "steps.md").read_text(encoding="utf-8") == text, \
+        "docs/steps.md is out of date: python docs/make_step_reference.py"

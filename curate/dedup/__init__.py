@@ -3,13 +3,15 @@ semantic methods, run in the order given, each on the survivors of the one befor
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..stage import StageResult
+from ..stage import StageResult, base_stats
+from ..stages import Stage
 from .clusters import cluster_table, components, representatives, star_clusters
 from .text import select_text
 
@@ -17,36 +19,82 @@ Method = Literal["exact", "minhash", "semantic"]
 DEFAULT_THRESHOLD = {"minhash": 0.8, "semantic": 0.92}
 
 
+def parse_threshold(text: str) -> float | dict[str, float]:
+    """The threshold shorthand: ``0.7`` (every method that takes one) or ``minhash=0.7,semantic=0.9``."""
+    try:
+        if "=" not in text:
+            return float(text)
+        out = {}
+        for part in text.split(","):
+            m, _, v = part.partition("=")
+            out[m.strip()] = float(v)
+        return out
+    except ValueError:
+        raise ValueError(f"expects a number or METHOD=NUMBER,..., got '{text}'") from None
+
+
+def _cli(**kw) -> dict:
+    return {"cli": kw}
+
+
 class DedupConfig(BaseModel):
+    """`curate dedup`'s options (a pipeline's ``dedup:`` step)."""
     model_config = ConfigDict(extra="forbid")
-    methods: list[Method] = Field(default_factory=lambda: ["exact"], min_length=1)
-    threshold: dict[str, float] = Field(default_factory=dict, description="per method; defaults minhash 0.8, semantic 0.92")
-    on: Literal["conversation", "prompt", "response"] = "conversation"
-    strip_punct: bool = False
-    num_perm: int = Field(128, ge=2, le=4096)
-    ngram: int = Field(5, ge=1, le=64)
-    shingle: Literal["word", "char"] = "word"
-    bands: int | None = Field(None, ge=1)
-    rows: int | None = Field(None, ge=1)
-    verify: Literal["estimate", "exact"] = "estimate"
-    model: str | None = None
-    batch_size: int = Field(8, ge=1, le=256)  # semantic: rows per forward pass, always this many
-    cache_dir: str | None = None
-    embeddings: str | None = Field(None, description="semantic: an embedding store file (SQLite) to read vectors "
-                                   "from and add new ones to, e.g. one committed beside a pipeline so that "
-                                   "`curate verify` replays them; default: one under cache_dir")
+    methods: list[Method] = Field(
+        default_factory=lambda: ["exact"], min_length=1, validation_alias=AliasChoices("methods", "method"),
+        description="exact, minhash, semantic; several run in the order given.",
+        json_schema_extra=_cli(flag="--method", type="str", default="exact", metavar="M[,M...]"))
+    threshold: dict[str, float] = Field(
+        default_factory=dict, description="Similarity threshold for minhash/semantic (defaults 0.8 / 0.92), e.g. 0.7 "
+        "or minhash=0.7,semantic=0.9.", json_schema_extra=_cli(type="threshold", default=None, metavar="T|M=T,..."))
+    on: Literal["conversation", "prompt", "response"] = Field(
+        "conversation", description="The text compared: the whole conversation, the prompt or the response.")
+    strip_punct: bool = Field(False, description="Ignore punctuation when comparing (exact, minhash).")
+    num_perm: int = Field(128, ge=2, le=4096, description="MinHash permutations per signature.")
+    ngram: int = Field(5, ge=1, le=64, description="Shingle size, in words or characters.")
+    shingle: Literal["word", "char"] = Field("word", description="MinHash shingles: words or characters.")
+    bands: int | None = Field(None, ge=1, description="LSH bands (with --rows; default: chosen from the threshold).")
+    rows: int | None = Field(None, ge=1, description="LSH rows per band (with --bands).")
+    verify: Literal["estimate", "exact"] = Field(
+        "estimate", description="Check candidates by signature agreement, or by the true Jaccard of their shingles.")
+    model: str | None = Field(None, description="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
+    batch_size: int = Field(8, ge=1, le=256, description="Semantic: texts per forward pass (every pass has this many "
+                            "rows, so vectors never depend on batching).")
+    cache_dir: str | None = Field(None, description="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
+    embeddings: str | None = Field(
+        None, description="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead "
+        "of the cache; commit it beside a pipeline so a rebuild on another CPU replays the same vectors.",
+        json_schema_extra=_cli(metavar="FILE"))
     embeddings_readonly: bool = Field(False, description="read the embedding store, never write to it "
-                                      "(`curate verify` replaying a committed store)")
-    check: Literal["agree", "off"] = Field("agree", description="semantic: a candidate pair is a duplicate only when "
-                                           "its prompts state the same numbers, its responses end on the same answer "
-                                           "and share half their words (curate.dedup.check); off: cosine alone")
-    boilerplate: bool = Field(True, description="semantic: leave lines shared by many records (tool preambles, "
-                              "system prompts) out of the text that is embedded")
-    conflicts: Literal["mark", "reject"] = Field("mark", description="semantic: records with the same prompt and "
-                                                 "disagreeing responses are reported (mark) or all rejected "
-                                                 "(reject, rule dedup.conflict); never one kept at random")
-    borderline: int = Field(3, ge=0, le=50, description="semantic: pairs shown just above and just below the threshold")
-    seed: int = 0
+                                      "(`curate verify` replaying a committed store)", json_schema_extra={"cli": False})
+    check: Literal["agree", "off"] = Field(
+        "agree", description="Semantic: remove a pair only when its prompts state the same numbers and its responses "
+        "end on the same answer and share half their words (docs/semantic.md); off: cosine alone.")
+    boilerplate: bool = Field(
+        True, description="Semantic: leave the lines many records share (tool preambles, system prompts) out of the "
+        "text that is embedded.", json_schema_extra=_cli(flag="--no-boilerplate", invert=True, help="Semantic: embed "
+                                                         "whole texts, with the lines many records share (tool "
+                                                         "preambles, system prompts)."))
+    conflicts: Literal["mark", "reject"] = Field(
+        "mark", description="Semantic: records with the same prompt and disagreeing answers: report them, or reject "
+        "them all.")
+    borderline: int = Field(3, ge=0, le=50, description="Semantic: pairs printed just above and just below the threshold.")
+    seed: int = Field(0, description="Seed of the MinHash permutations and the k-means partitions.",
+                      json_schema_extra={"cli": False})
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _method_list(cls, v):
+        return [m.strip() for m in v.split(",") if m.strip()] if isinstance(v, str) else v
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_shorthand(cls, v, info: ValidationInfo):
+        if isinstance(v, str):
+            v = parse_threshold(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):  # one number: every method that takes one
+            return {m: float(v) for m in info.data.get("methods", []) if m in DEFAULT_THRESHOLD}
+        return {} if v is None else v
 
     @model_validator(mode="after")
     def _check(self):
@@ -64,6 +112,46 @@ class DedupConfig(BaseModel):
     def threshold_for(self, method: str) -> float:
         return self.threshold.get(method, DEFAULT_THRESHOLD[method])
 
+    def files(self) -> list[Path]:
+        """A user's own embedding model folder: its bytes are its identity (a shipped one is pinned by its package)."""
+        if "semantic" in self.methods and self.model and Path(self.model).is_dir():
+            from ..pipeline.hashing import tree_files
+
+            return tree_files(Path(self.model))
+        return []
+
+
+class DedupStage(Stage):
+    name = "dedup"
+    options = DedupConfig
+    blockwise = False  # clusters span the whole input
+
+    def prepare(self, options: DedupConfig, embed_cache: str | None = None, embed_store: str | None = None, **_):
+        """``embed_cache`` replaces the embedding cache; ``embed_store`` ``readonly`` or ``none`` says how
+        the store the step names is used (`curate verify`)."""
+        update = {"cache_dir": embed_cache} if embed_cache is not None else {}
+        if embed_store == "readonly":
+            update["embeddings_readonly"] = True
+        elif embed_store == "none":
+            update["embeddings"] = None
+        return options.model_copy(update=update) if update else options
+
+    def files(self, options, config: DedupConfig) -> list[Path]:
+        return config.files()
+
+    def recorded(self, options: DedupConfig) -> dict:
+        # where vectors are kept is not what they are: recorded model outputs, not options
+        return options.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"})
+
+    def run(self, records, config):
+        return run(records, config)
+
+    def run_distributed(self, records, config, backend):
+        return run(records, config, backend=backend)
+
+
+STAGE = DedupStage()
+
 
 def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None) -> StageResult:
     """``backend`` does the heavy, data-parallel parts (hashing, signatures and band
@@ -74,66 +162,68 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
     current = records
     rejected_parts, cluster_parts, method_stats = [], [], []
     for method in config.methods:
-        t = time.perf_counter()
-        texts = select_text(current, config.on)
-        ids = current["id"].to_list()
-        # the row key: identical copies share an id, so the reason and the clusters name the
-        # copy kept by its source (file and line), which is unique (curate.record)
-        keys = current["source"].to_list() if "source" in current.columns else ids
-        scores = current["score"].to_numpy() if "score" in current.columns else None
-        info: dict = {"method": method, "in": current.height}
-        if method == "exact":
-            labels = backend.exact_labels(texts, config.strip_punct)
-            similarity = np.ones(len(texts))
-            reps = representatives(labels, scores)
-        elif method == "minhash":
-            labels, reps, similarity = _minhash(texts, config, scores, info, backend)
-        else:
-            labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend, current)
-        n = current.height
-        is_dup = reps != np.arange(n)
-        clusters = cluster_table(ids, labels, reps, similarity, method, keys)
-        cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
-        measure = {"minhash": "jaccard", "semantic": "cosine"}.get(method)
-        dup_idx = np.flatnonzero(is_dup)
-        reasons = [f"duplicate of {keys[reps[i]]} (id {ids[reps[i]]}, "
-                   + (f"{measure} {similarity[i]:.3f}" if measure else "exact match") + ")" for i in dup_idx]
-        rej = current[dup_idx].with_columns(
-            pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
-            pl.Series("reason", reasons, dtype=pl.String),
-            pl.Series("cluster", [cluster_of[keys[i]] for i in dup_idx], dtype=pl.Int64))
-        rejected_parts.append(rej)
+        current, rejected, clusters, info = _one_method(method, current, config, embedder, backend)
+        rejected_parts += rejected
         cluster_parts.append(clusters)
-        drop = is_dup.copy()
-        conflict_reasons = info.pop("_conflict_reject", {})
-        if conflict_reasons:
-            cidx = np.array(sorted(i for i in conflict_reasons if not is_dup[i]), dtype=np.int64)
-            if len(cidx):
-                rejected_parts.append(current[cidx].with_columns(
-                    pl.lit("dedup").alias("stage"), pl.lit("dedup.conflict").alias("rule"),
-                    pl.Series("reason", [conflict_reasons[i] for i in cidx.tolist()], dtype=pl.String),
-                    pl.Series("cluster", [None] * len(cidx), dtype=pl.Int64)))
-                drop[cidx] = True
-            info["rejected_conflicts"] = int(len(cidx))
-        current = current.filter(pl.Series(~drop))
-        info.update(kept=current.height, rejected=int(is_dup.sum()),
-                    clusters=int(clusters["cluster"].n_unique()) if clusters.height else 0,
-                    seconds=round(time.perf_counter() - t, 4))
         method_stats.append(info)
     rejected = pl.concat(rejected_parts, how="diagonal_relaxed")  # config.methods is never empty
-    clusters = pl.concat(cluster_parts)
-    stats = {
-        "stage": "dedup", "in": records.height, "kept": current.height, "rejected": rejected.height,
-        "rules": {f"dedup.{m['method']}": m["rejected"] for m in method_stats},
-        "methods": method_stats, "on": config.on, "seconds": round(time.perf_counter() - t0, 4),
-    }
+    stats = base_stats("dedup", current, rejected, {f"dedup.{m['method']}": m["rejected"] for m in method_stats})
+    stats["in"] = records.height
+    stats.update(methods=method_stats, on=config.on, seconds=round(time.perf_counter() - t0, 4))
     n_conflict = sum(m.get("rejected_conflicts", 0) for m in method_stats)
     if n_conflict:
         stats["rules"]["dedup.conflict"] = n_conflict
     near = [p for m in method_stats for p in m.get("near_threshold", [])]
     if near:
         stats["near_threshold"] = near
-    return StageResult(current, rejected, stats, extra={"clusters": clusters})
+    return StageResult(current, rejected, stats, extra={"clusters": pl.concat(cluster_parts)})
+
+
+def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
+    """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
+    t = time.perf_counter()
+    texts = select_text(current, config.on)
+    ids = current["id"].to_list()
+    # the row key: identical copies share an id, so the reason and the clusters name the
+    # copy kept by its source (file and line), which is unique (curate.record)
+    keys = current["source"].to_list() if "source" in current.columns else ids
+    scores = current["score"].to_numpy() if "score" in current.columns else None
+    info: dict = {"method": method, "in": current.height}
+    if method == "exact":
+        labels = backend.exact_labels(texts, config.strip_punct)
+        similarity = np.ones(len(texts))
+        reps = representatives(labels, scores)
+    elif method == "minhash":
+        labels, reps, similarity = _minhash(texts, config, scores, info, backend)
+    else:
+        labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend, current)
+    is_dup = reps != np.arange(current.height)
+    clusters = cluster_table(ids, labels, reps, similarity, method, keys)
+    cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
+    measure = {"minhash": "jaccard", "semantic": "cosine"}.get(method)
+    dup_idx = np.flatnonzero(is_dup)
+    reasons = [f"duplicate of {keys[reps[i]]} (id {ids[reps[i]]}, "
+               + (f"{measure} {similarity[i]:.3f}" if measure else "exact match") + ")" for i in dup_idx]
+    rejected = [current[dup_idx].with_columns(
+        pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
+        pl.Series("reason", reasons, dtype=pl.String),
+        pl.Series("cluster", [cluster_of[keys[i]] for i in dup_idx], dtype=pl.Int64))]
+    drop = is_dup.copy()
+    conflict_reasons = info.pop("_conflict_reject", {})
+    if conflict_reasons:
+        cidx = np.array(sorted(i for i in conflict_reasons if not is_dup[i]), dtype=np.int64)
+        if len(cidx):
+            rejected.append(current[cidx].with_columns(
+                pl.lit("dedup").alias("stage"), pl.lit("dedup.conflict").alias("rule"),
+                pl.Series("reason", [conflict_reasons[i] for i in cidx.tolist()], dtype=pl.String),
+                pl.Series("cluster", [None] * len(cidx), dtype=pl.Int64)))
+            drop[cidx] = True
+        info["rejected_conflicts"] = int(len(cidx))
+    current = current.filter(pl.Series(~drop))
+    info.update(kept=current.height, rejected=int(is_dup.sum()),
+                clusters=int(clusters["cluster"].n_unique()) if clusters.height else 0,
+                seconds=round(time.perf_counter() - t, 4))
+    return current, rejected, clusters, info
 
 
 class LocalBackend:
@@ -200,26 +290,8 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
     left, right, sim = similar_pairs(vectors, max(threshold - window, 1e-6), config.seed, pmap=backend.pair_search())
     above = sim >= threshold
     n = len(texts)
-    # the check reads the whole record (not the embedded text), only for records in a pair
-    prompts = select_text(records, "prompt")
-    responses = select_text(records, "response")
-    features: dict[int, ck.Features] = {}
-
-    def feat(i: int) -> ck.Features:
-        if i not in features:
-            features[i] = ck.Features(prompts[i], responses[i])
-        return features[i]
-
-    failed: dict[int, str | None] = {}
-
-    def fail(k: int) -> str | None:
-        """The part of the check pair ``k`` fails, None when it passes or the check is off."""
-        if config.check != "agree":
-            return None
-        if k not in failed:
-            failed[k] = ck.check_pair(feat(int(left[k])), feat(int(right[k])), config.on)
-        return failed[k]
-
+    check = _PairCheck(records, left, right, config)
+    fail, feat, prompts, responses = check.fail, check.feat, check.prompts, check.responses
     ok = above.copy()
     for k in np.flatnonzero(above).tolist():
         ok[k] = fail(k) is None
@@ -246,6 +318,35 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
         info["borderline"] = _borderline(ids, embedded, left, right, sim, ok, above, fail, threshold,
                                          config.borderline)
     return labels, reps, similarity
+
+
+class _PairCheck:
+    """The check (curate.dedup.check) of candidate pairs: it reads the whole record (not the
+    embedded text), only for records in a pair, each record's features computed once."""
+
+    def __init__(self, records: pl.DataFrame, left, right, config: DedupConfig):
+        self.prompts = select_text(records, "prompt")
+        self.responses = select_text(records, "response")
+        self.left, self.right, self.config = left, right, config
+        self.features: dict = {}
+        self.failed: dict[int, str | None] = {}
+
+    def feat(self, i: int):
+        from . import check as ck
+
+        if i not in self.features:
+            self.features[i] = ck.Features(self.prompts[i], self.responses[i])
+        return self.features[i]
+
+    def fail(self, k: int) -> str | None:
+        """The part of the check pair ``k`` fails, None when it passes or the check is off."""
+        from . import check as ck
+
+        if self.config.check != "agree":
+            return None
+        if k not in self.failed:
+            self.failed[k] = ck.check_pair(self.feat(int(self.left[k])), self.feat(int(self.right[k])), self.config.on)
+        return self.failed[k]
 
 
 BORDER_WINDOW = 0.03  # borderline pairs are looked for this far below the threshold

@@ -7,6 +7,7 @@ from typing import Callable
 
 import polars as pl
 
+from .. import stages
 from ..stage import StageResult
 
 ENGINES = ("local", "ray")
@@ -22,11 +23,9 @@ def check_engine(engine: str | None) -> str:
 
 
 def local_run(kind: str, config) -> Callable[[pl.DataFrame], StageResult]:
-    """The stage function of ``kind`` (filter, dedup, format, score) with its config bound."""
-    import importlib
-
-    run = importlib.import_module(f"..{kind}", __package__).run
-    return lambda records: run(records, config)
+    """The registered stage ``kind``'s run with its config bound."""
+    stage = stages.get(kind)
+    return lambda records: stage.run(records, config)
 
 
 def stage_runner(kind: str, config, engine: str | None = "local") -> Callable[[pl.DataFrame], StageResult]:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -107,18 +108,20 @@ def _dataset(ray, frame: pl.DataFrame):
 
 
 def ray_run(kind: str, config):
-    """``records -> StageResult`` for one stage on Ray."""
+    """``records -> StageResult`` for one stage on Ray: a blockwise stage over blocks of
+    records, another on the driver with :class:`RayBackend` for its data-parallel parts."""
+    from .. import stages
     from ..engine import local_run
+
+    stage = stages.get(kind)
 
     def run(records: pl.DataFrame) -> StageResult:
         if records.height == 0:  # nothing to distribute
             return local_run(kind, config)(records)
         ray = connect()
-        if kind == "dedup":
-            from ..dedup import run as dedup_run
-
-            return dedup_run(records, config, backend=RayBackend(ray))
-        return _rowwise(ray, kind, config, records)
+        if not stage.blockwise:
+            return stage.run_distributed(records, config, RayBackend(ray))
+        return _rowwise(ray, stage, config, records)
 
     return run
 
@@ -156,28 +159,13 @@ def _raise_reported(tables) -> None:
 
 
 @_reported
-def _run_block(table, kind: str, config, extra: dict, state: dict):
+def _run_block(table, stage, config, context: dict, state: dict):
     """One block through the stage: kept and rejected rows in one table (``_side`` 0/1), the
-    block's stats and column orders as JSON on its first row."""
+    block's stats, files and column orders as JSON on its first row."""
     df = pl.from_arrow(table)
-    offset = int(df[ROW][0])
-    if kind == "filter":
-        from ..filter import run
-
-        res = run(df, config)
-    elif kind == "format":
-        from ..format import run
-        from ..format.tokenizer import load_tokenizer
-
-        if "tok" not in state:
-            state["tok"] = load_tokenizer(config.tokenizer)
-        res = run(df, config, tokenizer=state["tok"], probes=extra["probes"])
-    else:
-        from ..score import run
-
-        res = run(df, config, raw_latencies=True, offset=offset)
-    meta = {"stats": res.stats, "kept": res.kept.columns, "rejected": res.rejected.columns,
-            "template": res.files.get("template.jinja")}
+    res = stage.run_block(df, config, context, state, int(df[ROW][0]))
+    files = {k: v for k, v in res.files.items() if k in stage.block_files}  # not every block's train.jsonl
+    meta = {"stats": res.stats, "kept": res.kept.columns, "rejected": res.rejected.columns, "files": files}
     out = pl.concat([res.kept.with_columns(pl.lit(0, pl.Int8).alias(SIDE)),
                      res.rejected.with_columns(pl.lit(1, pl.Int8).alias(SIDE))], how="diagonal_relaxed")
     out = out.with_columns(pl.Series(META, [json.dumps(meta)] + [None] * (out.height - 1), dtype=pl.String))
@@ -187,23 +175,40 @@ def _run_block(table, kind: str, config, extra: dict, state: dict):
 class _StageActor:
     """An actor that keeps what a stage loads (tokenizer, local judge models) between blocks."""
 
-    def __init__(self, kind: str, config, extra: dict):
-        self.kind, self.config, self.extra, self.state = kind, config, extra, {}
+    def __init__(self, stage, config, context: dict):
+        self.stage, self.config, self.context, self.state = stage, config, context, {}
 
     def __call__(self, table):
-        return _run_block(table, self.kind, self.config, self.extra, self.state)
+        return _run_block(table, self.stage, self.config, self.context, self.state)
 
 
-def _rowwise(ray, kind: str, config, records: pl.DataFrame) -> StageResult:
+@dataclass
+class Blocks:
+    """The blocks of a blockwise stage put back together, for its ``merge``: kept and rejected
+    rows (input order), each block's stats and files, and the start time."""
+    kept: pl.DataFrame
+    rejected: pl.DataFrame
+    stats: list[dict]
+    files: list[dict]
+    t0: float
+    numbered: tuple = ()  # kept and rejected with their row numbers, for in_order
+
+    def in_order(self) -> pl.DataFrame:
+        """Every row, kept or rejected, in input order, without the rejection columns."""
+        kept, rejected = self.numbered
+        return pl.concat([kept, rejected.drop("stage", "rule", "reason")], how="vertical").sort(ROW).drop(ROW)
+
+
+def _rowwise(ray, stage, config, records: pl.DataFrame) -> StageResult:
     t0 = time.perf_counter()
-    extra = {"probes": records["messages"].head(20).to_list()} if kind == "format" else {}
+    context = stage.context(records, config)
     ds = _dataset(ray, records)
-    if kind == "filter":
-        out = ds.map_batches(_run_block, fn_kwargs={"kind": kind, "config": config, "extra": extra, "state": {}},
+    if not stage.stateful:
+        out = ds.map_batches(_run_block, fn_kwargs={"stage": stage, "config": config, "context": context, "state": {}},
                              batch_size=None, batch_format="pyarrow")
     else:
-        gpus = 1 if kind == "score" and _uses_models(config) and _gpus(ray) else 0
-        out = ds.map_batches(_StageActor, fn_constructor_args=(kind, config, extra), batch_size=None,
+        gpus = 1 if stage.gpus(config) and _gpus(ray) else 0
+        out = ds.map_batches(_StageActor, fn_constructor_args=(stage, config, context), batch_size=None,
                              batch_format="pyarrow", **_pool(ray, gpus))
     tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
     _raise_reported(tables)
@@ -212,30 +217,9 @@ def _rowwise(ray, kind: str, config, records: pl.DataFrame) -> StageResult:
     kept = pl.concat([p.filter(pl.col(SIDE) == 0).select(m["kept"]) for p, m in zip(parts, metas)], how="vertical")
     rejected = pl.concat([p.filter(pl.col(SIDE) == 1).select(m["rejected"]) for p, m in zip(parts, metas)],
                          how="vertical")
-    stats = [m["stats"] for m in metas]
-    if kind == "filter":
-        from ..filter.engine import merge_stats
-
-        return StageResult(kept.drop(ROW), rejected.drop(ROW), merge_stats(stats, t0))
-    if kind == "format":
-        from ..format import finish
-
-        first = stats[0]
-        return finish(kept.drop(ROW), rejected.drop(ROW), config, first["template"], first["template_markers"],
-                      metas[0]["template"], t0,
-                      next((st["template_system"]["text"] for st in stats if "template_system" in st), None))
-    from ..score import merge_accounts, scored_rows, summary
-
-    jury = config.load()
-    limit = scored_rows(config, records.height)
-    annotated = pl.concat([kept, rejected.drop("stage", "rule", "reason")], how="vertical").sort(ROW).drop(ROW)
-    kept, rejected = kept.drop(ROW), rejected.drop(ROW)
-    acct = merge_accounts([s["judges"] for s in stats])
-    return StageResult(kept, rejected, summary(annotated, kept, rejected, jury, config, acct, limit))
-
-
-def _uses_models(config) -> bool:
-    return any(j.backend != "openai" for j in config.load().judges)
+    blocks = Blocks(kept.drop(ROW), rejected.drop(ROW), [m["stats"] for m in metas], [m["files"] for m in metas],
+                    t0, (kept, rejected))
+    return stage.merge(blocks, records, config)
 
 
 # ---- dedup: the data-parallel parts as Ray operations (the shuffles: ray_shuffle.py) -----

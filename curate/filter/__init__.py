@@ -1,4 +1,51 @@
 """Rule-based filtering: ``run(records, rules) -> StageResult``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..stages import Stage
 from .engine import DEFAULT_RULES, load_rule_sets, load_rules, run
 
-__all__ = ["DEFAULT_RULES", "load_rule_sets", "load_rules", "run"]
+__all__ = ["DEFAULT_RULES", "FilterConfig", "load_rule_sets", "load_rules", "run"]
+
+
+class FilterConfig(BaseModel):
+    """`curate filter`'s options (a pipeline's ``filter:`` step)."""
+    model_config = ConfigDict(extra="forbid")
+    rules: str | list[str] | None = Field(
+        None, description="Rule set YAML (repeatable; default rules/default.yaml).",
+        json_schema_extra={"cli": {"multiple": True, "dest": "rule_files", "path": True}})
+
+    def rule_files(self) -> list[str | None]:
+        if self.rules is None:
+            return [None]
+        return [self.rules] if isinstance(self.rules, str) else list(self.rules)
+
+
+class FilterStage(Stage):
+    """Apply rule sets to the records."""
+    name = "filter"
+    options = FilterConfig
+
+    def prepare(self, options: FilterConfig, **_):
+        return load_rule_sets(options.rule_files())
+
+    def files(self, options: FilterConfig, config) -> list[Path]:
+        from ..shipped import resolve
+
+        # the rule set files as the reader found them (a `rules/...` path not here is the shipped one)
+        return [resolve(Path(p or DEFAULT_RULES)) for p in options.rule_files()] + config.files()
+
+    def run(self, records, config):
+        return run(records, config)
+
+    def merge(self, blocks, records, config):
+        from ..stage import StageResult
+        from .engine import merge_stats
+
+        return StageResult(blocks.kept, blocks.rejected, merge_stats(blocks.stats, blocks.t0))
+
+
+STAGE = FilterStage()

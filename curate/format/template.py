@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
-from ..config import ConfigError, note_read
+from ..config import ConfigError
 from ..shipped import RULES, resolve
 
 TEMPLATES = RULES / "templates"
@@ -152,21 +152,29 @@ def settle(text: str, spans: list[tuple[int, int]], tokenizer, specials: list[st
     return out
 
 
+def template_file(template: str):
+    """The file ``--template`` names: a shipped template, a file, or TRL's template of that
+    family (its marked copy where TRL has one); None when there is none. The one place this
+    is decided: the format stage reads it, a pipeline hashes it (FormatConfig.files)."""
+    if template in SHIPPED:
+        return TEMPLATES / f"{template}.jinja"
+    path = resolve(template)
+    if not path.is_file():
+        path = family_template(template) or path
+    return path if path.is_file() else None
+
+
 def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
     """(name, template text with generation markers, the unmarked original when the
     markers were added here)."""
     if template in SHIPPED:
-        note_read(TEMPLATES / f"{template}.jinja")
-        return template, (TEMPLATES / f"{template}.jinja").read_text(encoding="utf-8"), None
+        return template, template_file(template).read_text(encoding="utf-8"), None
     if template is not None:
-        path = resolve(template)
-        if not path.is_file() and family_template(template) is not None:
-            path = family_template(template)
-        if not path.is_file():
+        path = template_file(template)
+        if path is None:
             raise ConfigError(f"--template {template}: not a file, nor one of {', '.join(SHIPPED)}, nor a chat "
                               f"template TRL ships ({', '.join(sorted(trl_templates())[:6]) or 'trl is not installed'}"
                               ", ...; see docs/templates.md)")
-        note_read(path)
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
@@ -181,7 +189,6 @@ def choose(template: str | None, tokenizer) -> tuple[str, str, str | None]:
         name, label = "tokenizer", "the tokenizer's chat template"
         copy = marked_copy(text)
         if copy is not None:  # a published template TRL keeps a marked copy of: the copy marks its turns
-            note_read(copy)
             return f"tokenizer ({copy.stem})", copy.read_text(encoding="utf-8"), None
     compile_check(text, label)
     if MARKER.search(text):

@@ -7,14 +7,32 @@ from ..config import ConfigError
 from ..models import SHIPPED, tokenizer_folder
 
 
+# Files of a tokenizer folder that shape what `format` writes (weights do not).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def tokenizer_files(spec: str, flag: str = "--tokenizer") -> list[Path]:
+    """The files the tokenizer ``spec`` is read from, whose bytes are its identity (none for a
+    shipped name: its package's version pins it); a spec naming no tokenizer is one line."""
+    if spec in SHIPPED:
+        return []
+    if spec.endswith(".gguf"):
+        gguf = Path(spec).expanduser()
+        if not gguf.is_file():
+            raise ConfigError(f"{flag} {spec}: no such .gguf file")
+        return [gguf]
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {spec}: not a folder, nor a .gguf file, nor one of {', '.join(SHIPPED)}")
+    return [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
+
+
 def load_tokenizer(spec: str):
     """A fast tokenizer from a folder, a .gguf file or a shipped name (converted once from GGUF and cached)."""
     from transformers import AutoTokenizer
 
-    if spec not in SHIPPED and not spec.endswith(".gguf") and not Path(spec).is_dir():
-        raise ConfigError(f"--tokenizer {spec}: not a folder, nor a .gguf file, nor one of {', '.join(SHIPPED)}")
-    if spec.endswith(".gguf") and not Path(spec).expanduser().is_file():
-        raise ConfigError(f"--tokenizer {spec}: no such .gguf file")
+    tokenizer_files(spec)  # one that names none fails here, in one line
     path = tokenizer_folder(spec)
     try:
         tok = AutoTokenizer.from_pretrained(str(path))

@@ -18,6 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import stages
 from ..config import ConfigError
 from ..storage import cache_folder, download, is_url, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
@@ -27,8 +28,12 @@ from .outdir import MARKER, claim, locked, mark_step, refuse_foreign_step, remov
 from .steps import Prepared, prepare, read_entries
 from .compare import LOCK_FORMAT, compare
 
-STEP_DIR = re.compile(r"^\d\d-(filter|dedup|score|format)$")
-STEP_TMP = re.compile(r"^\.\d\d-(filter|dedup|score|format)\.tmp$")
+
+
+def _step_folders() -> tuple[re.Pattern, re.Pattern]:
+    """A step's folder (``03-dedup``) and its temporary one, for the stage kinds registered now."""
+    kinds = "|".join(map(re.escape, stages.names()))
+    return re.compile(rf"^\d\d-({kinds})$"), re.compile(rf"^\.\d\d-({kinds})\.tmp$")
 
 
 def lock_text(lock: dict) -> str:
@@ -94,8 +99,9 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
         refuse_foreign_step(out / name)
     with writing(out, "manifest.json"):
         (out / "manifest.json").unlink(missing_ok=True)
+    step_dir, step_tmp = _step_folders()
     for stale in out.iterdir():  # leftovers of a killed build, and steps no longer in the pipeline
-        if STEP_TMP.match(stale.name) or (STEP_DIR.match(stale.name) and stale.name not in names):
+        if step_tmp.match(stale.name) or (step_dir.match(stale.name) and stale.name not in names):
             remove_ours(stale)  # the user's own files of such names stay
 
     env = {"code": code_version(), "libraries": sha256_json(library_versions())}

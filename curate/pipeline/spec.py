@@ -2,17 +2,15 @@
 options), and an output folder. Paths are relative to the folder ``curate run`` starts in."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from .. import stages
 from ..config import load_config
-from ..dedup import DEFAULT_THRESHOLD, DedupConfig
-from ..format import FormatConfig
 from ..formats import FORMATS
-
-KINDS = ("filter", "dedup", "score", "format")
 
 
 class Strict(BaseModel):
@@ -31,64 +29,15 @@ class InputSpec(Strict):
         return self
 
 
-class FilterOptions(Strict):
-    rules: str | list[str] | None = None  # rule set file(s); default rules/default.yaml
-
-    def rule_files(self) -> list[str | None]:
-        if self.rules is None:
-            return [None]
-        return [self.rules] if isinstance(self.rules, str) else list(self.rules)
-
-
-class DedupOptions(Strict):
-    """`curate dedup`'s options: ``method`` one name or a list, ``threshold`` a number or per method."""
-    method: str | list[str] = "exact"
-    threshold: float | dict[str, float] | None = None
-    on: Literal["conversation", "prompt", "response"] = "conversation"
-    strip_punct: bool = False
-    num_perm: int = 128
-    ngram: int = 5
-    shingle: Literal["word", "char"] = "word"
-    bands: int | None = None
-    rows: int | None = None
-    verify: Literal["estimate", "exact"] = "estimate"
-    model: str | None = None
-    batch_size: int = 8
-    cache_dir: str | None = None
-    embeddings: str | None = None  # an embedding store file the step reads and adds to
-    check: Literal["agree", "off"] = "agree"  # semantic: numbers, links, answer and response must agree
-    boilerplate: bool = True  # semantic: lines many records share are left out of what is embedded
-    conflicts: Literal["mark", "reject"] = "mark"  # semantic: same prompt, disagreeing answers
-    borderline: int = 3  # semantic: pairs kept in stats.json on each side of the threshold
-
-    @model_validator(mode="after")
-    def _check(self):
-        self.config()  # the stage's own checks, reported against this step
-        return self
-
-    def config(self) -> DedupConfig:
-        methods = [self.method] if isinstance(self.method, str) else list(self.method)
-        if isinstance(self.threshold, (int, float)):
-            threshold = {m: float(self.threshold) for m in methods if m in DEFAULT_THRESHOLD}
-        else:
-            threshold = dict(self.threshold or {})
-        body = self.model_dump(exclude={"method", "threshold"})
-        return DedupConfig(methods=methods, threshold=threshold, **body)
-
-
-class ScoreOptions(Strict):
-    jury: str
-    min_score: float | None = None
-    limit: int | None = Field(None, ge=0)
-    cache: str | None = None
-
-
 class Step(Strict):
-    """One stage: exactly one of the keys below, holding that command's options."""
-    filter: FilterOptions | None = None
-    dedup: DedupOptions | None = None
-    score: ScoreOptions | None = None
-    format: FormatConfig | None = None
+    """One stage: exactly one key, a registered stage kind (curate.stages), holding that
+    command's options. :func:`step_model` makes the model with one key per registered kind."""
+
+    @classmethod
+    def model_validate(cls, obj, **kw):
+        if cls is Step:  # the base: validate against the stages registered now
+            return step_model().model_validate(obj, **kw)
+        return super().model_validate(obj, **kw)
 
     @model_validator(mode="before")
     @classmethod
@@ -96,30 +45,53 @@ class Step(Strict):
         # `- dedup:` with nothing after it means the defaults
         if isinstance(data, dict) and len(data) == 1:
             (k, v), = data.items()
-            if v is None and k in ("filter", "dedup"):
+            if v is None and k in cls.model_fields:
                 return {k: {}}
         return data
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in KINDS if getattr(self, k) is not None]
+        kinds = list(type(self).model_fields)
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"a step is exactly one of {', '.join(KINDS)}" + (f"; got {', '.join(given)}" if given else ""))
+            raise ValueError(f"a step is exactly one of {', '.join(kinds)}" + (f"; got {', '.join(given)}" if given else ""))
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in KINDS if getattr(self, k) is not None)
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
 
     @property
     def options(self):
         return getattr(self, self.kind)
 
 
+@functools.lru_cache(maxsize=None)
+def _models(kinds: tuple[str, ...]):
+    steps = create_model("Step", __base__=Step,
+                         **{k: (stages.get(k).options | None, Field(None, description=_describe(k))) for k in kinds})
+    pipeline = create_model("Pipeline", __base__=Pipeline, steps=(list[steps], Field(min_length=1)))
+    return steps, pipeline
+
+
+def _describe(kind: str) -> str:
+    doc = (stages.get(kind).options.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else f"a {kind} step"
+
+
+def step_model() -> type[Step]:
+    """The step model for the stages registered now."""
+    return _models(tuple(stages.names()))[0]
+
+
+def pipeline_model() -> type["Pipeline"]:
+    return _models(tuple(stages.names()))[1]
+
+
 class Pipeline(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     inputs: list[InputSpec] = Field(min_length=1)
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1)  # one key per registered stage: see pipeline_model()
     output: str
     # where steps run; not part of any cache key: both engines write the same bytes
     engine: Literal["local", "ray"] = "local"
@@ -129,7 +101,7 @@ class Pipeline(Strict):
 
 
 def load_pipeline(path) -> Pipeline:
-    return load_config(Path(path), Pipeline)
+    return load_config(Path(path), pipeline_model())
 
 
 def lock_path(pipeline_path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import stages
 from ..config import ConfigError
 
 # What the report indexes in a manifest (a broken one is one line naming it).
@@ -23,7 +24,6 @@ def snippet(messages, limit: int = SNIPPET) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-STAGE_ORDER = {"filter": 0, "dedup": 1, "score": 2, "format": 3}
 MORE_EXAMPLES = 20      # further examples per rule, behind "N more"
 DUPLICATES_SHOWN = 6    # duplicates per cluster shown open; up to MORE_DUPLICATES more behind "N more"
 MORE_DUPLICATES = 30
@@ -59,7 +59,7 @@ def _read_manifest(build: Path) -> dict:
         steps.append({"step": f.name if f != build else build.name, "kind": kind, "in": int(st.get("in", 0)),
                       "kept": int(st.get("kept", 0)), "rejected": int(st.get("rejected", 0)),
                       "rules": st.get("rules") or {}, "options": {}, "_folder": f})
-    steps.sort(key=lambda s: (-s["in"], STAGE_ORDER.get(s["kind"], 9), s["step"]))
+    steps.sort(key=lambda s: (-s["in"], stages.order(s["kind"]), s["step"]))
     return {"pipeline": Path(build).resolve().name or str(build), "inputs": [{"path": "(separate commands: no manifest.json)",
                                                "records": steps[0]["in"]}], "steps": steps, "separate": True}
 

@@ -14,23 +14,64 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import ConfigError
-from ..stage import StageResult, count_rules, split
+from ..stage import StageResult, base_stats, split
+from ..stages import Stage
 from .jury import Jury, load_jury, warnings_for
 
 SCORE_COLUMNS = ("score", "scores", "score_reasons")
 
 
 class ScoreConfig(BaseModel):
+    """`curate score`'s options (a pipeline's ``score:`` step)."""
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    jury: str | Path | Jury
-    min_score: float | None = None
-    limit: int | None = Field(None, ge=0)  # score the first N records; the rest are rejected as not scored
-    cache: str | None = None               # overrides the jury's cache path
+    jury: str | Path | Jury = Field(description="Jury YAML (judges, rubric, scale, ...).",
+                                    json_schema_extra={"cli": {"path": True, "type": "str"}})
+    min_score: float | None = Field(None, description="Reject records whose score is below this.")
+    limit: int | None = Field(None, ge=0, description="Score only the first N records (the rest are rejected as "
+                              "not scored).")
+    cache: str | None = Field(None, description="Judge cache file (overrides the jury's 'cache').")
 
     def load(self) -> Jury:
         jury = self.jury if isinstance(self.jury, Jury) else load_jury(self.jury)
         return jury.model_copy(update={"cache": self.cache}) if self.cache else jury
+
+
+class ScoreStage(Stage):
+    name = "score"
+    options = ScoreConfig
+    stateful = True  # Ray: actors keep local judge models loaded between blocks
+
+    def prepare(self, options: ScoreConfig, **_) -> ScoreConfig:
+        return options.model_copy(update={"jury": options.load()})  # a bad jury file fails before any work
+
+    def files(self, options: ScoreConfig, config: ScoreConfig) -> list[Path]:
+        from ..shipped import resolve
+
+        own = [] if isinstance(options.jury, Jury) else [resolve(Path(options.jury))]
+        return own + config.load().files()
+
+    def recorded(self, options: ScoreConfig) -> dict:
+        return options.model_dump(exclude={"cache"})
+
+    def run(self, records, config):
+        return run(records, config)
+
+    def run_block(self, records, config, context, state, offset):
+        return run(records, config, raw_latencies=True, offset=offset)
+
+    def gpus(self, config) -> int:
+        return int(any(j.backend != "openai" for j in config.load().judges))
+
+    def merge(self, blocks, records, config):
+        jury = config.load()
+        acct = merge_accounts([s["judges"] for s in blocks.stats])
+        summ = summary(blocks.in_order(), blocks.kept, blocks.rejected, jury, config, acct,
+                       scored_rows(config, records.height))
+        return StageResult(blocks.kept, blocks.rejected, summ)
+
+
+STAGE = ScoreStage()
 
 
 def _prompts(records: pl.DataFrame, jury: Jury) -> dict[str, list[str]]:
@@ -59,42 +100,81 @@ def _replay(cache, ji: int, jury: Jury, keys, legacy) -> dict[str, tuple[float, 
     return {k: (s, clean_reason(r, secrets)) for k, (s, r) in cache.replay(judge, jury, keys[ji], legacy[ji]).items()}
 
 
-def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) -> tuple[list[list], dict]:
-    """Every judge's verdict for every record (cache first), and per-judge accounting."""
+def _new_accounts(records: pl.DataFrame, jury: Jury) -> dict:
+    return {j.name: {"backend": j.backend, "model": j.model, "mode": j.mode, "records": records.height, "calls": 0,
+                     "cache_hits": 0, "scored": 0, "failed": 0, "failures": {}, "retries": 0,
+                     "tokens_in": 0, "tokens_out": 0, "_lat": []} for j in jury.judges}
+
+
+def _from_cache(cache, jury: Jury, prompts, keys, legacy, verdicts, acct):
+    """Fill ``verdicts`` from the cache; the calls left to make: remote (judge, prompt) jobs
+    with their (judge, key, rows) slots, and per local judge its [(key, rows)]."""
+    from .remote import Verdict
+
+    remote_jobs, remote_slots, local_work = [], [], {}
+    for ji, judge in enumerate(jury.judges):
+        hits = _replay(cache, ji, jury, keys, legacy)
+        todo: dict[str, list[int]] = {}
+        for row, key in enumerate(keys[ji]):
+            if key in hits:
+                verdicts[ji][row] = Verdict(score=hits[key][0], reason=hits[key][1])
+                acct[judge.name]["cache_hits"] += 1
+            else:
+                todo.setdefault(key, []).append(row)  # the same prompt twice is asked once
+        if judge.backend == "openai":
+            for key, rows in todo.items():
+                remote_jobs.append((ji, prompts[judge.mode][rows[0]]))
+                remote_slots.append((ji, key, rows))
+        elif todo:
+            local_work[ji] = list(todo.items())
+    return remote_jobs, remote_slots, local_work
+
+
+def _ask(jury: Jury, prompts, remote_jobs, remote_slots, local_work, record) -> None:
+    """Send what the cache did not have: remote judges concurrently, local ones in threads."""
     import asyncio
 
+    from .remote import score_remote
+
+    def run_local(ji: int, work: list) -> list:
+        from .local import LocalJudge
+
+        judge = LocalJudge(jury.judges[ji], jury)
+        return judge.score([prompts[jury.judges[ji].mode][rows[0]] for _, rows in work])
+
+    async def everything():
+        local_tasks = {ji: asyncio.ensure_future(asyncio.to_thread(run_local, ji, work))
+                       for ji, work in local_work.items()}
+        remote_judges = {ji: jury.judges[ji] for ji, _ in remote_jobs}
+        try:
+            await score_remote(remote_jobs, remote_judges, jury,
+                               lambda i, v: record(remote_slots[i][0], remote_slots[i][1], remote_slots[i][2], v))
+        finally:
+            done = await asyncio.gather(*local_tasks.values(), return_exceptions=True)
+        for ji, result in zip(local_tasks, done):
+            if isinstance(result, BaseException):
+                raise result
+            for (key, rows), v in zip(local_work[ji], result):
+                record(ji, key, rows, v)
+
+    if remote_jobs or local_work:
+        asyncio.run(everything())
+
+
+def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) -> tuple[list[list], dict]:
+    """Every judge's verdict for every record (cache first), and per-judge accounting."""
     from ..progress import progress
     from .cache import JudgeCache
-    from .remote import Verdict, score_remote
 
     prompts = _prompts(records, jury)
     keys, legacy = _keys(prompts, jury)
     cache = JudgeCache(jury.cache)
-    n = records.height
-    verdicts: list[list[Verdict | None]] = [[None] * n for _ in jury.judges]
-    acct = {j.name: {"backend": j.backend, "model": j.model, "mode": j.mode, "records": n, "calls": 0,
-                     "cache_hits": 0, "scored": 0, "failed": 0, "failures": {}, "retries": 0,
-                     "tokens_in": 0, "tokens_out": 0, "_lat": []} for j in jury.judges}
-    remote_jobs, remote_slots = [], []  # (judge index, prompt), [(judge index, [record rows])]
-    local_work = {}
+    verdicts: list[list] = [[None] * records.height for _ in jury.judges]
+    acct = _new_accounts(records, jury)
     try:
-        for ji, judge in enumerate(jury.judges):
-            hits = _replay(cache, ji, jury, keys, legacy)
-            todo: dict[str, list[int]] = {}
-            for row, key in enumerate(keys[ji]):
-                if key in hits:
-                    verdicts[ji][row] = Verdict(score=hits[key][0], reason=hits[key][1])
-                    acct[judge.name]["cache_hits"] += 1
-                else:
-                    todo.setdefault(key, []).append(row)  # the same prompt twice is asked once
-            if judge.backend == "openai":
-                for key, rows in todo.items():
-                    remote_jobs.append((ji, prompts[judge.mode][rows[0]]))
-                    remote_slots.append((ji, key, rows))
-            elif todo:
-                local_work[ji] = list(todo.items())
+        remote_jobs, remote_slots, local_work = _from_cache(cache, jury, prompts, keys, legacy, verdicts, acct)
 
-        def record(ji: int, key: str, rows: list[int], v: Verdict) -> None:
+        def record(ji: int, key: str, rows: list[int], v) -> None:
             bar.update(1)
             judge = jury.judges[ji]
             a = acct[judge.name]
@@ -108,33 +188,16 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
             for row in rows:
                 verdicts[ji][row] = v
 
-        def run_local(ji: int, work: list) -> list:
-            from .local import LocalJudge
-
-            judge = LocalJudge(jury.judges[ji], jury)
-            return judge.score([prompts[jury.judges[ji].mode][rows[0]] for _, rows in work])
-
-        async def everything():
-            local_tasks = {ji: asyncio.ensure_future(asyncio.to_thread(run_local, ji, work))
-                           for ji, work in local_work.items()}
-            remote_judges = {ji: jury.judges[ji] for ji, _ in remote_jobs}
-            try:
-                await score_remote(remote_jobs, remote_judges, jury,
-                                   lambda i, v: record(remote_slots[i][0], remote_slots[i][1], remote_slots[i][2], v))
-            finally:
-                done = await asyncio.gather(*local_tasks.values(), return_exceptions=True)
-            for ji, result in zip(local_tasks, done):
-                if isinstance(result, BaseException):
-                    raise result
-                for (key, rows), v in zip(local_work[ji], result):
-                    record(ji, key, rows, v)
-
         # a remote jury answers a few calls a second: thousands of records are minutes of waiting
         with progress(len(remote_jobs) + sum(map(len, local_work.values())), "judging", unit="calls") as bar:
-            if remote_jobs or local_work:
-                asyncio.run(everything())
+            _ask(jury, prompts, remote_jobs, remote_slots, local_work, record)
     finally:
         cache.close()
+    _count_verdicts(jury, verdicts, acct, raw_latencies)
+    return verdicts, acct
+
+
+def _count_verdicts(jury: Jury, verdicts, acct: dict, raw_latencies: bool) -> None:
     for ji, judge in enumerate(jury.judges):
         a = acct[judge.name]
         for v in verdicts[ji]:
@@ -146,7 +209,6 @@ def judge_all(records: pl.DataFrame, jury: Jury, raw_latencies: bool = False) ->
         a["failures"] = dict(sorted(a["failures"].items()))
         if not raw_latencies:  # raw: the Ray engine merges batches' accounts, then takes percentiles
             a["latency_s"] = _percentiles(a.pop("_lat"))
-    return verdicts, acct
 
 
 def merge_accounts(parts: list[dict]) -> dict:
@@ -240,8 +302,7 @@ def summary(annotated: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame,
     columns = {n: head["scores"].struct.field(n).to_list() for n in names}
     done = annotated["score"].drop_nulls().to_list()
     return {
-        "stage": "score", "in": annotated.height, "kept": kept.height, "rejected": rejected.height,
-        "rules": count_rules(rejected),
+        **base_stats("score", kept, rejected),
         "jury": {"fingerprint": jury.fingerprint(), "rubric": jury.rubric, "scale": list(jury.scale),
                  "aggregate": jury.aggregate, "quorum": jury.quorum, "min_score": config.min_score},
         "judges": acct,

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..config import ConfigError, load_config, note_read
+from ..config import ConfigError, load_config
 
 
 class Judge(BaseModel):
@@ -83,7 +83,6 @@ class Jury(BaseModel):
         path = resolve_relative(v, info.context)
         if not path.is_file():
             raise ValueError(f"rubric file {v} not found")
-        note_read(path)
         return os.path.normpath(path)
 
     @model_validator(mode="after")
@@ -100,6 +99,10 @@ class Jury(BaseModel):
         if any(j.mode == "logprobs" for j in self.judges) and not (0 <= lo and hi <= 9):
             raise ValueError(f"scale [{lo}, {hi}]: logprobs judges need single-digit scores (0..9)")
         return self
+
+    def files(self) -> list[Path]:
+        """The files the jury reads besides its own (the rubric): a pipeline hashes their bytes."""
+        return [Path(self.rubric)]
 
     def rubric_text(self) -> str:
         return Path(self.rubric).read_text(encoding="utf-8")

@@ -241,11 +241,13 @@ def test_the_report_shows_conflicts_and_borderline_pairs():
 
 
 def test_pipeline_steps_take_the_semantic_options():
-    from curate.pipeline.spec import DedupOptions
+    from curate.pipeline.spec import Step
 
-    cfg = DedupOptions(method="semantic", check="off", boilerplate=False, conflicts="reject", borderline=0).config()
+    # a pipeline step's options are the stage's own config (DedupConfig), key `method` included
+    cfg = Step.model_validate({"dedup": dict(method="semantic", check="off", boilerplate=False, conflicts="reject",
+                                             borderline=0)}).options
     assert (cfg.check, cfg.boilerplate, cfg.conflicts, cfg.borderline) == ("off", False, "reject", 0)
-    assert DedupOptions(method="semantic").config().check == "agree"
+    assert Step.model_validate({"dedup": dict(method="semantic")}).options.check == "agree"
 
 
 def test_a_rejected_conflict_is_never_the_kept_member_of_a_cluster():
