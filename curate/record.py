@@ -117,3 +117,58 @@ def records_frame(rows: list[dict]) -> pl.DataFrame:
     if not rows:
         return empty_records()
     return pl.DataFrame(rows, schema=RECORD_SCHEMA)
+
+
+# ---- the same ids, column-wise (the JSON Lines fast path, curate.jsonl_fast) ---------------------
+
+_SHORT_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def json_strings(s: pl.Series) -> pl.Series:
+    """Each string as ``json.dumps(x, ensure_ascii=False)`` writes it, byte for byte: only the
+    quote, the backslash and characters below U+0020 are escaped. The five common escapes
+    are replaced column-wise; the rare rows with another control character are written by
+    ``json.dumps`` itself (its \\b, \\f and lowercase \\u00XX forms)."""
+    out = s
+    for old, new in _SHORT_ESCAPES:
+        out = out.str.replace_all(old, new, literal=True)
+    out = '"' + out + '"'
+    other = s.str.contains("[\x00-\x08\x0b\x0c\x0e-\x1f]").fill_null(False)
+    if other.any():
+        idx = other.arg_true()
+        out = out.scatter(idx, [json.dumps(x, ensure_ascii=False) for x in s.gather(idx).to_list()])
+    return out
+
+
+def normalised_contents(s: pl.Series) -> pl.Series:
+    """:func:`_normalise_content` of each string. NFC is Python's own (unicodedata) on the
+    strings that have a non-ASCII character, so the result does not depend on which Unicode
+    version polars was built with; ASCII text is already NFC."""
+    folded = s.str.replace_all("\r\n", "\n", literal=True).str.replace_all("\r", "\n", literal=True)
+    wide = folded.str.contains("[^\x00-\x7f]").fill_null(False)
+    if wide.any():
+        idx = wide.arg_true()
+        folded = folded.scatter(idx, [unicodedata.normalize("NFC", x) for x in folded.gather(idx).to_list()])
+    return folded.str.strip_chars(" \t\n")
+
+
+def record_ids(turns: pl.DataFrame, key: str) -> pl.DataFrame:
+    """:func:`record_id` of every conversation in ``turns`` (one row per turn: ``key``, role,
+    content and the optional weight/name/tool_calls, in turn order, grouped by ``key``):
+    the same canonical JSON built column-wise, then one sha256 each. Returns ``key``, ``id``."""
+    extras = [pl.when(pl.col("weight").is_not_null()).then('"weight":' + pl.col("weight").cast(pl.String)),
+              pl.when(pl.col("name").is_not_null()).then('"name":' + pl.col("_name")),
+              pl.when(pl.col("tool_calls").is_not_null()).then('"tool_calls":' + pl.col("_calls"))]
+    t = turns.select(
+        key, "role", "weight", "name", "tool_calls",
+        _content=json_strings(normalised_contents(turns["content"])),
+        _name=json_strings(turns["name"]), _calls=json_strings(turns["tool_calls"]),
+    )
+    extra = pl.concat_str(extras, separator=",", ignore_nulls=True)
+    blob = ('["' + pl.col("role") + '",' + pl.col("_content")
+            + pl.when(extra != "").then(",{" + extra + "}").otherwise(pl.lit("")) + "]")
+    per = (t.select(key, blob.alias("b")).group_by(key, maintain_order=True)
+           .agg(pl.col("b").str.join(",")))
+    blobs = ("[" + per["b"] + "]").cast(pl.Binary).to_list()
+    sha = hashlib.sha256
+    return per.select(key).with_columns(id=pl.Series([sha(b).hexdigest()[:32] for b in blobs], dtype=pl.String))
