@@ -20,7 +20,8 @@ ROLES = ["user", "assistant", "system", "User", "ASSISTANT", "developer", "tool"
 
 def text(rng: random.Random, blank_ok: bool = True) -> str:
     if blank_ok and rng.random() < 0.05:
-        return rng.choice(["", " ", "\n", "\u3000", "\x1c", " \t\r\n", "\u00a0"])
+        return rng.choice(["", " ", "\n", "\u3000", "\x1c", " \t\r\n", "\u00a0", "\u200b", "\x7f", "\u180e",
+                           "\ufeff ", "\x0b\x0c"])
     return "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 8)))
 
 
@@ -57,7 +58,8 @@ def record(rng: random.Random):
                 if isinstance(t, dict) and t.get("from") in ROLES[:3]:
                     t["from"] = rng.choice(["human", "gpt", "system", "user", "bard"])
     elif layout == "alpaca":
-        rec = {"instruction": text(rng), "input": rng.choice(["", text(rng), None, " ", "\u3000"]), "output": text(rng)}
+        rec = {"instruction": text(rng), "input": rng.choice(["", text(rng), None, " ", "\u3000", "\u200b"]),
+               "output": text(rng)}
     elif layout == "pc":
         rec = {"prompt": text(rng), "completion": text(rng)}
     elif layout == "qa":
@@ -107,7 +109,8 @@ def hostile_lines(rng: random.Random, n: int) -> list[str]:
         '{"messages": [{"role": "user", "content": "a\\udc00b"}]}',
         '{"messages": [{"role": "user", "content": "x", "content": "y"}]}',  # duplicate turn key
         '{"prompt": "a", "completion": "b", "prompt": "c"}',  # duplicate top-level key
-        '{"prompt": "a", "completion": "b", "n": 1.0, "m": -0, "k": 1E2, "big": 123456789012345678901234567890}',
+        *(f'{{"prompt": "a", "completion": "b", "n": {n}}}' for n in
+          ["1.0", "-0", "1E2", "1e400", "0.1e1", "-0.0", "1.50", "01", "123456789012345678901234567890", "+1", "NaN"]),
         '{"question": "\\u0041\\u00e9\\/", "answer": "\\ud83d\\ude00", "id": "\\u0000\\u001f\\b\\f"}',
         '{"m\\u0065ssages": [{"role": "user", "content": "esc key"}], "prompt": "p", "completion": "c"}',
         '{"messages": [{"role": "user", "content": "hi"}], "messages": [{"role": "user", "content": "ho"}]}',
