@@ -53,7 +53,6 @@ def _turns(role_key: str, text_key: str) -> str:
 _MEMBER = (rf"(?:{_member('messages', _turns('role', 'content'))}|{_member('conversations', _turns('from', 'value'))}"
            rf"|{_KEY}{_WS}:{_WS}{_SCALAR})")
 _LINE = rf"^{_WS}\{{{_WS}{_MEMBER}(?:{_WS},{_WS}{_MEMBER})*{_WS}\}}{_WS}$"
-_SPLIT_MEMBER = rf'^"([^"]*)"{_WS}:{_WS}((?s:.*))$'
 
 # the blanks Python's str.strip() removes are all in this class (tests check every one), so
 # a string with a character outside it is surely not blank; one of " \t\r\n" only surely is
@@ -72,13 +71,13 @@ class FastRead:
     slow: list[int]  # line numbers (1-based) for the per-line path, in order
 
 
-def read_lines(text: str, label: str, fmt: str | None) -> FastRead:
-    """Records for the lines of ``text`` (decoded UTF-8) this path can prove it reads exactly;
-    the other non-blank lines' numbers in ``slow``."""
-    lines = pl.DataFrame({"text": pl.Series([text]).str.split("\n")}).explode("text").with_row_index("_line", 1)
+def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
+    """Records for the lines of ``data`` (a JSON Lines file's bytes) this path can prove it
+    reads exactly; the other non-blank lines' numbers in ``slow``."""
+    lines, slow = _split(data)
     lines = lines.filter(pl.col("text").str.contains(r"[^ \t\n\r\x0b\x0c]"))  # both paths skip blank lines
     proven = lines["text"].str.contains(_LINE)
-    slow = set(lines.filter(~proven)["_line"].to_list())
+    slow |= set(lines.filter(~proven)["_line"].to_list())
     members = _members(lines.filter(proven))
     kind = _line_formats(members, fmt)
     slow |= set(kind.filter(pl.col("fmt").is_null())["_line"].to_list())
@@ -95,14 +94,44 @@ def read_lines(text: str, label: str, fmt: str | None) -> FastRead:
     return FastRead(_records(turns, _meta(members.join(good, on="_line")), label), sorted(slow))
 
 
+def _split(data: bytes) -> tuple[pl.DataFrame, set[int]]:
+    """_line (from 1), text: the file's lines, each with its newline, cut without copying
+    (numpy finds the newlines, Arrow takes the offsets); and the numbers of the lines that
+    are not UTF-8, left out of the table (blank there) for the per-line path to reject."""
+    import numpy as np
+    import pyarrow as pa
+
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
+    offsets = np.concatenate(([0], ends, [] if ends.size and ends[-1] == len(data) else [len(data)])).astype(np.int64)
+    n = len(offsets) - 1
+    raw = pl.from_arrow(pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets),
+                                                                                   pa.py_buffer(data)]))
+    bad: set[int] = set()
+    try:
+        text = raw.cast(pl.String)
+    except pl.exceptions.ComputeError:  # invalid UTF-8 somewhere: find the lines (rare)
+        blanked = bytearray(data)
+        for i in range(n):
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            try:
+                data[a:b].decode("utf-8")
+            except UnicodeDecodeError:
+                bad.add(i + 1)
+                blanked[a:b] = b" " * (b - a - 1) + data[b - 1:b]
+        return _split(bytes(blanked))[0], bad
+    return pl.DataFrame({"text": text}).with_row_index("_line", 1), bad
+
+
 def _members(lines: pl.DataFrame) -> pl.DataFrame:
     """One row per top-level member of each proven line: _line, _pos, key, value (its JSON
     text), in order. Each match starts at a key: the grammar leaves no other place where the
     member regex could start, and a turns array is consumed whole by the member it is in."""
     m = (lines.select("_line", member=pl.col("text").str.extract_all(_MEMBER)).explode("member")
          .with_columns(_pos=pl.int_range(pl.len()).over("_line")))
-    kv = m["member"].str.extract_groups(_SPLIT_MEMBER)
-    return m.select("_line", "_pos", key=kv.struct.field("1"), value=kv.struct.field("2"))
+    # the key has no quote or colon: the value starts after the first colon
+    member = pl.col("member")
+    return m.select("_line", "_pos", key=member.str.extract(r'^"([^"]*)"'),
+                    value=member.str.slice(member.str.find(":", literal=True) + 1).str.strip_chars_start(" \t\r\n"))
 
 
 def _line_formats(members: pl.DataFrame, fmt: str | None) -> pl.DataFrame:

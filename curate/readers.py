@@ -576,31 +576,13 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
     from .jsonl_fast import read_lines
 
     _check_text_encoding(path, label)
-    text, undecodable = _decode_lines(path.read_bytes())
-    fast = read_lines(text, label, out.fmt)
-    slow = set(fast.slow) | undecodable
+    fast = read_lines(path.read_bytes(), label, out.fmt)
     out.flush()
-    out.take(_iter_jsonl(path, label, slow), label, fast.records.height)
+    out.take(_iter_jsonl(path, label, set(fast.slow)), label, fast.records.height)
     lines = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
     slow_records = records_frame(out.rows).with_columns(lines)
     out.rows.clear()
     out.frames.append(pl.concat([fast.records, slow_records]).sort("_line").drop("_line"))
-
-
-def _decode_lines(data: bytes) -> tuple[str, set[int]]:
-    """The file as text, and the numbers of lines that are not UTF-8 (blank in the text)."""
-    try:
-        return data.decode("utf-8"), set()
-    except UnicodeDecodeError:
-        pass
-    lines, bad = data.split(b"\n"), set()
-    for i, line in enumerate(lines):
-        try:
-            lines[i] = line.decode("utf-8")
-        except UnicodeDecodeError:
-            lines[i] = ""
-            bad.add(i + 1)
-    return "\n".join(lines), bad
 
 
 class _Collector:

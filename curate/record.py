@@ -19,6 +19,7 @@ import unicodedata
 
 import polars as pl
 
+from .nfc_table import regex_class
 from .turns import EXTRA
 
 # weight, name, tool_calls: optional turn fields (curate.turns), null when the input had none
@@ -121,7 +122,7 @@ def records_frame(rows: list[dict]) -> pl.DataFrame:
 
 # ---- the same ids, column-wise (the JSON Lines fast path, curate.jsonl_fast) ---------------------
 
-_SHORT_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def json_strings(s: pl.Series) -> pl.Series:
@@ -129,10 +130,7 @@ def json_strings(s: pl.Series) -> pl.Series:
     quote, the backslash and characters below U+0020 are escaped. The five common escapes
     are replaced column-wise; the rare rows with another control character are written by
     ``json.dumps`` itself (its \\b, \\f and lowercase \\u00XX forms)."""
-    out = s
-    for old, new in _SHORT_ESCAPES:
-        out = out.str.replace_all(old, new, literal=True)
-    out = '"' + out + '"'
+    out = '"' + s.str.replace_many(list(_SHORT_ESCAPES), list(_SHORT_ESCAPES.values())) + '"'
     other = s.str.contains("[\x00-\x08\x0b\x0c\x0e-\x1f]").fill_null(False)
     if other.any():
         idx = other.arg_true()
@@ -141,11 +139,11 @@ def json_strings(s: pl.Series) -> pl.Series:
 
 
 def normalised_contents(s: pl.Series) -> pl.Series:
-    """:func:`_normalise_content` of each string. NFC is Python's own (unicodedata) on the
-    strings that have a non-ASCII character, so the result does not depend on which Unicode
-    version polars was built with; ASCII text is already NFC."""
-    folded = s.str.replace_all("\r\n", "\n", literal=True).str.replace_all("\r", "\n", literal=True)
-    wide = folded.str.contains("[^\x00-\x7f]").fill_null(False)
+    """:func:`_normalise_content` of each string. NFC is Python's own (unicodedata), called
+    only on the strings with a character that can change under it (curate.nfc_table), so the
+    result does not depend on which Unicode version polars was built with."""
+    folded = s.str.replace_all(r"\r\n?", "\n")
+    wide = folded.str.contains(regex_class() or "[^\x00-\x7f]").fill_null(False)
     if wide.any():
         idx = wide.arg_true()
         folded = folded.scatter(idx, [unicodedata.normalize("NFC", x) for x in folded.gather(idx).to_list()])
