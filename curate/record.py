@@ -122,20 +122,17 @@ def records_frame(rows: list[dict]) -> pl.DataFrame:
 
 # ---- the same ids, column-wise (the JSON Lines fast path, curate.jsonl_fast) ---------------------
 
-_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+def _encoded(value: pl.Expr) -> pl.Expr:
+    """``value`` as JSON text, written by polars: it escapes exactly as ``json.dumps(x,
+    ensure_ascii=False)`` does (the quote, the backslash, \\b \\f \\n \\r \\t, other characters
+    below U+0020 as lowercase \\u00XX, nothing else), which tests/curate/test_record.py
+    checks character by character."""
+    return pl.struct(v=value).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
 
 
 def json_strings(s: pl.Series) -> pl.Series:
-    """Each string as ``json.dumps(x, ensure_ascii=False)`` writes it, byte for byte: only the
-    quote, the backslash and characters below U+0020 are escaped. The five common escapes
-    are replaced column-wise; the rare rows with another control character are written by
-    ``json.dumps`` itself (its \\b, \\f and lowercase \\u00XX forms)."""
-    out = '"' + s.str.replace_many(list(_SHORT_ESCAPES), list(_SHORT_ESCAPES.values())) + '"'
-    other = s.str.contains("[\x00-\x08\x0b\x0c\x0e-\x1f]").fill_null(False)
-    if other.any():
-        idx = other.arg_true()
-        out = out.scatter(idx, [json.dumps(x, ensure_ascii=False) for x in s.gather(idx).to_list()])
-    return out
+    """Each string as ``json.dumps(x, ensure_ascii=False)`` writes it, byte for byte (null stays null)."""
+    return s.to_frame("s").select(pl.when(pl.col("s").is_not_null()).then(_encoded(pl.col("s")))).to_series()
 
 
 def normalised_contents(s: pl.Series) -> pl.Series:
@@ -155,18 +152,14 @@ def record_ids(turns: pl.DataFrame, key: str) -> pl.DataFrame:
     content and the optional weight/name/tool_calls, in turn order, grouped by ``key``):
     the same canonical JSON built column-wise, then one sha256 each. Returns ``key``, ``id``."""
     extras = [pl.when(pl.col("weight").is_not_null()).then('"weight":' + pl.col("weight").cast(pl.String)),
-              pl.when(pl.col("name").is_not_null()).then('"name":' + pl.col("_name")),
-              pl.when(pl.col("tool_calls").is_not_null()).then('"tool_calls":' + pl.col("_calls"))]
-    t = turns.select(
-        key, "role", "weight", "name", "tool_calls",
-        _content=json_strings(normalised_contents(turns["content"])),
-        _name=json_strings(turns["name"]), _calls=json_strings(turns["tool_calls"]),
-    )
+              pl.when(pl.col("name").is_not_null()).then('"name":' + _encoded(pl.col("name"))),
+              pl.when(pl.col("tool_calls").is_not_null()).then('"tool_calls":' + _encoded(pl.col("tool_calls")))]
     extra = pl.concat_str(extras, separator=",", ignore_nulls=True)
-    blob = ('["' + pl.col("role") + '",' + pl.col("_content")
-            + pl.when(extra != "").then(",{" + extra + "}").otherwise(pl.lit("")) + "]")
-    per = (t.select(key, blob.alias("b")).group_by(key, maintain_order=True)
-           .agg(pl.col("b").str.join(",")))
+    pair = _encoded(pl.concat_list("role", "_content"))  # ["role","content"]
+    blob = pl.when(extra != "").then(pair.str.strip_suffix("]") + ",{" + extra + "}]").otherwise(pair)
+    per = (turns.with_columns(_content=normalised_contents(turns["content"])).lazy()
+           .select(key, blob.alias("b")).group_by(key, maintain_order=True).agg(pl.col("b").str.join(","))
+           .collect())
     blobs = ("[" + per["b"] + "]").cast(pl.Binary).to_list()
     sha = hashlib.sha256
     return per.select(key).with_columns(id=pl.Series([sha(b).hexdigest()[:32] for b in blobs], dtype=pl.String))
