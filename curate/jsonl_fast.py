@@ -82,14 +82,16 @@ def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
     kind = _line_formats(members, fmt)
     slow |= set(kind.filter(pl.col("fmt").is_null())["_line"].to_list())
     members = members.join(kind.filter(pl.col("fmt").is_not_null()), on="_line")
-    parts = [_chat_turns(members, f) for f in _CHAT] + [_flat_turns(members, f) for f in _FLAT]
+    parts = [_chat_turns(members, f) for f in _CHAT] + [_flat_turns(members)]
     turns = pl.concat([p[0] for p in parts])
     for p in parts:
         slow |= p[1]
     # a conversation with no text is a rejection, so only one surely not blank stays here
     texty = turns.group_by("_line").agg(pl.col("content").str.contains(f"[^{_WIDE_BLANK[1:-1]}]").any())
     slow |= set(texty.filter(~pl.col("content"))["_line"].to_list())
-    good = members.select("_line").unique().filter(~pl.col("_line").is_in(list(slow)))
+    # a line that got no turns (none of the cases above should leave one) is read per line
+    slow |= set(members.select("_line").unique().join(turns, on="_line", how="anti")["_line"].to_list())
+    good = turns.select("_line").unique().filter(~pl.col("_line").is_in(list(slow)))
     turns = turns.join(good, on="_line").sort("_line", "_turn")
     return FastRead(_records(turns, _meta(members.join(good, on="_line")), label), sorted(slow))
 
@@ -174,36 +176,35 @@ def _chat_turns(members: pl.DataFrame, fmt: str) -> tuple[pl.DataFrame, set[int]
     return t, slow
 
 
-def _text(values: pl.DataFrame, key: str) -> pl.DataFrame:
-    """A field's JSON text decoded; ``key`` null where it was null. ``_kind``: str or other."""
-    v = pl.col(key)
-    return values.with_columns(pl.when(v.str.starts_with('"')).then(v).str.json_decode(pl.String).alias(key),
-                               pl.when(v.str.starts_with('"')).then(pl.lit("str"))
-                               .when(v != "null").then(pl.lit("other")).alias(f"_{key}_kind"))
-
-
-def _flat_turns(members: pl.DataFrame, fmt: str) -> tuple[pl.DataFrame, set[int]]:
-    """The turn table of the lines in ``fmt`` (alpaca, prompt_completion, qa) and the lines
-    that need the per-line path (a required field missing or not text, an optional one
-    neither text nor null, text whose blankness Python might judge differently)."""
-    user_key, answer_key = _FLAT[fmt]
-    lines = members.filter(pl.col("fmt") == fmt).select("_line").unique()
-    optional = ["system"] + (["input"] if fmt == "alpaca" else [])
-    for key in (user_key, answer_key, *optional):
-        lines = _text(lines.join(_field(members, key), on="_line", how="left"), key)
-    surely = {k: _blankness(pl.col(k)) for k in optional}
-    ok = pl.col(f"_{user_key}_kind").eq("str") & pl.col(f"_{answer_key}_kind").eq("str")
-    for k in optional:
-        ok &= pl.col(f"_{k}_kind").is_null() | pl.col(f"_{k}_kind").eq("str") & surely[k].is_not_null()
+def _flat_turns(members: pl.DataFrame) -> tuple[pl.DataFrame, set[int]]:
+    """The turn table of the lines in the flat formats (alpaca, prompt_completion, qa), all
+    at once, and the lines that need the per-line path (a required field missing or not
+    text, an optional one neither text nor null, text whose blankness Python might judge
+    differently)."""
+    keys = sorted({k for f in _FLAT for k in _USED[f]})
+    v, fmt = pl.col("value"), pl.col("fmt")
+    lines = (members.filter(fmt.is_in(list(_FLAT)))
+             .group_by("_line").agg(pl.first("fmt"), *(v.filter(pl.col("key") == k).first().alias(k) for k in keys)))
+    # a field's kind: "str", null (absent or null), "other" (a number, true, false)
+    kinds = {k: pl.when(pl.col(k).str.starts_with('"')).then(pl.lit("str")).when(pl.col(k) != "null").then(pl.lit("other"))
+             for k in keys}
+    lines = lines.select("_line", "fmt", *(pl.when(kinds[k] == "str").then(pl.col(k)).str.json_decode(pl.String).alias(k)
+                                           for k in keys), *(kinds[k].alias(f"_{k}") for k in keys))
+    user, answer, ok = pl.lit(None, pl.String), pl.lit(None, pl.String), pl.lit(False)
+    for f, (u, a) in _FLAT.items():
+        user, answer = pl.when(fmt == f).then(pl.col(u)).otherwise(user), pl.when(fmt == f).then(pl.col(a)).otherwise(answer)
+        ok = pl.when(fmt == f).then(pl.col(f"_{u}").eq("str") & pl.col(f"_{a}").eq("str")).otherwise(ok)
+    surely = {k: _blankness(pl.col(k)) for k in ("system", "input")}
+    for k in surely:  # input only counts in alpaca; elsewhere it is meta, never read here
+        fine = pl.col(f"_{k}").is_null() | pl.col(f"_{k}").eq("str") & surely[k].is_not_null()
+        ok &= fine if k == "system" else (fmt != "alpaca") | fine
     slow = set(lines.filter(~ok.fill_null(False))["_line"].to_list())
     lines = lines.filter(ok.fill_null(False))
-    user = pl.col(user_key)
-    if fmt == "alpaca":
-        user = pl.when(surely["input"].fill_null(True)).then(user).otherwise(user + "\n\n" + pl.col("input"))
+    user = pl.when((fmt == "alpaca") & ~surely["input"].fill_null(True)).then(user + "\n\n" + pl.col("input")).otherwise(user)
     system = pl.when(~surely["system"].fill_null(True)).then(pl.col("system"))
     t = lines.select("_line", turns=pl.concat_list(
         pl.struct(role=pl.lit("system"), content=system), pl.struct(role=pl.lit("user"), content=user),
-        pl.struct(role=pl.lit("assistant"), content=pl.col(answer_key))))
+        pl.struct(role=pl.lit("assistant"), content=answer)))
     t = (t.explode("turns").unnest("turns").filter(pl.col("content").is_not_null())
          .with_columns(_turn=pl.int_range(pl.len()).over("_line")))
     return t.select("_line", "_turn", "role", "content", weight=pl.lit(None, pl.Int64),

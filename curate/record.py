@@ -150,16 +150,25 @@ def normalised_contents(s: pl.Series) -> pl.Series:
 def record_ids(turns: pl.DataFrame, key: str) -> pl.DataFrame:
     """:func:`record_id` of every conversation in ``turns`` (one row per turn: ``key``, role,
     content and the optional weight/name/tool_calls, in turn order, grouped by ``key``):
-    the same canonical JSON built column-wise, then one sha256 each. Returns ``key``, ``id``."""
+    the same canonical JSON built column-wise, then one sha256 each. Returns ``key``, ``id``
+    in the order the conversations first appear."""
     extras = [pl.when(pl.col("weight").is_not_null()).then('"weight":' + pl.col("weight").cast(pl.String)),
               pl.when(pl.col("name").is_not_null()).then('"name":' + _encoded(pl.col("name"))),
               pl.when(pl.col("tool_calls").is_not_null()).then('"tool_calls":' + _encoded(pl.col("tool_calls")))]
-    extra = pl.concat_str(extras, separator=",", ignore_nulls=True)
-    pair = _encoded(pl.concat_list("role", "_content"))  # ["role","content"]
-    blob = pl.when(extra != "").then(pair.str.strip_suffix("]") + ",{" + extra + "}]").otherwise(pair)
-    per = (turns.with_columns(_content=normalised_contents(turns["content"])).lazy()
-           .select(key, blob.alias("b")).group_by(key, maintain_order=True).agg(pl.col("b").str.join(","))
-           .collect())
-    blobs = ("[" + per["b"] + "]").cast(pl.Binary).to_list()
+    t = turns.with_columns(_content=normalised_contents(turns["content"]),
+                           _x=pl.concat_str(extras, separator=",", ignore_nulls=True))
+    # nearly every conversation has no optional turn fields: its canonical JSON is the list of
+    # [role, content] pairs as polars writes it; the others are put together turn by turn
+    per = (t.lazy().group_by(key, maintain_order=True)
+           .agg(_pairs=pl.concat_list("role", "_content"), _any=(pl.col("_x") != "").any()).collect())
+    blob = _encoded(pl.col("_pairs"))
+    if per["_any"].any():
+        pair = _encoded(pl.concat_list("role", "_content"))
+        turn = pl.when(pl.col("_x") != "").then(pair.str.strip_suffix("]") + ",{" + pl.col("_x") + "}]").otherwise(pair)
+        rich = (t.join(per.filter("_any").select(key), on=key, maintain_order="left").group_by(key, maintain_order=True)
+                .agg(_rich="[" + turn.str.join(",") + "]"))
+        per = per.join(rich, on=key, how="left", maintain_order="left")
+        blob = pl.when(pl.col("_any")).then(pl.col("_rich")).otherwise(blob)
+    blobs = per.select(blob.cast(pl.Binary)).to_series().to_list()
     sha = hashlib.sha256
     return per.select(key).with_columns(id=pl.Series([sha(b).hexdigest()[:32] for b in blobs], dtype=pl.String))
