@@ -53,6 +53,10 @@ def _turns(role_key: str, text_key: str) -> str:
 _MEMBER = (rf"(?:{_member('messages', _turns('role', 'content'))}|{_member('conversations', _turns('from', 'value'))}"
            rf"|{_KEY}{_WS}:{_WS}{_SCALAR})")
 _LINE = rf"^{_WS}\{{{_WS}{_MEMBER}(?:{_WS},{_WS}{_MEMBER})*{_WS}\}}{_WS}$"
+# turns arrays are cut out of a proven line before its members are listed (they are decoded
+# from the line itself); "[]" marks where one was (a proven line has no empty array)
+_CUT = {key: _member(key, _turns(r, t)) for key, r, t in (("messages", "role", "content"), ("conversations", "from", "value"))}
+_SKELETON_MEMBER = rf'(?:"(?:messages|conversations)"{_WS}:{_WS}\[\]|{_KEY}{_WS}:{_WS}{_SCALAR})'
 
 # the blanks Python's str.strip() removes are all in this class (tests check every one), so
 # a string with a character outside it is surely not blank; one of " \t\r\n" only surely is
@@ -78,11 +82,14 @@ def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
     lines = lines.filter(pl.col("text").str.contains(r"[^ \t\n\r\x0b\x0c]"))  # both paths skip blank lines
     proven = lines["text"].str.contains(_LINE)
     slow |= set(lines.filter(~proven)["_line"].to_list())
-    members = _members(lines.filter(proven))
+    lines = lines.filter(proven)
+    members = _members(lines)
     kind = _line_formats(members, fmt)
     slow |= set(kind.filter(pl.col("fmt").is_null())["_line"].to_list())
-    members = members.join(kind.filter(pl.col("fmt").is_not_null()), on="_line")
-    parts = [_chat_turns(members, f) for f in _CHAT] + [_flat_turns(members)]
+    members = _mark_used(members.join(kind.filter(pl.col("fmt").is_not_null()), on="_line"))
+    # a turns array the format does not read is meta: json.dumps would write it, here it is cut out
+    slow |= set(members.filter(~pl.col("_used") & (pl.col("value") == "[]"))["_line"].to_list())
+    parts = [_chat_turns(members, lines, f) for f in _CHAT] + [_flat_turns(members)]
     turns = pl.concat([p[0] for p in parts])
     for p in parts:
         slow |= p[1]
@@ -126,9 +133,12 @@ def _split(data: bytes) -> tuple[pl.DataFrame, set[int]]:
 
 def _members(lines: pl.DataFrame) -> pl.DataFrame:
     """One row per top-level member of each proven line: _line, _pos, key, value (its JSON
-    text), in order. Each match starts at a key: the grammar leaves no other place where the
-    member regex could start, and a turns array is consumed whole by the member it is in."""
-    m = (lines.select("_line", member=pl.col("text").str.extract_all(_MEMBER)).explode("member")
+    text; "[]" for a turns array), in order. Each match starts at a key: the grammar leaves
+    no other place where the member regex could start (a string value is consumed whole)."""
+    skeleton = pl.col("text")
+    for key, pattern in _CUT.items():
+        skeleton = skeleton.str.replace_all(pattern, f'"{key}": []')
+    m = (lines.select("_line", member=skeleton.str.extract_all(_SKELETON_MEMBER)).explode("member")
          .with_columns(_pos=pl.int_range(pl.len()).over("_line")))
     # the key has no quote or colon: the value starts after the first colon
     member = pl.col("member")
@@ -153,18 +163,20 @@ def _field(members: pl.DataFrame, key: str) -> pl.DataFrame:
     return members.filter(pl.col("key") == key).select("_line", pl.col("value").alias(key))
 
 
-def _chat_turns(members: pl.DataFrame, fmt: str) -> tuple[pl.DataFrame, set[int]]:
+def _chat_turns(members: pl.DataFrame, text: pl.DataFrame, fmt: str) -> tuple[pl.DataFrame, set[int]]:
     """The turn table (_line, _turn, role, content, weight, name, tool_calls) of the lines in
-    ``fmt`` (openai or sharegpt), and the lines that need the per-line path."""
+    ``fmt`` (openai or sharegpt), decoded from the lines' ``text``, and the lines that need
+    the per-line path."""
     key, role_key, text_key, roles = _CHAT[fmt]
     lines = members.filter(pl.col("fmt") == fmt)
-    arrays = _field(lines, key)
+    arrays = _field(lines, key).filter(pl.col(key) == "[]")
     # no array (absent, or a scalar in its place): convert() rejects the line
-    slow = set(lines.select("_line").unique().join(arrays.filter(pl.col(key).str.starts_with("[")), on="_line",
-                                                   how="anti")["_line"].to_list())
-    arrays = arrays.filter(pl.col(key).str.starts_with("["))
-    dtype = pl.List(pl.Struct({role_key: pl.String, text_key: pl.String, "name": pl.String, "weight": pl.Int64}))
-    t = (arrays.select("_line", t=pl.col(key).str.json_decode(dtype)).explode("t").unnest("t")
+    slow = set(lines.select("_line").unique().join(arrays, on="_line", how="anti")["_line"].to_list())
+    turn = pl.Struct({role_key: pl.String, text_key: pl.String, "name": pl.String, "weight": pl.Int64})
+    # the other members are skipped by the decoder: the grammar proved them scalars, and the
+    # key unique, so this array is the one convert() reads
+    t = (text.join(arrays.select("_line"), on="_line").select("_line", t=pl.col("text").str.json_decode(
+        pl.Struct({key: pl.List(turn)})).struct.field(key)).explode("t").unnest("t")
          .with_columns(_turn=pl.int_range(pl.len()).over("_line")))
     t = t.select("_line", "_turn",
                  role=pl.col(role_key).str.to_lowercase().replace_strict(roles, default=None, return_dtype=pl.String),
@@ -230,15 +242,20 @@ def _blankness(text: pl.Expr) -> pl.Expr:
             .when(text.str.contains(f"[^{_WIDE_BLANK[1:-1]}]")).then(False))
 
 
+def _mark_used(members: pl.DataFrame) -> pl.DataFrame:
+    """members with _used: whether the line's format reads the member (else it is meta)."""
+    used = pl.lit(False)
+    for fmt, keys in _USED.items():
+        used = pl.when(pl.col("fmt") == fmt).then(pl.col("key").is_in(keys)).otherwise(used)
+    return members.with_columns(_used=used)
+
+
 def _meta(members: pl.DataFrame) -> pl.DataFrame:
     """_line, meta: the members the format did not use, as ``json.dumps`` writes them
     (", " and ": " between, keys in input order). A string with no escape is already in
     Python's form (no raw quote, backslash or control character); one with an escape is
     decoded and written again."""
-    used = pl.lit(False)
-    for fmt, keys in _USED.items():
-        used = pl.when(pl.col("fmt") == fmt).then(pl.col("key").is_in(keys)).otherwise(used)
-    rest = members.filter(~used).sort("_line", "_pos")
+    rest = members.filter(~pl.col("_used")).sort("_line", "_pos")
     v = rest["value"]
     escaped = v.str.starts_with('"') & v.str.contains("\\", literal=True)
     if escaped.any():

@@ -120,6 +120,9 @@ def hostile_lines(rng: random.Random, n: int) -> list[str]:
         '{"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}]}',
         '{"messages": [{"role": "user", "content": [{"type": "text", "text": "part"}]}]}',
         "\xff".encode("latin-1").decode("latin-1"),
+        # both chat keys: the one the format does not read is meta, written by json.dumps
+        '{"messages": [{"role": "user", "content": "a"}], "conversations": [{"from": "human", "value": "b"}]}',
+        '{"conversations":[{"from":"human","value":"b"}],"messages":[{"role":"user","content":"a"}],"n":1}',
     ]
     for s in specials:
         lines.insert(rng.randint(0, len(lines)), s)
