@@ -16,6 +16,11 @@ OpenAI turns, ``"conversations"`` with an array of ShareGPT turns, or a plain ke
 (letters, digits, ``_ . -`` and space) with a string, an integer of up to 18 digits,
 true, false or null. A turn is role and content (from and value) in either order, then
 optionally name (string or null) and weight (0, 1 or null), each at most once.
+
+Then, column-wise: the members of each line in order (keys, and values as JSON text), the
+format as ``detect`` picks it, the turns (arrays decoded by polars' JSON reader, flat fields
+unescaped), ``meta`` written as ``json.dumps`` writes it, and ids by
+:func:`curate.record.record_ids`.
 """
 from __future__ import annotations
 
@@ -65,8 +70,6 @@ _CHAT = {"openai": ("messages", "role", "content", OPENAI_ROLES),
          "sharegpt": ("conversations", "from", "value", SHAREGPT_ROLES)}
 _FLAT = {"alpaca": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
          "qa": ("question", "answer")}
-_TURN = pl.Struct({"role": pl.String, "content": pl.String, "weight": pl.Int64, "name": pl.String,
-                   "tool_calls": pl.String})
 
 
 @dataclass
