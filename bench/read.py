@@ -85,10 +85,45 @@ def timed(folder: Path, fast: bool):
     return time.perf_counter() - t, read
 
 
+def stages(folder: Path) -> None:
+    """Where the column-wise path's time goes: one more read with its steps timed."""
+    from curate import jsonl_fast, readers, record
+
+    spent: dict[str, float] = {}
+
+    def timer(module, name):
+        inner = getattr(module, name)
+
+        def wrapped(*a, **k):
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+        setattr(module, name, wrapped)
+        return inner
+
+    steps = [(jsonl_fast, n) for n in ("_split", "_members", "_line_formats", "_chat_turns", "_flat_turns", "_meta",
+                                       "_records")] + [(record, "normalised_contents"), (jsonl_fast, "record_ids")]
+    saved = [(m, n, timer(m, n)) for m, n in steps]
+    try:
+        total, _ = timed(folder, True)
+    finally:
+        for m, n, f in saved:
+            setattr(m, n, f)
+    print(f"\nsteps of one column-wise read ({total:.2f} s end to end; record_ids is part of _records, "
+          "normalised_contents of record_ids):")
+    for name, s in spent.items():
+        print(f"  {name:<22} {s:6.2f} s")
+    listed = sum(v for k, v in spent.items() if k not in ("record_ids", "normalised_contents"))
+    print(f"  {'rest (grammar regex, blank lines, per-line path, table)':<22} {total - listed:6.2f} s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--stages", action="store_true", help="also time the column-wise path's steps")
     args = ap.parse_args()
     import polars as pl
 
@@ -105,6 +140,8 @@ def main() -> int:
             assert fast.records.height == args.records and fast.rejected.height == 0
             times["column-wise"].append(t_fast)
             times["per-line"].append(t_slow)
+        if args.stages:
+            stages(folder)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\n{'reader (files -> record table)':<32} {'median s':>9} {'records/s':>11} {'MiB/s':>7}")
     for k, v in med.items():
