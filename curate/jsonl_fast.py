@@ -116,8 +116,7 @@ def _split(data: bytes) -> tuple[pl.DataFrame, set[int]]:
     ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
     offsets = np.concatenate(([0], ends, [] if ends.size and ends[-1] == len(data) else [len(data)])).astype(np.int64)
     n = len(offsets) - 1
-    raw = pl.from_arrow(pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets),
-                                                                                   pa.py_buffer(data)]))
+    raw = pl.from_arrow(pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]))
     bad: set[int] = set()
     try:
         text = raw.cast(pl.String)
@@ -129,8 +128,11 @@ def _split(data: bytes) -> tuple[pl.DataFrame, set[int]]:
                 data[a:b].decode("utf-8")
             except UnicodeDecodeError:
                 bad.add(i + 1)
-                blanked[a:b] = b" " * (b - a - 1) + data[b - 1:b]
-        return _split(bytes(blanked))[0], bad
+                newline = data[b - 1:b] == b"\n"
+                blanked[a:b] = b" " * (b - a - newline) + b"\n" * newline
+        blank = bytes(blanked)
+        text = pl.from_arrow(pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets),
+                                                                          pa.py_buffer(blank)]))
     return pl.DataFrame({"text": text}).with_row_index("_line", 1), bad
 
 

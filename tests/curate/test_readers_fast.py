@@ -173,6 +173,13 @@ def test_invalid_utf8_lines_and_crlf_file(tmp_path, monkeypatch):
     assert_same(fast, slow)
 
 
+def test_invalid_utf8_at_the_very_end(tmp_path, monkeypatch):
+    good = json.dumps({"prompt": "p", "completion": "c"}).encode()
+    fast, slow = both(tmp_path, monkeypatch, [], raw=good + b"\n" + good[:-2] + b'\xc3"}')
+    assert fast.rejected["rule"].to_list() == ["read.invalid_utf8"] and fast.records.height == 1
+    assert_same(fast, slow)
+
+
 def test_a_file_of_unknown_format_is_still_one_error(tmp_path, monkeypatch):
     path = tmp_path / "u.jsonl"
     path.write_text('{"text": "a"}\n{"text": "b"}\n')
