@@ -15,6 +15,9 @@ rejected row; the rows around it are read. A folder is walked following each fil
 folder once (by resolved path): a symlink loop or a second link to the same file is
 skipped with a notice. A Parquet file already in the record layout is checked like any
 other input (null or empty messages, unknown roles, null fields become rejected rows).
+
+JSON Lines in the common layouts is read column-wise (:mod:`curate.jsonl_fast`); the lines
+that path cannot prove it reads exactly are read here one at a time, with the same result.
 """
 from __future__ import annotations
 
