@@ -15,6 +15,9 @@ rejected row; the rows around it are read. A folder is walked following each fil
 folder once (by resolved path): a symlink loop or a second link to the same file is
 skipped with a notice. A Parquet file already in the record layout is checked like any
 other input (null or empty messages, unknown roles, null fields become rejected rows).
+
+JSON Lines in the common layouts is read column-wise (:mod:`curate.jsonl_fast`); the lines
+that path cannot prove it reads exactly are read here one at a time, with the same result.
 """
 from __future__ import annotations
 
@@ -82,10 +85,13 @@ def _has_surrogates(value) -> bool:
         return True
 
 
-def _iter_jsonl(path: Path, label: str) -> Iterator[_Raw]:
+def _iter_jsonl(path: Path, label: str, only: set[int] | None = None) -> Iterator[_Raw]:
+    """Each line of a JSON Lines file (or only the lines numbered in ``only``) parsed."""
     _check_text_encoding(path, label)
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
+            if only is not None and lineno not in only:
+                continue
             if line.startswith(BOM):  # a file's first line, or files concatenated with cat
                 line = line[3:]
             if not line.strip():
@@ -515,35 +521,113 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
     labels = [str(p) for p in paths] if labels is None else list(labels)
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
-    frames, rows, rejects, notices = [], [], [], []
+    out, notices = _Collector(fmt, mapping), []
+    for p, label in zip(paths, labels):
+        with local_copy(p) as local:
+            walk = _Walk()
+            for kind, path, sub in _expand(local, label, walk):
+                _read_one(out, kind, path, sub)
+            notices += walk.notices
+    out.flush()
+    records = pl.concat(out.frames, how="diagonal_relaxed") if out.frames else empty_records()
+    rejected = pl.DataFrame(out.rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
+    records, rejected = unique_sources(records, rejected)  # the row key (see curate.record)
+    return ReadResult(records, rejected, notices)
 
-    def take(raws: Iterator[_Raw], label: str) -> None:
-        n_ok = n_seen = 0
-        first_error = None
+
+def _read_one(out: "_Collector", kind: str, path: Path, sub: str) -> None:
+    """One readable unit (a file, or a dataset folder) into ``out``."""
+    if kind == "jsonl":
+        _read_jsonl(out, path, sub)
+    elif kind == "json":
+        out.take(_iter_json(path, sub), sub)
+    elif kind == "csv":
+        _check_text_encoding(path, sub)
+        try:
+            df = pl.read_csv(path, infer_schema=False)
+            # polars takes a header with an unclosed quote, and the whole file
+            # after it, for one column name: no rows, no error
+            broken = any("\n" in c for c in df.columns)
+        except Exception:  # polars raises several types; all mean "not CSV"
+            broken = True
+        # find the rows that broke it, reject them, read the others
+        out.take(_iter_csv_slowly(path, sub) if broken else _iter_table(df, sub), sub)
+    else:
+        try:
+            df = _read_arrow_dataset(path) if kind == "hf" else _read_parquet(path, sub)
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
+        if _is_record_table(df) and out.fmt is None and not out.mapping:
+            out.take_records(_current_layout(df), sub)
+        else:
+            out.take(_iter_table(df, sub), sub)
+
+
+# The column-wise JSON Lines reader (curate.jsonl_fast) is on unless a test compares it
+# with the per-line path, which reads every line when this is False.
+_FAST_JSONL = True
+
+
+def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
+    """A JSON Lines file: the lines the column-wise reader proves it reads exactly are read
+    there; the others one at a time, as before; records stay in line order."""
+    if not _FAST_JSONL or out.mapping:
+        out.take(_iter_jsonl(path, label), label)
+        return
+    from .jsonl_fast import read_lines
+
+    _check_text_encoding(path, label)
+    fast = read_lines(path.read_bytes(), label, out.fmt)
+    out.flush()
+    if fast.slow:  # else nothing is left for the per-line path (no need to walk the file again)
+        out.take(_iter_jsonl(path, label, set(fast.slow)), label, fast.records.height)
+    lines = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
+    slow_records = records_frame(out.rows).with_columns(lines)
+    out.rows.clear()
+    out.frames.append(pl.concat([fast.records, slow_records]).sort("_line").drop("_line"))
+
+
+class _Collector:
+    """What one :func:`read_inputs` call has read so far: record tables in input order
+    (raw rows waiting in ``rows`` go before the next table), and rejected rows."""
+
+    def __init__(self, fmt: str | None, mapping: dict[str, str] | None):
+        self.fmt, self.mapping = fmt, mapping
+        self.frames: list[pl.DataFrame] = []
+        self.rows: list[dict] = []
+        self.rejects: list[dict] = []
+
+    def take(self, raws: Iterator[_Raw], label: str, n_ok: int = 0) -> None:
+        """Convert parsed records into rows, and the others into rejected rows; ``n_ok``:
+        records of this file already read elsewhere (the column-wise JSON Lines reader)."""
+        n_seen, first_error = n_ok, None
         for r in raws:
             n_seen += 1
             if r.rule is None:
                 try:
-                    messages, meta = convert(r.value, fmt, mapping)
+                    messages, meta = convert(r.value, self.fmt, self.mapping)
                     row = {"id": record_id(messages), "messages": messages,
                            "source": r.source, "meta": meta_json(meta)}
                 except RecordError as e:
                     raw = _safe_raw(r.value)
                     first_error = first_error or e
-                    rejects.append(_reject(raw_id(raw), r.source, raw, e.rule, f"{r.source}: {e.reason}"))
+                    self.rejects.append(_reject(raw_id(raw), r.source, raw, e.rule, f"{r.source}: {e.reason}"))
                     continue
                 except RecursionError:  # parsed, but too deep to write back as JSON
                     r = _too_deep(r.source, r.text.rstrip("\n") if r.text is not None else _safe_raw(r.value))
                 else:
                     n_ok += 1
-                    rows.append(row)
+                    self.rows.append(row)
                     continue
-            rejects.append(_reject(raw_id(r.raw), r.source, meta_json({"raw": r.raw}), r.rule, r.reason))
+            self.rejects.append(_reject(raw_id(r.raw), r.source, meta_json({"raw": r.raw}), r.rule, r.reason))
         # A file none of whose records fits a format is a usage error, not N rejections.
         if n_seen and not n_ok and first_error is not None and first_error.rule == "read.unknown_format":
             raise InputError(f"{label}: {first_error.reason}")
 
-    def take_records(df: pl.DataFrame, label: str) -> None:
+    def take_records(self, df: pl.DataFrame, label: str) -> None:
+        """A table already in the record layout: only its suspect rows are looked at."""
         suspects = _record_table_suspects(df)
         if suspects.any():
             bad = []
@@ -554,56 +638,18 @@ def read_inputs(paths, fmt: str | None = None, mapping: dict[str, str] | None = 
                     continue
                 bad.append(i)
                 raw, src = _safe_raw(row), f"{label}:{i + 1}"
-                rejects.append(_reject(row["id"] or raw_id(raw), src, meta_json({"raw": raw}), problem[0],
-                                       f"{src}: {problem[1]}"))
+                self.rejects.append(_reject(row["id"] or raw_id(raw), src, meta_json({"raw": raw}), problem[0],
+                                            f"{src}: {problem[1]}"))
             if bad:
                 df = df.with_row_index("_i").filter(~pl.col("_i").is_in(bad)).drop("_i")
-        _flush(rows, frames)
-        frames.append(df)
+        self.flush()
+        self.frames.append(df)
 
-    for p, label in zip(paths, labels):
-        with local_copy(p) as local:
-            walk = _Walk()
-            for kind, path, sub in _expand(local, label, walk):
-                if kind == "jsonl":
-                    take(_iter_jsonl(path, sub), sub)
-                elif kind == "json":
-                    take(_iter_json(path, sub), sub)
-                elif kind == "csv":
-                    _check_text_encoding(path, sub)
-                    try:
-                        df = pl.read_csv(path, infer_schema=False)
-                        # polars takes a header with an unclosed quote, and the whole file
-                        # after it, for one column name: no rows, no error
-                        broken = any("\n" in c for c in df.columns)
-                    except Exception:  # polars raises several types; all mean "not CSV"
-                        broken = True
-                    # find the rows that broke it, reject them, read the others
-                    take(_iter_csv_slowly(path, sub) if broken else _iter_table(df, sub), sub)
-                else:
-                    try:
-                        df = _read_arrow_dataset(path) if kind == "hf" else _read_parquet(path, sub)
-                    except InputError:
-                        raise
-                    except Exception as e:
-                        raise InputError(f"{sub}: cannot read: {str(e).splitlines()[0]}") from None
-                    if _is_record_table(df) and fmt is None and not mapping:
-                        take_records(_current_layout(df), sub)
-                    else:
-                        take(_iter_table(df, sub), sub)
-            notices += walk.notices
-    _flush(rows, frames)
-    records = pl.concat(frames, how="diagonal_relaxed") if frames else empty_records()
-    rejected = pl.DataFrame(rejects or None, schema={**RECORD_SCHEMA, **REJECT_COLUMNS})
-    records, rejected = unique_sources(records, rejected)  # the row key (see curate.record)
-    return ReadResult(records, rejected, notices)
-
-
-def _flush(rows: list, frames: list) -> None:
-    # Keep input order across mixed inputs: raw rows read so far go before the next table.
-    if rows:
-        frames.append(records_frame(rows))
-        rows.clear()
+    def flush(self) -> None:
+        # Keep input order across mixed inputs: raw rows read so far go before the next table.
+        if self.rows:
+            self.frames.append(records_frame(self.rows))
+            self.rows.clear()
 
 
 def _reject(rid: str, source: str, meta: str, rule: str, reason: str) -> dict:
