@@ -60,6 +60,16 @@ class Stage:
     def run(self, records, config):
         raise NotImplementedError
 
+    def apply(self, records, options=None, **fields):
+        """Run the stage from Python with its options as the command line and a pipeline step
+        take them (a model, a dict, or keywords): validated, prepared, run. Returns the
+        :class:`curate.stage.StageResult`."""
+        if options is None or isinstance(options, dict):
+            options = self.options.model_validate({**(options or {}), **fields})
+        elif fields:
+            options = options.model_copy(update=fields)
+        return self.run(records, self.prepare(options))
+
     # ---- the Ray engine ----
     def context(self, records, config) -> dict:
         """What every block needs from the whole input, computed once on the driver."""
