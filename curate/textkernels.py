@@ -14,6 +14,15 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from .hashconst import FNV_OFFSET, FNV_PRIME, GOLDEN
+
+
+def threads() -> int:
+    """The threads numba's parallel kernels would use (NUMBA_NUM_THREADS, default the
+    cores this process may run on), read without starting the thread pool: with one,
+    callers run a kernel's serial twin instead (the pool costs ~0.25 CPU s to start)."""
+    return int(nb.config.NUMBA_NUM_THREADS)
+
 
 def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One array of code points for many texts (uint8 when all ASCII, else uint32),
@@ -181,8 +190,8 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
     space; words split as str.split() does; an n-gram's length is its words joined
     by single spaces, in characters; the top n-gram is the most frequent, ties the
     longest."""
-    offset_basis = np.uint64(0xCBF29CE484222325)
-    prime = np.uint64(0x100000001B3)
+    offset_basis = np.uint64(FNV_OFFSET)
+    prime = np.uint64(FNV_PRIME)
     n_texts = addresses.shape[0]
     for chunk in nb.prange(chunks):
         lo, hi = chunk * n_texts // chunks, (chunk + 1) * n_texts // chunks
@@ -287,7 +296,7 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
                 if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
                     continue
                 for j in range(m):
-                    g = np.uint64(0x9E3779B97F4A7C15)
+                    g = np.uint64(GOLDEN)
                     gl = n - 1
                     for q in range(j, j + n):
                         g = (g ^ words[q]) * prime
