@@ -17,7 +17,9 @@ import polars as pl
 from .record import REJECT_COLUMNS, to_json
 from .storage import output_folder
 
-PARQUET_OPTS = dict(compression="zstd", compression_level=3, statistics=True)
+# zstd level 1: a quarter less CPU than level 3 for 2% larger files (locks hash the rows, not
+# the bytes, curate.pipeline.content)
+PARQUET_OPTS = dict(compression="zstd", compression_level=1, statistics=True)
 
 
 @dataclass

@@ -91,7 +91,45 @@ def decode(data, i):
             | (np.int64(data[i + 3]) & 0x3F)), 4
 
 
+class LayoutError(RuntimeError):
+    """Polars' string memory is not laid out as utf8_spans reads it (a new polars or pyarrow)."""
+
+
+_LAYOUT_CHECKED = False
+# inline (<= 12 bytes) and buffer views, multi-byte UTF-8, the empty string
+_PROBE = ["", "short", "twelve bytes", "thirteen byte", "a text well past the twelve inline bytes",
+          "ünïcödé, wider than twelve bytes", "日本語のテキスト"]
+
+
 def utf8_spans(texts) -> tuple[np.ndarray, np.ndarray, object]:
+    """_spans, after checking once per process that it reads a known column back byte for
+    byte: the kernels read polars' memory through raw addresses, and a layout change must
+    stop them with one clear error, not let them read the wrong bytes."""
+    global _LAYOUT_CHECKED
+    if not _LAYOUT_CHECKED:
+        check_layout(_spans)
+        _LAYOUT_CHECKED = True
+    return _spans(texts)
+
+
+def check_layout(spans) -> None:
+    """Raise LayoutError unless ``spans`` finds each probe text's exact UTF-8 bytes, in a
+    whole column and in a slice of one (a non-zero Arrow offset)."""
+    import ctypes
+
+    import polars as pl
+
+    column = pl.Series(_PROBE * 2, dtype=pl.String)
+    for col, want in ((column, _PROBE * 2), (column.slice(3, 8), (_PROBE * 2)[3:11])):
+        addresses, lengths, owner = spans(col)
+        got = [ctypes.string_at(int(a), int(n)) for a, n in zip(addresses.tolist(), lengths.tolist())]
+        if got != [t.encode("utf-8") for t in want]:
+            raise LayoutError(f"polars {pl.__version__} stores strings in a layout curate.textkernels cannot read "
+                              "in place (Arrow string views expected); use the polars version pinned in pyproject.toml")
+        del owner
+
+
+def _spans(texts) -> tuple[np.ndarray, np.ndarray, object]:
     """Where each text of a polars string column lies in memory, as UTF-8: its address and
     length in bytes, and the Arrow array that owns the bytes (hold it while reading them).
 

@@ -6,7 +6,7 @@ import numba as nb
 import numpy as np
 
 from ..hashconst import FNV_OFFSET, FNV_PRIME, GOLDEN, MIX1, MIX2
-from ..textkernels import is_space
+from ..textkernels import is_space, text_bytes
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -110,6 +110,27 @@ def sign_docs_serial(cps, starts, ends, word_mode, n, a, b, out):
     seq = np.empty(longest + 1, dtype=np.uint64)
     for d in range(starts.shape[0]):
         sign_one(cps, starts[d], ends[d], word_mode, n, a, b, seq, out[d])
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def sign_spans(addresses, lengths, rows, n, a, b, out):
+    """sign_docs on word shingles of ASCII texts read in place (``textkernels.utf8_spans``):
+    their bytes are their code points. Only the documents in ``rows``."""
+    for r in nb.prange(rows.shape[0]):
+        d = rows[r]
+        seq = np.empty(lengths[d] + 1, dtype=np.uint64)
+        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, seq, out[d])
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def sign_spans_serial(addresses, lengths, rows, n, a, b, out):
+    longest = 0
+    for r in range(rows.shape[0]):
+        longest = max(longest, lengths[rows[r]])
+    seq = np.empty(longest + 1, dtype=np.uint64)
+    for r in range(rows.shape[0]):
+        d = rows[r]
+        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, seq, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)

@@ -73,8 +73,14 @@ class Shingled:
     set_offsets: np.ndarray | None
 
 
-def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str = "word",
+def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
                      keep_sets: bool = False, strip_punct: bool = False, seed: int = 1) -> Shingled:
+    """Signatures of ``texts`` (a list of str, or a polars String column: word shingles of
+    its ASCII texts are then read in place, with no Python string made)."""
+    if not isinstance(texts, list):
+        if shingle == "word" and not strip_punct and not keep_sets:
+            return Shingled(_sign_column(texts, num_perm, ngram, seed), None, None)
+        texts = texts.to_list()
     from ..textkernels import code_points, threads
     from . import kernels as k  # numba: a heavy import, only when MinHash runs
 
@@ -97,6 +103,29 @@ def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str =
         return Shingled(sigs, np.concatenate(sets) if sets else np.zeros(0, np.uint64),
                         np.concatenate(set_offsets))
     return Shingled(sigs, None, None)
+
+
+def _sign_column(texts, num_perm: int, ngram: int, seed: int) -> np.ndarray:
+    """Word-shingle signatures of a polars String column: ASCII texts (their bytes are
+    their code points, and _prepare leaves them as they are) straight from the column's
+    memory; the others through the list path, which normalises them."""
+    from ..textkernels import threads, utf8_spans
+    from . import kernels as k
+
+    a, b = permutations(num_perm, seed)
+    sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
+    texts = texts.fill_null("")
+    is_ascii = (texts.str.len_bytes() == texts.str.len_chars()).to_numpy()
+    rows = np.flatnonzero(is_ascii)
+    if len(rows):
+        addresses, lengths, owner = utf8_spans(texts)
+        sign = k.sign_spans if threads() > 1 else k.sign_spans_serial
+        sign(addresses, lengths, rows, ngram, a, b, sigs)
+        del owner  # the column's memory was read up to here
+    others = np.flatnonzero(~is_ascii)
+    if len(others):
+        sigs[others] = shingle_and_sign(texts.gather(others).to_list(), num_perm, ngram, seed=seed).signatures
+    return sigs
 
 
 def _unique_per_doc(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

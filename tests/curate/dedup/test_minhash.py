@@ -170,3 +170,17 @@ def test_candidate_pairs_equal_sorting_per_band(n, distinct):
     assert np.array_equal(left, want_left) and np.array_equal(right, want_right)
     if n == 3000:
         assert (np.bincount(keys[:, 0].astype(np.int64) >> 40) > mh.BIG_BUCKET).any()
+
+
+def test_signing_a_column_in_place_equals_signing_the_strings():
+    import polars as pl
+
+    rng = random.Random(3)
+    words = ["alpha", "Beta", "GAMMA", "ünï", "straße", "ǅemal", "x\u00a0y", "tab\tbed", "日本"]
+    docs = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    docs += ["", "one", "A B C D E F", "  spaced   out\n\ntext  "]
+    column = pl.Series(docs)
+    for ngram in (1, 3, 5):
+        want = mh.shingle_and_sign(docs, 32, ngram).signatures
+        assert np.array_equal(mh.shingle_and_sign(column, 32, ngram).signatures, want)
+        assert not np.array_equal(mh.shingle_and_sign(column, 32, ngram, seed=2).signatures, want)
