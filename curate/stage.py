@@ -17,7 +17,9 @@ import polars as pl
 from .record import REJECT_COLUMNS, to_json
 from .storage import output_folder
 
-PARQUET_OPTS = dict(compression="zstd", compression_level=3, statistics=True)
+# zstd level 1: a quarter less CPU than level 3 for 2% larger files (locks hash the rows, not
+# the bytes, curate.pipeline.content)
+PARQUET_OPTS = dict(compression="zstd", compression_level=1, statistics=True)
 
 
 @dataclass
@@ -92,7 +94,9 @@ def write_stage(result: StageResult, out: Path) -> None:
 def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     """Run one stage on records already read; the reader's rejections join the stage's own."""
     t0 = time.perf_counter() if t0 is None else t0
+    t_read = time.perf_counter()  # reading (a caller's t0 is taken before it) ends here
     result = run(read.records)
+    t_stage = time.perf_counter()
     rejected = merge_rejected(read.rejected, result.rejected)
     stats = dict(result.stats)
     read_counts = count_rules(read.rejected)
@@ -103,6 +107,9 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
         stats["notices"] = list(read.notices)
     if "fired" in stats:
         stats["fired"] = {**read_counts, **stats["fired"]}
+    # seconds: reading and the stage; apart, so a slow reader is not taken for a slow stage
+    stats["read_seconds"] = round(t_read - t0, 4)
+    stats["stage_seconds"] = round(t_stage - t_read, 4)
     stats["seconds"] = round(time.perf_counter() - t0, 4)
     with output_folder(out) as local:  # a URL is written here, then uploaded
         write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), local)

@@ -14,6 +14,15 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from .hashconst import FNV_OFFSET, FNV_PRIME, GOLDEN
+
+
+def threads() -> int:
+    """The threads numba's parallel kernels would use (NUMBA_NUM_THREADS, default the
+    cores this process may run on), read without starting the thread pool: with one,
+    callers run a kernel's serial twin instead (the pool costs ~0.25 CPU s to start)."""
+    return int(nb.config.NUMBA_NUM_THREADS)
+
 
 def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One array of code points for many texts (uint8 when all ASCII, else uint32),
@@ -82,7 +91,45 @@ def decode(data, i):
             | (np.int64(data[i + 3]) & 0x3F)), 4
 
 
+class LayoutError(RuntimeError):
+    """Polars' string memory is not laid out as utf8_spans reads it (a new polars or pyarrow)."""
+
+
+_LAYOUT_CHECKED = False
+# inline (<= 12 bytes) and buffer views, multi-byte UTF-8, the empty string
+_PROBE = ["", "short", "twelve bytes", "thirteen byte", "a text well past the twelve inline bytes",
+          "ünïcödé, wider than twelve bytes", "日本語のテキスト"]
+
+
 def utf8_spans(texts) -> tuple[np.ndarray, np.ndarray, object]:
+    """_spans, after checking once per process that it reads a known column back byte for
+    byte: the kernels read polars' memory through raw addresses, and a layout change must
+    stop them with one clear error, not let them read the wrong bytes."""
+    global _LAYOUT_CHECKED
+    if not _LAYOUT_CHECKED:
+        check_layout(_spans)
+        _LAYOUT_CHECKED = True
+    return _spans(texts)
+
+
+def check_layout(spans) -> None:
+    """Raise LayoutError unless ``spans`` finds each probe text's exact UTF-8 bytes, in a
+    whole column and in a slice of one (a non-zero Arrow offset)."""
+    import ctypes
+
+    import polars as pl
+
+    column = pl.Series(_PROBE * 2, dtype=pl.String)
+    for col, want in ((column, _PROBE * 2), (column.slice(3, 8), (_PROBE * 2)[3:11])):
+        addresses, lengths, owner = spans(col)
+        got = [ctypes.string_at(int(a), int(n)) for a, n in zip(addresses.tolist(), lengths.tolist())]
+        if got != [t.encode("utf-8") for t in want]:
+            raise LayoutError(f"polars {pl.__version__} stores strings in a layout curate.textkernels cannot read "
+                              "in place (Arrow string views expected); use the polars version pinned in pyproject.toml")
+        del owner
+
+
+def _spans(texts) -> tuple[np.ndarray, np.ndarray, object]:
     """Where each text of a polars string column lies in memory, as UTF-8: its address and
     length in bytes, and the Arrow array that owns the bytes (hold it while reading them).
 
@@ -181,123 +228,140 @@ def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_
     space; words split as str.split() does; an n-gram's length is its words joined
     by single spaces, in characters; the top n-gram is the most frequent, ties the
     longest."""
-    offset_basis = np.uint64(0xCBF29CE484222325)
-    prime = np.uint64(0x100000001B3)
     n_texts = addresses.shape[0]
     for chunk in nb.prange(chunks):
         lo, hi = chunk * n_texts // chunks, (chunk + 1) * n_texts // chunks
-        # scratch arrays once per chunk of texts: four allocations per text cost as much
-        # as reading a short text
-        longest = 0
-        for d in range(lo, hi):
-            longest = max(longest, lengths[d])
-        lines = np.empty(longest + 2, dtype=np.uint64)
-        paras = np.empty(longest + 2, dtype=np.uint64)
-        words = np.empty(longest + 2, dtype=np.uint64)
-        lens = np.empty(longest + 2, dtype=np.int64)
-        for d in range(lo, hi):
-            data = text_bytes(addresses, lengths, d)
-            b = lengths[d]
-            n_chars = n_chars_of[d]
-            one_line = True  # a text of one line has no repeated lines or paragraphs
-            for q in range(b):
-                if data[q] == 10:
-                    one_line = False
-                    break
-            short = ns.shape[0] == 0 or n_chars < 2 * min_words - 1  # n words need 2n - 1 characters
-            split = (do_lines or do_paras) and not one_line
-            if not split and short:
-                continue
-            # One pass over the characters. A line's hash covers its bytes from its first to
-            # its last non-space character (a snapshot taken after each non-space one), a
-            # paragraph's likewise across its lines, a word's its bytes: as hashing the
-            # stripped spans would, without reading the text three times.
-            k_lines = 0
-            k_paras = 0
-            k = 0
-            line_h = line_end = para_h = para_end = word_h = offset_basis
-            in_line = in_para = in_word = False
-            length = 0
-            p = 0
-            while p <= b:
-                if p < b:
-                    c, w = decode(data, p)
-                else:
-                    c, w = 10, 1  # the text ends as a line does
-                if c == 10:
-                    if in_line:
-                        lines[k_lines] = line_end
-                        k_lines += 1
-                        in_line = False
-                    elif in_para:  # a blank line ends the paragraph
-                        paras[k_paras] = para_end
-                        k_paras += 1
-                        in_para = False
-                space = is_space(c)
-                if not space:
-                    if not in_line:
-                        in_line, line_h = True, offset_basis
-                    if not in_para:
-                        in_para, para_h = True, offset_basis
-                if split:
-                    for q in range(p, p + w):
-                        x = np.uint64(data[q]) if q < b else np.uint64(10)
-                        line_h = (line_h ^ x) * prime
-                        para_h = (para_h ^ x) * prime
-                    if not space:
-                        line_end, para_end = line_h, para_h
-                if not short:
-                    if space:
-                        if in_word:
-                            words[k] = word_h
-                            lens[k] = length
-                            k += 1
-                            in_word = False
-                    else:
-                        if not in_word:
-                            in_word, word_h, length = True, offset_basis, 0
-                        word_h = (word_h ^ np.uint64(c)) * prime
-                        length += 1
-                p += w
-            if in_para:
-                paras[k_paras] = para_end
-                k_paras += 1
+        _repetition_range(lo, hi, addresses, lengths, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns,
+                          limits, min_words, kind, value, which)
+
+
+@nb.njit(cache=True, nogil=True)
+def repetition_serial(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits,
+                      min_words, kind, value, which):
+    """repetition on one thread (``chunks`` unused): starting numba's thread pool costs
+    more than the pass on a few hundred thousand texts."""
+    _repetition_range(0, addresses.shape[0], addresses, lengths, n_chars_of, do_lines, line_limit, do_paras,
+                      para_limit, ns, limits, min_words, kind, value, which)
+
+
+@nb.njit(cache=True, nogil=True)
+def _repetition_range(lo, hi, addresses, lengths, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits,
+                      min_words, kind, value, which):
+    """repetition's work on texts lo..hi-1."""
+    offset_basis = np.uint64(FNV_OFFSET)
+    prime = np.uint64(FNV_PRIME)
+    # scratch arrays once per chunk of texts: four allocations per text cost as much
+    # as reading a short text
+    longest = 0
+    for d in range(lo, hi):
+        longest = max(longest, lengths[d])
+    lines = np.empty(longest + 2, dtype=np.uint64)
+    paras = np.empty(longest + 2, dtype=np.uint64)
+    words = np.empty(longest + 2, dtype=np.uint64)
+    lens = np.empty(longest + 2, dtype=np.int64)
+    for d in range(lo, hi):
+        data = text_bytes(addresses, lengths, d)
+        b = lengths[d]
+        n_chars = n_chars_of[d]
+        one_line = True  # a text of one line has no repeated lines or paragraphs
+        for q in range(b):
+            if data[q] == 10:
+                one_line = False
+                break
+        short = ns.shape[0] == 0 or n_chars < 2 * min_words - 1  # n words need 2n - 1 characters
+        split = (do_lines or do_paras) and not one_line
+        if not split and short:
+            continue
+        # One pass over the characters. A line's hash covers its bytes from its first to
+        # its last non-space character (a snapshot taken after each non-space one), a
+        # paragraph's likewise across its lines, a word's its bytes: as hashing the
+        # stripped spans would, without reading the text three times.
+        k_lines = 0
+        k_paras = 0
+        k = 0
+        line_h = line_end = para_h = para_end = word_h = offset_basis
+        in_line = in_para = in_word = False
+        length = 0
+        p = 0
+        while p <= b:
+            if p < b:
+                c, w = decode(data, p)
+            else:
+                c, w = 10, 1  # the text ends as a line does
+            if c == 10:
+                if in_line:
+                    lines[k_lines] = line_end
+                    k_lines += 1
+                    in_line = False
+                elif in_para:  # a blank line ends the paragraph
+                    paras[k_paras] = para_end
+                    k_paras += 1
+                    in_para = False
+            space = is_space(c)
+            if not space:
+                if not in_line:
+                    in_line, line_h = True, offset_basis
+                if not in_para:
+                    in_para, para_h = True, offset_basis
             if split:
-                f = _over(lines, k_lines, do_lines, line_limit)
-                if f >= 0:
-                    kind[d], value[d] = 1, f
-                    continue
-                f = _over(paras, k_paras, do_paras, para_limit)
-                if f >= 0:
-                    kind[d], value[d] = 2, f
-                    continue
-            if short:
+                for q in range(p, p + w):
+                    x = np.uint64(data[q]) if q < b else np.uint64(10)
+                    line_h = (line_h ^ x) * prime
+                    para_h = (para_h ^ x) * prime
+                if not space:
+                    line_end, para_end = line_h, para_h
+            if not short:
+                if space:
+                    if in_word:
+                        words[k] = word_h
+                        lens[k] = length
+                        k += 1
+                        in_word = False
+                else:
+                    if not in_word:
+                        in_word, word_h, length = True, offset_basis, 0
+                    word_h = (word_h ^ np.uint64(c)) * prime
+                    length += 1
+            p += w
+        if in_para:
+            paras[k_paras] = para_end
+            k_paras += 1
+        if split:
+            f = _over(lines, k_lines, do_lines, line_limit)
+            if f >= 0:
+                kind[d], value[d] = 1, f
                 continue
-            if k < min_words:
+            f = _over(paras, k_paras, do_paras, para_limit)
+            if f >= 0:
+                kind[d], value[d] = 2, f
                 continue
-            # An exact bound first: the top n-gram's c occurrences need c copies of each of
-            # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
-            # of one word, K the largest word count. Most texts stop here.
-            _, _, big_u, big_k = count_runs(words, lens, k)
-            grams = np.empty(k, dtype=np.uint64)
-            glens = np.empty(k, dtype=np.int64)
-            for t in range(ns.shape[0]):
-                n = ns[t]
-                m = k - n + 1
-                if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
-                    continue
-                for j in range(m):
-                    g = np.uint64(0x9E3779B97F4A7C15)
-                    gl = n - 1
-                    for q in range(j, j + n):
-                        g = (g ^ words[q]) * prime
-                        gl += lens[q]
-                    grams[j] = g
-                    glens[j] = gl
-                best_c, best_l, _, _ = count_runs(grams, glens, m)
-                f = best_c * best_l / n_chars if n_chars else 0.0
-                if best_c > 1 and f > limits[t]:
-                    kind[d] = 3
-                    value[d] = f
-                    which[d] = n
-                    break
+        if short:
+            continue
+        if k < min_words:
+            continue
+        # An exact bound first: the top n-gram's c occurrences need c copies of each of
+        # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
+        # of one word, K the largest word count. Most texts stop here.
+        _, _, big_u, big_k = count_runs(words, lens, k)
+        grams = np.empty(k, dtype=np.uint64)
+        glens = np.empty(k, dtype=np.int64)
+        for t in range(ns.shape[0]):
+            n = ns[t]
+            m = k - n + 1
+            if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
+                continue
+            for j in range(m):
+                g = np.uint64(GOLDEN)
+                gl = n - 1
+                for q in range(j, j + n):
+                    g = (g ^ words[q]) * prime
+                    gl += lens[q]
+                grams[j] = g
+                glens[j] = gl
+            best_c, best_l, _, _ = count_runs(grams, glens, m)
+            f = best_c * best_l / n_chars if n_chars else 0.0
+            if best_c > 1 and f > limits[t]:
+                kind[d] = 3
+                value[d] = f
+                which[d] = n
+                break

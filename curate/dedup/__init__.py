@@ -13,7 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo,
 from ..stage import StageResult, base_stats
 from ..stages import Stage
 from .clusters import cluster_table, components, representatives, star_clusters
-from .text import select_text
+from .text import select_column, select_text
 
 Method = Literal["exact", "minhash", "semantic"]
 DEFAULT_THRESHOLD = {"minhash": 0.8, "semantic": 0.92}
@@ -182,7 +182,7 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
-    texts = select_text(current, config.on)
+    texts = select_column(current, config.on)  # MinHash reads the column in place; the others want str
     ids = current["id"].to_list()
     # the row key: identical copies share an id, so the reason and the clusters name the
     # copy kept by its source (file and line), which is unique (curate.record)
@@ -190,13 +190,13 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
     scores = current["score"].to_numpy() if "score" in current.columns else None
     info: dict = {"method": method, "in": current.height}
     if method == "exact":
-        labels = backend.exact_labels(texts, config.strip_punct)
+        labels = backend.exact_labels(texts.to_list(), config.strip_punct)
         similarity = np.ones(len(texts))
         reps = representatives(labels, scores)
     elif method == "minhash":
         labels, reps, similarity = _minhash(texts, config, scores, info, backend)
     else:
-        labels, reps, similarity = _semantic(ids, texts, config, scores, info, embedder, backend, current)
+        labels, reps, similarity = _semantic(ids, texts.to_list(), config, scores, info, embedder, backend, current)
     is_dup = reps != np.arange(current.height)
     clusters = cluster_table(ids, labels, reps, similarity, method, keys)
     cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
@@ -261,6 +261,8 @@ def _minhash(texts, config: DedupConfig, scores, info: dict, backend):
     from . import minhash as mh
 
     threshold = config.threshold_for("minhash")
+    if not isinstance(backend, LocalBackend):  # the Ray engine ships texts as Python strings
+        texts = texts.to_list()
     bands, rows = (config.bands, config.rows) if config.bands else mh.choose_bands(threshold, config.num_perm)
     labels, n_candidates, n_verified, measure = backend.minhash_clusters(texts, config, threshold, bands, rows)
     reps = representatives(labels, scores)

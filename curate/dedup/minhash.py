@@ -7,7 +7,7 @@ per shingle), an n-gram folds its words' hashes and goes through the splitmix64 
 Signatures apply every permutation ``h_i(x) = (a_i * x + b_i) mod 2^32`` (then an
 xor-shift) to every shingle in one SIMD loop per document, keeping the minimum. LSH keys
 are one 64-bit hash per band; candidates are documents with equal keys in a band, found
-by sorting; candidates are verified (estimated Jaccard from the signatures, or the true
+by hash-grouping each band in one pass; candidates are verified (estimated Jaccard from the signatures, or the true
 Jaccard of the shingle sets) before union-find.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hashconst import GOLDEN, MIX1, MIX2
 from .text import normalise
 
 MASK64 = (1 << 64) - 1
@@ -24,9 +25,9 @@ BIG_BUCKET = 64  # buckets larger than this are linked as a star to their first 
 
 
 def splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    x = (x + GOLDEN) & MASK64
+    x = ((x ^ (x >> 30)) * MIX1) & MASK64
+    x = ((x ^ (x >> 27)) * MIX2) & MASK64
     return x ^ (x >> 31)
 
 
@@ -72,9 +73,15 @@ class Shingled:
     set_offsets: np.ndarray | None
 
 
-def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str = "word",
+def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
                      keep_sets: bool = False, strip_punct: bool = False, seed: int = 1) -> Shingled:
-    from ..textkernels import code_points
+    """Signatures of ``texts`` (a list of str, or a polars String column: word shingles of
+    its ASCII texts are then read in place, with no Python string made)."""
+    if not isinstance(texts, list):
+        if shingle == "word" and not strip_punct and not keep_sets:
+            return Shingled(_sign_column(texts, num_perm, ngram, seed), None, None)
+        texts = texts.to_list()
+    from ..textkernels import code_points, threads
     from . import kernels as k  # numba: a heavy import, only when MinHash runs
 
     a, b = permutations(num_perm, seed)
@@ -84,7 +91,8 @@ def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str =
         chunk = [_prepare(t, shingle, strip_punct) for t in texts[c0:c0 + CHUNK_DOCS]]
         cps, starts, ends = code_points(chunk)
         if not keep_sets:
-            k.sign_docs(cps, starts, ends, shingle == "word", ngram, a, b, sigs[c0:c0 + len(chunk)])
+            sign = k.sign_docs if threads() > 1 else k.sign_docs_serial
+            sign(cps, starts, ends, shingle == "word", ngram, a, b, sigs[c0:c0 + len(chunk)])
             continue
         hashes, offsets = k.shingle(cps, starts, ends, shingle == "word", ngram)
         k.signatures(hashes, offsets, a, b, sigs[c0:c0 + len(chunk)])
@@ -95,6 +103,29 @@ def shingle_and_sign(texts: list[str], num_perm: int, ngram: int, shingle: str =
         return Shingled(sigs, np.concatenate(sets) if sets else np.zeros(0, np.uint64),
                         np.concatenate(set_offsets))
     return Shingled(sigs, None, None)
+
+
+def _sign_column(texts, num_perm: int, ngram: int, seed: int) -> np.ndarray:
+    """Word-shingle signatures of a polars String column: ASCII texts (their bytes are
+    their code points, and _prepare leaves them as they are) straight from the column's
+    memory; the others through the list path, which normalises them."""
+    from ..textkernels import threads, utf8_spans
+    from . import kernels as k
+
+    a, b = permutations(num_perm, seed)
+    sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
+    texts = texts.fill_null("")
+    is_ascii = (texts.str.len_bytes() == texts.str.len_chars()).to_numpy()
+    rows = np.flatnonzero(is_ascii)
+    if len(rows):
+        addresses, lengths, owner = utf8_spans(texts)
+        sign = k.sign_spans if threads() > 1 else k.sign_spans_serial
+        sign(addresses, lengths, rows, ngram, a, b, sigs)
+        del owner  # the column's memory was read up to here
+    others = np.flatnonzero(~is_ascii)
+    if len(others):
+        sigs[others] = shingle_and_sign(texts.gather(others).to_list(), num_perm, ngram, seed=seed).signatures
+    return sigs
 
 
 def _unique_per_doc(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,17 +148,11 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (i < j) pairs that share a band key in any band; pairs of two-member
-    buckets (most of them) come out vectorised."""
-    n, nb = keys.shape
-    found = [np.zeros(0, np.int64)]
-    columns = np.ascontiguousarray(keys.T)  # one sort per band, over contiguous memory
-    for band in range(nb):
-        col = columns[band]
-        order = np.argsort(col, kind="stable")  # stable: documents ascend inside a bucket
-        sk = col[order]
-        found += bucket_pairs(np.r_[True, sk[1:] != sk[:-1]], order, n)
-    pairs = np.unique(np.concatenate(found))
+    """Unique (i < j) pairs, ascending, that share a band key in any band."""
+    from .kernels import band_pairs
+
+    n = len(keys)
+    pairs = np.unique(band_pairs(np.ascontiguousarray(keys), BIG_BUCKET))
     return pairs // n, pairs % n
 
 

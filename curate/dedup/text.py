@@ -13,7 +13,12 @@ _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 
 
 def select_text(records: pl.DataFrame, on: str) -> list[str]:
-    return records.select(field_text(ON[on]).alias("t"))["t"].to_list()
+    return select_column(records, on).to_list()
+
+
+def select_column(records: pl.DataFrame, on: str) -> pl.Series:
+    """select_text as a polars column (MinHash reads it in place)."""
+    return records.select(field_text(ON[on]).alias("t"))["t"]
 
 
 def normalise(text: str, strip_punct: bool = False, collapse: bool = True) -> str:

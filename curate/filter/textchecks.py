@@ -131,7 +131,7 @@ class RepetitionRule(Rule):
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
         # One compiled pass over the whole column (curate.textkernels): per-text counting
         # of lines, paragraphs and n-grams is what polars can only do by exploding words.
-        from ..textkernels import repetition, utf8_spans
+        from ..textkernels import repetition, repetition_serial, threads, utf8_spans
 
         column = frame[text_column(self.field)]
         n = column.len()
@@ -142,7 +142,7 @@ class RepetitionRule(Rule):
         if n:
             addresses, lengths, owner = utf8_spans(column)
             lines, paras = self.max_duplicate_line_fraction, self.max_duplicate_paragraph_fraction
-            repetition(
+            (repetition if threads() > 1 else repetition_serial)(
                 addresses, lengths, min(n, 64), column.str.len_chars().to_numpy().astype(np.int64),
                 lines is not None, lines or 0.0, paras is not None, paras or 0.0,
                 np.array([g for g, _ in grams], dtype=np.int64), np.array([f for _, f in grams], dtype=np.float64),

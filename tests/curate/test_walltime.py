@@ -32,4 +32,6 @@ def test_a_command_records_its_wall_time_start_up_included(tmp_path):
     wall = time.monotonic() - t0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["seconds"] < stats["command_seconds"] <= wall + 0.5
+    assert 0 < stats["read_seconds"] and 0 < stats["stage_seconds"]
+    assert stats["read_seconds"] + stats["stage_seconds"] <= stats["seconds"]
     assert stats["command_seconds"] > 0.3  # Python and polars starting up are part of it

@@ -144,3 +144,43 @@ def test_band_keys_equal_the_documented_fold():
             for v in sigs[d, band * 4:(band + 1) * 4].tolist():
                 k = ((k ^ v) * 0x100000001B3) & M64
             assert int(keys[d, band]) == k
+
+
+def _pairs_by_sorting(keys):
+    """The sort-per-band grouping the hash table replaced (and the Ray engine's shuffle uses)."""
+    n = len(keys)
+    found = [np.zeros(0, np.int64)]
+    for band in range(keys.shape[1]):
+        order = np.argsort(keys[:, band], kind="stable")
+        sk = keys[order, band]
+        found += mh.bucket_pairs(np.r_[True, sk[1:] != sk[:-1]], order, n)
+    pairs = np.unique(np.concatenate(found))
+    return pairs // n, pairs % n
+
+
+@pytest.mark.parametrize("n,distinct", [(0, 1), (1, 1), (7, 3), (500, 40), (3000, 25), (2000, 2000)])
+def test_candidate_pairs_equal_sorting_per_band(n, distinct):
+    # few distinct keys make buckets of every size, past BIG_BUCKET (a star) included; keys
+    # that differ only in high bits land in the same table slot and must still not pair
+    rng = np.random.default_rng(n)
+    keys = rng.integers(0, distinct, size=(n, 5)).astype(np.uint64) << np.uint64(40)
+    keys[:, 1] ^= np.uint64(1)
+    left, right = mh.candidate_pairs(keys)
+    want_left, want_right = _pairs_by_sorting(keys)
+    assert np.array_equal(left, want_left) and np.array_equal(right, want_right)
+    if n == 3000:
+        assert (np.bincount(keys[:, 0].astype(np.int64) >> 40) > mh.BIG_BUCKET).any()
+
+
+def test_signing_a_column_in_place_equals_signing_the_strings():
+    import polars as pl
+
+    rng = random.Random(3)
+    words = ["alpha", "Beta", "GAMMA", "ünï", "straße", "ǅemal", "x\u00a0y", "tab\tbed", "日本"]
+    docs = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    docs += ["", "one", "A B C D E F", "  spaced   out\n\ntext  "]
+    column = pl.Series(docs)
+    for ngram in (1, 3, 5):
+        want = mh.shingle_and_sign(docs, 32, ngram).signatures
+        assert np.array_equal(mh.shingle_and_sign(column, 32, ngram).signatures, want)
+        assert not np.array_equal(mh.shingle_and_sign(column, 32, ngram, seed=2).signatures, want)

@@ -64,7 +64,7 @@ def _hashes(folder: Path) -> dict[str, str]:
 def _stats(folder: Path) -> dict:
     def strip(x):
         if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "rule_seconds", "latency_s")}
+            return {k: strip(v) for k, v in x.items() if not k.endswith("seconds") and k != "latency_s"}
         if isinstance(x, list):
             return [strip(v) for v in x]
         return x
