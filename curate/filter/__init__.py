@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..stages import Stage
-from .engine import DEFAULT_RULES, load_rule_sets, load_rules, run
+from .apply import DEFAULT_RULES, load_rule_sets, load_rules, run
 
 __all__ = ["DEFAULT_RULES", "FilterConfig", "load_rule_sets", "load_rules", "run"]
 
@@ -43,7 +43,7 @@ class FilterStage(Stage):
 
     def merge(self, blocks, records, config):
         from ..stage import StageResult
-        from .engine import merge_stats
+        from .apply import merge_stats
 
         return StageResult(blocks.kept, blocks.rejected, merge_stats(blocks.stats, blocks.t0))
 
