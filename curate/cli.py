@@ -126,7 +126,8 @@ def _print_table(stats: dict) -> None:
 @click.option("--calibrate", "pairs_file", default=None, type=click.Path(dir_okay=False),
               help="Semantic: PAIRS.jsonl of {a, b, duplicate: true|false}; print precision and recall per "
                    "threshold and the threshold for --target-precision (no INPUTS, nothing written).")
-@click.option("--target-precision", type=float, default=0.95, show_default=True)
+@click.option("--target-precision", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+              help="With --calibrate: the precision the suggested threshold must reach.")
 @read_options
 @_user_errors
 def dedup_cmd(inputs, out, options, pairs_file, target_precision, fmt, mapping, engine):

@@ -79,7 +79,7 @@ def sft_cmd(config, model, data, output_dir, overrides, dry_run):
 
 @main.command("merge")
 @click.argument("adapter", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for the merged model (created).")
 @click.option("--base", default=None, help="Base model (default: the one the adapter names).")
 @_user_errors
 def merge_cmd(adapter, out, base):
@@ -94,9 +94,10 @@ def merge_cmd(adapter, out, base):
 
 @main.command("generate")
 @click.argument("model", type=click.Path())
-@click.option("--prompt", required=True)
-@click.option("--system", default=None)
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--prompt", required=True, help="The user turn to answer.")
+@click.option("--system", default=None, help="A system turn before it (default: none).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Stop after this many new tokens (or at the end-of-turn token).")
 @_user_errors
 def generate_cmd(model, prompt, system, max_new_tokens):
     """Greedy answer from MODEL (a run folder, adapter or full) with its training chat template."""
@@ -116,8 +117,10 @@ def generate_cmd(model, prompt, system, max_new_tokens):
               help="Repeatable; default all. loss needs no generation, the others generate greedily.")
 @click.option("--extract", "extractor", default="gsm8k", show_default=True,
               help="Answer extractor for exact_match: gsm8k (number after ####), last_number, or a regex (group 1).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Records per forward pass (loss and generation).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Greedy generation stops after this many new tokens (or at the end-of-turn token).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N records.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the table as JSON.")
 @_user_errors
