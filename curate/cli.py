@@ -114,6 +114,9 @@ def _print_table(stats: dict) -> None:
 @click.option("--model", default=None, help="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
 @click.option("--batch-size", type=int, default=8, show_default=True,
               help="Semantic: texts per forward pass (every pass has this many rows, so vectors never depend on batching).")
+@click.option("--encoder", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch", show_default=True,
+              help="Semantic: how the model runs: sentence-transformers, or an ONNX graph built from it once "
+                   "(fp32, or int8: faster, vectors differ a little; pip install 'sft-curate[onnx]').")
 @click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
 @click.option("--embeddings", default=None, metavar="FILE",
               help="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead of "
@@ -134,7 +137,7 @@ def _print_table(stats: dict) -> None:
 @read_options
 @_user_errors
 def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, shingle, bands, rows, verify,
-              model, batch_size, cache_dir, embeddings, check, no_boilerplate, conflicts, borderline, pairs_file,
+              model, batch_size, encoder, cache_dir, embeddings, check, no_boilerplate, conflicts, borderline, pairs_file,
               target_precision, fmt, mapping, engine):
     """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
     from .api import dedup_inputs
@@ -142,7 +145,7 @@ def dedup_cmd(inputs, out, method, threshold, on, strip_punct, num_perm, ngram, 
     methods = [m.strip() for m in method.split(",") if m.strip()]
     config = dict(methods=methods, threshold=_thresholds(threshold, methods), on=on, strip_punct=strip_punct,
                   num_perm=num_perm, ngram=ngram, shingle=shingle, bands=bands, rows=rows, verify=verify,
-                  model=model, batch_size=batch_size, cache_dir=cache_dir, embeddings=embeddings,
+                  model=model, batch_size=batch_size, encoder=encoder, cache_dir=cache_dir, embeddings=embeddings,
                   check=check, boilerplate=not no_boilerplate, conflicts=conflicts, borderline=borderline)
     if pairs_file:
         return _calibrate(pairs_file, config, target_precision)

@@ -31,6 +31,9 @@ class DedupConfig(BaseModel):
     verify: Literal["estimate", "exact"] = "estimate"
     model: str | None = None
     batch_size: int = Field(8, ge=1, le=256)  # semantic: rows per forward pass, always this many
+    encoder: Literal["torch", "onnx", "onnx-int8"] = Field("torch", description="semantic: run the model with "
+                                                           "sentence-transformers (torch), or as an ONNX graph built "
+                                                           "from it, fp32 or int8 (faster on a CPU; extra [onnx])")
     cache_dir: str | None = None
     embeddings: str | None = Field(None, description="semantic: an embedding store file (SQLite) to read vectors "
                                    "from and add new ones to, e.g. one committed beside a pipeline so that "
@@ -191,7 +194,7 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
 
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
-                               readonly=config.embeddings_readonly)
+                               readonly=config.embeddings_readonly, encoder=config.encoder)
     shared = ck.boilerplate_lines(texts) if config.boilerplate else set()
     embedded, n_stripped = ck.strip_boilerplate(texts, shared)
     vectors = emb.embed(embedded, encode=backend.encoder(emb))
@@ -242,6 +245,8 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
                 embedded=emb.embedded, replayed=emb.replayed, pieced=emb.pieced, truncated=emb.truncated,
                 max_tokens=emb.max_tokens, search="exact" if n <= EXACT_LIMIT else "kmeans",
                 near_threshold=near_threshold(left, right, sim, threshold, ids))
+    if getattr(emb, "encoder", "torch") != "torch":  # named only when not the default: earlier stats stay as they were
+        info["encoder"] = emb.encoder
     if config.borderline:
         info["borderline"] = _borderline(ids, embedded, left, right, sim, ok, above, fail, threshold,
                                          config.borderline)

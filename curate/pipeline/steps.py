@@ -62,7 +62,8 @@ def _dedup(opts, embed_cache, embed_store):
     if "semantic" in cfg.methods and cfg.model and Path(cfg.model).is_dir():
         extra = tree_files(Path(cfg.model))  # a user's own embedding model: its bytes are its identity
     # where vectors are kept is not what they are: recorded model outputs, not options
-    options = cfg.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"})
+    options = cfg.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"}
+                             | ({"encoder"} if cfg.encoder == "torch" else set()))  # the default: as before it existed
     return options, cfg, extra
 
 
