@@ -93,16 +93,14 @@ def records_of(rows: list[dict]):
     return read_inputs([tmp]).records
 
 
-def gsm8k(args) -> dict:
-    import polars as pl
+METHODS = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
 
-    from curate.dedup import DedupConfig, run
-    from curate.dedup.check import final_answer
 
-    rows = load_gsm8k()
+def gsm8k_plus(rows: list[dict], sample_n: int) -> list[dict]:
+    """GSM8K train and reworded copies of a seeded sample of its problems (module docstring)."""
     rng = random.Random(26)
-    sample = sorted(rng.sample(range(len(rows)), args.sample))
-    methods = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
+    sample = sorted(rng.sample(range(len(rows)), sample_n))
+    methods = METHODS
     plus = [dict(r, problem=i, method="original") for i, r in enumerate(rows)]
     seen = {(r["question"], r["answer"]) for r in rows}
     for m in methods:
@@ -117,6 +115,18 @@ def gsm8k(args) -> dict:
             if q and (q, a) not in seen:
                 seen.add((q, a))
                 plus.append({"question": q, "answer": a, "problem": i, "method": m})
+    return plus
+
+
+def gsm8k(args) -> dict:
+    import polars as pl
+
+    from curate.dedup import DedupConfig, run
+    from curate.dedup.check import final_answer
+
+    rows = load_gsm8k()
+    plus = gsm8k_plus(rows, args.sample)
+    methods = METHODS
     records = records_of(plus)
     assert records.height == len(plus)
     problem = dict(zip(records["id"].to_list(), (p["problem"] for p in plus)))
