@@ -1,5 +1,6 @@
 """Semantic dedup's encoders (#23): records/s of torch (sentence-transformers) against
-ONNX fp32 and ONNX int8, and how far int8's removals agree with the float model's.
+ONNX fp32, ONNX int8 and OpenVINO (at the precision it picks for this CPU), and how far
+their removals agree with the torch model's.
 
     flock /tmp/cpu.lock python bench/semantic_encoders.py speed [--records 1000] [--rounds 3] [--threads 1 2]
     flock /tmp/cpu.lock python bench/semantic_encoders.py agree [--store-dir /tmp/encbench]
@@ -37,7 +38,8 @@ sys.path.insert(0, str(REPO / "bench"))
 DATA = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "bench" / "results"
 RUNS = [("torch batch 8 (default)", "torch", 8), ("torch batch 1", "torch", 1),
-        ("onnx fp32", "onnx", 1), ("onnx int8", "onnx-int8", 1)]
+        ("onnx fp32", "onnx", 1), ("onnx int8", "onnx-int8", 1), ("openvino", "openvino", 1)]
+OTHERS = ("onnx", "onnx-int8", "openvino")
 
 
 def step_texts(records) -> list[str]:
@@ -92,6 +94,7 @@ def speed(args) -> dict:
                                           "records_per_s": round(records.height / med[name], 1),
                                           "x_vs_torch_default": round(base / med[name], 2),
                                           "x_vs_torch_batch1": round(base1 / med[name], 2)} for name in seconds}
+        out["openvino_precision"] = embedders["openvino"].onnx().precision
         print(json.dumps({threads: out["threads"][threads]}, indent=1), flush=True)
     return out
 
@@ -120,7 +123,7 @@ def agree(args) -> dict:
         store = Path(args.store_dir) / (name.split()[0] + ".sqlite")
         store.parent.mkdir(parents=True, exist_ok=True)
         removed, vectors, row = {}, {}, {"records": records.height, "methods": methods}
-        for encoder in ("torch", "onnx", "onnx-int8"):
+        for encoder in ("torch", *OTHERS):
             t = time.perf_counter()
             res = run(records, DedupConfig(methods=methods, encoder=encoder, embeddings=str(store),
                                            cache_dir=args.cache_dir))
@@ -130,7 +133,7 @@ def agree(args) -> dict:
             row[encoder] = {"removed": len(removed[encoder]), "candidate_pairs": info["candidate_pairs"],
                             "pairs_passing_check": info["pairs"], "embedded": info["embedded"],
                             "seconds": round(time.perf_counter() - t, 1)}
-        for encoder in ("onnx", "onnx-int8"):
+        for encoder in OTHERS:
             row[f"{encoder} vs torch"] = _compare(removed["torch"], removed[encoder], vectors["torch"],
                                                   vectors[encoder], 0.92)
         out["data"][name] = row
@@ -183,10 +186,10 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"{DATA} is absent: nothing to measure")
         return 0
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        print("onnxruntime is not installed (pip install 'sft-curate[onnx]'): nothing to measure")
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "openvino")):
+        print("needs onnx, onnxruntime and openvino (pip install 'sft-curate[onnx,openvino]'): nothing to measure")
         return 0
     out = speed(args) if args.what == "speed" else agree(args)
     RESULTS.mkdir(parents=True, exist_ok=True)

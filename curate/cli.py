@@ -114,9 +114,10 @@ def _print_table(stats: dict) -> None:
 @click.option("--model", default=None, help="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
 @click.option("--batch-size", type=int, default=8, show_default=True,
               help="Semantic: texts per forward pass (every pass has this many rows, so vectors never depend on batching).")
-@click.option("--encoder", type=click.Choice(["torch", "onnx", "onnx-int8"]), default="torch", show_default=True,
+@click.option("--encoder", type=click.Choice(["torch", "onnx", "onnx-int8", "openvino"]), default="torch", show_default=True,
               help="Semantic: how the model runs: sentence-transformers, or an ONNX graph built from it once "
-                   "(fp32, or int8: faster, vectors differ a little; pip install 'sft-curate[onnx]').")
+                   "(fp32, or int8: faster, vectors differ a little; pip install 'sft-curate[onnx]'), or that graph "
+                   "run by OpenVINO (bf16 where the CPU has it; pip install 'sft-curate[openvino]').")
 @click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
 @click.option("--embeddings", default=None, metavar="FILE",
               help="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead of "

@@ -31,9 +31,10 @@ class DedupConfig(BaseModel):
     verify: Literal["estimate", "exact"] = "estimate"
     model: str | None = None
     batch_size: int = Field(8, ge=1, le=256)  # semantic: rows per forward pass, always this many
-    encoder: Literal["torch", "onnx", "onnx-int8"] = Field("torch", description="semantic: run the model with "
+    encoder: Literal["torch", "onnx", "onnx-int8", "openvino"] = Field("torch", description="semantic: run the model with "
                                                            "sentence-transformers (torch), or as an ONNX graph built "
-                                                           "from it, fp32 or int8 (faster on a CPU; extra [onnx])")
+                                                           "from it, fp32 or int8 (faster on a CPU; extra [onnx]), or that "
+                                                           "graph run by OpenVINO (extra [openvino])")
     cache_dir: str | None = None
     embeddings: str | None = Field(None, description="semantic: an embedding store file (SQLite) to read vectors "
                                    "from and add new ones to, e.g. one committed beside a pipeline so that "

@@ -1,5 +1,7 @@
-"""A faster CPU encoder for semantic dedup: the sentence-transformers model exported to ONNX
-(fp32, or int8 by dynamic quantisation) and run by onnxruntime (`pip install 'sft-curate[onnx]'`).
+"""Faster CPU encoders for semantic dedup: the sentence-transformers model exported to ONNX
+(fp32, or int8 by dynamic quantisation) and run by onnxruntime (`pip install 'sft-curate[onnx]'`),
+or the fp32 graph run by OpenVINO (`pip install 'sft-curate[openvino]'`) at the precision it
+picks for this CPU: bf16 where the CPU has it (AMX, AVX512-BF16), else f32.
 
 The ONNX files are built offline from the model folder, once, into a cache folder keyed by
 the source model's identity (the bytes of its files) and the recipe, so a changed model or
@@ -23,23 +25,27 @@ import numpy as np
 
 from ..config import ConfigError
 
-ENCODERS = ("torch", "onnx", "onnx-int8")
+ENCODERS = ("torch", "onnx", "onnx-int8", "openvino")
 # what the build does; a change here builds every cached encoder anew
 RECIPE = ("torch.onnx.export(dynamo=False, opset 17) of Transformer + mean pooling + L2 normalise; "
           "int8: onnxruntime quantize_dynamic QInt8 per-channel, MatMuls with a weight only")
 MODEL_FILE = "model.onnx"
 KEPT_FILES = ("tokenizer.json", "sentence_bert_config.json")  # what running needs besides the graph
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-EXTRA = "pip install 'sft-curate[onnx]'"
+# what each encoder imports (the build needs onnx), and the extra that installs it
+NEEDS = {"onnx": (("onnx", "onnxruntime"), "onnx"), "onnx-int8": (("onnx", "onnxruntime"), "onnx"),
+         "openvino": (("onnx", "openvino"), "openvino")}
 
 
-def require_onnx(encoder: str) -> None:
+def require(encoder: str) -> None:
     """One clear line when the optional dependencies are not installed."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise ConfigError(f"encoder '{encoder}' needs onnxruntime and onnx ({e.name} is missing): {EXTRA}") from None
+    import importlib.util
+
+    modules, extra = NEEDS[encoder]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"encoder '{encoder}' needs {' and '.join(modules)} ({', '.join(missing)} not installed): "
+                          f"pip install 'sft-curate[{extra}]'")
 
 
 def build_key(source_identity: str, encoder: str) -> str:
@@ -52,7 +58,9 @@ def built_model(model_path: str, encoder: str, root: Path) -> Path:
     into place, so a concurrent or interrupted build never leaves a half-written one."""
     from .store import model_identity
 
-    require_onnx(encoder)
+    require(encoder)
+    if encoder == "openvino":
+        encoder = "onnx"  # OpenVINO reads the fp32 graph
     source = Path(model_path)
     if not (source / "tokenizer.json").is_file() or not (source / "sentence_bert_config.json").is_file():
         raise ConfigError(f"encoder '{encoder}' needs a local sentence-transformers folder with tokenizer.json "
@@ -147,11 +155,16 @@ def _quantize(src: Path, out: Path) -> None:
         logging.getLogger().setLevel(level)
 
 
+def _threads(threads: int | None) -> int:
+    """onnxruntime and OpenVINO ignore OMP_NUM_THREADS; follow it as torch does (0: their default)."""
+    return threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or 0)
+
+
 class OnnxEncoder:
     """``encode(texts) -> (vectors, truncated)``: one onnxruntime session on a built folder."""
+    precision = "f32"
 
     def __init__(self, folder: Path, threads: int | None = None):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.folder = Path(folder)
@@ -159,12 +172,17 @@ class OnnxEncoder:
         self.tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.tok.no_padding()
         self.tok.enable_truncation(self.max_tokens)  # as sentence-transformers reads: the first max_tokens
+        self._load(_threads(threads))
+
+    def _load(self, threads: int) -> None:
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
-        # onnxruntime ignores OMP_NUM_THREADS; follow it as torch does (0: one thread per core)
-        opts.intra_op_num_threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or 0)
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
-        self.dim = int(self.session.get_outputs()[0].shape[1] or 0) or None
+        session = ort.InferenceSession(str(self.folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
+        self.dim = int(session.get_outputs()[0].shape[1] or 0) or None
+        self._infer = lambda feed: session.run(None, feed)[0][0]
 
     def encode(self, texts: list[str], bar=None) -> tuple[np.ndarray, int]:
         out, truncated = [], 0
@@ -172,9 +190,26 @@ class OnnxEncoder:
             truncated += bool(enc.overflowing)
             ids = np.asarray(enc.ids, dtype=np.int64)[None, :]
             feed = dict(zip(INPUTS, (ids, np.ones_like(ids), np.asarray(enc.type_ids, dtype=np.int64)[None, :])))
-            out.append(self.session.run(None, feed)[0][0])
+            out.append(self._infer(feed))
             if bar is not None:
                 bar.update(1)
         if not out:
             return np.zeros((0, self.dim or 0), dtype=np.float32), 0
         return np.asarray(out, dtype=np.float32), truncated
+
+
+class OpenVinoEncoder(OnnxEncoder):
+    """The fp32 graph compiled by OpenVINO for this CPU; ``precision`` is what it runs at
+    (part of the vectors' identity: bf16 and f32 vectors of one graph differ by ~1e-3)."""
+
+    def _load(self, threads: int) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(str(self.folder / MODEL_FILE)), "CPU",
+                                      {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: bf16, f16 or f32
+        self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        self.dim = None
+        request = compiled.create_infer_request()
+        self._infer = lambda feed: next(iter(request.infer(feed).values()))[0].copy()

@@ -47,10 +47,14 @@ class Embedder:
                  encoder: str = "torch"):
         """``store``: the embedding store file (default ``cache_dir/vectors.sqlite``, and
         ``cache_dir`` defaults to ~/.cache/sft-curate/embeddings); ``readonly``: read it,
-        never write to it; ``encoder``: torch (sentence-transformers), or onnx / onnx-int8
-        (:mod:`.onnx_encoder`, built once under ``cache_dir/encoders``)."""
+        never write to it; ``encoder``: torch (sentence-transformers), or onnx / onnx-int8 /
+        openvino (:mod:`.onnx_encoder`, built once under ``cache_dir/encoders``)."""
         self.model_path = model or default_model()
         self.encoder = encoder
+        if encoder != "torch":  # before any work: the missing extra, in one line
+            from .onnx_encoder import require
+
+            require(encoder)
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.store_path = Path(store) if store else self.cache_dir / "vectors.sqlite"
@@ -72,13 +76,17 @@ class Embedder:
 
         if self.encoder == "torch":
             return model_identity(self.model_path)
-        return model_identity(str(self.onnx().folder))
+        enc = self.onnx()
+        if self.encoder == "openvino":
+            return f"{model_identity(str(enc.folder))}|openvino:{enc.precision}"
+        return model_identity(str(enc.folder))
 
     def onnx(self):
         if self._onnx is None:
-            from .onnx_encoder import OnnxEncoder, built_model
+            from .onnx_encoder import OnnxEncoder, OpenVinoEncoder, built_model
 
-            self._onnx = OnnxEncoder(built_model(self.model_path, self.encoder, self.cache_dir / "encoders"))
+            runner = OpenVinoEncoder if self.encoder == "openvino" else OnnxEncoder
+            self._onnx = runner(built_model(self.model_path, self.encoder, self.cache_dir / "encoders"))
         return self._onnx
 
     def model(self):

@@ -54,7 +54,7 @@ class DedupOptions(Strict):
     verify: Literal["estimate", "exact"] = "estimate"
     model: str | None = None
     batch_size: int = 8
-    encoder: Literal["torch", "onnx", "onnx-int8"] = "torch"  # semantic: sentence-transformers or ONNX
+    encoder: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"  # semantic: sentence-transformers or ONNX
     cache_dir: str | None = None
     embeddings: str | None = None  # an embedding store file the step reads and adds to
     check: Literal["agree", "off"] = "agree"  # semantic: numbers, links, answer and response must agree
