@@ -108,7 +108,6 @@ def _cpu() -> str:
 
 
 def agree(args) -> dict:
-    import numpy as np
     import polars as pl
 
     from curate.dedup import DedupConfig, run

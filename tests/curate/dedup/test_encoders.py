@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def tiny_model(folder, seed: int):
                  "sentence_bert_config.json", "modules.json", "config_sentence_transformers.json"):
         shutil.copyfile(f"{src}/{name}", folder / name)
     (folder / "1_Pooling").mkdir(exist_ok=True)
-    pooling = json.loads(open(f"{src}/1_Pooling/config.json").read())
+    pooling = json.loads((Path(src) / "1_Pooling" / "config.json").read_text())
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(dict(pooling, word_embedding_dimension=32)))
     torch.manual_seed(seed)
     BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
