@@ -54,13 +54,19 @@ def step_texts(records) -> list[str]:
 
 
 def gsm8k_records(n: int | None = None):
-    from semantic_quality import gsm8k_plus, load_gsm8k, records_of
+    """GSM8K train plus semantic_quality's rewordings, or a seeded sample of ``n`` train records."""
+    import tempfile
+
+    from semantic_quality import gsm8k_plus, load_gsm8k
+
+    from curate.readers import read_inputs
 
     rows = load_gsm8k()
-    if n is None:
-        return records_of(gsm8k_plus(rows, 300))
-    pick = sorted(random.Random(23).sample(range(len(rows)), n))
-    return records_of([rows[i] for i in pick])
+    rows = gsm8k_plus(rows, 300) if n is None else [rows[i] for i in sorted(random.Random(23).sample(range(len(rows)), n))]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "gsm8k.jsonl"
+        path.write_text("".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n" for r in rows))
+        return read_inputs([path]).records
 
 
 def speed(args) -> dict:
