@@ -153,3 +153,13 @@ def test_openvino_runs_the_fp32_graph_and_names_its_precision(tmp_path):
     assert ov.identity().endswith("|openvino:" + ov.onnx().precision)
     assert ov.onnx().folder.name.startswith("onnx-")  # the same build as --encoder onnx
     assert (got * want).sum(axis=1).min() > 0.99  # bf16 on CPUs that have it, else f32
+
+
+def test_a_pipeline_step_takes_the_encoder_and_hashes_it_only_when_not_the_default():
+    from curate.pipeline.spec import DedupOptions
+    from curate.pipeline.steps import _dedup
+
+    options, cfg, _ = _dedup(DedupOptions(method="semantic", encoder="onnx-int8"), None, None)
+    assert cfg.encoder == "onnx-int8" and options["encoder"] == "onnx-int8"
+    options, cfg, _ = _dedup(DedupOptions(method="semantic"), None, None)
+    assert cfg.encoder == "torch" and "encoder" not in options  # the committed locks' steps hash as before
