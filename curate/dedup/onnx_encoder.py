@@ -25,7 +25,6 @@ import numpy as np
 
 from ..config import ConfigError
 
-ENCODERS = ("torch", "onnx", "onnx-int8", "openvino")
 # what the build does; a change here builds every cached encoder anew
 RECIPE = ("torch.onnx.export(dynamo=False, opset 17) of Transformer + mean pooling + L2 normalise; "
           "int8: onnxruntime quantize_dynamic QInt8 per-channel, MatMuls with a weight only")
@@ -54,19 +53,18 @@ def build_key(source_identity: str, encoder: str) -> str:
 
 def built_model(model_path: str, encoder: str, root: Path) -> Path:
     """The folder holding ``encoder``'s ONNX build of ``model_path`` under ``root``, built now
-    if absent (a minute or less for MiniLM). Built in a temporary folder beside it and renamed
+    if absent (seconds for MiniLM). Built in a temporary folder beside it and renamed
     into place, so a concurrent or interrupted build never leaves a half-written one."""
     from .store import model_identity
 
     require(encoder)
-    if encoder == "openvino":
-        encoder = "onnx"  # OpenVINO reads the fp32 graph
+    kind = "onnx" if encoder == "openvino" else encoder  # OpenVINO reads the fp32 graph
     source = Path(model_path)
     if not (source / "tokenizer.json").is_file() or not (source / "sentence_bert_config.json").is_file():
         raise ConfigError(f"encoder '{encoder}' needs a local sentence-transformers folder with tokenizer.json "
                           f"and sentence_bert_config.json; '{model_path}' is not one")
     source_id = model_identity(str(source))
-    final = root / f"{encoder}-{build_key(source_id, encoder)}"
+    final = root / f"{kind}-{build_key(source_id, kind)}"
     if (final / MODEL_FILE).is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -74,7 +72,7 @@ def built_model(model_path: str, encoder: str, root: Path) -> Path:
     work.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
     try:
         _export(source, work / "fp32.onnx")
-        if encoder == "onnx-int8":
+        if kind == "onnx-int8":
             _quantize(work / "fp32.onnx", work / MODEL_FILE)
             (work / "fp32.onnx").unlink()
         else:
@@ -83,7 +81,7 @@ def built_model(model_path: str, encoder: str, root: Path) -> Path:
             shutil.copyfile(source / name, work / name)
         # hidden: model_identity reads the graph and tokenizer, not this note
         (work / ".build.json").write_text(json.dumps({"source": str(source), "source_identity": source_id,
-                                                       "encoder": encoder, "recipe": RECIPE, **_versions()}, indent=1))
+                                                       "encoder": kind, "recipe": RECIPE, **_versions()}, indent=1))
         try:
             work.rename(final)
         except OSError:  # another process built it first
@@ -96,9 +94,15 @@ def built_model(model_path: str, encoder: str, root: Path) -> Path:
 
 
 def _versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in ("torch", "transformers", "onnx", "onnxruntime")}
+    out = {}
+    for name in ("torch", "transformers", "onnx", "onnxruntime"):  # onnxruntime is absent with [openvino] alone
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _export(source: Path, out: Path) -> None:
