@@ -115,9 +115,9 @@ def _print_table(stats: dict) -> None:
 @click.option("--batch-size", type=int, default=8, show_default=True,
               help="Semantic: texts per forward pass (every pass has this many rows, so vectors never depend on batching).")
 @click.option("--encoder", type=click.Choice(["torch", "onnx", "onnx-int8", "openvino"]), default="torch", show_default=True,
-              help="Semantic: how the model runs: sentence-transformers, or an ONNX graph built from it once "
-                   "(fp32, or int8: faster, vectors differ a little; pip install 'sft-curate[onnx]'), or that graph "
-                   "run by OpenVINO (bf16 where the CPU has it; pip install 'sft-curate[openvino]').")
+              help="Semantic: how the model runs: torch (sentence-transformers); onnx, onnx-int8: an ONNX graph "
+                   "built from it once, fp32 or int8 (faster, vectors differ a little), extra [onnx]; openvino: "
+                   "that graph run by OpenVINO (bf16 where the CPU has it), extra [openvino]. docs/semantic.md")
 @click.option("--cache-dir", default=None, help="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
 @click.option("--embeddings", default=None, metavar="FILE",
               help="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead of "
