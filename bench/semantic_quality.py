@@ -93,9 +93,14 @@ def records_of(rows: list[dict]):
     return read_inputs([tmp]).records
 
 
-def with_rewordings(rows: list[dict], sample: list[int], methods: list[str]) -> list[dict]:
-    """Every GSM8K row (method "original"), then each sampled problem reworded by each method
-    (new (question, answer) pairs only), each tagged with its problem's index."""
+METHODS = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
+
+
+def gsm8k_plus(rows: list[dict], sample_n: int) -> list[dict]:
+    """GSM8K train and reworded copies of a seeded sample of its problems (module docstring)."""
+    rng = random.Random(26)
+    sample = sorted(rng.sample(range(len(rows)), sample_n))
+    methods = METHODS
     plus = [dict(r, problem=i, method="original") for i, r in enumerate(rows)]
     seen = {(r["question"], r["answer"]) for r in rows}
     for m in methods:
@@ -120,10 +125,8 @@ def gsm8k(args) -> dict:
     from curate.dedup.check import final_answer
 
     rows = load_gsm8k()
-    rng = random.Random(26)
-    sample = sorted(rng.sample(range(len(rows)), args.sample))
-    methods = ["synonyms", "question_first", "template", "shuffle", "plain_answer", "synonyms+plain_answer"]
-    plus = with_rewordings(rows, sample, methods)
+    plus = gsm8k_plus(rows, args.sample)
+    methods = METHODS
     records = records_of(plus)
     assert records.height == len(plus)
     problem = dict(zip(records["id"].to_list(), (p["problem"] for p in plus)))

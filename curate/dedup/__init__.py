@@ -60,6 +60,10 @@ class DedupConfig(BaseModel):
     model: str | None = Field(None, description="sentence-transformers folder (default: offline all-MiniLM-L6-v2).")
     batch_size: int = Field(8, ge=1, le=256, description="Semantic: texts per forward pass (every pass has this many "
                             "rows, so vectors never depend on batching).")
+    encoder: Literal["torch", "onnx", "onnx-int8", "openvino"] = Field(
+        "torch", description="Semantic: how the model runs: torch (sentence-transformers); onnx, onnx-int8: an ONNX "
+        "graph built from it once, fp32 or int8 (faster, vectors differ a little), extra [onnx]; openvino: that graph "
+        "run by OpenVINO (bf16 where the CPU has it), extra [openvino]. docs/semantic.md")
     cache_dir: str | None = Field(None, description="Embedding cache (default ~/.cache/sft-curate or $CURATE_CACHE).")
     embeddings: str | None = Field(
         None, description="Semantic: an embedding store (SQLite) to replay vectors from and add new ones to, instead "
@@ -141,7 +145,9 @@ class DedupStage(Stage):
 
     def recorded(self, options: DedupConfig) -> dict:
         # where vectors are kept is not what they are: recorded model outputs, not options
-        return options.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"})
+        # and the default encoder is left out, as before the option existed, so earlier locks verify
+        return options.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"}
+                                  | ({"encoder"} if options.encoder == "torch" else set()))
 
     def run(self, records, config):
         return run(records, config)
@@ -283,7 +289,7 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
 
     threshold = config.threshold_for("semantic")
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
-                               readonly=config.embeddings_readonly)
+                               readonly=config.embeddings_readonly, encoder=config.encoder)
     shared = ck.boilerplate_lines(texts) if config.boilerplate else set()
     embedded, n_stripped = ck.strip_boilerplate(texts, shared)
     vectors = emb.embed(embedded, encode=backend.encoder(emb))
@@ -316,6 +322,8 @@ def _semantic(ids, texts, config: DedupConfig, scores, info: dict, embedder, bac
                 embedded=emb.embedded, replayed=emb.replayed, pieced=emb.pieced, truncated=emb.truncated,
                 max_tokens=emb.max_tokens, search="exact" if n <= EXACT_LIMIT else "kmeans",
                 near_threshold=near_threshold(left, right, sim, threshold, ids))
+    if getattr(emb, "encoder", "torch") != "torch":  # named only when not the default: earlier stats stay as they were
+        info["encoder"] = emb.encoder
     if config.borderline:
         info["borderline"] = _borderline(ids, embedded, left, right, sim, ok, above, fail, threshold,
                                          config.borderline)

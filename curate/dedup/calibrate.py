@@ -65,7 +65,7 @@ def calibrate(path: str | Path, config, target: float = 0.95, embedder=None) -> 
 
     pairs = read_pairs(path)
     emb = embedder or Embedder(config.model, config.batch_size, config.cache_dir, store=config.embeddings,
-                               readonly=config.embeddings_readonly)
+                               readonly=config.embeddings_readonly, encoder=config.encoder)
     texts = [_text(p, r, config.on) for a, b, _ in pairs for p, r in (a, b)]
     if config.boilerplate:  # as the dedup step would: lines many of these texts share are left out
         from .check import boilerplate_lines, strip_boilerplate

@@ -43,11 +43,18 @@ def default_cache_dir() -> Path:
 
 class Embedder:
     def __init__(self, model: str | None = None, batch_size: int = 8, cache_dir: Path | None = None,
-                 device: str | None = None, store: str | Path | None = None, readonly: bool = False):
+                 device: str | None = None, store: str | Path | None = None, readonly: bool = False,
+                 encoder: str = "torch"):
         """``store``: the embedding store file (default ``cache_dir/vectors.sqlite``, and
         ``cache_dir`` defaults to ~/.cache/sft-curate/embeddings); ``readonly``: read it,
-        never write to it."""
+        never write to it; ``encoder``: torch (sentence-transformers), or onnx / onnx-int8 /
+        openvino (:mod:`.onnx_encoder`, built once under ``cache_dir/encoders``)."""
         self.model_path = model or default_model()
+        self.encoder = encoder
+        if encoder != "torch":  # before any work: the missing extra, in one line
+            from .onnx_encoder import require
+
+            require(encoder)
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.store_path = Path(store) if store else self.cache_dir / "vectors.sqlite"
@@ -60,6 +67,27 @@ class Embedder:
         self.pieced = 0  # texts longer than the model reads, embedded in pieces
         self.max_tokens = None
         self._tokenizer = None
+        self._onnx = None
+
+    def identity(self) -> str:
+        """What the store keys vectors by: the model's files, or for an ONNX encoder the built
+        graph's (an int8 graph's vectors differ from the float model's, and never mix with them)."""
+        from .store import model_identity
+
+        if self.encoder == "torch":
+            return model_identity(self.model_path)
+        enc = self.onnx()
+        if self.encoder == "openvino":
+            return f"{model_identity(str(enc.folder))}|openvino:{enc.precision}"
+        return model_identity(str(enc.folder))
+
+    def onnx(self):
+        if self._onnx is None:
+            from .onnx_encoder import OnnxEncoder, OpenVinoEncoder, built_model
+
+            runner = OpenVinoEncoder if self.encoder == "openvino" else OnnxEncoder
+            self._onnx = runner(built_model(self.model_path, self.encoder, self.cache_dir / "encoders"))
+        return self._onnx
 
     def model(self):
         if self._model is None:
@@ -87,6 +115,8 @@ class Embedder:
         bits (the CPU kernels split work by shape and thread count), which made cached and
         fresh embeddings differ and a semantic step's output move under `curate verify`."""
         self.embedded += len(texts)
+        if self.encoder != "torch":
+            return self._encode_onnx(texts)
         model = self.model()
         dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         if not texts:
@@ -114,6 +144,16 @@ class Embedder:
                     out[batch] = np.asarray(vecs[:len(batch)], dtype=np.float32)
                     bar.update(len(batch))
         return out
+
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
+        from ..progress import progress
+
+        enc = self.onnx()
+        with progress(len(texts), "embedding", unit="texts") as bar:
+            vecs, truncated = enc.encode(texts, bar)
+        self.truncated += truncated
+        self.max_tokens = enc.max_tokens
+        return vecs
 
     def tokenizer(self):
         """(tokenize, tokens the model reads) from the model folder without loading the model
@@ -180,11 +220,11 @@ class Embedder:
         ``encode`` (default ``self.encode``; the Ray engine passes an actor pool's). A text
         longer than the model reads is embedded in pieces (:meth:`pieces`), each stored under
         its own text; its vector is the token-weighted mean of theirs, normalised."""
-        from .store import EmbeddingStore, model_identity, text_key
+        from .store import EmbeddingStore, text_key
 
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        model_id = model_identity(self.model_path)
+        model_id = self.identity()
         plan = self.pieces(texts)
         flat = [p for parts in plan for p, _ in parts]
         keys = [text_key(model_id, t) for t in flat]

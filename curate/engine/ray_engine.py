@@ -231,12 +231,12 @@ def _texts(ray, texts: list[str]):
 class _Embed:
     """An embedding actor: the model is loaded once per actor."""
 
-    def __init__(self, model: str, batch_size: int):
+    def __init__(self, model: str, batch_size: int, encoder: str = "torch", cache_dir: str | None = None):
         from ..dedup.semantic import Embedder
         from ..progress import set_quiet
 
         set_quiet()  # Ray forwards a worker's stderr to the driver: one summary line per block is noise
-        self.embedder = Embedder(model, batch_size)
+        self.embedder = Embedder(model, batch_size, cache_dir, encoder=encoder)
 
     @_reported
     def __call__(self, table):
@@ -308,7 +308,8 @@ class RayBackend(LocalBackend):
         def encode(texts: list[str]) -> np.ndarray:
             gpus = 1 if _gpus(ray) else 0
             out = _texts(ray, texts).map_batches(
-                _Embed, fn_constructor_args=(embedder.model_path, embedder.batch_size), batch_size=None,
+                _Embed, fn_constructor_args=(embedder.model_path, embedder.batch_size, embedder.encoder,
+                                               str(embedder.cache_dir)), batch_size=None,
                 batch_format="pyarrow", **_pool(ray, gpus))
             tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
             _raise_reported(tables)
