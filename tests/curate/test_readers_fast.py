@@ -216,6 +216,8 @@ EDGE_LINES = [
     '{"prompt": "p", "completion": "c", "deep": ' + "[" * 500 + "]" * 500 + "}",
     '{"prompt": "p", "completion": "c", "deep": ' + "[" * 2000 + "]" * 2000 + "}",
     '{"prompt": "p", "completion": "c", "x": {"a": [1, 2.5, null]}}',
+    # msgspec decodes a few levels deeper than json.loads: the lines around both limits
+    *('{"prompt": "p", "completion": "c", "deep": ' + "[" * d + "]" * d + "}" for d in range(985, 1002)),
     "{}", "[]", '"text"', "5", "null", '[{"prompt": "p", "completion": "c"}]',
     '{"prompt": "p", "completion": "c"} {"prompt": "q", "completion": "c"}',
     '{"prompt": "p", "completion": "c",}', "{'prompt': 'p', 'completion': 'c'}",
