@@ -1,4 +1,4 @@
-"""The column-wise JSON Lines reader (curate.jsonl_fast) gives exactly what the per-line
+"""The fast JSON Lines reader (curate.jsonl_fast, msgspec) gives exactly what the per-line
 path gives: the same records (ids, messages, meta, sources, order) and the same rejected
 rows, on a generated hostile corpus; and it does read most well-formed lines itself."""
 import json
@@ -153,7 +153,7 @@ def test_fast_reader_equals_per_line_reader_on_hostile_lines(tmp_path, monkeypat
     fast, slow = both(tmp_path, monkeypatch, lines)
     assert slow.records.height > 300 and slow.rejected.height > 100  # both kinds are exercised
     assert_same(fast, slow)
-    # and the column-wise path took a good share of the lines itself
+    # and the fast path took a good share of the lines itself
     taken = read_lines("\n".join(lines).encode("utf-8", "surrogatepass"), "x", None).records.height
     assert taken > slow.records.height * 0.4
 
@@ -199,8 +199,8 @@ def test_msgspec_writes_every_character_as_json_dumps():
 EDGE_LINES = [
     '{"prompt": "a", "prompt": "b", "completion": "c"}',  # duplicate key: the last value wins
     '{"prompt": "a", "completion": "c", "completion": 5}',
-    '{"messages": [{"role": "user", "content": "q"}], "messages": [{"role": "user", "content": "q2"}, '
-    '{"role": "assistant", "content": "a2"}]}',
+    ('{"messages": [{"role": "user", "content": "q"}], "messages": [{"role": "user", "content": "q2"}, '
+     '{"role": "assistant", "content": "a2"}]}'),
     '{"messages": [{"role": "user", "content": "q", "role": "assistant"}]}',
     '{"prompt": "p", "completion": "c", "n": 123456789012345678901234567890}',
     '{"prompt": "p", "completion": "c", "n": -123456789012345678901234567890}',
