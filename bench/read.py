@@ -1,5 +1,6 @@
 """Reading chat/instruction JSON Lines into the record table, end to end (files -> records),
-the column-wise path (curate.jsonl_fast) against the per-line path, in the same process.
+the fast path (curate.jsonl_fast: msgspec per line, one convert+hash loop, Arrow table)
+against the per-line path, in the same process.
 
     POLARS_MAX_THREADS=1 python bench/read.py [--records 200000] [--rounds 3]
 
@@ -86,8 +87,8 @@ def timed(folder: Path, fast: bool):
 
 
 def stages(folder: Path) -> None:
-    """Where the column-wise path's time goes: one more read with its steps timed."""
-    from curate import jsonl_fast, readers, record
+    """Where the fast path's time goes: one more read with its steps timed."""
+    from curate import jsonl_fast, readers
 
     spent: dict[str, float] = {}
 
@@ -103,27 +104,25 @@ def stages(folder: Path) -> None:
         setattr(module, name, wrapped)
         return inner
 
-    steps = [(jsonl_fast, n) for n in ("_split", "_members", "_line_formats", "_chat_turns", "_flat_turns", "_meta",
-                                       "_records")] + [(record, "normalised_contents"), (jsonl_fast, "record_ids")]
+    steps = [(readers, "_read_jsonl"), (jsonl_fast, "read_lines"), (jsonl_fast, "_table")]
     saved = [(m, n, timer(m, n)) for m, n in steps]
     try:
         total, _ = timed(folder, True)
     finally:
         for m, n, f in saved:
             setattr(m, n, f)
-    print(f"\nsteps of one column-wise read ({total:.2f} s end to end; record_ids is part of _records, "
-          "normalised_contents of record_ids):")
-    for name, s in spent.items():
-        print(f"  {name:<22} {s:6.2f} s")
-    listed = sum(v for k, v in spent.items() if k not in ("record_ids", "normalised_contents"))
-    print(f"  {'rest (grammar regex, blank lines, per-line path, table)':<22} {total - listed:6.2f} s")
+    print(f"\nsteps of one fast read ({total:.2f} s end to end):")
+    print(f"  {'decode, convert, hash (read_lines less _table)':<50} {spent['read_lines'] - spent['_table']:6.2f} s")
+    print(f"  {'record table from flat lists (_table)':<50} {spent['_table']:6.2f} s")
+    print(f"  {'file read, merge in line order (_read_jsonl rest)':<50} {spent['_read_jsonl'] - spent['read_lines']:6.2f} s")
+    print(f"  {'folder walk, sources, concat (rest)':<50} {total - spent['_read_jsonl']:6.2f} s")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--stages", action="store_true", help="also time the column-wise path's steps")
+    ap.add_argument("--stages", action="store_true", help="also time the fast path's steps")
     args = ap.parse_args()
     import polars as pl
 
@@ -132,13 +131,13 @@ def main() -> int:
         size = write(folder, args.records)
         print(f"{args.records} records, 5 layouts, {size / 2**20:.0f} MiB of JSONL; "
               f"polars threads: {pl.thread_pool_size()}, rounds: {args.rounds}")
-        times: dict[str, list[float]] = {"column-wise": [], "per-line": []}
+        times: dict[str, list[float]] = {"fast (msgspec)": [], "per-line": []}
         for _ in range(args.rounds):
             t_fast, fast = timed(folder, True)
             t_slow, slow = timed(folder, False)
             assert fast.records.equals(slow.records) and fast.rejected.equals(slow.rejected), "the paths differ"
             assert fast.records.height == args.records and fast.rejected.height == 0
-            times["column-wise"].append(t_fast)
+            times["fast (msgspec)"].append(t_fast)
             times["per-line"].append(t_slow)
         if args.stages:
             stages(folder)
@@ -146,8 +145,8 @@ def main() -> int:
     print(f"\n{'reader (files -> record table)':<32} {'median s':>9} {'records/s':>11} {'MiB/s':>7}")
     for k, v in med.items():
         print(f"{k:<32} {v:>9.2f} {args.records / v:>11,.0f} {size / 2**20 / v:>7.0f}")
-    print(f"column-wise is {med['per-line'] / med['column-wise']:.1f}x the per-line path "
-          f"(all rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(times['column-wise'], times['per-line']))} s)")
+    print(f"the fast path is {med['per-line'] / med['fast (msgspec)']:.1f}x the per-line path "
+          f"(all rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(times['fast (msgspec)'], times['per-line']))} s)")
     return 0
 
 

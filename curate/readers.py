@@ -16,7 +16,7 @@ folder once (by resolved path): a symlink loop or a second link to the same file
 skipped with a notice. A Parquet file already in the record layout is checked like any
 other input (null or empty messages, unknown roles, null fields become rejected rows).
 
-JSON Lines in the common layouts is read column-wise (:mod:`curate.jsonl_fast`); the lines
+JSON Lines in the common layouts is read by a fast path (:mod:`curate.jsonl_fast`, msgspec); the lines
 that path cannot prove it reads exactly are read here one at a time, with the same result.
 """
 from __future__ import annotations
@@ -565,13 +565,13 @@ def _read_one(out: "_Collector", kind: str, path: Path, sub: str) -> None:
             out.take(_iter_table(df, sub), sub)
 
 
-# The column-wise JSON Lines reader (curate.jsonl_fast) is on unless a test compares it
+# The fast JSON Lines reader (curate.jsonl_fast) is on unless a test compares it
 # with the per-line path, which reads every line when this is False.
 _FAST_JSONL = True
 
 
 def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
-    """A JSON Lines file: the lines the column-wise reader proves it reads exactly are read
+    """A JSON Lines file: the lines the fast reader proves it reads exactly are read
     there; the others one at a time, as before; records stay in line order."""
     if not _FAST_JSONL or out.mapping:
         out.take(_iter_jsonl(path, label), label)
@@ -601,7 +601,7 @@ class _Collector:
 
     def take(self, raws: Iterator[_Raw], label: str, n_ok: int = 0) -> None:
         """Convert parsed records into rows, and the others into rejected rows; ``n_ok``:
-        records of this file already read elsewhere (the column-wise JSON Lines reader)."""
+        records of this file already read elsewhere (the fast JSON Lines reader)."""
         n_seen, first_error = n_ok, None
         for r in raws:
             n_seen += 1

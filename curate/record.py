@@ -19,7 +19,6 @@ import unicodedata
 
 import polars as pl
 
-from .nfc_table import regex_class
 from .turns import EXTRA
 
 # weight, name, tool_calls: optional turn fields (curate.turns), null when the input had none
@@ -119,56 +118,3 @@ def records_frame(rows: list[dict]) -> pl.DataFrame:
         return empty_records()
     return pl.DataFrame(rows, schema=RECORD_SCHEMA)
 
-
-# ---- the same ids, column-wise (the JSON Lines fast path, curate.jsonl_fast) ---------------------
-
-def _encoded(value: pl.Expr) -> pl.Expr:
-    """``value`` as JSON text, written by polars: it escapes exactly as ``json.dumps(x,
-    ensure_ascii=False)`` does (the quote, the backslash, \\b \\f \\n \\r \\t, other characters
-    below U+0020 as lowercase \\u00XX, nothing else), which tests/curate/test_record.py
-    checks character by character."""
-    return pl.struct(v=value).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
-
-
-def json_strings(s: pl.Series) -> pl.Series:
-    """Each string as ``json.dumps(x, ensure_ascii=False)`` writes it, byte for byte (null stays null)."""
-    return s.to_frame("s").select(pl.when(pl.col("s").is_not_null()).then(_encoded(pl.col("s")))).to_series()
-
-
-def normalised_contents(s: pl.Series) -> pl.Series:
-    """:func:`_normalise_content` of each string. NFC is Python's own (unicodedata), called
-    only on the strings with a character that can change under it (curate.nfc_table), so the
-    result does not depend on which Unicode version polars was built with."""
-    folded = s.str.replace_all(r"\r\n?", "\n")
-    wide = folded.str.contains(regex_class() or "[^\x00-\x7f]").fill_null(False)
-    if wide.any():
-        idx = wide.arg_true()
-        folded = folded.scatter(idx, [unicodedata.normalize("NFC", x) for x in folded.gather(idx).to_list()])
-    return folded.str.strip_chars(" \t\n")
-
-
-def record_ids(turns: pl.DataFrame, key: str) -> pl.DataFrame:
-    """:func:`record_id` of every conversation in ``turns`` (one row per turn: ``key``, role,
-    content and the optional weight/name/tool_calls, in turn order, grouped by ``key``):
-    the same canonical JSON built column-wise, then one sha256 each. Returns ``key``, ``id``
-    in the order the conversations first appear."""
-    extras = [pl.when(pl.col("weight").is_not_null()).then('"weight":' + pl.col("weight").cast(pl.String)),
-              pl.when(pl.col("name").is_not_null()).then('"name":' + _encoded(pl.col("name"))),
-              pl.when(pl.col("tool_calls").is_not_null()).then('"tool_calls":' + _encoded(pl.col("tool_calls")))]
-    t = turns.with_columns(_content=normalised_contents(turns["content"]),
-                           _x=pl.concat_str(extras, separator=",", ignore_nulls=True))
-    # nearly every conversation has no optional turn fields: its canonical JSON is the list of
-    # [role, content] pairs as polars writes it; the others are put together turn by turn
-    per = (t.lazy().group_by(key, maintain_order=True)
-           .agg(_pairs=pl.concat_list("role", "_content"), _any=(pl.col("_x") != "").any()).collect())
-    blob = _encoded(pl.col("_pairs"))
-    if per["_any"].any():
-        pair = _encoded(pl.concat_list("role", "_content"))
-        turn = pl.when(pl.col("_x") != "").then(pair.str.strip_suffix("]") + ",{" + pl.col("_x") + "}]").otherwise(pair)
-        rich = (t.join(per.filter("_any").select(key), on=key, maintain_order="left").group_by(key, maintain_order=True)
-                .agg(_rich="[" + turn.str.join(",") + "]"))
-        per = per.join(rich, on=key, how="left", maintain_order="left")
-        blob = pl.when(pl.col("_any")).then(pl.col("_rich")).otherwise(blob)
-    blobs = per.select(blob.cast(pl.Binary)).to_series().to_list()
-    sha = hashlib.sha256
-    return per.select(key).with_columns(id=pl.Series([sha(b).hexdigest()[:32] for b in blobs], dtype=pl.String))

@@ -1,4 +1,4 @@
-"""The column-wise JSON Lines reader (curate.jsonl_fast) gives exactly what the per-line
+"""The fast JSON Lines reader (curate.jsonl_fast, msgspec) gives exactly what the per-line
 path gives: the same records (ids, messages, meta, sources, order) and the same rejected
 rows, on a generated hostile corpus; and it does read most well-formed lines itself."""
 import json
@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from curate import readers
-from curate.jsonl_fast import _WIDE_BLANK, read_lines
+from curate.jsonl_fast import read_lines
 from curate.readers import read_inputs
 
 PIECES = ["a", "Hello", " ", "  ", "\t", "\n", "\r\n", "\r", "\x00", "\x08", "\x0c", "\x0b", "\x1c", "\x1f", "\x7f",
@@ -153,7 +153,7 @@ def test_fast_reader_equals_per_line_reader_on_hostile_lines(tmp_path, monkeypat
     fast, slow = both(tmp_path, monkeypatch, lines)
     assert slow.records.height > 300 and slow.rejected.height > 100  # both kinds are exercised
     assert_same(fast, slow)
-    # and the column-wise path took a good share of the lines itself
+    # and the fast path took a good share of the lines itself
     taken = read_lines("\n".join(lines).encode("utf-8", "surrogatepass"), "x", None).records.height
     assert taken > slow.records.height * 0.4
 
@@ -187,9 +187,57 @@ def test_a_file_of_unknown_format_is_still_one_error(tmp_path, monkeypatch):
         read_inputs([path])
 
 
-def test_every_python_blank_is_in_the_wide_blank_class():
-    blanks = [chr(c) for c in range(0x110000) if chr(c).isspace()]
-    assert pl.Series(blanks).str.contains(f"^{_WIDE_BLANK}$").all()  # as polars (Rust regex) reads it
+def test_msgspec_writes_every_character_as_json_dumps():
+    """The ids' canonical JSON is written by msgspec: it must escape exactly as json.dumps."""
+    import msgspec
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    want = json.dumps(chars, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert msgspec.json.encode(chars) == want
+
+
+EDGE_LINES = [
+    '{"prompt": "a", "prompt": "b", "completion": "c"}',  # duplicate key: the last value wins
+    '{"prompt": "a", "completion": "c", "completion": 5}',
+    ('{"messages": [{"role": "user", "content": "q"}], "messages": [{"role": "user", "content": "q2"}, '
+     '{"role": "assistant", "content": "a2"}]}'),
+    '{"messages": [{"role": "user", "content": "q", "role": "assistant"}]}',
+    '{"prompt": "p", "completion": "c", "n": 123456789012345678901234567890}',
+    '{"prompt": "p", "completion": "c", "n": -123456789012345678901234567890}',
+    '{"prompt": "p", "completion": "c", "n": -0}', '{"prompt": "p", "completion": "c", "n": -0.0}',
+    '{"prompt": "p", "completion": "c", "n": 1e400}', '{"prompt": "p", "completion": "c", "n": NaN}',
+    '{"prompt": "p", "completion": "c", "n": -Infinity}', '{"prompt": "p", "completion": "c", "n": 0.1}',
+    '{"prompt": "\\ud800", "completion": "c"}', '{"prompt": "\\udc00\\ud800", "completion": "c"}',
+    '{"prompt": "\\ud83d\\ude00", "completion": "c"}', '{"prompt": "p", "completion": "c", "m": "\\udfff"}',
+    '{"prompt": "p", "completion": "c", "m": "\\ud83d"}', '{"prompt": "\\u0000", "completion": "\\u001f"}',
+    '{"prompt": "p", "completion": "c"}\ufeff', '{"prompt": "p",\ufeff "completion": "c"}',
+    '{"prompt": "p\tq", "completion": "c"}', '{"prompt": "p", "completion": "c"}\x0c',
+    '\x0c{"prompt": "p", "completion": "c"}', '  {"prompt": "p", "completion": "c"}  \r',
+    '{"prompt": "p", "completion": "c", "deep": ' + "[" * 500 + "]" * 500 + "}",
+    '{"prompt": "p", "completion": "c", "deep": ' + "[" * 2000 + "]" * 2000 + "}",
+    '{"prompt": "p", "completion": "c", "x": {"a": [1, 2.5, null]}}',
+    # msgspec decodes a few levels deeper than json.loads: the lines around both limits
+    *('{"prompt": "p", "completion": "c", "deep": ' + "[" * d + "]" * d + "}" for d in range(985, 1002)),
+    "{}", "[]", '"text"', "5", "null", '[{"prompt": "p", "completion": "c"}]',
+    '{"prompt": "p", "completion": "c"} {"prompt": "q", "completion": "c"}',
+    '{"prompt": "p", "completion": "c",}', "{'prompt': 'p', 'completion': 'c'}",
+    '{"Prompt": "p", "completion": "c"}', '{"prompt": "p", "completion": "\\u2028\\u0085 "}',
+    '{"prompt": "e\\u0301\\r\\n", "completion": " \\u212b\\r"}',
+    '{"messages": [{"role": " User ", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+    '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 1}]}',
+    '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "name": ""}]}',
+    '{"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "\\u3000"}]}',
+    '{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "messages": 3}',
+    '{"instruction": "i", "input": " ", "output": "o", "system": "\\n"}',
+    '{"instruction": "i", "input": 3, "output": "o"}', '{"question": "q", "answer": null}',
+]
+
+
+def test_msgspec_edge_cases_read_as_per_line(tmp_path, monkeypatch):
+    """What msgspec decodes differently from json.loads, or refuses, reads as the per-line path reads it."""
+    fast, slow = both(tmp_path, monkeypatch, EDGE_LINES)
+    assert slow.records.height > 10 and slow.rejected.height > 5
+    assert_same(fast, slow)
 
 
 def test_records_keep_line_order_across_the_two_paths(tmp_path, monkeypatch):

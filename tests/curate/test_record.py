@@ -29,33 +29,3 @@ def test_id_is_unicode_normalised_and_role_sensitive():
     assert record_id(nfc) != record_id([{"role": "assistant", "content": "caf\u00e9"}])
 
 
-def test_column_wise_ids_and_json_strings_are_pythons():
-    """record_ids / json_strings (the JSON Lines fast path's) against record_id / json.dumps,
-    on every character below U+0100 and the usual troublemakers."""
-    import json
-    import random
-
-    import polars as pl
-
-    from curate.record import json_strings, record_ids
-
-    chars = [chr(i) for i in range(0x100)] + ["\u2028", "\u2029", "\U0001F600", "e\u0301", "\u212b", "\ufeff", "\r\n"]
-    s = pl.Series([c + "a" + c for c in chars] + [None])
-    assert json_strings(s).to_list() == [json.dumps(x, ensure_ascii=False) for x in s.to_list()[:-1]] + [None]
-    rng, rows, convs = random.Random(0), [], []
-    for k in range(2000):
-        conv = []
-        for _ in range(rng.randint(1, 4)):
-            m = {"role": rng.choice(["user", "assistant", "system"]),
-                 "content": "".join(rng.choice(chars) for _ in range(rng.randint(0, 6)))}
-            for extra, value in (("weight", rng.choice([0, 1])), ("name", rng.choice(chars) + "x"), ("tool_calls", '[{"a":"\\u00e9"}]')):
-                if rng.random() < 0.15:
-                    m[extra] = value
-            conv.append(m)
-            rows.append({"k": k, "weight": None, "name": None, "tool_calls": None, **m})
-        convs.append(conv)
-    schema = {"k": pl.Int64, "role": pl.String, "content": pl.String, "weight": pl.Int64, "name": pl.String,
-              "tool_calls": pl.String}
-    got = record_ids(pl.DataFrame(rows, schema=schema), "k")
-    assert got["k"].to_list() == list(range(2000))
-    assert got["id"].to_list() == [record_id(c) for c in convs]
