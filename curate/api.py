@@ -132,7 +132,7 @@ def validate_file(path: Path) -> str:
 def export(inputs, dest: Path, fmt: str) -> dict:
     """Write the readable records of ``inputs`` to ``dest``; returns ``written``, the
     unreadable records left out counted by rule (``skipped``) and the reader's ``notices``."""
-    from .export import write_export
+    from .layouts.write import write_export
     from .storage import output_file
 
     read = read_inputs(inputs)

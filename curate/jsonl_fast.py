@@ -3,7 +3,7 @@
 lists (Arrow), with no per-record dict or DataFrame row.
 
 A line is read here only when it is *proven* to be one this path handles exactly as the
-per-line path (``curate.readers._iter_jsonl`` + ``curate.formats.convert``) would; every
+per-line path (``curate.readers._iter_jsonl`` + ``curate.layouts.read.convert``) would; every
 other non-blank line goes back to the caller by number and is read one line at a time, so
 results are identical (tests/curate/test_readers_fast.py holds the two paths equal on a
 hostile corpus). msgspec itself refuses much of what needs the per-line path: invalid
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from .errors import RecordError
-from .formats import CONVERTERS, OPENAI_ROLES, SHAREGPT_ROLES, SIGNATURE
+from .layouts.read import CONVERTERS, OPENAI_ROLES, SHAREGPT_ROLES, SIGNATURE
 from .record import MESSAGE_TYPE, meta_json
 
 # format -> (turns key, role key, text key, role names)
@@ -101,7 +101,7 @@ def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
 
 
 def _detect(record: dict) -> str:
-    """:func:`curate.formats.detect`; no format known is a rejection (per-line path)."""
+    """:func:`curate.layouts.read.detect`; no format known is a rejection (per-line path)."""
     for key, name in SIGNATURE:
         if key in record:
             return name
@@ -110,7 +110,7 @@ def _detect(record: dict) -> str:
 
 def _chat(record: dict, fmt: str) -> tuple[list[str], list[str], set[str]]:
     """Roles and texts of an OpenAI or ShareGPT record whose every turn is exactly a known
-    role and a text (both strings): what ``formats._turns`` gives for it, with no optional
+    role and a text (both strings): what ``layouts.read._turns`` gives for it, with no optional
     turn fields; any other record is for the per-line path."""
     key, role_key, text_key, names = _CHAT[fmt]
     turns = record.get(key)

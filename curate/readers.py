@@ -30,7 +30,7 @@ from typing import Iterator
 import polars as pl
 
 from .errors import InputError, RecordError
-from .formats import FORMATS, convert
+from .layouts.read import FORMATS, convert
 from .record import (
     MESSAGE_TYPE, OLD_MESSAGE_TYPE, RECORD_SCHEMA, REJECT_COLUMNS, empty_records, meta_json, raw_id, record_id, records_frame, to_json,
     unique_sources,
@@ -407,7 +407,7 @@ def _record_table_suspects(df: pl.DataFrame) -> pl.Series:
 
 def _record_problem(row: dict) -> tuple[str, str] | None:
     """What is wrong with one row of a record-layout table (None: nothing), by the rules
-    :func:`curate.formats.convert` applies to any other input."""
+    :func:`curate.layouts.read.convert` applies to any other input."""
     for key in ("id", "source", "meta", "messages"):
         if row[key] is None:
             return "read.missing_field", f"field '{key}' is null"

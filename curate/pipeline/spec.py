@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from .. import stages
 from ..config import load_config
-from ..formats import FORMATS
+from ..layouts.read import FORMATS
 
 
 class Strict(BaseModel):

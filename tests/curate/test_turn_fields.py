@@ -112,7 +112,7 @@ def test_tool_calls_a_template_does_not_print_are_refused_and_printed_where_it_d
 
 
 def test_exports_carry_the_fields_or_refuse(tmp_path):
-    from curate.export import write_export
+    from curate.layouts.write import write_export
     from curate.readers import InputError
 
     records = _read(tmp_path, [SHARE]).records
@@ -136,3 +136,9 @@ def test_rules_and_dedup_read_a_tool_call_as_what_the_turn_says(tmp_path):
     assert dedup(records, DedupConfig(methods=["exact"])).kept.height == 2  # other calls: not duplicates
     texts = records.select(field_text("assistant")).to_series().to_list()
     assert texts[0].startswith('[{"function"') and "Paris" in texts[0] and texts[0].endswith("Sunny.")
+
+
+def test_sharegpt_names_written_read_back_as_the_same_roles():
+    from curate.layouts.read import SHAREGPT_FROM, SHAREGPT_ROLES
+
+    assert {role: SHAREGPT_ROLES[name] for role, name in SHAREGPT_FROM.items()} == {r: r for r in SHAREGPT_FROM}

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import polars as pl
 
-from . import turns
-from .readers import InputError
-
-SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
-
+from .. import turns
+from ..errors import InputError
+from .read import SHAREGPT_FROM
 
 def _alpaca(messages: list[dict]) -> dict | None:
     system = [m["content"] for m in messages if m["role"] == "system"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .errors import RecordError
-from .turns import read_extras
+from ..errors import RecordError
+from ..turns import read_extras
 
 FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "qa")
 
@@ -27,6 +27,8 @@ SHAREGPT_ROLES = {
     "bing": "assistant", "model": "assistant",
     "system": "system",
 }
+# the name each role is written under in ShareGPT (curate export); each reads back through SHAREGPT_ROLES
+SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
