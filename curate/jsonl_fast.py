@@ -10,7 +10,8 @@ hostile corpus). msgspec itself refuses much of what needs the per-line path: in
 UTF-8, a byte order mark, a raw control character in a string, a lone surrogate escape,
 NaN/Infinity, a number out of float range, nesting past Python's recursion limit (each a
 decode error here). Where it accepts, it gives what ``json.loads`` gives (duplicate keys:
-the last value, in the first key's place; integers of any size). On top of that a line
+the last value, in the first key's place; integers exact; msgspec refuses those past 64
+bits, which so take the per-line path). On top of that a line
 goes to the per-line path when it is not an object; its turns are not a non-empty list of
 objects with exactly the role and text keys, both strings, the role a known one; a flat
 format's converter refuses it; its conversation is blank (a rejection); or a ``meta`` value

@@ -85,6 +85,11 @@ def _has_surrogates(value) -> bool:
         return True
 
 
+def _too_long(e: ValueError) -> str:
+    # Python's int-from-text limit (sys.get_int_max_str_digits): the number's own text is not echoed
+    return "a number too long to read (" + str(e).split(";")[0].split(": ", 1)[-1] + ")"
+
+
 def _iter_jsonl(path: Path, label: str, only: set[int] | None = None) -> Iterator[_Raw]:
     """Each line of a JSON Lines file (or only the lines numbered in ``only``) parsed."""
     _check_text_encoding(path, label)
@@ -111,6 +116,9 @@ def _iter_jsonl(path: Path, label: str, only: set[int] | None = None) -> Iterato
                 yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error",
                            reason=f"{src}: {e.msg} at column {e.colno}")
                 continue
+            except ValueError as e:  # valid JSON Python will not take: an integer of over 4,300 digits
+                yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error", reason=f"{src}: {_too_long(e)}")
+                continue
             except RecursionError:
                 yield _too_deep(src, text.rstrip("\n"))
                 continue
@@ -136,6 +144,12 @@ def _iter_json(path: Path, label: str) -> Iterator[_Raw]:
             return
         yield _Raw(f"{label}:{e.lineno}", raw=text[:2000], rule="read.parse_error",
                    reason=f"{label}:{e.lineno}: {e.msg} at column {e.colno}; the whole file is unreadable")
+        return
+    except ValueError as e:  # a number Python will not read (JSONDecodeError is caught above)
+        if text.lstrip().startswith("["):  # the other records one at a time
+            yield from _iter_json_items(text, path, label)
+        else:
+            yield _Raw(f"{label}:1", raw=text[:2000], rule="read.parse_error", reason=f"{label}:1: {_too_long(e)}")
         return
     items = parsed if isinstance(parsed, list) else [parsed]
     for i, item in enumerate(items, 1):
@@ -181,8 +195,9 @@ def _line_of(text: str, i: int) -> int:
 
 
 def _iter_json_items(text: str, path: Path, label: str) -> Iterator[_Raw]:
-    """A JSON file holding a value too deep for ``json.loads``: an array is read element by
-    element (the deep ones become ``read.too_deep`` rows), JSON Lines as lines."""
+    """A JSON file holding a value too deep for ``json.loads`` (or a number it will not read):
+    an array is read element by element (those become ``read.too_deep`` / ``read.parse_error``
+    rows), JSON Lines as lines."""
     decoder = json.JSONDecoder()
     i = _ws(text, 0)
     if not text.startswith("[", i):
@@ -207,6 +222,9 @@ def _iter_json_items(text: str, path: Path, label: str) -> Iterator[_Raw]:
             yield _Raw(src, raw=text[i:i + 2000], rule="read.parse_error",
                        reason=f"{label}:{e.lineno}: {e.msg} at column {e.colno}; the rest of the file is unreadable")
             return
+        except ValueError as e:  # valid JSON, but a number Python will not read: this item only
+            end = _skip_value(text, i)
+            yield _Raw(src, raw=text[i:end][:2000], rule="read.parse_error", reason=f"{src}: {_too_long(e)}")
         else:
             yield _json_item(item, src, n, text[i:end])
         i = _ws(text, end)

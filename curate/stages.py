@@ -66,8 +66,8 @@ class Stage:
         :class:`curate.stage.StageResult`."""
         if options is None or isinstance(options, dict):
             options = self.options.model_validate({**(options or {}), **fields})
-        elif fields:
-            options = options.model_copy(update=fields)
+        elif fields:  # validated again with the keywords on top (model_copy would not validate them)
+            options = self.options.model_validate({**options.model_dump(exclude_unset=True), **fields})
         return self.run(records, self.prepare(options))
 
     # ---- the Ray engine ----

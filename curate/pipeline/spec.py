@@ -66,10 +66,16 @@ class Step(Strict):
         return getattr(self, self.kind)
 
 
+def _current() -> tuple:
+    # keyed by each kind's options model too: a name registered again with another model
+    # gets a new step model, not the cached one
+    return tuple((k, stages.get(k).options) for k in stages.names())
+
+
 @functools.lru_cache(maxsize=None)
-def _models(kinds: tuple[str, ...]):
+def _models(kinds: tuple[tuple[str, type], ...]):
     steps = create_model("Step", __base__=Step,
-                         **{k: (stages.get(k).options | None, Field(None, description=_describe(k))) for k in kinds})
+                         **{k: (options | None, Field(None, description=_describe(k))) for k, options in kinds})
     pipeline = create_model("Pipeline", __base__=Pipeline, steps=(list[steps], Field(min_length=1)))
     return steps, pipeline
 
@@ -81,14 +87,20 @@ def _describe(kind: str) -> str:
 
 def step_model() -> type[Step]:
     """The step model for the stages registered now."""
-    return _models(tuple(stages.names()))[0]
+    return _models(_current())[0]
 
 
 def pipeline_model() -> type["Pipeline"]:
-    return _models(tuple(stages.names()))[1]
+    return _models(_current())[1]
 
 
 class Pipeline(Strict):
+    @classmethod
+    def model_validate(cls, obj, **kw):
+        if cls is Pipeline:  # the base: validate against the stages registered now (as Step does)
+            return pipeline_model().model_validate(obj, **kw)
+        return super().model_validate(obj, **kw)
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     inputs: list[InputSpec] = Field(min_length=1)
     steps: list[Step] = Field(min_length=1)  # one key per registered stage: see pipeline_model()

@@ -384,3 +384,17 @@ def test_non_finite_numbers_become_null_in_meta(tmp_path):
     p = tmp_path / "n.parquet"
     pl.DataFrame({"prompt": ["a"], "completion": ["b"], "score": [float("nan")], "v": [[float("inf"), 1.0]]}).write_parquet(p)
     assert strict(read_inputs([p]).records["meta"][0]) == {"score": None, "v": [None, 1.0]}
+
+
+def test_a_number_python_will_not_read_is_a_rejected_row_not_a_crash(tmp_path):
+    # valid JSON, but json.loads raises ValueError (not JSONDecodeError) past 4,300 digits
+    big = "1" + "0" * 5000
+    (tmp_path / "a.jsonl").write_text('{"prompt":"a","completion":"b"}\n{"prompt":"x","completion":"y","n":' + big
+                                      + '}\n{"prompt":"c","completion":"d"}\n')
+    (tmp_path / "b.json").write_text('[{"prompt":"x","completion":"y","n":' + big + '}, {"prompt":"e","completion":"f"}]')
+    (tmp_path / "c.json").write_text('{"prompt":"x","completion":"y","n":' + big + '}')
+    read = read_inputs([tmp_path / "a.jsonl", tmp_path / "b.json", tmp_path / "c.json"], labels=["a.jsonl", "b.json", "c.json"])
+    assert read.records["source"].to_list() == ["a.jsonl:1", "a.jsonl:3", "b.json:2"]
+    assert read.rejected.select("source", "rule").rows() == [
+        ("a.jsonl:2", "read.parse_error"), ("b.json:1", "read.parse_error"), ("c.json:1", "read.parse_error")]
+    assert all("a number too long to read" in r for r in read.rejected["reason"].to_list())

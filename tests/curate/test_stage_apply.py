@@ -31,3 +31,14 @@ def test_apply_validates_prepares_and_runs(tmp_path):
 def test_apply_refuses_an_unknown_option(tmp_path):
     with pytest.raises(pydantic.ValidationError, match="threshhold"):
         stages.get("dedup").apply(_records(tmp_path), threshhold=0.9)
+
+
+def test_keywords_on_top_of_a_model_are_validated_too(tmp_path):
+    records = _records(tmp_path)
+    dedup = stages.get("dedup")
+    result = dedup.apply(records, dedup.options(), method="minhash")  # the alias, over the model's default
+    assert result.stats["methods"][0]["method"] == "minhash"
+    result = dedup.apply(records, dedup.options(methods=["minhash"]), threshold=0.5)  # the shorthand, parsed
+    assert result.stats["methods"][0]["threshold"] == 0.5
+    with pytest.raises(pydantic.ValidationError, match="num_perm"):
+        dedup.apply(records, dedup.options(), num_perm="abc")

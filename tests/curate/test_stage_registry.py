@@ -148,3 +148,12 @@ def test_the_ray_engine_runs_it_in_blocks_to_the_same_bytes(parity, tmp_path, mo
         ray.cloudpickle.unregister_pickle_by_value(toystage)
         if started:
             ray.shutdown()
+
+
+def test_the_base_pipeline_and_step_models_validate_against_the_registry():
+    from curate.pipeline.spec import Pipeline, Step
+
+    p = Pipeline.model_validate({"name": "x", "inputs": [{"path": "a.jsonl"}], "steps": [{"dedup": None}, {"filter": {}}],
+                                 "output": "build/x"})
+    assert [s.kind for s in p.steps] == ["dedup", "filter"]
+    assert Step.model_validate({"dedup": {"method": "minhash"}}).options.methods == ["minhash"]
