@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml requirements/cpu.txt
 lock: install
 	$(BIN)/pip install -q "pip-tools==7.6.2"
 	$(BIN)/pip-compile -q --strip-extras --generate-hashes --unsafe-package torch -c requirements/torch-cpu.txt \
-	  --extra ml --extra dev --extra ray --extra remote --no-emit-index-url --no-emit-find-links \
+	  --extra ml --extra dev --extra ray --extra remote --extra onnx --no-emit-index-url --no-emit-find-links \
 	  -o requirements/cpu.txt pyproject.toml
 
 demo: install
