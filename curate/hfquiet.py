@@ -5,6 +5,7 @@ Each is named here with why it is noise; everything else a library says still re
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import warnings
 
@@ -49,21 +50,15 @@ def hf_model_quiet(datasets_bars: bool = True):
     with contextlib.ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
-        try:
-            from transformers.utils import logging as hf_logging
-        except ImportError:  # pragma: no cover
-            hf_logging = None
-        if hf_logging is not None:
-            stack.enter_context(_bars_off(hf_logging.is_progress_bar_enabled, hf_logging.disable_progress_bar,
-                                          hf_logging.enable_progress_bar))
-        if not datasets_bars:
+        libraries = [("transformers.utils.logging", "progress_bar")] + ([] if datasets_bars else [("datasets", "progress_bars")])
+        for module, bars in libraries:
             try:
-                import datasets
+                lib = importlib.import_module(module)
             except ImportError:  # pragma: no cover
-                datasets = None
-            if datasets is not None:
-                stack.enter_context(_bars_off(datasets.is_progress_bar_enabled, datasets.disable_progress_bars,
-                                              datasets.enable_progress_bars))
+                continue
+            # transformers: disable_progress_bar(); datasets: disable_progress_bars()
+            stack.enter_context(_bars_off(lib.is_progress_bar_enabled, getattr(lib, f"disable_{bars}"),
+                                          getattr(lib, f"enable_{bars}")))
         yield
 
 

