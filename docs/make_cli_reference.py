@@ -1,8 +1,9 @@
-"""Write docs/cli.md from the commands' own --help, and docs/train-config.md's key table from
-the training config's pydantic model (the code is the schema; the docs follow it).
+"""Write docs/cli.md from the commands' own --help, docs/train-config.md's key table from
+the training config's pydantic model, and docs/steps.md from the stages' options models
+(docs/make_step_reference.py): the code is the schema; the docs follow it.
 
-    python docs/make_cli_reference.py          # rewrites both
-    python docs/make_cli_reference.py --check  # exit 1 when either is out of date
+    python docs/make_cli_reference.py          # rewrites all three
+    python docs/make_cli_reference.py --check  # exit 1 when any is out of date
 
 tests/test_cli_reference.py and tests/train/test_ux.py run the checks, so a changed option or
 config key fails the suite until the reference is regenerated.
@@ -17,6 +18,7 @@ import click
 
 OUT = Path(__file__).resolve().parent / "cli.md"
 TRAIN_CONFIG = OUT.parent / "train-config.md"
+STEPS = OUT.parent / "steps.md"
 KEYS = re.compile(r"(<!-- keys:start.*?-->\n)(.*?)(<!-- keys:end -->)", re.S)  # the generated block
 WIDTH = 100
 
@@ -55,7 +57,10 @@ def train_config() -> str:
 
 
 def main() -> int:
-    outputs = {OUT: render(), TRAIN_CONFIG: train_config()}
+    import runpy
+
+    steps = runpy.run_path(str(OUT.parent / "make_step_reference.py"))["render"]()
+    outputs = {OUT: render(), TRAIN_CONFIG: train_config(), STEPS: steps}
     if "--check" in sys.argv:
         stale = [path for path, text in outputs.items()
                  if not path.is_file() or path.read_text(encoding="utf-8") != text]

@@ -1,14 +1,10 @@
-"""Write docs/steps.md, the pipeline step reference, from the stages' options models (the
+"""docs/steps.md, the pipeline step reference, rendered from the stages' options models (the
 same models the commands' flags come from: curate.stages, curate.cliopts).
-
-    python docs/make_step_reference.py          # rewrites docs/steps.md
-    python docs/make_step_reference.py --check  # exit 1 when docs/steps.md is out of date
-
-tests/test_cli_reference.py runs the check.
+``python docs/make_cli_reference.py`` writes it with the other references (``--check``:
+exit 1 when any is out of date); tests/test_cli_reference.py checks it.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "steps.md"
@@ -49,7 +45,7 @@ def render() -> str:
     from curate import stages
 
     parts = ["# Pipeline step reference", "",
-             "Generated from the stages' options models by `python docs/make_step_reference.py`; a test fails",
+             "Generated from the stages' options models by `python docs/make_cli_reference.py`; a test fails",
              "when it is out of date. The same models give the commands' flags (docs/cli.md): a key `max_tokens`",
              "is the flag `--max-tokens`. A step is one key, the stage's name, holding these options.", ""]
     for kind in stages.names():
@@ -62,19 +58,3 @@ def render() -> str:
         parts.append("")
     return "\n".join(parts)
 
-
-def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not OUT.is_file() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} is out of date: python docs/make_step_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    sys.exit(main())

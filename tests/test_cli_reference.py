@@ -20,4 +20,4 @@ def test_the_step_reference_is_the_stages_options_models():
     text = gen["render"]()
     assert "## `dedup`" in text and "| `max_tokens` | int |" in text
     assert (REPO / "docs" / "steps.md").read_text(encoding="utf-8") == text, \
-        "docs/steps.md is out of date: python docs/make_step_reference.py"
+        "docs/steps.md is out of date: python docs/make_cli_reference.py"
