@@ -30,3 +30,26 @@ SENTENCES = [
     "Interest rates rose sharply in the third quarter.",
     "My favourite recipe for banana bread uses walnuts.",
 ]
+
+
+def output_hashes(folder) -> dict[str, str]:
+    """sha256 of every file a stage wrote but stats.json (timings): equal outputs, equal dicts."""
+    import hashlib
+    from pathlib import Path
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).iterdir())
+            if p.name != "stats.json"}
+
+
+def untimed_stats(folder) -> dict:
+    """A stage's stats.json without its timings (every *seconds key, judge latencies), at any depth."""
+    import json
+    from pathlib import Path
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if not k.endswith("seconds") and k != "latency_s"}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return strip(json.loads((Path(folder) / "stats.json").read_text()))

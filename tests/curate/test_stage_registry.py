@@ -3,7 +3,6 @@ runs through the CLI (a command made from its options model), a pipeline (`curat
 its lock and cache) and both engines, with nothing else edited."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from curate import api, stages
 from curate.cli import main
 from tests.curate import toystage
+from tests.helpers import output_hashes, untimed_stats
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "demo" / "sample.jsonl"
@@ -113,10 +113,6 @@ def test_a_pipeline_checks_its_keys(parity, tmp_path, monkeypatch):
     assert "a step is exactly one of filter, dedup, score, format, parity" in res.output
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.name != "stats.json"}
-
-
 def test_the_ray_engine_runs_it_in_blocks_to_the_same_bytes(parity, tmp_path, monkeypatch):
     """On a real local Ray instance, blocks of 23 rows: the same files as the local engine, and a
     pipeline built locally verifies on Ray."""
@@ -133,9 +129,8 @@ def test_the_ray_engine_runs_it_in_blocks_to_the_same_bytes(parity, tmp_path, mo
         options = {"reject": "odd", "min_chars": 30}
         for engine in ("local", "ray"):
             api.stage_inputs("parity", [SAMPLE], tmp_path / engine, options, engine=engine)
-        assert _hashes(tmp_path / "local") == _hashes(tmp_path / "ray")
-        local, distributed = (json.loads((tmp_path / e / "stats.json").read_text()) for e in ("local", "ray"))
-        local, distributed = ({k: v for k, v in s.items() if not k.endswith("seconds")} for s in (local, distributed))
+        assert output_hashes(tmp_path / "local") == output_hashes(tmp_path / "ray")
+        local, distributed = (untimed_stats(tmp_path / e) for e in ("local", "ray"))
         assert local == distributed and local["rejected"] > 0
 
         monkeypatch.chdir(tmp_path)

@@ -2,7 +2,6 @@
 instance (2 CPUs, blocks of 23 rows so every stage runs over many blocks)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,6 +12,8 @@ pytest.importorskip("ray")
 
 from curate import api  # noqa: E402
 from tests.helpers import convo  # noqa: E402
+from tests.helpers import output_hashes as _hashes
+from tests.helpers import untimed_stats as _stats
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "data" / "demo" / "sample.jsonl"
@@ -57,18 +58,6 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.name != "stats.json"}
-
-
-def _stats(folder: Path) -> dict:
-    def strip(x):
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if not k.endswith("seconds") and k != "latency_s"}
-        if isinstance(x, list):
-            return [strip(v) for v in x]
-        return x
-    return strip(json.loads((folder / "stats.json").read_text()))
 
 
 def _both(tmp_path: Path, call) -> tuple[Path, Path]:
