@@ -11,9 +11,7 @@ import pytest
 pytest.importorskip("ray")
 
 from curate import api  # noqa: E402
-from tests.helpers import convo  # noqa: E402
-from tests.helpers import output_hashes as _hashes
-from tests.helpers import untimed_stats as _stats
+from tests.helpers import convo, output_hashes, untimed_stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "data" / "demo" / "sample.jsonl"
@@ -64,21 +62,21 @@ def _both(tmp_path: Path, call) -> tuple[Path, Path]:
     local, distributed = tmp_path / "local", tmp_path / "ray"
     call(local, "local")
     call(distributed, "ray")
-    assert _hashes(local) == _hashes(distributed)
-    assert _stats(local) == _stats(distributed)
+    assert output_hashes(local) == output_hashes(distributed)
+    assert untimed_stats(local) == untimed_stats(distributed)
     return local, distributed
 
 
 def test_filter_same_bytes(ray_instance, data, tmp_path):
     local, _ = _both(tmp_path, lambda out, engine: api.filter_inputs([data], out, engine=engine))
-    stats = _stats(local)
+    stats = untimed_stats(local)
     assert stats["rejected"] > 0 and stats["rules"]["read.parse_error"] == 1
 
 
 def test_exact_and_minhash_same_bytes(ray_instance, data, tmp_path):
     config = {"methods": ["exact", "minhash"], "threshold": {"minhash": 0.7}}
     local, _ = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine))
-    by = {m["method"]: m for m in _stats(local)["methods"]}
+    by = {m["method"]: m for m in untimed_stats(local)["methods"]}
     assert by["exact"]["rejected"] >= 15 and by["minhash"]["rejected"] > 0  # the planted ones were found
 
 
@@ -90,7 +88,7 @@ def test_minhash_clusters_found_on_the_workers_same_bytes(ray_instance, data, tm
     monkeypatch.setattr(ray_engine, "DRIVER_EDGES", 0)
     config = {"methods": ["minhash"], "threshold": {"minhash": 0.5}}
     local, _ = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine))
-    assert _stats(local)["methods"][0]["verified_pairs"] > 20
+    assert untimed_stats(local)["methods"][0]["verified_pairs"] > 20
 
 
 def test_star_components_equal_union_find(ray_instance):
@@ -117,7 +115,7 @@ def test_minhash_exact_verify_char_shingles_same_bytes(ray_instance, data, tmp_p
     config = {"methods": ["minhash"], "threshold": {"minhash": 0.5}, "verify": "exact", "shingle": "char",
               "ngram": 4, "on": "response"}
     local, _ = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine))
-    assert _stats(local)["methods"][0]["rejected"] > 0
+    assert untimed_stats(local)["methods"][0]["rejected"] > 0
 
 
 def test_semantic_kmeans_partitions_same_bytes(ray_instance, data, tmp_path, monkeypatch):
@@ -132,7 +130,7 @@ def test_semantic_kmeans_partitions_same_bytes(ray_instance, data, tmp_path, mon
         api.dedup_inputs([data], out, config, engine=engine)
 
     local, _ = _both(tmp_path, call)
-    m = _stats(local)["methods"][0]
+    m = untimed_stats(local)["methods"][0]
     assert m["search"] == "kmeans" and m["rejected"] > 0 and 0 < m["embedded"] <= m["in"]
 
 
@@ -140,7 +138,7 @@ def test_format_same_bytes(ray_instance, data, tmp_path):
     config = {"tokenizer": "smollm2-135m-instruct", "max_tokens": 200, "on_overflow": "truncate",
               "eval_fraction": 0.2}
     local, _ = _both(tmp_path, lambda out, engine: api.format_inputs([data], out, config, engine=engine))
-    stats = _stats(local)
+    stats = untimed_stats(local)
     assert stats["train"] > 0 and stats["eval"] > 0
     assert (local / "train.jsonl").read_text().count("\n") == stats["train"]
 
@@ -155,7 +153,7 @@ def test_score_same_bytes_with_limit_across_blocks(ray_instance, data, tmp_path,
         api.score_inputs([data], out, {"jury": str(jury), "min_score": 3, "limit": 50}, engine=engine)
 
     local, _ = _both(tmp_path, call)
-    stats = _stats(local)
+    stats = untimed_stats(local)
     # 50 scored, spread over three blocks of 23; the rest rejected as not scored
     assert stats["judges"]["a"]["records"] == 50 and stats["rules"]["score.not_scored"] == stats["in"] - 51
     assert stats["agreement"]["pairs"]
