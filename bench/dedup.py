@@ -16,6 +16,15 @@ templated data have. Everything runs on the same documents, word 5-gram shingles
 3. Peak memory and extrapolated time for 1M and 10M documents.
 4. (--semantic) embedding overhead against SentenceTransformer.encode, and similarity
    search time for 10k, 50k and 200k vectors.
+
+    python bench/dedup.py --signatures [--sample 5000] [--seeds 5] [--corpora 3]
+
+compares the two signature schemes (k-permutation MinHash and one-permutation hashing)
+instead: ``curate.dedup.run`` (``--method minhash``, the defaults) on the first ``--sample``
+documents of ``--corpora`` seeded corpora of ``--docs`` (seed 0: bench/peers.py's sample), each with ``--seeds`` MinHash seeds: pair recall
+and removal precision against brute-force Jaccard (as bench/peers.py measures them), and
+the error of the signature's Jaccard estimate on every pair with true Jaccard >= 0.5,
+short documents (< 100 shingles) apart; then the signing kernel's time on all ``--docs``.
 """
 from __future__ import annotations
 
@@ -171,6 +180,74 @@ def quality(docs, verify):
                 cluster_precision=good_cp / max(len(cluster_pairs), 1), near_misses=hard)
 
 
+def _records(docs: list[str]):
+    """The documents as curate reads them in bench/peers.py: a prompt of 20 words, the rest a completion."""
+    from curate.record import record_id, records_frame
+
+    rows = []
+    for i, d in enumerate(docs):
+        w = d.split(" ")
+        msgs = [{"role": "user", "content": " ".join(w[:20])}, {"role": "assistant", "content": " ".join(w[20:])}]
+        rows.append({"id": record_id(msgs), "messages": msgs, "source": f"bench:{i + 1}", "meta": "{}"})
+    return records_frame(rows)
+
+
+def removal_quality(docs, true, removed: set[int]) -> dict:
+    pairs = [p for p, s in true.items() if s >= THRESHOLD]
+    has_partner = {i for p in pairs for i in p}
+    caught = sum(1 for a, b in pairs if a in removed or b in removed)
+    return dict(removed=len(removed), pair_recall=caught / max(len(pairs), 1),
+                removal_precision=len(removed & has_partner) / max(len(removed), 1), true_pairs=len(pairs))
+
+
+def signature_bench(args) -> int:
+    """--signatures: quality and signing time of each scheme (see the module docstring)."""
+    from curate.dedup import DedupConfig, run
+    from curate.dedup import minhash as mh
+
+    schemes = ("kperm", "oph")
+    acc = {s: {"recall": [], "precision": [], "removed": [], "err": [], "err_short": []} for s in schemes}
+    for c in range(args.corpora):
+        docs = corpus(args.docs, seed=c)[0][:args.sample]  # as bench/peers.py samples (first of --docs)
+        true = truth(docs)
+        records = _records(docs)
+        size = np.array([max(1, len(d.split()) - NGRAM + 1) for d in docs])
+        near = [(p, s) for p, s in true.items() if s >= 0.5]
+        left = np.array([p[0] for p, _ in near]); right = np.array([p[1] for p, _ in near])
+        tj = np.array([s for _, s in near])
+        short = (size[left] < 100) | (size[right] < 100)
+        for scheme in schemes:
+            for seed in range(args.seeds):
+                res = run(records, DedupConfig(methods=["minhash"], signature=scheme, seed=seed))
+                removed = {int(x.rsplit(":", 1)[1]) - 1 for x in res.rejected["source"].to_list()}
+                q = removal_quality(docs, true, removed)
+                a = acc[scheme]
+                a["recall"].append(q["pair_recall"]); a["precision"].append(q["removal_precision"])
+                a["removed"].append(q["removed"])
+                sigs = mh.shingle_and_sign(docs, NUM_PERM, NGRAM, seed=seed + 1, signature=scheme).signatures
+                err = (sigs[left] == sigs[right]).mean(axis=1) - tj
+                a["err"].append(err[~short]); a["err_short"].append(err[short])
+        print(f"corpus seed {c}: {len(docs)} docs, {sum(1 for s in true.values() if s >= THRESHOLD)} pairs >= "
+              f"{THRESHOLD}, {len(near)} >= 0.5 ({int(short.sum())} with a document under 100 shingles)", flush=True)
+    print(f"\n{'scheme':<6} {'removed':>8} {'pair recall':>18} {'removal precision':>18} "
+          f"{'est. RMSE (bias), >=100 shingles':>32} {'same, short docs':>18}")
+    for scheme, a in acc.items():
+        e, es = np.concatenate(a["err"]), np.concatenate(a["err_short"])
+        print(f"{scheme:<6} {np.mean(a['removed']):>8.1f} {np.mean(a['recall']):>9.4f} +- {np.std(a['recall']):.4f} "
+              f"{np.mean(a['precision']):>9.4f} +- {np.std(a['precision']):.4f} "
+              f"{np.sqrt((e ** 2).mean()):>20.4f} ({e.mean():+.4f}) {np.sqrt((es ** 2).mean()):>9.4f} ({es.mean():+.4f})")
+    print(f"(mean +- standard deviation over {args.corpora} corpora x {args.seeds} MinHash seeds)")
+    docs = corpus(args.docs)[0]
+    mh.shingle_and_sign(docs[:100], NUM_PERM, NGRAM, signature="oph")  # compile
+    mh.shingle_and_sign(docs[:100], NUM_PERM, NGRAM, signature="kperm")
+    for _ in range(2):
+        for scheme in schemes:
+            t = time.process_time()
+            mh.shingle_and_sign(docs, NUM_PERM, NGRAM, signature=scheme)
+            print(f"signing {len(docs)} docs (kernel, from Python strings), {scheme}: {time.process_time() - t:.2f} CPU-s")
+    return 0
+
+
 def semantic_bench():
     from sentence_transformers import SentenceTransformer
 
@@ -208,7 +285,12 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--sample", type=int, default=5_000)
     ap.add_argument("--semantic", action="store_true")
+    ap.add_argument("--signatures", action="store_true", help="compare the signature schemes (module docstring)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--corpora", type=int, default=3)
     args = ap.parse_args()
+    if args.signatures:
+        return signature_bench(args)
 
     t = time.perf_counter()
     docs, kinds = corpus(args.docs)

@@ -74,16 +74,118 @@ def shingle(cps, starts, ends, word_mode, n):
     return out, offsets
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def mix64(x):
+    """splitmix64 (increment, then finaliser)."""
+    x = x + np.uint64(GOLDEN)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(MIX1)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(MIX2)
+    return x ^ (x >> np.uint64(31))
+
+
+EMPTY = 1 << 32  # an OPH bin no shingle fell into (bin values are < 2^32)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def gram_hashes(seq, k, n, g):
+    """gram_hash of every n-gram of the ``k`` units in ``seq``, into ``g``; returns how
+    many. Loop by loop over all grams at once, not gram by gram: each loop then has no
+    dependency between iterations, and the compiler vectorises it (64-bit multiplies,
+    8 lanes), where the per-gram fold was a chain of dependent multiplies."""
+    width = n if k >= n else k
+    m = max(k - n + 1, 1)
+    for j in range(m):
+        g[j] = np.uint64(GOLDEN)
+    for t in range(width):
+        for j in range(m):
+            g[j] = (g[j] ^ seq[j + t]) * np.uint64(FNV_PRIME)
+    for j in range(m):
+        g[j] = mix64(g[j])
+    return m
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def oph_bins(g, m, salt, w):
+    """One-permutation hashing of ``m`` shingle hashes into the bins ``w``: one more hash
+    of each picks its bin (high 32 bits, multiply-shift: fair for any bin count) and its
+    value there (low 32 bits); a bin keeps its smallest value, EMPTY if none fell in."""
+    P = w.shape[0] // 2
+    for p in range(P):
+        w[p] = np.uint64(EMPTY)
+    for j in range(m):  # vectorised: the hashes first, then the scatter below
+        g[j] = mix64(g[j] ^ salt)
+    for j in range(m):
+        h = g[j]
+        i = ((h >> np.uint64(32)) * np.uint64(P)) >> np.uint64(32)
+        w[i] = min(w[i], h & np.uint64(0xFFFFFFFF))  # branch-free: a compare-and-move
+
+
+PROBE_SALT = 0x5DEECE66D  # keeps the probe sequences apart from the shingles' bin hash
+PROBE_ROWS = 16  # probes kept in a table; a bin needing more (rare) computes them
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def oph_probe(salt, i, t, P):
+    """The t-th bin (t >= 1) an empty bin ``i`` copies from, if that one is filled."""
+    h = mix64(mix64(salt ^ np.uint64(PROBE_SALT)) ^ (np.uint64(i) << np.uint64(32)) ^ np.uint64(t))
+    return ((h >> np.uint64(32)) * np.uint64(P)) >> np.uint64(32)
+
+
+@nb.njit(cache=True, nogil=True)
+def oph_probes(salt, P):
+    """oph_probe for t = 1..PROBE_ROWS and every bin: the same for every document."""
+    out = np.empty((PROBE_ROWS, P), dtype=np.int32)
+    for t in range(PROBE_ROWS):
+        for i in range(P):
+            out[t, i] = oph_probe(salt, i, t + 1, P)
+    return out
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def oph_finish(w, salt, probes, m):
+    """Optimal densification (Shrivastava 2017): an empty bin i takes the value of the
+    first bin that was filled by shingles along its own probe sequence
+    oph_probe(i, t), t = 1, 2, ... The sequence depends on i alone, so two documents whose
+    bin i is empty copy from the same bin whenever that bin is filled in both: each bin
+    then agrees with probability exactly the Jaccard similarity, as a k-permutation
+    MinHash row does. Copies come from the shingles' bins only, never from another copy.
+    ``w`` holds the bins in its first half; its second half is scratch."""
+    P = m.shape[0]
+    for i in range(P):  # the first probe for every bin at once: a gather and a select
+        v = w[i]
+        u = w[probes[0, i]]
+        w[P + i] = u if v == np.uint64(EMPTY) else v
+    left = 0
+    for i in range(P):  # the bins still empty, listed without a branch (into m, as scratch)
+        m[left] = np.uint32(i)
+        left += w[P + i] == np.uint64(EMPTY)
+    for e in range(left):
+        i = np.int64(m[e])
+        t = 1
+        while True:
+            j = np.int64(probes[t, i]) if t < PROBE_ROWS else np.int64(oph_probe(salt, i, t + 1, P))
+            if w[j] != np.uint64(EMPTY):
+                w[P + i] = w[j]
+                break
+            t += 1
+    for i in range(P):
+        m[i] = np.uint32(w[P + i])
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True, inline="always")
-def sign_one(cps, a_, b_, word_mode, n, a, b, seq, m):
-    """One document's signature into ``m``, its units into the scratch ``seq``."""
-    P = a.shape[0]
-    k = units(cps, a_, b_, word_mode, seq)
+def sign_hashes(g, ng, a, b, oph, salt, probes, w, m):
+    """The signature into ``m`` of the ``ng`` shingle hashes in ``g`` (overwritten):
+    one-permutation hashing (``oph``: ``probes`` from oph_probes, scratch ``w`` of twice
+    the bins) or the k permutations ``a``, ``b``."""
+    if oph:
+        oph_bins(g, ng, salt, w)
+        oph_finish(w, salt, probes, m)
+        return
+    P = m.shape[0]
     for p in range(P):
         m[p] = np.uint32(0xFFFFFFFF)
-    width = n if k >= n else k
-    for j in range(max(k - n + 1, 1)):
-        x = np.uint32(gram_hash(seq, j, width) & np.uint64(0xFFFFFFFF))
+    for j in range(ng):
+        x = np.uint32(g[j] & np.uint64(0xFFFFFFFF))
         for p in range(P):  # the loop the compiler vectorises
             # numba widens integer products to 64 bits: truncate to get mod 2^32
             v = np.uint32(np.uint32(a[p] * x) + b[p])
@@ -91,63 +193,76 @@ def sign_one(cps, a_, b_, word_mode, n, a, b, seq, m):
             m[p] = min(m[p], v)
 
 
+@nb.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def sign_one(cps, a_, b_, word_mode, n, a, b, oph, salt, probes, seq, g, w, m):
+    """One document's signature into ``m``; ``seq``, ``g``: scratch for its units and
+    shingle hashes (as long as the text, plus one), ``w``: for the bins."""
+    k = units(cps, a_, b_, word_mode, seq)
+    sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, m)
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
-def sign_docs(cps, starts, ends, word_mode, n, a, b, out):
+def sign_docs(cps, starts, ends, word_mode, n, a, b, oph, salt, probes, out):
     """Shingle and sign in one pass, documents in parallel: no shingle array is
     materialised. Same values as shingle() followed by signatures()."""
     for d in nb.prange(starts.shape[0]):
         seq = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
-        sign_one(cps, starts[d], ends[d], word_mode, n, a, b, seq, out[d])
+        g = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
+        w = np.empty(2 * out.shape[1], dtype=np.uint64)
+        sign_one(cps, starts[d], ends[d], word_mode, n, a, b, oph, salt, probes, seq, g, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def sign_docs_serial(cps, starts, ends, word_mode, n, a, b, out):
+def sign_docs_serial(cps, starts, ends, word_mode, n, a, b, oph, salt, probes, out):
     """sign_docs on one thread: starting numba's thread pool costs a quarter of a CPU
     second, more than signing 40,000 documents."""
     longest = 0
     for d in range(starts.shape[0]):
         longest = max(longest, ends[d] - starts[d])
     seq = np.empty(longest + 1, dtype=np.uint64)
+    g = np.empty(longest + 1, dtype=np.uint64)
+    w = np.empty(2 * out.shape[1], dtype=np.uint64)
     for d in range(starts.shape[0]):
-        sign_one(cps, starts[d], ends[d], word_mode, n, a, b, seq, out[d])
+        sign_one(cps, starts[d], ends[d], word_mode, n, a, b, oph, salt, probes, seq, g, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
-def sign_spans(addresses, lengths, rows, n, a, b, out):
+def sign_spans(addresses, lengths, rows, n, a, b, oph, salt, probes, out):
     """sign_docs on word shingles of ASCII texts read in place (``textkernels.utf8_spans``):
     their bytes are their code points. Only the documents in ``rows``."""
     for r in nb.prange(rows.shape[0]):
         d = rows[r]
         seq = np.empty(lengths[d] + 1, dtype=np.uint64)
-        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, seq, out[d])
+        g = np.empty(lengths[d] + 1, dtype=np.uint64)
+        w = np.empty(2 * out.shape[1], dtype=np.uint64)
+        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, oph, salt, probes, seq, g, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def sign_spans_serial(addresses, lengths, rows, n, a, b, out):
+def sign_spans_serial(addresses, lengths, rows, n, a, b, oph, salt, probes, out):
     longest = 0
     for r in range(rows.shape[0]):
         longest = max(longest, lengths[rows[r]])
     seq = np.empty(longest + 1, dtype=np.uint64)
+    g = np.empty(longest + 1, dtype=np.uint64)
+    w = np.empty(2 * out.shape[1], dtype=np.uint64)
     for r in range(rows.shape[0]):
         d = rows[r]
-        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, seq, out[d])
+        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, oph, salt, probes, seq, g, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def signatures(hashes, offsets, a, b, out):
-    P = a.shape[0]
-    x32 = (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+def signatures(hashes, offsets, a, b, oph, salt, probes, out):
+    """sign_docs' values from shingle()'s hashes."""
+    longest = 0
     for d in range(offsets.shape[0] - 1):
-        m = out[d]
-        for p in range(P):
-            m[p] = np.uint32(0xFFFFFFFF)
-        for s in range(offsets[d], offsets[d + 1]):
-            x = x32[s]
-            for p in range(P):  # the loop the compiler vectorises
-                # numba widens integer products to 64 bits: truncate to get mod 2^32
-                v = np.uint32(np.uint32(a[p] * x) + b[p])
-                v = np.uint32(v ^ (v >> np.uint32(15)))
-                m[p] = min(m[p], v)
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    g = np.empty(longest, dtype=np.uint64)
+    w = np.empty(2 * out.shape[1], dtype=np.uint64)
+    for d in range(offsets.shape[0] - 1):
+        ng = offsets[d + 1] - offsets[d]
+        g[:ng] = hashes[offsets[d]:offsets[d + 1]]
+        sign_hashes(g, ng, a, b, oph, salt, probes, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True)

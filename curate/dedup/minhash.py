@@ -73,18 +73,41 @@ class Shingled:
     set_offsets: np.ndarray | None
 
 
+def oph_salt(seed: int) -> int:
+    """The one-permutation scheme's hash seed (disjoint from the permutations' inputs)."""
+    return splitmix64((seed << 32) ^ (1 << 31))
+
+
+SIGNATURES = ("kperm", "oph")
+
+
+def _scheme(signature: str, num_perm: int, seed: int):
+    """(a, b, oph, salt, probes): what the signing kernels take for either scheme."""
+    from .kernels import oph_probes
+
+    if signature not in SIGNATURES:
+        raise ValueError(f"signature must be one of {SIGNATURES}, got {signature!r}")
+    a, b = permutations(num_perm, seed)
+    salt = np.uint64(oph_salt(seed))
+    probes = oph_probes(salt, num_perm) if signature == "oph" else np.zeros((1, 1), dtype=np.int32)
+    return a, b, signature == "oph", salt, probes
+
+
 def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
-                     keep_sets: bool = False, strip_punct: bool = False, seed: int = 1) -> Shingled:
+                     keep_sets: bool = False, strip_punct: bool = False, seed: int = 1,
+                     signature: str = "kperm") -> Shingled:
     """Signatures of ``texts`` (a list of str, or a polars String column: word shingles of
-    its ASCII texts are then read in place, with no Python string made)."""
+    its ASCII texts are then read in place, with no Python string made). ``signature``:
+    ``kperm``, one hash per permutation and shingle, or ``oph``, one hash per shingle
+    binned into ``num_perm`` bins and densified (docs/dedup.md)."""
     if not isinstance(texts, list):
         if shingle == "word" and not strip_punct and not keep_sets:
-            return Shingled(_sign_column(texts, num_perm, ngram, seed), None, None)
+            return Shingled(_sign_column(texts, num_perm, ngram, seed, signature), None, None)
         texts = texts.to_list()
     from ..textkernels import code_points, threads
     from . import kernels as k  # numba: a heavy import, only when MinHash runs
 
-    a, b = permutations(num_perm, seed)
+    a, b, oph, salt, probes = _scheme(signature, num_perm, seed)
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
     sets, set_offsets = [], [np.zeros(1, dtype=np.int64)]
     for c0 in range(0, len(texts), CHUNK_DOCS):
@@ -92,10 +115,10 @@ def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
         cps, starts, ends = code_points(chunk)
         if not keep_sets:
             sign = k.sign_docs if threads() > 1 else k.sign_docs_serial
-            sign(cps, starts, ends, shingle == "word", ngram, a, b, sigs[c0:c0 + len(chunk)])
+            sign(cps, starts, ends, shingle == "word", ngram, a, b, oph, salt, probes, sigs[c0:c0 + len(chunk)])
             continue
         hashes, offsets = k.shingle(cps, starts, ends, shingle == "word", ngram)
-        k.signatures(hashes, offsets, a, b, sigs[c0:c0 + len(chunk)])
+        k.signatures(hashes, offsets, a, b, oph, salt, probes, sigs[c0:c0 + len(chunk)])
         uniq, uoff = _unique_per_doc(hashes, offsets)
         sets.append(uniq)
         set_offsets.append(uoff[1:] + set_offsets[-1][-1])
@@ -105,14 +128,14 @@ def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
     return Shingled(sigs, None, None)
 
 
-def _sign_column(texts, num_perm: int, ngram: int, seed: int) -> np.ndarray:
+def _sign_column(texts, num_perm: int, ngram: int, seed: int, signature: str) -> np.ndarray:
     """Word-shingle signatures of a polars String column: ASCII texts (their bytes are
     their code points, and _prepare leaves them as they are) straight from the column's
     memory; the others through the list path, which normalises them."""
     from ..textkernels import threads, utf8_spans
     from . import kernels as k
 
-    a, b = permutations(num_perm, seed)
+    a, b, oph, salt, probes = _scheme(signature, num_perm, seed)
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
     texts = texts.fill_null("")
     is_ascii = (texts.str.len_bytes() == texts.str.len_chars()).to_numpy()
@@ -120,11 +143,12 @@ def _sign_column(texts, num_perm: int, ngram: int, seed: int) -> np.ndarray:
     if len(rows):
         addresses, lengths, owner = utf8_spans(texts)
         sign = k.sign_spans if threads() > 1 else k.sign_spans_serial
-        sign(addresses, lengths, rows, ngram, a, b, sigs)
+        sign(addresses, lengths, rows, ngram, a, b, oph, salt, probes, sigs)
         del owner  # the column's memory was read up to here
     others = np.flatnonzero(~is_ascii)
     if len(others):
-        sigs[others] = shingle_and_sign(texts.gather(others).to_list(), num_perm, ngram, seed=seed).signatures
+        sigs[others] = shingle_and_sign(texts.gather(others).to_list(), num_perm, ngram, seed=seed,
+                                        signature=signature).signatures
     return sigs
 
 

@@ -272,7 +272,7 @@ class RayBackend(LocalBackend):
         signed = _texts(ray, texts).map_batches(
             _sign, fn_kwargs=dict(num_perm=config.num_perm, ngram=config.ngram, shingle=config.shingle,
                                   keep_sets=exact, strip_punct=config.strip_punct, seed=config.seed + 1,
-                                  bands=bands, rows=rows),
+                                  bands=bands, rows=rows, signature=config.signature),
             batch_size=None, batch_format="pyarrow").materialize()
         blocks = signed.to_arrow_refs()
         parts = _parts(n, _cpus(ray))

@@ -81,13 +81,13 @@ def _exact_part(table):
 
 
 def _sign(table, num_perm: int, ngram: int, shingle: str, keep_sets: bool, strip_punct: bool, seed: int,
-          bands: int, rows: int):
+          bands: int, rows: int, signature: str = "kperm"):
     import pyarrow as pa
 
     from ..dedup import minhash as mh
 
     shingled = mh.shingle_and_sign(table.column("text").to_pylist(), num_perm, ngram, shingle,
-                                   keep_sets=keep_sets, strip_punct=strip_punct, seed=seed)
+                                   keep_sets=keep_sets, strip_punct=strip_punct, seed=seed, signature=signature)
     sigs = shingled.signatures
     keys = mh.band_keys(sigs, bands, rows)
     cols = {ROW: table.column(ROW),
