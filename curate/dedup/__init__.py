@@ -53,9 +53,9 @@ class DedupConfig(BaseModel):
     num_perm: int = Field(128, ge=2, le=4096, description="MinHash permutations per signature.")
     ngram: int = Field(5, ge=1, le=64, description="Shingle size, in words or characters.")
     shingle: Literal["word", "char"] = Field("word", description="MinHash shingles: words or characters.")
-    signature: Literal["kperm", "oph"] = Field(
-        "kperm", description="MinHash signatures: kperm, one hash per shingle and permutation; oph, one hash per "
-        "shingle in num_perm bins, densified (one-permutation hashing, docs/dedup.md).")
+    signature: Literal["oph", "kperm"] = Field(
+        "oph", description="MinHash signatures: oph, one hash per shingle into num_perm bins, densified "
+        "(one-permutation hashing); kperm, one hash per shingle and permutation (before 2026-12). docs/dedup.md")
     bands: int | None = Field(None, ge=1, description="LSH bands (with --rows; default: chosen from the threshold).")
     rows: int | None = Field(None, ge=1, description="LSH rows per band (with --bands).")
     verify: Literal["estimate", "exact"] = Field(
@@ -255,7 +255,7 @@ class LocalBackend:
                                        seed=config.seed + 1, signature=config.signature)
         left, right = mh.candidate_pairs(mh.band_keys(shingled.signatures, bands, rows))
         measure = (lambda l, r: mh.exact_jaccard(shingled, l, r)) if config.verify == "exact" else (
-            lambda l, r: mh.estimated_jaccard(shingled.signatures, l, r))
+            lambda l, r: mh.estimated_jaccard(shingled.signatures, l, r, config.signature))
         ok = measure(left, right) >= threshold
         return components(len(texts), left[ok], right[ok]), len(left), int(ok.sum()), measure
 

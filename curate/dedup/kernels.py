@@ -83,7 +83,8 @@ def mix64(x):
     return x ^ (x >> np.uint64(31))
 
 
-EMPTY = 1 << 32  # an OPH bin no shingle fell into (bin values are < 2^32)
+EMPTY = 1 << 32  # an OPH bin no shingle fell into (bin values are < 2^31)
+COPIED = 1 << 31  # marks a bin's value as copied in by densification (minhash.estimated_jaccard)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -117,7 +118,7 @@ def oph_bins(g, m, salt, w):
     for j in range(m):
         h = g[j]
         i = ((h >> np.uint64(32)) * np.uint64(P)) >> np.uint64(32)
-        w[i] = min(w[i], h & np.uint64(0xFFFFFFFF))  # branch-free: a compare-and-move
+        w[i] = min(w[i], h & np.uint64(0x7FFFFFFF))  # branch-free: a compare-and-move
 
 
 PROBE_SALT = 0x5DEECE66D  # keeps the probe sequences apart from the shingles' bin hash
@@ -154,18 +155,18 @@ def oph_finish(w, salt, probes, m):
     for i in range(P):  # the first probe for every bin at once: a gather and a select
         v = w[i]
         u = w[probes[0, i]]
-        w[P + i] = u if v == np.uint64(EMPTY) else v
+        w[P + i] = (u | np.uint64(COPIED)) if v == np.uint64(EMPTY) else v
     left = 0
     for i in range(P):  # the bins still empty, listed without a branch (into m, as scratch)
         m[left] = np.uint32(i)
-        left += w[P + i] == np.uint64(EMPTY)
+        left += w[P + i] >= np.uint64(EMPTY)  # EMPTY, or EMPTY marked as copied
     for e in range(left):
         i = np.int64(m[e])
         t = 1
         while True:
             j = np.int64(probes[t, i]) if t < PROBE_ROWS else np.int64(oph_probe(salt, i, t + 1, P))
             if w[j] != np.uint64(EMPTY):
-                w[P + i] = w[j]
+                w[P + i] = w[j] | np.uint64(COPIED)
                 break
             t += 1
     for i in range(P):

@@ -280,7 +280,8 @@ class RayBackend(LocalBackend):
         payload, starts = row_partitions(ray, blocks, column, parts)
         pairs = shuffle(ray, blocks, _band_rows, _bucket_part, band_parts(n * bands, _cpus(ray), bands),
                         {"bands": bands}, {"n": n}, fetch=False)
-        edges, n_candidates, n_verified = verify_pairs(ray, pairs, payload, starts, column, n, threshold)
+        edges, n_candidates, n_verified = verify_pairs(ray, pairs, payload, starts, column, n, threshold,
+                                                       config.signature)
 
         def measure(left, right):
             """Similarities of any pairs, joined with the payload on the workers."""
@@ -288,7 +289,7 @@ class RayBackend(LocalBackend):
             import pyarrow as pa
 
             block = ray.put(pa.table({"pair": left * n + right}))
-            found, _, _ = verify_pairs(ray, [block], payload, starts, column, n, None)
+            found, _, _ = verify_pairs(ray, [block], payload, starts, column, n, None, config.signature)
             got = _fetch_edges(ray, found)
             sims = dict(zip((got["left"] * n + got["right"]).tolist(), got["sim"].tolist()))
             return np.array([sims[k] for k in (left * n + right).tolist()], dtype=np.float64)

@@ -196,7 +196,7 @@ def _join_left(table, payload, n: int, column: str):
     return pa.table({"left": left, "right": right, "pay_left": _lookup(payload, left, column)}), len(pair)
 
 
-def _join_right(table, payload, column: str, threshold: float | None):
+def _join_right(table, payload, column: str, threshold: float | None, signature: str = "kperm"):
     """The right payload joined in; the local engine's measure; pairs at the threshold kept."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -214,12 +214,12 @@ def _join_right(table, payload, column: str, threshold: float | None):
         sim = mh.exact_jaccard(shingled, a, b) if k else np.zeros(0)
     else:
         sigs = both.flatten().to_numpy().reshape(2 * k, -1) if k else np.zeros((0, 1), np.uint32)
-        sim = mh.estimated_jaccard(sigs, a, b)
+        sim = mh.estimated_jaccard(sigs, a, b, signature)
     keep = np.ones(k, bool) if threshold is None else sim >= threshold
     return pa.table({"left": left[keep], "right": right[keep], "sim": sim[keep]}), int(keep.sum())
 
 
-def verify_pairs(ray, pairs: list, payload: list, starts, column: str, n: int, threshold):
+def verify_pairs(ray, pairs: list, payload: list, starts, column: str, n: int, threshold, signature: str = "kperm"):
     """Candidate pairs -> unique pairs with their similarity (>= threshold) as refs, the
     number of unique candidates and of pairs kept: two joins with the row partitions."""
     parts = len(payload)
@@ -228,7 +228,7 @@ def verify_pairs(ray, pairs: list, payload: list, starts, column: str, n: int, t
                   side=payload, returns=2, fetch=False)
     n_pairs = sum(ray.get([r[1] for r in one]))
     two = shuffle(ray, [r[0] for r in one], _pairs_by, _join_right, parts, {**keys, "side": "right"},
-                  {"column": column, "threshold": threshold}, side=payload, returns=2, fetch=False)
+                  {"column": column, "threshold": threshold, "signature": signature}, side=payload, returns=2, fetch=False)
     return [r[0] for r in two], n_pairs, sum(ray.get([r[1] for r in two]))
 
 
