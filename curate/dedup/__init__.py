@@ -149,8 +149,10 @@ class DedupStage(Stage):
     def recorded(self, options: DedupConfig) -> dict:
         # where vectors are kept is not what they are: recorded model outputs, not options
         # and the default encoder is left out, as before the option existed, so earlier locks verify
+        # and the signature scheme only where MinHash runs: it changes nothing else
         return options.model_dump(exclude={"cache_dir", "embeddings", "embeddings_readonly"}
-                                  | ({"encoder"} if options.encoder == "torch" else set()))
+                                  | ({"encoder"} if options.encoder == "torch" else set())
+                                  | ({"signature"} if "minhash" not in options.methods else set()))
 
     def run(self, records, config):
         return run(records, config)
