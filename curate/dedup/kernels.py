@@ -203,9 +203,10 @@ def sign_one(cps, a_, b_, word_mode, n, a, b, oph, salt, probes, seq, g, w, m):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
-def sign_docs(cps, starts, ends, word_mode, n, a, b, oph, salt, probes, out):
+def sign_docs(cps, starts, ends, word_mode, n, a, b, oph, salt, out):
     """Shingle and sign in one pass, documents in parallel: no shingle array is
     materialised. Same values as shingle() followed by signatures()."""
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
     for d in nb.prange(starts.shape[0]):
         seq = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
         g = np.empty(ends[d] - starts[d] + 1, dtype=np.uint64)
@@ -214,9 +215,10 @@ def sign_docs(cps, starts, ends, word_mode, n, a, b, oph, salt, probes, out):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def sign_docs_serial(cps, starts, ends, word_mode, n, a, b, oph, salt, probes, out):
+def sign_docs_serial(cps, starts, ends, word_mode, n, a, b, oph, salt, out):
     """sign_docs on one thread: starting numba's thread pool costs a quarter of a CPU
     second, more than signing 40,000 documents."""
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
     longest = 0
     for d in range(starts.shape[0]):
         longest = max(longest, ends[d] - starts[d])
@@ -228,9 +230,10 @@ def sign_docs_serial(cps, starts, ends, word_mode, n, a, b, oph, salt, probes, o
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
-def sign_spans(addresses, lengths, rows, n, a, b, oph, salt, probes, out):
+def sign_spans(addresses, lengths, rows, n, a, b, oph, salt, out):
     """sign_docs on word shingles of ASCII texts read in place (``textkernels.utf8_spans``):
     their bytes are their code points. Only the documents in ``rows``."""
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
     for r in nb.prange(rows.shape[0]):
         d = rows[r]
         seq = np.empty(lengths[d] + 1, dtype=np.uint64)
@@ -240,7 +243,8 @@ def sign_spans(addresses, lengths, rows, n, a, b, oph, salt, probes, out):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def sign_spans_serial(addresses, lengths, rows, n, a, b, oph, salt, probes, out):
+def sign_spans_serial(addresses, lengths, rows, n, a, b, oph, salt, out):
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
     longest = 0
     for r in range(rows.shape[0]):
         longest = max(longest, lengths[rows[r]])
@@ -253,8 +257,9 @@ def sign_spans_serial(addresses, lengths, rows, n, a, b, oph, salt, probes, out)
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def signatures(hashes, offsets, a, b, oph, salt, probes, out):
+def signatures(hashes, offsets, a, b, oph, salt, out):
     """sign_docs' values from shingle()'s hashes."""
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
     longest = 0
     for d in range(offsets.shape[0] - 1):
         longest = max(longest, offsets[d + 1] - offsets[d])

@@ -83,15 +83,11 @@ SIGNATURES = ("kperm", "oph")
 
 
 def _scheme(signature: str, num_perm: int, seed: int):
-    """(a, b, oph, salt, probes): what the signing kernels take for either scheme."""
-    from .kernels import oph_probes
-
+    """(a, b, oph, salt): what the signing kernels take for either scheme."""
     if signature not in SIGNATURES:
         raise ValueError(f"signature must be one of {SIGNATURES}, got {signature!r}")
     a, b = permutations(num_perm, seed)
-    salt = np.uint64(oph_salt(seed))
-    probes = oph_probes(salt, num_perm) if signature == "oph" else np.zeros((1, 1), dtype=np.int32)
-    return a, b, signature == "oph", salt, probes
+    return a, b, signature == "oph", np.uint64(oph_salt(seed))
 
 
 def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
@@ -108,7 +104,7 @@ def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
     from ..textkernels import code_points, threads
     from . import kernels as k  # numba: a heavy import, only when MinHash runs
 
-    a, b, oph, salt, probes = _scheme(signature, num_perm, seed)
+    a, b, oph, salt = _scheme(signature, num_perm, seed)
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
     sets, set_offsets = [], [np.zeros(1, dtype=np.int64)]
     for c0 in range(0, len(texts), CHUNK_DOCS):
@@ -116,10 +112,10 @@ def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
         cps, starts, ends = code_points(chunk)
         if not keep_sets:
             sign = k.sign_docs if threads() > 1 else k.sign_docs_serial
-            sign(cps, starts, ends, shingle == "word", ngram, a, b, oph, salt, probes, sigs[c0:c0 + len(chunk)])
+            sign(cps, starts, ends, shingle == "word", ngram, a, b, oph, salt, sigs[c0:c0 + len(chunk)])
             continue
         hashes, offsets = k.shingle(cps, starts, ends, shingle == "word", ngram)
-        k.signatures(hashes, offsets, a, b, oph, salt, probes, sigs[c0:c0 + len(chunk)])
+        k.signatures(hashes, offsets, a, b, oph, salt, sigs[c0:c0 + len(chunk)])
         uniq, uoff = _unique_per_doc(hashes, offsets)
         sets.append(uniq)
         set_offsets.append(uoff[1:] + set_offsets[-1][-1])
@@ -136,7 +132,7 @@ def _sign_column(texts, num_perm: int, ngram: int, seed: int, signature: str) ->
     from ..textkernels import threads, utf8_spans
     from . import kernels as k
 
-    a, b, oph, salt, probes = _scheme(signature, num_perm, seed)
+    a, b, oph, salt = _scheme(signature, num_perm, seed)
     sigs = np.empty((len(texts), num_perm), dtype=np.uint32)
     texts = texts.fill_null("")
     is_ascii = (texts.str.len_bytes() == texts.str.len_chars()).to_numpy()
@@ -144,7 +140,7 @@ def _sign_column(texts, num_perm: int, ngram: int, seed: int, signature: str) ->
     if len(rows):
         addresses, lengths, owner = utf8_spans(texts)
         sign = k.sign_spans if threads() > 1 else k.sign_spans_serial
-        sign(addresses, lengths, rows, ngram, a, b, oph, salt, probes, sigs)
+        sign(addresses, lengths, rows, ngram, a, b, oph, salt, sigs)
         del owner  # the column's memory was read up to here
     others = np.flatnonzero(~is_ascii)
     if len(others):
