@@ -41,6 +41,69 @@ def units(cps, a, b, word_mode, seq):
     return k
 
 
+def _ascii_table() -> np.ndarray:
+    """Per ASCII byte: 256 where str.split() splits (white space), else the byte lower-cased."""
+    t = np.empty(256, dtype=np.uint16)
+    for c in range(256):
+        t[c] = 256 if (c == 32 or 9 <= c <= 13 or 28 <= c <= 31) else (c + 32 if 65 <= c <= 90 else c)
+    return t
+
+
+ASCII = _ascii_table()
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ascii_step(text, pos, end, h, inword, seq, o):
+    """units() for one byte of ASCII text, without a branch: the word hash so far is
+    written at ``o`` every time and kept (o advanced) only where a word ends."""
+    t = ASCII[text[pos] if pos < end else 32]  # past the end: a space, which ends the last word
+    space = np.int64(t >> np.uint16(8))
+    seq[o] = h
+    o += space & inword
+    grown = (h ^ np.uint64(t & np.uint16(0xFF))) * np.uint64(FNV_PRIME)
+    return np.uint64(FNV_OFFSET) if space else grown, 1 - space, o
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _split_at_space(text, at, end):
+    while at < end and ASCII[text[at]] < 256:
+        at += 1
+    return at
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def ascii_words(text, L, seq):
+    """units() of an ASCII text's words (the same values; ``seq`` needs L + 4 slots): the
+    text cut at white space near its quarters into four runs hashed side by side. FNV-1a
+    is a chain of dependent multiplies along a word, and a branch per word end
+    mispredicts; four branch-free chains keep the multiplier busy instead."""
+    s1 = _split_at_space(text, L // 4, L)
+    s2 = _split_at_space(text, max(L // 2, s1), L)
+    s3 = _split_at_space(text, max(3 * L // 4, s2), L)
+    n = max(max(s1, s2 - s1), max(s3 - s2, L - s3))
+    h0 = h1 = h2 = h3 = np.uint64(FNV_OFFSET)
+    w0 = w1 = w2 = w3 = 0
+    # run r writes from s_r + r: it has at most s_{r+1} - s_r words (a word is at least one
+    # byte), so even its write-always store never reaches the next run's first slot
+    o0, o1, o2, o3 = 0, s1 + 1, s2 + 2, s3 + 3
+    for i in range(n + 1):
+        h0, w0, o0 = _ascii_step(text, i, s1, h0, w0, seq, o0)
+        h1, w1, o1 = _ascii_step(text, s1 + i, s2, h1, w1, seq, o1)
+        h2, w2, o2 = _ascii_step(text, s2 + i, s3, h2, w2, seq, o2)
+        h3, w3, o3 = _ascii_step(text, s3 + i, L, h3, w3, seq, o3)
+    k = o0
+    for j in range(s1 + 1, o1):
+        seq[k] = seq[j]
+        k += 1
+    for j in range(s2 + 2, o2):
+        seq[k] = seq[j]
+        k += 1
+    for j in range(s3 + 3, o3):
+        seq[k] = seq[j]
+        k += 1
+    return k
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def gram_hash(seq, j, width):
     """Fold ``width`` units from ``j``, then the splitmix64 finaliser."""
@@ -236,10 +299,11 @@ def sign_spans(addresses, lengths, rows, n, a, b, oph, salt, out):
     probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
     for r in nb.prange(rows.shape[0]):
         d = rows[r]
-        seq = np.empty(lengths[d] + 1, dtype=np.uint64)
+        seq = np.empty(lengths[d] + 4, dtype=np.uint64)
         g = np.empty(lengths[d] + 1, dtype=np.uint64)
         w = np.empty(2 * out.shape[1], dtype=np.uint64)
-        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, oph, salt, probes, seq, g, w, out[d])
+        k = ascii_words(text_bytes(addresses, lengths, d), lengths[d], seq)
+        sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -248,12 +312,13 @@ def sign_spans_serial(addresses, lengths, rows, n, a, b, oph, salt, out):
     longest = 0
     for r in range(rows.shape[0]):
         longest = max(longest, lengths[rows[r]])
-    seq = np.empty(longest + 1, dtype=np.uint64)
+    seq = np.empty(longest + 4, dtype=np.uint64)
     g = np.empty(longest + 1, dtype=np.uint64)
     w = np.empty(2 * out.shape[1], dtype=np.uint64)
     for r in range(rows.shape[0]):
         d = rows[r]
-        sign_one(text_bytes(addresses, lengths, d), 0, lengths[d], True, n, a, b, oph, salt, probes, seq, g, w, out[d])
+        k = ascii_words(text_bytes(addresses, lengths, d), lengths[d], seq)
+        sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, out[d])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)

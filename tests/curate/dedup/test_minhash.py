@@ -271,3 +271,19 @@ def test_oph_fused_kernels_equal_two_step_and_the_column_path():
     assert not np.array_equal(column, mh.shingle_and_sign(pl.Series(docs), 64, 5, signature="oph", seed=2).signatures)
     with pytest.raises(ValueError, match="signature"):
         mh.shingle_and_sign(docs, 64, 5, signature="bogus")
+
+
+@pytest.mark.parametrize("signature", ["oph", "kperm"])
+def test_ascii_column_words_equal_the_code_point_path(signature):
+    """The in-place ASCII path hashes a text's words in four runs cut at white space: every
+    kind of white space, control characters, NUL, capitals, runs of spaces at the cuts,
+    texts of 0-4 bytes, one long word, as the code-point path reads them."""
+    import polars as pl
+
+    rng = random.Random(9)
+    alphabet = "aB \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x00\x01xyzZ~"
+    docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    docs += ["", " ", "a", "ab", "a b", "  a  ", "x" * 500, " ".join("W" * i for i in range(40))]
+    for ngram in (1, 2, 5):
+        want = mh.shingle_and_sign(docs, 32, ngram, signature=signature, keep_sets=True).signatures
+        assert np.array_equal(mh.shingle_and_sign(pl.Series(docs), 32, ngram, signature=signature).signatures, want)
