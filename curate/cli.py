@@ -446,9 +446,10 @@ suggest_choices(main)
 
 
 def run(args=None) -> None:
-    """The console command (``curate``, ``python -m curate.cli``): ``main``, with numba's BLAS
-    probe skipped and Python's module teardown left out at the end (curate.startup)."""
-    startup.skip_numba_blas_probe()
+    """The console command (``curate``, ``python -m curate.cli``): ``main``, without numba's
+    optional scipy and cffi imports, and without Python's module teardown at the end
+    (curate.startup)."""
+    startup.skip_numba_extras()
     try:
         main(args)
     except SystemExit as e:  # click's standalone main always ends with one

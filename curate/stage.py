@@ -89,8 +89,12 @@ def write_stage(result: StageResult, out: Path) -> None:
         write_parquet(table, out / f"{name}.parquet")
     for name, text in result.files.items():
         (out / name).write_text(text, encoding="utf-8")
+    write_stats(out, result.stats)
+
+
+def write_stats(out: Path, stats: dict) -> None:
     # standard JSON: a NaN (an empty percentile, a failed score) is written as null
-    (out / "stats.json").write_text(to_json(result.stats, indent=2, default=None) + "\n")
+    (Path(out) / "stats.json").write_text(to_json(stats, indent=2, default=None) + "\n")
 
 
 def run_on(read, out: Path, run, t0: float | None = None) -> dict:
@@ -114,5 +118,8 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     stats["stage_seconds"] = round(t_stage - t_read, 4)
     stats["seconds"] = round(time.perf_counter() - t0, 4)
     with output_folder(out) as local:  # a URL is written here, then uploaded
+        t_write = time.perf_counter()
         write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
+        stats["write_seconds"] = round(time.perf_counter() - t_write, 4)  # the tables, text files, stats.json
+        write_stats(local, stats)
     return stats

@@ -1,11 +1,12 @@
 """What the ``curate`` command does around its work to start and end quicker: nothing here
 changes what a command computes or writes.
 
-- numba probes for a BLAS when it first loads a kernel (``numba.np.arraymath`` imports
-  ``scipy.linalg.cython_blas`` to decide how ``np.correlate``/``np.convolve`` are compiled):
-  importing ``scipy.linalg`` costs 0.15-0.24 CPU-s per command, and no curate kernel uses
-  BLAS. :func:`skip_numba_blas_probe` makes that one probe find no scipy; any other import
-  of ``scipy.linalg`` (semantic dedup, a user's code) goes through as usual.
+- numba, when it first loads a kernel, imports optional libraries for features no curate
+  kernel uses: ``scipy.linalg`` (its BLAS probe, ``numba.np.linalg``; 0.15-0.24 CPU-s) and
+  ``cffi`` (``numba.core.typing.cffi_utils``; ~0.015 CPU-s). :func:`skip_numba_extras`
+  makes those imports, from those numba modules only, find nothing, as if the library
+  were not installed (numba then compiles without BLAS or cffi support; cached kernels
+  load as before). Any other import of them (semantic dedup, a user's code) goes through.
 - Ending: once a command has written its outputs and printed its lines, Python's own
   shutdown (clearing thousands of modules: polars, numba, llvmlite, pyarrow...) costs
   ~0.17 CPU-s and changes nothing on disk. :func:`exit_now` runs the ``atexit`` handlers,
@@ -21,29 +22,31 @@ import os
 import sys
 import threading
 
-_PROBE = ("numba.np.linalg", "ensure_blas")
+# library -> the numba modules that may not import it
+_SKIPPED = {"scipy.linalg": ("numba.np.linalg",), "cffi": ("numba.core.typing.cffi_utils",)}
 
 
-class _NoBlasProbe:
-    """A meta-path finder that refuses ``scipy.linalg`` to numba's BLAS probe only."""
+class _SkipNumbaExtras:
+    """A meta-path finder: refuses a module of ``_SKIPPED`` to the numba modules named there."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "scipy.linalg":
+        importers = _SKIPPED.get(name)
+        if importers is None:
             return None
         frame = sys._getframe(1)
-        while frame is not None:
-            if (frame.f_globals.get("__name__"), frame.f_code.co_name) == _PROBE:
-                raise ModuleNotFoundError("scipy.linalg skipped for numba's BLAS probe (curate.startup)", name=name)
-            frame = frame.f_back
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # up to the frame whose import statement asked
+        if frame is not None and frame.f_globals.get("__name__") in importers:
+            raise ModuleNotFoundError(f"{name} skipped for {frame.f_globals['__name__']} (curate.startup)", name=name)
         return None
 
     def invalidate_caches(self):
         pass
 
 
-def skip_numba_blas_probe() -> None:
-    if not any(isinstance(f, _NoBlasProbe) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoBlasProbe())
+def skip_numba_extras() -> None:
+    if not any(isinstance(f, _SkipNumbaExtras) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SkipNumbaExtras())
 
 
 def exit_code(code) -> int:
