@@ -2,8 +2,9 @@
 changes what a command computes or writes.
 
 - numba, when it first loads a kernel, imports optional libraries for features no curate
-  kernel uses: ``scipy.linalg`` (its BLAS probe, ``numba.np.linalg``; 0.15-0.24 CPU-s) and
-  ``cffi`` (``numba.core.typing.cffi_utils``; ~0.015 CPU-s). :func:`skip_numba_extras`
+  kernel uses: ``scipy`` (a version check in ``numba/__init__``; ~0.02 CPU-s),
+  ``scipy.linalg`` (its BLAS probe, ``numba.np.linalg``; 0.15-0.24 CPU-s) and ``cffi``
+  (``numba.core.typing.cffi_utils``; ~0.015 CPU-s). :func:`skip_numba_extras`
   makes those imports, from those numba modules only, find nothing, as if the library
   were not installed (numba then compiles without BLAS or cffi support; cached kernels
   load as before). Any other import of them (semantic dedup, a user's code) goes through.
@@ -22,8 +23,10 @@ import os
 import sys
 import threading
 
-# library -> the numba modules that may not import it
-_SKIPPED = {"scipy.linalg": ("numba.np.linalg",), "cffi": ("numba.core.typing.cffi_utils",)}
+# library -> the numba modules that may not import it ("scipy" too for numba.np.linalg: its
+# ``import scipy.linalg.cython_blas`` imports the parent package first)
+_SKIPPED = {"scipy": ("numba", "numba.np.linalg"), "scipy.linalg": ("numba.np.linalg",),
+            "cffi": ("numba.core.typing.cffi_utils",)}
 
 
 class _SkipNumbaExtras:
