@@ -11,9 +11,14 @@ texts holding either are always candidates, and a non-ASCII character ends a lit
 from __future__ import annotations
 
 import re
-from re import _constants as C, _parser
 
 import polars as pl
+
+try:  # Python 3.11+
+    from re import _constants as C, _parser
+except ImportError:  # 3.10: the same modules under their old names
+    import sre_constants as C  # noqa: N812
+    import sre_parse as _parser
 
 # characters outside ASCII that Rust's (?i) equates with an ASCII letter (tests check the table)
 FOLDS_TO_ASCII = {"k": "\u212a", "s": "\u017f"}
