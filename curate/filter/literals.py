@@ -17,13 +17,15 @@ import polars as pl
 try:  # Python 3.11+
     from re import _constants as C, _parser
 except ImportError:  # 3.10: the same modules under their old names
-    import sre_constants as C  # noqa: N812
+    import sre_constants as C
     import sre_parse as _parser
 
 # characters outside ASCII that Rust's (?i) equates with an ASCII letter (tests check the table)
 FOLDS_TO_ASCII = {"k": "\u212a", "s": "\u017f"}
 _UNSURE = re.compile(r"\\[<>]|\\[bB]\{|\(\?[a-zA-Z-]*x")
+# a literal shorter than this is in nearly every text: searching for it costs more than it saves
 MIN_LITERAL = 2
+# up to this many literals Aho-Corasick finds a prefilter (memchr on their first bytes)
 FEW = 3
 _REPEAT = re.compile(r"\{\d+(,\d*)?\}")
 
@@ -67,7 +69,6 @@ def required(pattern: str) -> tuple[list[str], bool] | None:
     if found is None:
         return None
     lits, folded = found
-    # shorter literals are in nearly every text: searching for them costs more than it saves
     return (sorted(lits), folded) if min(map(len, lits)) >= MIN_LITERAL else None
 
 
@@ -127,7 +128,7 @@ def candidates(texts: pl.Series, pattern: str) -> pl.Series | None:
     if found is None:
         return None
     lits, folded = found
-    if len(lits) <= FEW:  # Aho-Corasick finds a prefilter for a few literals (not for many)
+    if len(lits) <= FEW:
         extra = sorted({FOLDS_TO_ASCII[c] for lit in lits for c in lit.lower() if c in FOLDS_TO_ASCII}) if folded else []
         return texts.str.contains_any(lits + extra, ascii_case_insensitive=folded).fill_null(False)
     if not folded:
