@@ -123,3 +123,13 @@ def test_cli_option_errors_are_one_line(repo, tmp_path, args, msg):
     res = CliRunner().invoke(main, ["dedup", str(repo / "data/demo/raw.jsonl"), "-o", str(tmp_path / "o"), *args])
     assert res.exit_code == 2, res.output
     assert msg in res.output and "Traceback" not in res.output
+
+
+def test_signature_scheme_is_part_of_a_minhash_steps_identity_only():
+    from curate.dedup import STAGE
+
+    oph, kperm = DedupConfig(methods=["exact", "minhash"]), DedupConfig(methods=["exact", "minhash"], signature="kperm")
+    assert STAGE.recorded(oph)["signature"] == "oph" and STAGE.recorded(kperm)["signature"] == "kperm"
+    # a step without MinHash records the options it recorded before the option existed
+    assert "signature" not in STAGE.recorded(DedupConfig(methods=["exact"]))
+    assert "signature" not in STAGE.recorded(DedupConfig(methods=["semantic"], signature="kperm"))
