@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from dataclasses import dataclass
+from typing import Iterable
 
 import polars as pl
 
@@ -71,12 +72,18 @@ class _Columns:
 def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
     """Records for the lines of ``data`` (a JSON Lines file's bytes) this path can prove it
     reads exactly; the other non-blank lines' numbers in ``slow``."""
+    return read_numbered(enumerate(data.split(b"\n"), 1), label, fmt)
+
+
+def read_numbered(lines: Iterable[tuple[int, bytes]], label: str, fmt: str | None) -> FastRead:
+    """:func:`read_lines` for some lines of a file, each with its number (1-based): the
+    lines the native tier (:mod:`curate.jsonl_native`) handed on."""
     import msgspec
 
     decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
     sha = hashlib.sha256
     cols, slow = _Columns([], [], [], [], [], [0]), []
-    for lineno, line in enumerate(data.split(b"\n"), 1):
+    for lineno, line in lines:
         if not line.strip():  # the per-line path skips blank lines (bytes.strip, as there)
             continue
         try:
