@@ -246,30 +246,6 @@ def _blank(src, s, e):
 
 
 @nb.njit(cache=True, nogil=True)
-def _is_nfc(src, s, e, nfc):
-    """True when no code point of UTF-8 text src[s:e] is flagged in ``nfc`` (so the text is
-    NFC as unicodedata sees it); False for a flagged one or one past the table."""
-    i = s
-    while i < e:
-        c = src[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if c < 0xE0:
-            cp, n = c & 0x1F, 2
-        elif c < 0xF0:
-            cp, n = c & 0x0F, 3
-        else:
-            cp, n = c & 0x07, 4
-        for k in range(1, n):
-            cp = (cp << 6) | (src[i + k] & 0x3F)
-        if cp >= nfc.shape[0] or nfc[cp]:
-            return False
-        i += n
-    return True
-
-
-@nb.njit(cache=True, nogil=True)
 def _same(buf, s, e, names, off, k):
     """Whether buf[s:e] is name k of the names table."""
     a, b = off[k], off[k + 1]
@@ -627,30 +603,18 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
 
 
 @nb.njit(cache=True, nogil=True)
-def _canon(roles, toff, t0, t1, content, nfc, rolenames, rolenoff, scratch, canon, pos):
+def _canon(roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
     """record_id's canonical JSON of turns t0..t1: [[role, content], ...], each content with
     \\r\\n and \\r folded to \\n, NFC (proved by the table: else -1) and the outer " \\t\\n"
-    stripped, written as json.dumps(ensure_ascii=False, separators=(",", ":"))."""
+    stripped, written as json.dumps(ensure_ascii=False, separators=(",", ":")), in one pass:
+    the folded text's outer " \\t\\n" are the raw text's outer " \\t\\r\\n"."""
     canon[pos] = 91
     pos += 1
     for t in range(t0, t1):
-        s, e = toff[t], toff[t + 1]
-        if not _is_nfc(content, s, e, nfc):
-            return -1
-        n, i = 0, s
-        while i < e:
-            c = content[i]
-            if c == 13:
-                c = 10
-                if i + 1 < e and content[i + 1] == 10:
-                    i += 1
-            scratch[n] = c
-            n += 1
-            i += 1
-        a, b = 0, n
-        while a < b and (scratch[a] == 32 or scratch[a] == 9 or scratch[a] == 10):
+        a, b = toff[t], toff[t + 1]
+        while a < b and (content[a] == 32 or content[a] == 9 or content[a] == 10 or content[a] == 13):
             a += 1
-        while b > a and (scratch[b - 1] == 32 or scratch[b - 1] == 9 or scratch[b - 1] == 10):
+        while b > a and (content[b - 1] == 32 or content[b - 1] == 9 or content[b - 1] == 10 or content[b - 1] == 13):
             b -= 1
         if t > t0:
             canon[pos] = 44
@@ -664,7 +628,38 @@ def _canon(roles, toff, t0, t1, content, nfc, rolenames, rolenoff, scratch, cano
         canon[pos] = 34
         canon[pos + 1] = 44
         canon[pos + 2] = 34
-        pos = _escape(scratch, a, b, canon, pos + 3)
+        pos += 3
+        i = a
+        while i < b:
+            c = content[i]
+            if c >= 32 and c != 34 and c != 92:
+                if c >= 0x80:  # a code point: NFC as it is, by the table?
+                    if c < 0xE0:
+                        cp, n = c & 0x1F, 2
+                    elif c < 0xF0:
+                        cp, n = c & 0x0F, 3
+                    else:
+                        cp, n = c & 0x07, 4
+                    for k in range(1, n):
+                        cp = (cp << 6) | (content[i + k] & 0x3F)
+                    if cp >= nfc.shape[0] or nfc[cp]:
+                        return -1
+                    for k in range(n):
+                        canon[pos + k] = content[i + k]
+                    pos += n
+                    i += n
+                    continue
+                canon[pos] = c
+                pos += 1
+            elif c == 13:  # \r\n and \r: \n
+                canon[pos] = 92
+                canon[pos + 1] = 110
+                pos += 2
+                if i + 1 < b and content[i + 1] == 10:
+                    i += 1
+            else:
+                pos = _escape(content, i, i + 1, canon, pos)
+            i += 1
         canon[pos] = 34
         canon[pos + 1] = 93
         pos += 2
@@ -736,7 +731,7 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
                     ok = True
                     break
         m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
-        n1 = _canon(roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, scratch, canon, cnpos) if m1 >= 0 else -1
+        n1 = _canon(roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
         if n1 < 0:
             punt[npunt] = li + 1
             npunt += 1

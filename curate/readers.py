@@ -623,7 +623,10 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
     lines_col = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
     frames.append(records_frame(out.rows).with_columns(lines_col))
     out.rows.clear()
-    out.frames.append(pl.concat(frames).sort("_line").drop("_line"))
+    # each tier's records are in line order: only records from two or more need sorting
+    full = [f for f in frames if f.height] or frames[-1:]
+    merged = full[0] if len(full) == 1 else pl.concat(full).sort("_line")
+    out.frames.append(merged.drop("_line"))
 
 
 class _Collector:
