@@ -1,6 +1,8 @@
 """JSON Lines in the common chat/instruction layouts, read fast: each line decoded by msgspec
 (a C JSON decoder), converted and hashed in one tight loop, the record table built from flat
-lists (Arrow), with no per-record dict or DataFrame row.
+lists (Arrow), with no per-record dict or DataFrame row. This is the second of three tiers:
+the native scan (:mod:`curate.jsonl_native`) reads first and hands this tier the lines it
+cannot prove (:func:`read_numbered`); what this tier cannot prove goes to the per-line path.
 
 A line is read here only when it is *proven* to be one this path handles exactly as the
 per-line path (``curate.readers._iter_jsonl`` + ``curate.layouts.read.convert``) would; every
