@@ -605,7 +605,7 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
 
     _check_text_encoding(path, label)
     data = path.read_bytes()
-    frames, lines = [], enumerate(data.split(b"\n"), 1)
+    frames, lines = [], None
     if _NATIVE_JSONL:
         from .jsonl_native import read_native
 
@@ -613,13 +613,18 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
         frames.append(native.records)
         lines = native.punted
         TIER_LINES["native"] += native.records.height
-    fast = read_numbered(lines, label, out.fmt)
-    frames.append(fast.records)
-    TIER_LINES["msgspec"] += fast.records.height
-    TIER_LINES["per_line"] += len(fast.slow)
+    else:
+        lines = enumerate(data.split(b"\n"), 1)
+    slow = []
+    if lines:  # (a file the native tier read whole has none left)
+        fast = read_numbered(lines, label, out.fmt)
+        frames.append(fast.records)
+        slow = fast.slow
+        TIER_LINES["msgspec"] += fast.records.height
+    TIER_LINES["per_line"] += len(slow)
     out.flush()
-    if fast.slow:  # else nothing is left for the per-line path (no need to walk the file again)
-        out.take(_iter_jsonl(path, label, set(fast.slow)), label, sum(f.height for f in frames))
+    if slow:  # else nothing is left for the per-line path (no need to walk the file again)
+        out.take(_iter_jsonl(path, label, set(slow)), label, sum(f.height for f in frames))
     lines_col = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
     frames.append(records_frame(out.rows).with_columns(lines_col))
     out.rows.clear()

@@ -158,3 +158,17 @@ def test_a_broken_native_rule_makes_the_tables_differ(tmp_path, monkeypatch):
     monkeypatch.setattr(jsonl_native, "_tables", lambda: broken)
     fast, slow = both(tmp_path, monkeypatch, ['{"messages": [{"role": "tool", "content": "x"}]}'])
     assert fast.records.height == 1 and slow.records.height == 0
+
+
+def test_reading_json_lines_does_not_import_pandas(tmp_path):
+    """pa.array of Python objects imports pandas (~0.2 s of every run): the tiers build
+    their tables from buffers instead."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "p", "completion": "c", "n": 1.5}\n')
+    code = ("import sys; from curate.readers import read_inputs; r = read_inputs([sys.argv[1]]); "
+            "assert r.records.height == 2; print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
