@@ -13,6 +13,12 @@ from curate.jsonl_native import NFC_LIMIT, nfc_table, read_native
 from tests.curate.test_readers_fast import EDGE_LINES, assert_same, both, hostile_lines
 
 
+@pytest.fixture(autouse=True)
+def native_for_small_files(monkeypatch):
+    """The native tier reads these small files too (it is skipped below 8 MiB otherwise)."""
+    monkeypatch.setattr(readers, "_NATIVE_MIN_BYTES", 0)
+
+
 def tiers(fn):
     """What ``fn()`` returns, and how many lines each tier read for it."""
     before = dict(readers.TIER_LINES)
@@ -172,3 +178,19 @@ def test_reading_json_lines_does_not_import_pandas(tmp_path):
             "assert r.records.height == 2; print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_small_file_skips_the_native_tier_until_it_is_loaded(tmp_path, monkeypatch):
+    """Below _NATIVE_MIN_BYTES numba's start-up would cost more than the tier saves."""
+    import sys
+
+    import curate.jsonl_native_kernel  # noqa: F401
+
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"prompt": "p", "completion": "c"}\n' * 3)
+    monkeypatch.setattr(readers, "_NATIVE_MIN_BYTES", 1 << 20)
+    _, used = tiers(lambda: readers.read_inputs([path]))
+    assert used["native"] == 3  # the kernel is loaded in this process: it is used
+    monkeypatch.delitem(sys.modules, "curate.jsonl_native_kernel")
+    _, used = tiers(lambda: readers.read_inputs([path]))
+    assert used["native"] == 0 and used["msgspec"] == 3
