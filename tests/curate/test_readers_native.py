@@ -174,8 +174,10 @@ def test_reading_json_lines_does_not_import_pandas(tmp_path):
 
     path = tmp_path / "a.jsonl"
     path.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "p", "completion": "c", "n": 1.5}\n')
-    code = ("import sys; from curate.readers import read_inputs; r = read_inputs([sys.argv[1]]); "
-            "assert r.records.height == 2; print('pandas' in sys.modules)")
+    code = ("import sys; from curate import readers; readers._NATIVE_MIN_BYTES = 0; "
+            "r = readers.read_inputs([sys.argv[1]]); assert r.records.height == 2; "
+            "assert readers.TIER_LINES['native'] == 1 and readers.TIER_LINES['msgspec'] == 1; "
+            "print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
