@@ -31,6 +31,7 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -139,7 +140,7 @@ def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
     """record_id: sha256 of each canonical slice, 32 hex digits (hashlib uses the CPU's SHA
     instructions where it has them)."""
     sha, mv, o = hashlib.sha256, memoryview(canon), off.tolist()
-    return [sha(mv[a:b]).hexdigest()[:32] for a, b in zip(o, o[1:])]
+    return [sha(mv[a:b]).hexdigest()[:32] for a, b in pairwise(o)]
 
 
 def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -> pl.DataFrame:
