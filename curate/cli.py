@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import stages, walltime
+from . import stages, startup, walltime
 from .cliopts import SuggestingChoice, StageCommand, stage_command
 
 
@@ -445,5 +445,16 @@ def _suggesting(command: click.Command) -> None:
 suggest_choices(main)
 
 
+def run(args=None) -> None:
+    """The console command (``curate``, ``python -m curate.cli``): ``main``, without numba's
+    optional scipy and cffi imports, and without Python's module teardown at the end
+    (curate.startup)."""
+    startup.skip_numba_extras()
+    try:
+        main(args)
+    except SystemExit as e:  # click's standalone main always ends with one
+        startup.exit_now(e.code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

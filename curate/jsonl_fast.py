@@ -165,11 +165,16 @@ def _normalise(text: str) -> str:
     return text.strip(" \t\n")
 
 
+def _offsets(offsets: list[int]):
+    """The list offsets as an Arrow int64 array, through polars: ``pa.array`` on a Python
+    list imports pandas (pyarrow's array-like check), ~0.2 CPU-s of start-up per command."""
+    return pl.Series(offsets, dtype=pl.Int64).to_arrow()
+
+
 def _table(cols: _Columns, label: str) -> pl.DataFrame:
     """The record table (id, messages, source, meta, _line) from the flat lists: one Arrow
     list-of-struct column built from offsets, no per-record object. Strings go in through
     polars (about 10x faster than pyarrow's converter for non-ASCII text), zero-copy to Arrow."""
-    import numpy as np
     import pyarrow as pa
 
     n = len(cols.roles)
@@ -177,10 +182,7 @@ def _table(cols: _Columns, label: str) -> pl.DataFrame:
         [pl.Series(cols.roles, dtype=pl.String).to_arrow(), pl.Series(cols.contents, dtype=pl.String).to_arrow(),
          pa.nulls(n, pa.int64()), pa.nulls(n, pa.large_string()), pa.nulls(n, pa.large_string())],
         names=["role", "content", "weight", "name", "tool_calls"])
-    # from buffers, not pa.array(list): that imports pandas (~0.2 s a run)
-    offsets = pa.py_buffer(np.array(cols.offsets, np.int64))
-    messages = pl.from_arrow(pa.Array.from_buffers(pa.large_list(turns.type), len(cols.offsets) - 1, [None, offsets],
-                                                   children=[turns]))
+    messages = pl.from_arrow(pa.LargeListArray.from_arrays(_offsets(cols.offsets), turns))
     table = pl.DataFrame({"id": pl.Series(cols.ids, dtype=pl.String), "messages": messages,
                           "meta": pl.Series(cols.metas, dtype=pl.String), "_line": pl.Series(cols.lines, dtype=pl.UInt32)})
     return table.select("id", pl.col("messages").cast(MESSAGE_TYPE),

