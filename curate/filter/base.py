@@ -40,6 +40,12 @@ class When(BaseModel):
     def expr(self) -> pl.Expr:
         return pl.col(text_column(self.field)).str.contains(self.matches)
 
+    def candidates(self, frame: pl.DataFrame) -> pl.Series | None:
+        """A cheap superset of where it matches (None: no cheaper test than the regex)."""
+        from .literals import candidates
+
+        return candidates(frame[text_column(self.field)], self.matches)
+
 
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,6 +75,11 @@ class Rule(BaseModel):
 
     def turn_fields(self) -> set[str]:
         return set()
+
+    def may_apply(self, frame: pl.DataFrame) -> pl.Series | None:
+        """A cheap superset of the rows where the rule is in force (None: all of them):
+        only rows where ``when`` may match (``unless`` only takes rows away)."""
+        return None if self.when is None else self.when.candidates(frame)
 
     def expr(self) -> pl.Expr:  # vectorised rules override this
         raise NotImplementedError
@@ -111,6 +122,16 @@ def message(*parts) -> pl.Expr:
     """Concatenate literal strings and expressions into a reason (no format-string parsing,
     so rule text such as regexes with braces is safe)."""
     return pl.concat_str([pl.lit(p, pl.String) if isinstance(p, str) else p.cast(pl.String) for p in parts])
+
+
+def on_rows(frame: pl.DataFrame, rows: pl.Series, expr: pl.Expr) -> pl.Series:
+    """``evaluate(frame, expr)`` where ``rows`` (a mask) holds, null elsewhere: for an
+    expression known to be null outside them."""
+    idx = rows.arg_true()
+    out = no_reasons(frame.height)
+    if len(idx):  # gather only the columns it reads (the frame holds every field's text)
+        out = out.scatter(idx, evaluate(frame.select(list(dict.fromkeys(expr.meta.root_names())))[idx], expr))
+    return out
 
 
 def evaluate(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:

@@ -13,7 +13,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
-from .fields import text_column, turn_text, turns_column
+from .literals import ascii_folded_any
+from .fields import SIGNATURE, text_column, turn_text_of, turns_column
 
 
 def _include(base: Path, name: str, what: str) -> Path:
@@ -101,6 +102,7 @@ class RegexRule(Rule):
         return first_reason(*parts)
 
 
+
 class KeywordsRule(Rule):
     kind: Literal["keywords"]
     phrases: list[str] | None = None
@@ -142,7 +144,7 @@ class KeywordsRule(Rule):
         # the typographic apostrophe every phrase with "'" gets a variant with: lowering a
         # copy of the whole column first costs twice the search
         if all(c.isascii() or c.lower() == c.upper() for p in phrases for c in p):
-            cand = text.str.contains_any(phrases, ascii_case_insensitive=True)
+            cand = ascii_folded_any(text, phrases)
         else:
             cand = text.str.to_lowercase().str.contains_any(phrases)
         out = no_reasons(frame.height)
@@ -170,7 +172,7 @@ class RolesRule(Rule):
         # One signature string per conversation, a letter a turn (s/u/a); every shape check
         # is then a cheap string op. Which check fired, and the sentence that says so, are
         # worked out only for the (few) conversations that fail one.
-        content = turn_text(pl.element()).str.strip_chars()  # a turn that only calls tools is not empty
+        content = turn_text_of(frame["messages"]).str.strip_chars()  # a turn that only calls tools is not empty
         letter = pl.element().struct.field("role").str.slice(0, 1)
         low = pl.col("low")
         fails = [low == ""]
@@ -181,7 +183,7 @@ class RolesRule(Rule):
             fails.append(low.str.replace_all("s", "", literal=True).str.contains("uu|aa"))
         if self.ends_with:
             fails.append(low.str.slice(-1) != self.ends_with[0])
-        sigs = frame["messages"].list.eval(letter).list.join("")
+        sigs = frame[SIGNATURE] if SIGNATURE in frame.columns else frame["messages"].list.eval(letter).list.join("")
         # a data set has a handful of shapes ("ua", "sua", "uaua"...): check each once
         bad = evaluate(pl.DataFrame({"low": sigs.unique()}).filter(pl.any_horizontal(fails)), low)
         hit = sigs.is_in(bad.implode())

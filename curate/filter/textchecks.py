@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field as PField, field_validator
 
 from .. import jsonsafe
-from .base import MAX_COUNT, Rule, evaluate, message, no_reasons
+from .base import MAX_COUNT, Rule, evaluate, message, no_reasons, on_rows
 from .fields import text_column
 
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -99,9 +99,15 @@ class FormatRule(Rule):
             n = t.str.count_matches(FENCE_LINE)
             expr = pl.when(self.applies() & (n % 2 == 1)).then(
                 message(f"{self.field} has an unclosed ``` fence (", n, " fence lines)"))
-            return evaluate(frame, expr)
-        # Parser checks go row by row, but only over rows the `when` selects.
-        todo = evaluate(frame, self.applies() & (t != "")).arg_true()
+            # a fence line holds ``` (and most texts none)
+            fenced = frame[text_column(self.field)].str.contains("```", literal=True).fill_null(False)
+            return on_rows(frame, fenced, expr)
+        # Parser checks go row by row, but only over rows the `when` selects (its regex
+        # only over rows holding a literal it needs).
+        may = self.may_apply(frame)
+        todo = (on_rows(frame, may, pl.when(self.applies() & (t != "")).then(pl.lit("")))
+                if may is not None else evaluate(frame, pl.when(self.applies() & (t != "")).then(pl.lit(""))))
+        todo = todo.is_not_null().arg_true()
         out = no_reasons(frame.height)
         if len(todo):
             parse = PARSERS[self.check]

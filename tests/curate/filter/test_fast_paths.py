@@ -1,0 +1,145 @@
+"""The filter's fast paths say what the plain expressions they replace say, on hostile
+text: every control character class (C0, DEL, C1, U+2028/9, NEL), non-ASCII, empty and
+blank turns, null content, tool calls, unknown roles, several turns of a role."""
+import random
+
+import polars as pl
+import pytest
+
+from curate.filter import load_rules
+from curate.filter.fields import FIELDS, build_frame, field_text, text_column, turn_text
+from curate.filter.literals import FOLDS_TO_ASCII, ascii_folded_any, candidates, required
+from curate.readers import MESSAGE_TYPE
+
+CONTROL = [chr(c) for c in [*range(0, 32), 127, *range(0x80, 0xA0), 0x2028, 0x2029, 0x85, 0xA0, 0x3000]]
+WORDS = ["json", "JSON", "jſon", "python", "```python", "```", "in python", "as JSON", "\u212aey", "ünï", "日本語",
+         "I'm sorry, but I cannot", "I’M SORRY, BUT I CANNOT", "http://x.y", "www.a.b", "<|im_end|>", "<image>",
+         "1. Instruction:", "\\b", "[[:alpha:]]", "as an AI language model", "ſorry", "print(1)", "{\"a\": 1}", ""]
+
+
+def _text(rng: random.Random) -> str | None:
+    if rng.random() < 0.05:
+        return None
+    parts = [rng.choice(WORDS + CONTROL + [" ", "\n", "\n\n", "\t", "\r\n", "  \n  "]) for _ in range(rng.randint(0, 8))]
+    return "".join(parts)
+
+
+def _records(n: int = 1500, seed: int = 7) -> pl.DataFrame:
+    rng = random.Random(seed)
+    shapes = [["user", "assistant"], ["system", "user", "assistant"], ["user", "assistant", "user", "assistant"],
+              ["assistant"], [], ["user"], ["user", "user", "assistant"], ["tool", "assistant"], ["User", "assistant"],
+              ["system", "system", "assistant", "assistant"]]
+    rows = []
+    for i in range(n):
+        shape = rng.choice(shapes)
+        turns = [{"role": r, "content": _text(rng), "weight": None, "name": None,
+                  "tool_calls": '[{"name": "f"}]' if rng.random() < 0.03 else None} for r in shape]
+        if turns and rng.random() < 0.02:
+            turns[0] = None  # a null turn
+        rows.append({"id": str(i), "messages": None if rng.random() < 0.01 else turns, "source": f"t:{i}", "meta": "{}"})
+    return pl.DataFrame(rows, schema={"id": pl.String, "messages": MESSAGE_TYPE, "source": pl.String, "meta": pl.String})
+
+
+@pytest.mark.parametrize("calls", [True, False])
+def test_fields_equal_field_text(calls):
+    records = _records()
+    if not calls:  # no tool calls anywhere: the content-only path
+        records = records.with_columns(pl.col("messages").list.eval(
+            pl.element().struct.with_fields(pl.lit(None, pl.String).alias("tool_calls"))))
+    frame = build_frame(records, set(FIELDS), set())
+    old = records.select([field_text(f).alias(text_column(f)) for f in FIELDS])
+    for f in FIELDS:
+        assert frame[text_column(f)].to_list() == old[text_column(f)].to_list(), f
+
+
+def test_empty_turns_as_before():
+    """shape.roles' empty-turn check reads the content alone only where no turn calls a tool."""
+    records = _records(seed=3)
+    rules = load_rules()
+    roles = next(r for r in rules.rules if r.name == "shape.roles")
+    frame = build_frame(records, set(), set())
+    got = roles.reasons(frame)
+    # the old check: every turn's full text (content and calls), signature recomputed
+    content = turn_text(pl.element()).str.strip_chars()
+    letter = pl.element().struct.field("role").str.slice(0, 1)
+    sig = pl.col("messages").list.eval(pl.when(content == "").then(letter.str.to_uppercase()).otherwise(letter)).list.join("")
+    from curate.filter.base import evaluate
+
+    sigs = records.select(sig.alias("sig"), sig.str.to_lowercase().alias("low"))
+    want = evaluate(sigs, roles.expr())
+    assert got.to_list() == want.to_list()
+
+
+def test_ascii_folded_any_is_contains_any():
+    rng = random.Random(1)
+    alpha = "aAsSkK ſ\u212a’'ünÜ\\.*()[]{}|^$#&-~\t\nxyz"
+    texts = pl.Series(["AS AN AI", "I’M SORRY", "ſ", "\u212a", None, ""]
+                      + ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 30))) for _ in range(5000)])
+    phrases = ["as an ai", "i’m sorry", "a.b*c", "x(y)|z", "[q]{1}", "^$", "#&-~", "back\\slash", "tab\there", "ünï", "k", "s"]
+    for sub in (phrases, phrases[:2], ["k"], ["s", "ſ"]):
+        assert ascii_folded_any(texts, sub).to_list() == texts.str.contains_any(sub, ascii_case_insensitive=True).to_list()
+
+
+def test_folds_to_ascii_is_what_rust_folds():
+    """The characters outside ASCII that (?i) equates with an ASCII letter, asked of the engine."""
+    cps = [c for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF]
+    chars = pl.Series([chr(c) for c in cps])
+    found = {}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        for i in chars.str.contains(f"(?i)^{letter}$").arg_true().to_list():
+            found[letter] = chr(cps[i])
+    assert found == FOLDS_TO_ASCII
+
+
+PATTERNS = [r"(?i)\bjson\b", r"(?i)(\b(in|as)\s+json\b|\bjson\s+(format|object)\b)", r"(?i)\bpython\b|```",
+            r"(?i)\bkey\b", r"(?i)\bsorry\b", r"\bjson\b", r"(?i:\bab)c\b", r"(?i)\bünï\b", r"(?i)x\b[[:alpha:]]",
+            r"(?i)\<json", r"\b\\b", r"(?i)\b(?-i:JSON)\b", r"(?i)\bimage|photo\b",
+            *[c.matches for r in load_rules().rules for c in (r.when, r.unless) if c is not None]]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_candidates_hold_every_match(pattern):
+    rng = random.Random(2)
+    texts = pl.Series([_text(rng) for _ in range(4000)] + WORDS + [w.upper() for w in WORDS] + ["KEY", "\u212aey", "ſorry"])
+    cand = candidates(texts, pattern)
+    if cand is None:
+        return
+    matches = texts.str.contains(pattern).fill_null(False)
+    assert not (matches & ~cand).any(), texts.filter(matches & ~cand).to_list()[:3]
+
+
+def test_required_literals():
+    assert required(r"(?i)(\b(in|as)\s+(a\s+)?json\b|\bjson\s+(format|object)\b)") == (["json"], True)
+    assert required(r"foo|bar") == (["bar", "foo"], False)
+    assert required(r"foo|b?") is None  # a branch with no literal
+    assert required(r"(?i)Straße") == (["Stra"], True)  # ß has case variants: it ends the literal
+    for rust_only in (r"[[:alpha:]]xyz", r"\<foo", r"\b{start}foo", r"(?x) f o o", r"a{ 2}bcd", r"[a&&b]xyz"):
+        assert required(rust_only) is None, rust_only
+
+
+def _reasons(records, rules):
+    text_fields = set().union(*(r.text_fields() for r in rules.rules))
+    turn_fields = set().union(*(r.turn_fields() for r in rules.rules))
+    frame = build_frame(records, text_fields, turn_fields)
+    return {r.name: r.checked_reasons(frame).to_list() for r in rules.rules}
+
+
+def test_every_rule_says_what_the_plain_path_says(monkeypatch):
+    """Every default rule's reason for every hostile record, with the fast paths and with
+    each replaced by the plain expression it stands for."""
+    import curate.filter.base as base
+    import curate.filter.fields as fields
+    import curate.filter.rules as rules_mod
+
+    records = _records(n=3000, seed=5)
+    rules = load_rules()
+    fast = _reasons(records, rules)
+    assert sum(x is not None for v in fast.values() for x in v) > 3000  # the rules fire on this data
+    monkeypatch.setattr(base.When, "candidates", lambda self, frame: None)
+    monkeypatch.setattr(rules_mod, "ascii_folded_any", lambda t, p: t.str.contains_any(p, ascii_case_insensitive=True))
+    monkeypatch.setattr(rules_mod, "turn_text_of", lambda m: turn_text(pl.element()))
+    monkeypatch.setattr(fields, "turn_texts", lambda m: m.list.eval(turn_text(pl.element()).str.strip_chars(fields.TRIM)))
+    monkeypatch.setattr(fields, "_field", lambda f, m, *_: pl.DataFrame({"messages": m}).select(field_text(f)).to_series())
+    plain = _reasons(records, rules)
+    for name in fast:
+        assert fast[name] == plain[name], name
