@@ -1,6 +1,7 @@
 """Reading chat/instruction JSON Lines into the record table, end to end (files -> records),
-the fast path (curate.jsonl_fast: msgspec per line, one convert+hash loop, Arrow table)
-against the per-line path, in the same process.
+the native tier (curate.jsonl_native: one numba scan of the file buffer, then the msgspec
+and per-line tiers for what it hands on) and the msgspec tier alone (curate.jsonl_fast: msgspec
+per line, one convert+hash loop, Arrow table) against the per-line path, in the same process.
 
     POLARS_MAX_THREADS=1 python bench/read.py [--records 200000] [--rounds 3]
 
@@ -10,7 +11,9 @@ and quoted text; written as five files, one per layout: OpenAI ``messages`` (a t
 a system turn, an ``id`` field), ShareGPT ``conversations`` (``id``, ``source`` fields),
 Alpaca (a third with an ``input``), prompt/completion, question/answer. Half the files are
 written by ``json.dumps`` as it defaults (\\u escapes), half with ensure_ascii=False.
-Both paths must return equal tables (checked); the figure is the median of the rounds.
+All paths must return equal tables (checked); the figure is the median of the rounds. The
+native kernel is compiled (or loaded from numba's cache) by a warm-up read of a tiny file
+first, timed apart.
 """
 from __future__ import annotations
 
@@ -77,17 +80,39 @@ def write(folder: Path, n: int) -> int:
     return size
 
 
-def timed(folder: Path, fast: bool):
+PATHS = {"native (numba + msgspec)": (True, True), "msgspec": (True, False), "per-line": (False, False)}
+
+
+def timed(folder: Path, fast: bool, native: bool = True):
     from curate import readers
 
-    readers._FAST_JSONL = fast
+    readers._FAST_JSONL, readers._NATIVE_JSONL = fast, native
     t = time.perf_counter()
     read = readers.read_inputs([folder])
     return time.perf_counter() - t, read
 
 
+def warm_up() -> tuple[float, float]:
+    """Seconds to import the native tier, and to read a one-line file with it (compiling the
+    kernel or loading it from numba's cache)."""
+    from curate import readers
+
+    t = time.perf_counter()
+    from curate import jsonl_native  # noqa: F401
+    t_import = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "one.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
+        saved, readers._NATIVE_MIN_BYTES = readers._NATIVE_MIN_BYTES, 0  # this small file too
+        t = time.perf_counter()
+        try:
+            timed(Path(tmp), True)
+        finally:
+            readers._NATIVE_MIN_BYTES = saved
+    return t_import, time.perf_counter() - t
+
+
 def stages(folder: Path) -> None:
-    """Where the fast path's time goes: one more read with its steps timed."""
+    """Where the native path's time goes: one more read with its steps timed."""
     from curate import jsonl_fast, readers
 
     spent: dict[str, float] = {}
@@ -104,18 +129,25 @@ def stages(folder: Path) -> None:
         setattr(module, name, wrapped)
         return inner
 
-    steps = [(readers, "_read_jsonl"), (jsonl_fast, "read_lines"), (jsonl_fast, "_table")]
+    from curate import jsonl_native, jsonl_native_kernel
+
+    steps = [(readers, "_read_jsonl"), (jsonl_native, "read_native"), (jsonl_native_kernel, "scan"),
+             (jsonl_native, "_ids"), (jsonl_native, "_table"), (jsonl_fast, "read_numbered")]
     saved = [(m, n, timer(m, n)) for m, n in steps]
     try:
         total, _ = timed(folder, True)
     finally:
         for m, n, f in saved:
             setattr(m, n, f)
-    print(f"\nsteps of one fast read ({total:.2f} s end to end):")
-    print(f"  {'decode, convert, hash (read_lines less _table)':<50} {spent['read_lines'] - spent['_table']:6.2f} s")
-    print(f"  {'record table from flat lists (_table)':<50} {spent['_table']:6.2f} s")
-    print(f"  {'file read, merge in line order (_read_jsonl rest)':<50} {spent['_read_jsonl'] - spent['read_lines']:6.2f} s")
-    print(f"  {'folder walk, sources, concat (rest)':<50} {total - spent['_read_jsonl']:6.2f} s")
+    native = spent["read_native"]
+    print(f"\nsteps of one native read ({total:.2f} s end to end):")
+    for what, s in [("scan (numba kernel)", spent["scan"]), ("ids (sha256 loop)", spent["_ids"]),
+                    ("record table from the buffers (_table)", spent["_table"]),
+                    ("line split, hand-on list (read_native rest)", native - spent["scan"] - spent["_ids"] - spent["_table"]),
+                    ("msgspec tier (read_numbered)", spent.get("read_numbered", 0.0)),
+                    ("file read, merge in line order (_read_jsonl rest)", spent["_read_jsonl"] - native - spent.get("read_numbered", 0.0)),
+                    ("folder walk, sources, concat (rest)", total - spent["_read_jsonl"])]:
+        print(f"  {what:<50} {s:6.2f} s")
 
 
 def main() -> int:
@@ -126,27 +158,38 @@ def main() -> int:
     args = ap.parse_args()
     import polars as pl
 
+    from curate import readers
+
+    t_import, t_first = warm_up()
+    readers._NATIVE_MIN_BYTES = 0  # --records small enough for files under 8 MiB: still the native tier
+    print(f"native tier: import {t_import:.2f} s, first read of a one-line file {t_first:.2f} s "
+          "(numba compiles the kernel, or loads it from its cache)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         size = write(folder, args.records)
         print(f"{args.records} records, 5 layouts, {size / 2**20:.0f} MiB of JSONL; "
               f"polars threads: {pl.thread_pool_size()}, rounds: {args.rounds}")
-        times: dict[str, list[float]] = {"fast (msgspec)": [], "per-line": []}
+        times: dict[str, list[float]] = {k: [] for k in PATHS}
         for _ in range(args.rounds):
-            t_fast, fast = timed(folder, True)
-            t_slow, slow = timed(folder, False)
-            assert fast.records.equals(slow.records) and fast.rejected.equals(slow.rejected), "the paths differ"
-            assert fast.records.height == args.records and fast.rejected.height == 0
-            times["fast (msgspec)"].append(t_fast)
-            times["per-line"].append(t_slow)
+            reads = {}
+            for name, (fast, native) in PATHS.items():
+                before = dict(readers.TIER_LINES)
+                times[name].append((t := timed(folder, fast, native))[0])
+                reads[name] = t[1]
+                tiers = {k: readers.TIER_LINES[k] - before[k] for k in before}
+                if fast and native:
+                    assert tiers["native"] == args.records, f"the native tier read only {tiers}"
+            ref = reads["per-line"]
+            for name, read in reads.items():
+                assert read.records.equals(ref.records) and read.rejected.equals(ref.rejected), f"{name} differs"
+            assert ref.records.height == args.records and ref.rejected.height == 0
         if args.stages:
             stages(folder)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n{'reader (files -> record table)':<32} {'median s':>9} {'records/s':>11} {'MiB/s':>7}")
+    print(f"\n{'reader (files -> record table)':<32} {'median s':>9} {'records/s':>11} {'MiB/s':>7} {'vs per-line':>12}")
     for k, v in med.items():
-        print(f"{k:<32} {v:>9.2f} {args.records / v:>11,.0f} {size / 2**20 / v:>7.0f}")
-    print(f"the fast path is {med['per-line'] / med['fast (msgspec)']:.1f}x the per-line path "
-          f"(all rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(times['fast (msgspec)'], times['per-line']))} s)")
+        print(f"{k:<32} {v:>9.2f} {args.records / v:>11,.0f} {size / 2**20 / v:>7.0f} {med['per-line'] / v:>11.1f}x")
+    print("all rounds: " + "; ".join(f"{k} " + ", ".join(f"{t:.2f}" for t in v) for k, v in times.items()) + " s")
     return 0
 
 

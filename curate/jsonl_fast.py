@@ -1,6 +1,8 @@
 """JSON Lines in the common chat/instruction layouts, read fast: each line decoded by msgspec
 (a C JSON decoder), converted and hashed in one tight loop, the record table built from flat
-lists (Arrow), with no per-record dict or DataFrame row.
+lists (Arrow), with no per-record dict or DataFrame row. This is the second of three tiers:
+the native scan (:mod:`curate.jsonl_native`) reads first and hands this tier the lines it
+cannot prove (:func:`read_numbered`); what this tier cannot prove goes to the per-line path.
 
 A line is read here only when it is *proven* to be one this path handles exactly as the
 per-line path (``curate.readers._iter_jsonl`` + ``curate.layouts.read.convert``) would; every
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -71,12 +74,18 @@ class _Columns:
 def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
     """Records for the lines of ``data`` (a JSON Lines file's bytes) this path can prove it
     reads exactly; the other non-blank lines' numbers in ``slow``."""
+    return read_numbered(enumerate(data.split(b"\n"), 1), label, fmt)
+
+
+def read_numbered(lines: Iterable[tuple[int, bytes]], label: str, fmt: str | None) -> FastRead:
+    """:func:`read_lines` for some lines of a file, each with its number (1-based): the
+    lines the native tier (:mod:`curate.jsonl_native`) handed on."""
     import msgspec
 
     decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
     sha = hashlib.sha256
     cols, slow = _Columns([], [], [], [], [], [0]), []
-    for lineno, line in enumerate(data.split(b"\n"), 1):
+    for lineno, line in lines:
         if not line.strip():  # the per-line path skips blank lines (bytes.strip, as there)
             continue
         try:

@@ -16,13 +16,16 @@ folder once (by resolved path): a symlink loop or a second link to the same file
 skipped with a notice. A Parquet file already in the record layout is checked like any
 other input (null or empty messages, unknown roles, null fields become rejected rows).
 
-JSON Lines in the common layouts is read by a fast path (:mod:`curate.jsonl_fast`, msgspec); the lines
-that path cannot prove it reads exactly are read here one at a time, with the same result.
+JSON Lines in the common layouts is read by two fast tiers: a compiled scan of the whole
+file (:mod:`curate.jsonl_native`, numba), then msgspec (:mod:`curate.jsonl_fast`) for the
+lines the scan cannot prove it reads exactly; the lines neither can prove are read here one
+at a time, with the same result.
 """
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -583,28 +586,58 @@ def _read_one(out: "_Collector", kind: str, path: Path, sub: str) -> None:
             out.take(_iter_table(df, sub), sub)
 
 
-# The fast JSON Lines reader (curate.jsonl_fast) is on unless a test compares it
-# with the per-line path, which reads every line when this is False.
+# The fast JSON Lines tiers (curate.jsonl_native, then curate.jsonl_fast) are on unless a
+# test compares them with the per-line path, which reads every line when _FAST_JSONL is
+# False; _NATIVE_JSONL False skips the native tier (the msgspec tier reads every line first).
 _FAST_JSONL = True
+_NATIVE_JSONL = True
+# lines read by each tier since the process started (tests and benchmarks read it)
+TIER_LINES = {"native": 0, "msgspec": 0, "per_line": 0}
+# The native tier pays numba's start-up once a run (about 0.07 s to load the cached kernel
+# where a stage has started numba anyway, as dedup and filter do; about 0.6 s where nothing
+# else uses numba) and saves about 6 ms a MiB: a smaller file, unless the kernel is already
+# loaded, is read by the msgspec tier first.
+_NATIVE_MIN_BYTES = 8 << 20
 
 
 def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
-    """A JSON Lines file: the lines the fast reader proves it reads exactly are read
-    there; the others one at a time, as before; records stay in line order."""
+    """A JSON Lines file: the lines the native scan proves it reads exactly are read there,
+    the lines it hands on by the msgspec reader where it can prove it, the rest one at a
+    time, as before; records stay in line order."""
     if not _FAST_JSONL or out.mapping:
         out.take(_iter_jsonl(path, label), label)
         return
-    from .jsonl_fast import read_lines
+    from .jsonl_fast import read_numbered
 
     _check_text_encoding(path, label)
-    fast = read_lines(path.read_bytes(), label, out.fmt)
+    data = path.read_bytes()
+    frames, lines = [], None
+    if _NATIVE_JSONL and (len(data) >= _NATIVE_MIN_BYTES or "curate.jsonl_native_kernel" in sys.modules):
+        from .jsonl_native import read_native
+
+        native = read_native(data, label, out.fmt)
+        frames.append(native.records)
+        lines = native.punted
+        TIER_LINES["native"] += native.records.height
+    else:
+        lines = enumerate(data.split(b"\n"), 1)
+    slow = []
+    if lines:  # (a file the native tier read whole has none left)
+        fast = read_numbered(lines, label, out.fmt)
+        frames.append(fast.records)
+        slow = fast.slow
+        TIER_LINES["msgspec"] += fast.records.height
+    TIER_LINES["per_line"] += len(slow)
     out.flush()
-    if fast.slow:  # else nothing is left for the per-line path (no need to walk the file again)
-        out.take(_iter_jsonl(path, label, set(fast.slow)), label, fast.records.height)
-    lines = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
-    slow_records = records_frame(out.rows).with_columns(lines)
+    if slow:  # else nothing is left for the per-line path (no need to walk the file again)
+        out.take(_iter_jsonl(path, label, set(slow)), label, sum(f.height for f in frames))
+    lines_col = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
+    frames.append(records_frame(out.rows).with_columns(lines_col))
     out.rows.clear()
-    out.frames.append(pl.concat([fast.records, slow_records]).sort("_line").drop("_line"))
+    # each tier's records are in line order: only records from two or more need sorting
+    full = [f for f in frames if f.height] or frames[-1:]
+    merged = full[0] if len(full) == 1 else pl.concat(full).sort("_line")
+    out.frames.append(merged.drop("_line"))
 
 
 class _Collector:

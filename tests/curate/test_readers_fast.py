@@ -11,6 +11,12 @@ from curate import readers
 from curate.jsonl_fast import read_lines
 from curate.readers import read_inputs
 
+@pytest.fixture(autouse=True)
+def native_for_small_files(monkeypatch):
+    """The native tier reads these small files too (it is skipped below 8 MiB otherwise)."""
+    monkeypatch.setattr(readers, "_NATIVE_MIN_BYTES", 0)
+
+
 PIECES = ["a", "Hello", " ", "  ", "\t", "\n", "\r\n", "\r", "\x00", "\x08", "\x0c", "\x0b", "\x1c", "\x1f", "\x7f",
           '"', "\\", "/", "é", "e\u0301", "\u212b", "A\u030a", "한", "\u1100\u1161", "😀", "\u2028", "\u00a0",
           "\u3000", "\u0085", "\ufeff", "\ufffd", "ﬁ", "'", "{", "}", "[", "]", ":", ",", '\\"', '","', '": "',

@@ -1,0 +1,744 @@
+"""The native JSON Lines scan (numba), at module level so numba's disk cache finds it.
+Imported lazily by :mod:`curate.jsonl_native`; see there for what it proves and what it
+hands on. Every helper returns -1 (or a negative) for "not sure": the line is punted.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# value kinds of a top-level key
+STR, TRUE, FALSE, NULL, INT, ARR = 1, 2, 3, 4, 5, 6
+# indices into the names table jsonl_native builds (NAMES there, in this order)
+MESSAGES, CONVERSATIONS, INSTRUCTION, PROMPT, QUESTION = 0, 1, 2, 3, 4
+ROLE, CONTENT, FROM, VALUE, INPUT, OUTPUT, SYSTEM, COMPLETION, ANSWER = 5, 6, 7, 8, 9, 10, 11, 12, 13
+# format codes: the index in curate.layouts.read.FORMATS
+OPENAI, SHAREGPT, ALPACA, PAIR_PC, PAIR_QA = 0, 1, 2, 3, 4
+MAXK, MAXT = 64, 512  # more top-level keys or turns than this: punted
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ws(buf, i, e):
+    """Past JSON white space (no newline inside a line)."""
+    while i < e and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
+        i += 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _hex(c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _u4(buf, i, e):
+    """The code unit of the four hex digits at i, or -1."""
+    if i + 4 > e:
+        return -1
+    v = 0
+    for k in range(4):
+        h = _hex(buf[i + k])
+        if h < 0:
+            return -1
+        v = v * 16 + h
+    return v
+
+
+@nb.njit(cache=True, nogil=True)
+def _utf8_len(buf, i, e):
+    """Length of the valid (strict, as Python decodes) UTF-8 sequence at i, or -1."""
+    c = buf[i]
+    if 0xC2 <= c <= 0xDF:
+        n, lo, hi = 2, 0x80, 0xBF
+    elif c == 0xE0:
+        n, lo, hi = 3, 0xA0, 0xBF
+    elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+        n, lo, hi = 3, 0x80, 0xBF
+    elif c == 0xED:
+        n, lo, hi = 3, 0x80, 0x9F  # no surrogates
+    elif c == 0xF0:
+        n, lo, hi = 4, 0x90, 0xBF
+    elif 0xF1 <= c <= 0xF3:
+        n, lo, hi = 4, 0x80, 0xBF
+    elif c == 0xF4:
+        n, lo, hi = 4, 0x80, 0x8F
+    else:
+        return -1
+    if i + n > e or not (lo <= buf[i + 1] <= hi):
+        return -1
+    for k in range(2, n):
+        if not (0x80 <= buf[i + k] <= 0xBF):
+            return -1
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _string(buf, i, e):
+    """The JSON string whose opening quote is at i: (index after its closing quote, flags)
+    with flags bit 1 = has an escape, bit 2 = has a non-ASCII character; (-1, 0) when it is
+    not one json.loads reads as text (a raw control character, a bad escape, a lone
+    surrogate, invalid UTF-8, no closing quote)."""
+    i += 1
+    flags = 0
+    while i < e:
+        c = buf[i]
+        if c == 34:
+            return i + 1, flags
+        if c < 32:
+            return -1, 0
+        if c == 92:
+            flags |= 1
+            if i + 1 >= e:
+                return -1, 0
+            d = buf[i + 1]
+            if d == 117:
+                u = _u4(buf, i + 2, e)
+                if u < 0 or 0xDC00 <= u <= 0xDFFF:
+                    return -1, 0
+                if u >= 0x80:
+                    flags |= 2
+                if 0xD800 <= u <= 0xDBFF:  # a high surrogate: its low half must follow
+                    if i + 12 > e or buf[i + 6] != 92 or buf[i + 7] != 117:
+                        return -1, 0
+                    lo = _u4(buf, i + 8, e)
+                    if not (0xDC00 <= lo <= 0xDFFF):
+                        return -1, 0
+                    i += 12
+                else:
+                    i += 6
+                continue
+            if d == 34 or d == 92 or d == 47 or d == 98 or d == 102 or d == 110 or d == 114 or d == 116:
+                i += 2
+                continue
+            return -1, 0
+        if c >= 0x80:
+            n = _utf8_len(buf, i, e)
+            if n < 0:
+                return -1, 0
+            flags |= 2
+            i += n
+            continue
+        i += 1
+    return -1, 0
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_cp(out, pos, cp):
+    """UTF-8 of one code point at out[pos]; the new position."""
+    if cp < 0x80:
+        out[pos] = cp
+        return pos + 1
+    if cp < 0x800:
+        out[pos] = 0xC0 | (cp >> 6)
+        out[pos + 1] = 0x80 | (cp & 0x3F)
+        return pos + 2
+    if cp < 0x10000:
+        out[pos] = 0xE0 | (cp >> 12)
+        out[pos + 1] = 0x80 | ((cp >> 6) & 0x3F)
+        out[pos + 2] = 0x80 | (cp & 0x3F)
+        return pos + 3
+    out[pos] = 0xF0 | (cp >> 18)
+    out[pos + 1] = 0x80 | ((cp >> 12) & 0x3F)
+    out[pos + 2] = 0x80 | ((cp >> 6) & 0x3F)
+    out[pos + 3] = 0x80 | (cp & 0x3F)
+    return pos + 4
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode(buf, s, e, flags, out, pos):
+    """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos]."""
+    if flags & 1 == 0:
+        out[pos:pos + e - s] = buf[s:e]
+        return pos + e - s
+    i = s
+    while i < e:
+        c = buf[i]
+        if c != 92:
+            out[pos] = c
+            pos += 1
+            i += 1
+            continue
+        d = buf[i + 1]
+        if d == 117:
+            u = _u4(buf, i + 2, e)
+            i += 6
+            if 0xD800 <= u <= 0xDBFF:
+                u = 0x10000 + ((u - 0xD800) << 10) + (_u4(buf, i + 2, e) - 0xDC00)
+                i += 6
+            pos = _put_cp(out, pos, u)
+            continue
+        if d == 98:
+            out[pos] = 8
+        elif d == 102:
+            out[pos] = 12
+        elif d == 110:
+            out[pos] = 10
+        elif d == 114:
+            out[pos] = 13
+        elif d == 116:
+            out[pos] = 9
+        else:  # \" \\ \/
+            out[pos] = d
+        pos += 1
+        i += 2
+    return pos
+
+
+@nb.njit(cache=True, nogil=True)
+def _escape(src, s, e, out, pos):
+    """UTF-8 text src[s:e] as json.dumps(ensure_ascii=False) writes a string's body: the
+    quote, the backslash, \\b \\f \\n \\r \\t, other characters below U+0020 as \\u00xx."""
+    for i in range(s, e):
+        c = src[i]
+        if c >= 32 and c != 34 and c != 92:
+            out[pos] = c
+            pos += 1
+            continue
+        out[pos] = 92
+        if c == 34 or c == 92:
+            out[pos + 1] = c
+        elif c == 8:
+            out[pos + 1] = 98
+        elif c == 12:
+            out[pos + 1] = 102
+        elif c == 10:
+            out[pos + 1] = 110
+        elif c == 13:
+            out[pos + 1] = 114
+        elif c == 9:
+            out[pos + 1] = 116
+        else:
+            out[pos + 1] = 117
+            out[pos + 2] = 48
+            out[pos + 3] = 48
+            out[pos + 4] = 48 + (c >> 4)
+            lo = c & 15
+            out[pos + 5] = 48 + lo if lo < 10 else 87 + lo
+            pos += 4
+        pos += 2
+    return pos
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _py_space(c):
+    """Python's str.isspace() for an ASCII character."""
+    return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
+
+
+@nb.njit(cache=True, nogil=True)
+def _blank(src, s, e):
+    """Whether UTF-8 text src[s:e] is blank by Python's str.strip(): 0 certainly not (an
+    ASCII non-space), 1 certainly (all ASCII spaces, or empty), -1 not sure (non-ASCII)."""
+    unsure = False
+    for i in range(s, e):
+        c = src[i]
+        if c >= 0x80:
+            unsure = True
+        elif not _py_space(c):
+            return 0
+    return -1 if unsure else 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _same(buf, s, e, names, off, k):
+    """Whether buf[s:e] is name k of the names table."""
+    a, b = off[k], off[k + 1]
+    if e - s != b - a:
+        return False
+    for j in range(b - a):
+        if buf[s + j] != names[a + j]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _key_id(buf, s, e, names, off):
+    for k in range(off.shape[0] - 1):
+        if _same(buf, s, e, names, off, k):
+            return k
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
+    """The role code of a chat turn's role text buf[s:e] (as ``roles.get(r.strip().lower())``)
+    or -1 (unknown, escaped or non-ASCII: punted)."""
+    if flags != 0:
+        return -1
+    while s < e and _py_space(buf[s]):
+        s += 1
+    while e > s and _py_space(buf[e - 1]):
+        e -= 1
+    for k in range(rcode.shape[0]):
+        if rfmt[k] != fmt or roff[k + 1] - roff[k] != e - s:
+            continue
+        same = True
+        for j in range(e - s):
+            c = buf[s + j]
+            if 65 <= c <= 90:
+                c += 32
+            if c != rnames[roff[k] + j]:
+                same = False
+                break
+        if same:
+            return rcode[k]
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl):
+    """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
+    each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
+    one-key turn has key span (-1, -1) at [2t+1]). Returns (index after ']', turns), or
+    (-1, 0) for anything else."""
+    i = _ws(buf, i + 1, e)
+    nt = 0
+    while True:
+        if nt >= MAXT or i >= e or buf[i] != 123:
+            return -1, 0
+        i = _ws(buf, i + 1, e)
+        nkt = 0
+        tks[2 * nt + 1] = -1
+        tke[2 * nt + 1] = -1
+        while True:
+            if nkt >= 2 or i >= e or buf[i] != 34:
+                return -1, 0
+            j, fl = _string(buf, i, e)
+            if j < 0 or fl & 1:
+                return -1, 0
+            tks[2 * nt + nkt], tke[2 * nt + nkt] = i + 1, j - 1
+            i = _ws(buf, j, e)
+            if i >= e or buf[i] != 58:
+                return -1, 0
+            i = _ws(buf, i + 1, e)
+            if i >= e or buf[i] != 34:
+                return -1, 0
+            j, fl = _string(buf, i, e)
+            if j < 0:
+                return -1, 0
+            tvs[2 * nt + nkt], tve[2 * nt + nkt], tfl[2 * nt + nkt] = i + 1, j - 1, fl
+            nkt += 1
+            i = _ws(buf, j, e)
+            if i < e and buf[i] == 44:
+                i = _ws(buf, i + 1, e)
+                continue
+            if i < e and buf[i] == 125:
+                i = _ws(buf, i + 1, e)
+                break
+            return -1, 0
+        nt += 1
+        if i < e and buf[i] == 44:
+            i = _ws(buf, i + 1, e)
+            continue
+        if i < e and buf[i] == 93:
+            return i + 1, nt
+        return -1, 0
+
+
+@nb.njit(cache=True, nogil=True)
+def _int_end(buf, i, e):
+    """The end of a JSON integer at i that json.loads reads as an int json.dumps writes back
+    the same (no -0, at most 18 digits), or -1 (a float, -0, a long or broken number)."""
+    s = i
+    if buf[i] == 45:
+        i += 1
+    d = i
+    if i < e and buf[i] == 48:
+        i += 1
+    else:
+        while i < e and 48 <= buf[i] <= 57:
+            i += 1
+    if i == d or i - d > 18 or (i < e and (48 <= buf[i] <= 57 or buf[i] == 46 or buf[i] == 101 or buf[i] == 69)):
+        return -1
+    if buf[s] == 45 and i - d == 1 and buf[d] == 48:
+        return -1
+    return i
+
+
+@nb.njit(cache=True, nogil=True)
+def _literal(buf, i, e, word):
+    """Whether the bytes at i spell ``word``."""
+    if i + word.shape[0] > e:
+        return False
+    for k in range(word.shape[0]):
+        if buf[i + k] != word[k]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words):
+    """One line buf[s:e] as exactly one JSON object with nothing after it but white space:
+    per key its span, name id and value kind and span. Returns (keys, turns), or (-1, 0)
+    for a line to punt (anything not fully parsed, a duplicate or escaped key, a value
+    other than a string, true/false/null, a plain integer or one turns list)."""
+    i = _ws(buf, s, e)
+    if i >= e or buf[i] != 123:
+        return -1, 0
+    i = _ws(buf, i + 1, e)
+    nk, nt, arrays = 0, 0, 0
+    while True:
+        if nk >= MAXK or i >= e or buf[i] != 34:
+            return -1, 0
+        j, fl = _string(buf, i, e)
+        if j < 0 or fl & 1:
+            return -1, 0
+        ks[nk], ke[nk] = i + 1, j - 1
+        i = _ws(buf, j, e)
+        if i >= e or buf[i] != 58:
+            return -1, 0
+        i = _ws(buf, i + 1, e)
+        if i >= e:
+            return -1, 0
+        c = buf[i]
+        vs[nk], vf[nk] = i, 0
+        if c == 34:
+            j, fl = _string(buf, i, e)
+            if j < 0:
+                return -1, 0
+            vt[nk], vs[nk], ve[nk], vf[nk] = STR, i + 1, j - 1, fl
+        elif c == 116 and _literal(buf, i, e, words[0:4]):
+            vt[nk], j = TRUE, i + 4
+        elif c == 102 and _literal(buf, i, e, words[4:9]):
+            vt[nk], j = FALSE, i + 5
+        elif c == 110 and _literal(buf, i, e, words[9:13]):
+            vt[nk], j = NULL, i + 4
+        elif c == 45 or 48 <= c <= 57:
+            j = _int_end(buf, i, e)
+            if j < 0:
+                return -1, 0
+            vt[nk], ve[nk] = INT, j
+        elif c == 91 and arrays == 0:
+            j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl)
+            if j < 0:
+                return -1, 0
+            vt[nk], arrays = ARR, 1
+        else:
+            return -1, 0
+        kid[nk] = _key_id(buf, ks[nk], ke[nk], names, noff)
+        for k in range(nk):  # a duplicate key: json.loads keeps the last value in the first place
+            if ke[k] - ks[k] == ke[nk] - ks[nk] and _same_span(buf, ks[k], ks[nk], ke[k] - ks[k]):
+                return -1, 0
+        nk += 1
+        i = _ws(buf, j, e)
+        if i < e and buf[i] == 44:
+            i = _ws(buf, i + 1, e)
+            continue
+        if i < e and buf[i] == 125:
+            break
+        return -1, 0
+    if _ws(buf, i + 1, e) != e:
+        return -1, 0
+    return nk, nt
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _same_span(buf, a, b, n):
+    for j in range(n):
+        if buf[a + j] != buf[b + j]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _grow(a, need):
+    """``a``, or a copy at least ``need`` long (doubling)."""
+    if need <= a.shape[0]:
+        return a
+    b = np.empty(max(need, 2 * a.shape[0]), a.dtype)
+    b[:a.shape[0]] = a
+    return b
+
+
+@nb.njit(cache=True, nogil=True)
+def _find(kid, nk, name):
+    for k in range(nk):
+        if kid[k] == name:
+            return k
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
+                roles, toff, ntu, content, cpos):
+    """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
+    a known role) into roles/toff/content. Returns (turns written, content position), or
+    (-1, 0) to punt."""
+    tk = MESSAGES if f == 0 else CONVERSATIONS
+    rk, xk = (ROLE, CONTENT) if f == 0 else (FROM, VALUE)
+    a = _find(kid, nk, tk)
+    if a < 0 or vt[a] != ARR:
+        return -1, 0
+    for t in range(nt):
+        if tks[2 * t + 1] < 0:
+            return -1, 0
+        if _same(buf, tks[2 * t], tke[2 * t], names, noff, rk) and _same(buf, tks[2 * t + 1], tke[2 * t + 1], names, noff, xk):
+            r, x = 2 * t, 2 * t + 1
+        elif _same(buf, tks[2 * t], tke[2 * t], names, noff, xk) and _same(buf, tks[2 * t + 1], tke[2 * t + 1], names, noff, rk):
+            r, x = 2 * t + 1, 2 * t
+        else:
+            return -1, 0
+        code = _role(buf, tvs[r], tve[r], tfl[r], f, rnames, roff, rcode, rfmt)
+        if code < 0:
+            return -1, 0
+        cpos = _decode(buf, tvs[x], tve[x], tfl[x], content, cpos)
+        roles[ntu] = code
+        toff[ntu + 1] = cpos
+        ntu += 1
+    return ntu, cpos
+
+
+@nb.njit(cache=True, nogil=True)
+def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, ntu, content, cpos):
+    """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
+    curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
+    for k in range(nk):
+        if vt[k] == ARR:  # a list in meta
+            return -1, 0
+    if f == ALPACA:
+        u, x = INSTRUCTION, OUTPUT
+    elif f == PAIR_PC:
+        u, x = PROMPT, COMPLETION
+    else:
+        u, x = QUESTION, ANSWER
+    sy = _find(kid, nk, SYSTEM)
+    if sy >= 0 and vt[sy] != NULL:  # `system and system.strip()`: a system turn
+        if vt[sy] != STR:
+            return -1, 0
+        end = _decode(buf, vs[sy], ve[sy], vf[sy], content, cpos)
+        b = _blank(content, cpos, end)
+        if b < 0:
+            return -1, 0
+        if b == 0:
+            roles[ntu] = 0
+            toff[ntu + 1] = end
+            cpos = end
+            ntu += 1
+    ui, xi = _find(kid, nk, u), _find(kid, nk, x)
+    if ui < 0 or xi < 0 or vt[ui] != STR or vt[xi] != STR:
+        return -1, 0
+    cpos = _decode(buf, vs[ui], ve[ui], vf[ui], content, cpos)
+    if f == ALPACA:  # `instruction if not (inp and inp.strip()) else f"{instruction}\n\n{inp}"`
+        ii = _find(kid, nk, INPUT)
+        if ii >= 0 and vt[ii] != NULL:
+            if vt[ii] != STR:
+                return -1, 0
+            content[cpos] = 10
+            content[cpos + 1] = 10
+            end = _decode(buf, vs[ii], ve[ii], vf[ii], content, cpos + 2)
+            b = _blank(content, cpos + 2, end)
+            if b < 0:
+                return -1, 0
+            if b == 0:
+                cpos = end
+    roles[ntu] = 1
+    toff[ntu + 1] = cpos
+    cpos = _decode(buf, vs[xi], ve[xi], vf[xi], content, cpos)
+    roles[ntu + 1] = 2
+    toff[ntu + 2] = cpos
+    return ntu + 2, cpos
+
+
+@nb.njit(cache=True, nogil=True)
+def _used(f, name):
+    """Whether the format reads the key (so it is not meta)."""
+    if f == OPENAI:
+        return name == MESSAGES
+    if f == SHAREGPT:
+        return name == CONVERSATIONS
+    if f == ALPACA:
+        return name == INSTRUCTION or name == INPUT or name == OUTPUT or name == SYSTEM
+    if f == PAIR_PC:
+        return name == PROMPT or name == COMPLETION or name == SYSTEM
+    return name == QUESTION or name == ANSWER or name == SYSTEM
+
+
+@nb.njit(cache=True, nogil=True)
+def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
+    """The keys the format does not read, as curate.record.meta_json writes them
+    (json.dumps: ", " and ": "); -1 for a list there."""
+    first = True
+    meta[mpos] = 123
+    mpos += 1
+    for k in range(nk):
+        if _used(f, kid[k]):
+            continue
+        if vt[k] == ARR:
+            return -1
+        if not first:
+            meta[mpos] = 44
+            meta[mpos + 1] = 32
+            mpos += 2
+        first = False
+        meta[mpos] = 34
+        n = ke[k] - ks[k]
+        meta[mpos + 1:mpos + 1 + n] = buf[ks[k]:ke[k]]  # keys have no escape, so are as written
+        mpos += 1 + n
+        meta[mpos] = 34
+        meta[mpos + 1] = 58
+        meta[mpos + 2] = 32
+        mpos += 3
+        if vt[k] == STR:
+            meta[mpos] = 34
+            end = _decode(buf, vs[k], ve[k], vf[k], scratch, 0)
+            mpos = _escape(scratch, 0, end, meta, mpos + 1)
+            meta[mpos] = 34
+            mpos += 1
+        elif vt[k] == INT:
+            n = ve[k] - vs[k]
+            meta[mpos:mpos + n] = buf[vs[k]:ve[k]]
+            mpos += n
+        else:
+            w0, w1 = (0, 4) if vt[k] == TRUE else ((4, 9) if vt[k] == FALSE else (9, 13))
+            meta[mpos:mpos + w1 - w0] = words[w0:w1]
+            mpos += w1 - w0
+    meta[mpos] = 125
+    return mpos + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _canon(roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
+    """record_id's canonical JSON of turns t0..t1: [[role, content], ...], each content with
+    \\r\\n and \\r folded to \\n, NFC (proved by the table: else -1) and the outer " \\t\\n"
+    stripped, written as json.dumps(ensure_ascii=False, separators=(",", ":")), in one pass:
+    the folded text's outer " \\t\\n" are the raw text's outer " \\t\\r\\n"."""
+    canon[pos] = 91
+    pos += 1
+    for t in range(t0, t1):
+        a, b = toff[t], toff[t + 1]
+        while a < b and (content[a] == 32 or content[a] == 9 or content[a] == 10 or content[a] == 13):
+            a += 1
+        while b > a and (content[b - 1] == 32 or content[b - 1] == 9 or content[b - 1] == 10 or content[b - 1] == 13):
+            b -= 1
+        if t > t0:
+            canon[pos] = 44
+            pos += 1
+        canon[pos] = 91
+        canon[pos + 1] = 34
+        pos += 2
+        r0, r1 = rolenoff[roles[t]], rolenoff[roles[t] + 1]
+        canon[pos:pos + r1 - r0] = rolenames[r0:r1]
+        pos += r1 - r0
+        canon[pos] = 34
+        canon[pos + 1] = 44
+        canon[pos + 2] = 34
+        pos += 3
+        i = a
+        while i < b:
+            c = content[i]
+            if c >= 32 and c != 34 and c != 92:
+                if c >= 0x80:  # a code point: NFC as it is, by the table?
+                    if c < 0xE0:
+                        cp, n = c & 0x1F, 2
+                    elif c < 0xF0:
+                        cp, n = c & 0x0F, 3
+                    else:
+                        cp, n = c & 0x07, 4
+                    for k in range(1, n):
+                        cp = (cp << 6) | (content[i + k] & 0x3F)
+                    if cp >= nfc.shape[0] or nfc[cp]:
+                        return -1
+                    for k in range(n):
+                        canon[pos + k] = content[i + k]
+                    pos += n
+                    i += n
+                    continue
+                canon[pos] = c
+                pos += 1
+            elif c == 13:  # \r\n and \r: \n
+                canon[pos] = 92
+                canon[pos + 1] = 110
+                pos += 2
+                if i + 1 < b and content[i + 1] == 10:
+                    i += 1
+            else:
+                pos = _escape(content, i, i + 1, canon, pos)
+            i += 1
+        canon[pos] = 34
+        canon[pos + 1] = 93
+        pos += 2
+    canon[pos] = 93
+    return pos + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words,
+         rolenames, rolenoff):
+    """Every line of a JSON Lines buffer: blank ones skipped, the ones proven read exactly
+    written to flat buffers, the others' numbers (1-based) in ``punt``. See jsonl_native."""
+    n = starts.shape[0]
+    longest = 16
+    for i in range(n):
+        longest = max(longest, ends[i] - starts[i] + 16)
+    rec_line = np.empty(n, np.int64)
+    rec_turns = np.zeros(n + 1, np.int64)
+    meta_off = np.zeros(n + 1, np.int64)
+    canon_off = np.zeros(n + 1, np.int64)
+    punt = np.empty(n, np.int64)
+    roles = np.empty(1024, np.int8)
+    toff = np.zeros(1025, np.int64)
+    size = buf.shape[0] + 1024
+    content = np.empty(size, np.uint8)
+    meta = np.empty(size // 8 + 1024, np.uint8)
+    canon = np.empty(size + size // 4, np.uint8)
+    scratch = np.empty(longest, np.uint8)
+    ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
+    vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
+    tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
+    tvs, tve, tfl = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
+    nrec, npunt, ntu, cpos, mpos, cnpos = 0, 0, 0, 0, 0, 0
+    for li in range(n):
+        s, e = starts[li], ends[li]
+        blank = True
+        for k in range(s, e):  # bytes.strip(): ASCII white space
+            c = buf[k]
+            if not (c == 32 or 9 <= c <= 13):
+                blank = False
+                break
+        if blank:
+            continue
+        size = e - s
+        content = _grow(content, cpos + size + 16)
+        meta = _grow(meta, mpos + 2 * size + 16)
+        canon = _grow(canon, cnpos + 2 * size + 64)
+        roles = _grow(roles, ntu + MAXT + 4)
+        toff = _grow(toff, ntu + MAXT + 5)
+        nk, nt = _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words)
+        f = fmt
+        if nk > 0 and f < 0:
+            for j in range(sig_key.shape[0]):
+                if _find(kid, nk, sig_key[j]) >= 0:
+                    f = sig_fmt[j]
+                    break
+        t1, c1 = -1, 0
+        if nk > 0 and f >= 0:
+            if f <= SHAREGPT:
+                t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
+                                     rcode, rfmt, roles, toff, ntu, content, cpos)
+            else:
+                t1, c1 = _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, ntu, content, cpos)
+        ok = t1 > ntu
+        if ok:  # convert() rejects a conversation with no text: that is the per-line path's
+            ok = False
+            for t in range(ntu, t1):
+                if _blank(content, toff[t], toff[t + 1]) == 0:
+                    ok = True
+                    break
+        m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
+        n1 = _canon(roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
+        if n1 < 0:
+            punt[npunt] = li + 1
+            npunt += 1
+            continue
+        rec_line[nrec] = li + 1
+        ntu, cpos, mpos, cnpos = t1, c1, m1, n1
+        nrec += 1
+        rec_turns[nrec], meta_off[nrec], canon_off[nrec] = ntu, mpos, cnpos
+    return (rec_line[:nrec], rec_turns[:nrec + 1], roles[:ntu], toff[:ntu + 1], content[:cpos],
+            meta_off[:nrec + 1], meta[:mpos], canon_off[:nrec + 1], canon[:cnpos], punt[:npunt])
