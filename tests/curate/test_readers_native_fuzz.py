@@ -9,6 +9,7 @@ The committed test runs a few fixed seeds (a few seconds). A longer hunt, locall
 :func:`first_difference`."""
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -39,7 +40,9 @@ ROLES = ["user", "assistant", "system", "developer", "human", "gpt", "bard", "to
 NUMBERS = ["0", "-0", "7", "-12", "1.0", "-0.0", "1e5", "1E+2", "2e-3", "0.1e1", "1.50", "01", "+1", "NaN",
            "Infinity", "-Infinity", "1e400", "123456789012345678", "-123456789012345678", "999999999999999999",
            "1234567890123456789", "-1234567890123456789", "12345678901234567890", "9223372036854775807",
-           "-9223372036854775808", "18446744073709551616", "1" + "0" * 40, "0.30000000000000004", "5e-324", "1.7976931348623157e308"]
+           "-9223372036854775808", "18446744073709551616", "1" + "0" * 40, "0.30000000000000004", "5e-324", "1.7976931348623157e308",
+           "1e-7", "1.5e16", "1e16", "1e22", "-1e-400", "1E400", "123456789.123456789", "2.5E-0", "9" * 4300, "9" * 4301,
+           "-" + "1" * 4300, "0e0", "-0e-0", "1.", ".5", "-", "0x10", "1_000"]
 INVALID_UTF8 = [b"\xff", b"\xc0\xaf", b"\xc1\xbf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xf4\x90\x80\x80",
                 b"\xf5\x80\x80\x80", b"\xe2\x82", b"\xf0\x9f\x98", b"\xc3", b"\x80", b"\xf8\x88\x80\x80\x80"]
 BROKEN_ESCAPES = [b"\\ud800", b"\\udc00", b"\\ud83d\\u0041", b"\\ud83d", b"\\udfff\\ud800", b"\\x41", b"\\u12",
@@ -256,7 +259,9 @@ def fuzz_line(rng: random.Random, hostile: float, fmt: str | None) -> bytes:
             line = mutate(rng, line)
         return line
     if r < 0.02:
-        return rng.choice([b"", b"   ", b"\r", b"{}", b" {} ", b"[]", b"null", b"\x0c", b"{\"prompt\":\"p\"}"])
+        return rng.choice([b"", b"   ", b"\r", b"{}", b" {} ", b"[]", b"null", b"\x0c", b"{\"prompt\":\"p\"}",
+                           b"\xef\xbb\xbf", b"\xef\xbb\xbf \r", b"\xef\xbb\xbf\xef\xbb\xbf{\"question\":\"q\",\"answer\":\"a\"}",
+                           b"\xef\xbb\xbf{\"question\":\"q\",\"answer\":\"a\"}", b"\x00", b"\x1c", b"\xc2\x85"])
     w = FuzzWriter(rng, hostile)
     out = w.ws() + w.obj(record(rng, fmt)) + w.ws()
     if rng.random() < 0.15 * hostile:
@@ -334,3 +339,34 @@ def test_the_generator_reaches_every_layout_and_the_native_tier():
     taken = pl.concat([read_native(fuzz_file(s, 400)[0], "x", None).records for s in range(4)])
     first_turns = {m[0]["role"] for m in taken["messages"].to_list()}
     assert taken.height > 150 and first_turns >= {"user", "system"}
+
+
+def codepoint_lines(cps) -> list[str]:
+    """Lines that put each code point where the native tier decides something: text (NFC,
+    composition with what precedes it), blankness (system, Alpaca input, a whole
+    conversation), meta, role padding; raw and \\u-escaped."""
+    out = []
+    for cp in cps:
+        c = chr(cp)
+        for s in (c, f"\\u{cp:04x}" if cp < 0x10000 else json.dumps(c)[1:-1]):
+            if cp < 0x20 and s == c or c in '"\\':
+                s = json.dumps(c)[1:-1]
+            out += [f'{{"prompt": "e{s}", "completion": "c", "m": "{s}"}}', f'{{"question": "{s}", "answer": "a"}}',
+                    f'{{"question": "\\u1100{s}x", "answer": "{s}{s}", "system": " "}}',
+                    f'{{"instruction": "i", "input": "{s}", "output": "o", "system": "{s}"}}',
+                    f'{{"messages": [{{"role": "{s}user", "content": "{s}"}}, {{"role": "assistant", "content": "{s}a"}}]}}',
+                    f'{{"conversations": [{{"from": "gpt{s}", "value": "x"}}]}}']
+        if cp >= 0x20 and c not in '"\\':
+            out.append(f'{{"prompt": "p", "completion": "c", "k{c}": "{c}"}}')
+    return out
+
+
+def test_every_code_point_reads_as_the_per_line_path(tmp_path, monkeypatch):
+    """A stride through all of Unicode (CURATE_FUZZ_ALL_CODEPOINTS=1: every code point)."""
+    step = 1 if os.environ.get("CURATE_FUZZ_ALL_CODEPOINTS") else 211
+    cps = [cp for cp in range(0, 0x110000, step) if not 0xD800 <= cp <= 0xDFFF]
+    cps += list(range(0, 0x80)) + [0x85, 0xA0, 0x1100, 0x1161, 0x11A8, 0x2028, 0x3000, 0xFEFF, 0xFFFE, 0x1FFFF, 0x20000]
+    for a in range(0, len(cps), 20000):
+        lines = codepoint_lines(cps[a:a + 20000])
+        fast, slow = both(tmp_path, monkeypatch, lines)
+        assert_same(fast, slow)
