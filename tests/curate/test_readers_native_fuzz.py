@@ -13,11 +13,12 @@ import json
 import os
 import random
 
+import numpy as np
 import polars as pl
 import pytest
 
-from curate import readers
-from curate.jsonl_native import read_native
+from curate import jsonl_native, readers
+from curate.jsonl_native import NFC_LIMIT, read_native
 from tests.curate.test_readers_fast import assert_same, both
 
 
@@ -323,15 +324,58 @@ def test_fuzz_seeds(tmp_path, monkeypatch, seed):
     assert native > 10  # the native tier really takes lines of these files
 
 
-# lines the fuzz found read differently by the native tier (each must read as the per-line path)
-REGRESSIONS: list[bytes] = []
+# hand-made lines at the native tier's decisions (blankness, CR folding, NFC across escapes
+# and Hangul, int limits, literals, format detection, key/turn limits); none read
+# differently, they stay as regression cases
+BOUNDARY = [
+ b'{"prompt":"p","completion":"c","":1,"":2}',
+ b'{"prompt":"p","completion":"c","k":"\\u007f\\u0080\\u009f\\u2028\\u2029"}',
+ b'{"prompt":"p","completion":"c","k":"\xc2\x80\xe2\x80\xa8"}',
+ b'{"prompt":"\\r","completion":"c"}', b'{"prompt":"\\r\\r\\n\\n x \\r","completion":"c"}',
+ b'{"prompt":"x\\r\\n","completion":"\\n\\r"}', b'{"prompt":" \\t\\n\\r","completion":"\\u000b"}',
+ b'{"prompt":"\\u000b","completion":"\\u000c"}', b'{"prompt":"\\u001c","completion":"a"}',
+ b'{"prompt":"a\\u000bb","completion":"c"}', b'{"messages":[{"role":"user ","content":" x "}]}',
+ b'{"messages":[{"role":"USER","content":"\\u0000"}]}', b'{"messages":[{"role":"user","content":""},{"role":"assistant","content":"\\u00a0"}]}',
+ b'{"messages":[{"role":"user","content":"x"}],"messages2":[]}',
+ b'{"instruction":"","input":"x","output":""}', b'{"instruction":" ","input":" ","output":" "}',
+ b'{"instruction":"i","input":"\\u0009","output":"o"}', b'{"instruction":"i","input":"\\u001f","output":"o"}',
+ b'{"instruction":"i","output":"o","system":"\\u001f"}', b'{"instruction":"i","output":"o","system":"x","system2":"y"}',
+ b'{"question":"q","answer":"a"}\r\r', b'{"question":"q","answer":"a"}\r\n',
+ b'{"question":"q","answer":"a","n":-999999999999999999}', b'{"question":"q","answer":"a","n":-1000000000000000000}',
+ b'{"question":"q","answer":"a","n":0,"m":-1}', b'{"question":"q","answer":"a","n":1 }',
+ b'{"question":"q","answer":"a","t":true,"f":false,"z":null}', b'{"question":"q","answer":"a","t":truefalse}',
+ b'{ }', b'{"question":"q","answer":"a"}}', b'{"question":"q","answer":"a"', b'{"question":"q" "answer":"a"}',
+ b'{"question":"q",,"answer":"a"}', b'{"question":"q","answer":"a",}', b'{question:"q","answer":"a"}',
+ b'{"question":"\\ud83d\\ude00\\ud83d\\ude00","answer":"\\uD83D\\uDE00"}', b'{"question":"\\ud83d\\ud83d\\ude00","answer":"a"}',
+ b'{"question":"\\uDBFF\\uDFFF","answer":"a"}', b'{"question":"\xf4\x8f\xbf\xbf","answer":"a"}',
+ b'{"question":"\\u00C5","answer":"\\u0041\\u030a"}', b'{"question":"\\u00e9\\u0301","answer":"a"}',
+ b'{"question":"\\uac00\\u11a8","answer":"a"}', b'{"question":"\\uac00\\u11a7","answer":"a"}', b'{"question":"\\u11a7","answer":"a"}',
+ b'{"question":"\\u1100\\u1175","answer":"a"}', b'{"question":"\\u1100\\u1176","answer":"a"}', b'{"question":"\\uac00\\u11c2","answer":"a"}',
+ b'{"question":"\\uac00\\u11c3","answer":"a"}', b'{"question":"\\u0915\\u093c","answer":"a"}',
+ b'{"conversations":[{"from":"human","value":"x"},{"from":"gpt","value":"y"}],"messages":null}',
+ b'{"messages":null,"conversations":[{"from":"human","value":"x"}]}',
+ b'{"conversations":[{"from":"human","value":"x"}],"instruction":"i","output":"o"}',
+ b'{"prompt":"p","completion":"c","question":"q"}', b'{"question":"q","answer":"a","prompt":null}',
+ b'{"prompt":"p","completion":"c","system":""}', b'{"prompt":"","completion":"","system":"s"}',
+ b'{"prompt":"","completion":"","system":" "}', b'{"prompt":"p","completion":"c","system":false}',
+]
+BOUNDARY += [json.dumps({"messages": [{"role": "user", "content": f"t{i}"} for i in range(n)]}).encode() for n in (511, 512, 513)]
+BOUNDARY += [json.dumps({"prompt": "p", "completion": "c", **{f"k{i}": i for i in range(n - 2)}}).encode() for n in (63, 64, 65)]
 
 
-@pytest.mark.parametrize("line", REGRESSIONS)
-def test_fuzz_regressions(tmp_path, monkeypatch, line):
-    for fmt in (None, "openai", "sharegpt", "alpaca", "prompt_completion", "qa"):
-        fast, slow = both(tmp_path, monkeypatch, [], fmt, raw=line)
-        assert_same(fast, slow)
+@pytest.mark.parametrize("fmt", [None, "openai", "sharegpt", "alpaca", "prompt_completion", "qa"])
+def test_boundary_lines(tmp_path, monkeypatch, fmt):
+    fast, slow = both(tmp_path, monkeypatch, [], fmt, raw=b"\n".join(BOUNDARY))
+    assert_same(fast, slow)
+    assert read_native(b"\n".join(BOUNDARY), "x", fmt).records.height >= 3  # some are taken natively
+
+
+def test_the_fuzz_has_teeth(tmp_path, monkeypatch):
+    """With the NFC table flagging nothing, the fuzz finds a line that reads differently."""
+    monkeypatch.setattr(jsonl_native, "nfc_table", lambda: np.zeros(NFC_LIMIT, np.uint8))
+    with pytest.raises(AssertionError, match="first differing line"):
+        for seed in range(8):
+            check_seed(tmp_path, monkeypatch, seed, 400)
 
 
 def test_the_generator_reaches_every_layout_and_the_native_tier():
@@ -363,7 +407,7 @@ def codepoint_lines(cps) -> list[str]:
 
 def test_every_code_point_reads_as_the_per_line_path(tmp_path, monkeypatch):
     """A stride through all of Unicode (CURATE_FUZZ_ALL_CODEPOINTS=1: every code point)."""
-    step = 1 if os.environ.get("CURATE_FUZZ_ALL_CODEPOINTS") else 211
+    step = 1 if os.environ.get("CURATE_FUZZ_ALL_CODEPOINTS") else 499
     cps = [cp for cp in range(0, 0x110000, step) if not 0xD800 <= cp <= 0xDFFF]
     cps += list(range(0, 0x80)) + [0x85, 0xA0, 0x1100, 0x1161, 0x11A8, 0x2028, 0x3000, 0xFEFF, 0xFFFE, 0x1FFFF, 0x20000]
     for a in range(0, len(cps), 20000):
