@@ -5,8 +5,8 @@ for small files) and by the per-line path: the tables and the rejected rows must
 
 The committed test runs a few fixed seeds (a few seconds). A longer hunt, locally:
 ``CURATE_FUZZ_SEEDS=2000 pytest tests/curate/test_readers_native_fuzz.py -k seeds`` (under
-``flock /tmp/cpu.lock``); a failing seed is reduced to its first differing line by
-:func:`first_difference`."""
+``flock /tmp/cpu.lock``); a failing seed is reduced to its first differing line (read
+alone) by :func:`check_seed`."""
 from __future__ import annotations
 
 import json
@@ -254,15 +254,15 @@ def mutate(rng: random.Random, line: bytes) -> bytes:
 
 def fuzz_line(rng: random.Random, hostile: float, fmt: str | None) -> bytes:
     r = rng.random()
-    if r < 0.25 * hostile:  # a plain line, mutated
-        line = FuzzWriter(rng, 0.0).obj(record(rng, fmt))
-        for _ in range(rng.choice([1, 1, 1, 2, 3])):
-            line = mutate(rng, line)
-        return line
     if r < 0.02:
         return rng.choice([b"", b"   ", b"\r", b"{}", b" {} ", b"[]", b"null", b"\x0c", b"{\"prompt\":\"p\"}",
                            b"\xef\xbb\xbf", b"\xef\xbb\xbf \r", b"\xef\xbb\xbf\xef\xbb\xbf{\"question\":\"q\",\"answer\":\"a\"}",
                            b"\xef\xbb\xbf{\"question\":\"q\",\"answer\":\"a\"}", b"\x00", b"\x1c", b"\xc2\x85"])
+    if r < 0.02 + 0.25 * hostile:  # a plain line, mutated
+        line = FuzzWriter(rng, 0.0).obj(record(rng, fmt))
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            line = mutate(rng, line)
+        return line
     w = FuzzWriter(rng, hostile)
     out = w.ws() + w.obj(record(rng, fmt)) + w.ws()
     if rng.random() < 0.15 * hostile:
@@ -291,26 +291,33 @@ def fuzz_file(seed: int, n: int) -> tuple[bytes, str | None]:
     return sep.join(lines) + rng.choice([b"", b"\n", b"\r\n"]), fmt
 
 
-def first_difference(tmp_path, monkeypatch, raw: bytes, fmt) -> bytes | None:
-    """The first line the three tiers read unlike the per-line path (alone), or None."""
-    for ln in raw.split(b"\n"):
-        fast, slow = both(tmp_path, monkeypatch, [], fmt, raw=ln)
-        try:
-            assert_same(fast, slow)
-        except AssertionError:
-            return ln
-    return None
+def outcome(path, fmt, fast: bool, monkeypatch):
+    """What reading ``path`` gives with the three tiers (fast) or the per-line path: the
+    tables, rejected rows and notices, or the error (a file of no known format)."""
+    monkeypatch.setattr(readers, "_FAST_JSONL", fast)
+    try:
+        r = readers.read_inputs([path], fmt)
+    except readers.InputError as e:
+        return repr(e)
+    finally:
+        monkeypatch.setattr(readers, "_FAST_JSONL", True)
+    return r.records.schema, r.records.to_dicts(), r.rejected.to_dicts(), r.notices
+
+
+def differs(tmp_path, monkeypatch, raw: bytes, fmt) -> bool:
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(raw)
+    return outcome(path, fmt, True, monkeypatch) != outcome(path, fmt, False, monkeypatch)
 
 
 def check_seed(tmp_path, monkeypatch, seed: int, n: int) -> int:
+    """Reads a fuzz file both ways; on a difference, fails naming the first line that
+    differs read alone (the reduced case)."""
     raw, fmt = fuzz_file(seed, n)
     before = readers.TIER_LINES["native"]
-    try:
-        fast, slow = both(tmp_path, monkeypatch, [], fmt, raw=raw)
-        assert_same(fast, slow)
-    except Exception as exc:
-        line = first_difference(tmp_path, monkeypatch, raw, fmt)
-        raise AssertionError(f"seed {seed} fmt {fmt}: first differing line {line!r}") from exc
+    if differs(tmp_path, monkeypatch, raw, fmt):
+        line = next((ln for ln in raw.split(b"\n") if differs(tmp_path, monkeypatch, ln, fmt)), None)
+        raise AssertionError(f"seed {seed} fmt {fmt}: first differing line {line!r}")
     return readers.TIER_LINES["native"] - before
 
 
