@@ -78,10 +78,38 @@ def _utf8_len(buf, i, e):
     return n
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _nfc_ok(src, i, nfc):
+    """Whether the UTF-8 character whose lead byte is at i is NFC as it is, by the table."""
+    c = src[i]
+    if c < 0xE0:
+        cp, n = c & 0x1F, 2
+    elif c < 0xF0:
+        cp, n = c & 0x0F, 3
+    else:
+        cp, n = c & 0x07, 4
+    for k in range(1, n):
+        cp = (cp << 6) | (src[i + k] & 0x3F)
+    return cp < nfc.shape[0] and not nfc[cp]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _dumps_u(buf, i, u):
+    """Whether the \\u escape at i (code unit u) is json.dumps's own: \\u00xx, lowercase,
+    for a control character that has no short form (\\b \\t \\n \\f \\r)."""
+    if u >= 0x20 or u == 8 or u == 9 or u == 10 or u == 12 or u == 13:
+        return False
+    h = buf[i + 5]
+    return not (65 <= h <= 70)
+
+
 @nb.njit(cache=True, nogil=True)
-def _string(buf, i, e):
+def _string(buf, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
-    with flags bit 1 = has an escape, bit 2 = has a non-ASCII character; (-1, 0) when it is
+    with flags bit 1 = has an escape, bit 2 = has a non-ASCII character, bit 4 = has an
+    escape json.dumps(ensure_ascii=False) would not write (\\/, \\r, a \\u one but \\u00xx,
+    lowercase, for a control character without a short form), bit 8 = has a character the
+    NFC table flags (nfc: see _canon); (-1, 0) when it is
     not one json.loads reads as text (a raw control character, a bad escape, a lone
     surrogate, invalid UTF-8, no closing quote)."""
     i += 1
@@ -103,17 +131,28 @@ def _string(buf, i, e):
                     return -1, 0
                 if u >= 0x80:
                     flags |= 2
+                if not _dumps_u(buf, i, u):
+                    flags |= 4
                 if 0xD800 <= u <= 0xDBFF:  # a high surrogate: its low half must follow
                     if i + 12 > e or buf[i + 6] != 92 or buf[i + 7] != 117:
                         return -1, 0
                     lo = _u4(buf, i + 8, e)
                     if not (0xDC00 <= lo <= 0xDFFF):
                         return -1, 0
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)
+                    if u >= nfc.shape[0] or nfc[u]:
+                        flags |= 8
                     i += 12
                 else:
+                    if u >= nfc.shape[0] or nfc[u]:
+                        flags |= 8
                     i += 6
                 continue
-            if d == 34 or d == 92 or d == 47 or d == 98 or d == 102 or d == 110 or d == 114 or d == 116:
+            if d == 34 or d == 92 or d == 98 or d == 102 or d == 110 or d == 116:
+                i += 2
+                continue
+            if d == 47 or d == 114:  # \/ is not json.dumps's; \r is folded in the canonical JSON
+                flags |= 4
                 i += 2
                 continue
             return -1, 0
@@ -122,6 +161,8 @@ def _string(buf, i, e):
             if n < 0:
                 return -1, 0
             flags |= 2
+            if not _nfc_ok(buf, i, nfc):
+                flags |= 8
             i += n
             continue
         i += 1
@@ -292,7 +333,7 @@ def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
 
 
 @nb.njit(cache=True, nogil=True)
-def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl):
+def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
     """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
     each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
     one-key turn has key span (-1, -1) at [2t+1]). Returns (index after ']', turns), or
@@ -309,7 +350,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl):
         while True:
             if nkt >= 2 or i >= e or buf[i] != 34:
                 return -1, 0
-            j, fl = _string(buf, i, e)
+            j, fl = _string(buf, i, e, nfc)
             if j < 0 or fl & 1:
                 return -1, 0
             tks[2 * nt + nkt], tke[2 * nt + nkt] = i + 1, j - 1
@@ -319,7 +360,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl):
             i = _ws(buf, i + 1, e)
             if i >= e or buf[i] != 34:
                 return -1, 0
-            j, fl = _string(buf, i, e)
+            j, fl = _string(buf, i, e, nfc)
             if j < 0:
                 return -1, 0
             tvs[2 * nt + nkt], tve[2 * nt + nkt], tfl[2 * nt + nkt] = i + 1, j - 1, fl
@@ -373,7 +414,7 @@ def _literal(buf, i, e, word):
 
 
 @nb.njit(cache=True, nogil=True)
-def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words):
+def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
     """One line buf[s:e] as exactly one JSON object with nothing after it but white space:
     per key its span, name id and value kind and span. Returns (keys, turns), or (-1, 0)
     for a line to punt (anything not fully parsed, a duplicate or escaped key, a value
@@ -386,7 +427,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
     while True:
         if nk >= MAXK or i >= e or buf[i] != 34:
             return -1, 0
-        j, fl = _string(buf, i, e)
+        j, fl = _string(buf, i, e, nfc)
         if j < 0 or fl & 1:
             return -1, 0
         ks[nk], ke[nk] = i + 1, j - 1
@@ -399,7 +440,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
         c = buf[i]
         vs[nk], vf[nk] = i, 0
         if c == 34:
-            j, fl = _string(buf, i, e)
+            j, fl = _string(buf, i, e, nfc)
             if j < 0:
                 return -1, 0
             vt[nk], vs[nk], ve[nk], vf[nk] = STR, i + 1, j - 1, fl
@@ -415,7 +456,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
                 return -1, 0
             vt[nk], ve[nk] = INT, j
         elif c == 91 and arrays == 0:
-            j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl)
+            j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc)
             if j < 0:
                 return -1, 0
             vt[nk], arrays = ARR, 1
@@ -466,9 +507,9 @@ def _find(kid, nk, name):
 
 @nb.njit(cache=True, nogil=True)
 def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
-                roles, toff, ntu, content, cpos):
+                roles, toff, raw, ntu, content, cpos):
     """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
-    a known role) into roles/toff/content. Returns (turns written, content position), or
+    a known role) into roles/toff/content, each text's raw span and flags into raw. Returns (turns written, content position), or
     (-1, 0) to punt."""
     tk = MESSAGES if f == 0 else CONVERSATIONS
     rk, xk = (ROLE, CONTENT) if f == 0 else (FROM, VALUE)
@@ -490,12 +531,21 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
         cpos = _decode(buf, tvs[x], tve[x], tfl[x], content, cpos)
         roles[ntu] = code
         toff[ntu + 1] = cpos
+        _raw(raw, ntu, tvs[x], tve[x], tfl[x])
         ntu += 1
     return ntu, cpos
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _raw(raw, t, s, e, fl):
+    """Turn t's text is the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
+    raw[3 * t] = s
+    raw[3 * t + 1] = e
+    raw[3 * t + 2] = fl
+
+
 @nb.njit(cache=True, nogil=True)
-def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, ntu, content, cpos):
+def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
     """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
     curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
     for k in range(nk):
@@ -518,12 +568,14 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, ntu, content, cpos
         if b == 0:
             roles[ntu] = 0
             toff[ntu + 1] = end
+            _raw(raw, ntu, vs[sy], ve[sy], vf[sy])
             cpos = end
             ntu += 1
     ui, xi = _find(kid, nk, u), _find(kid, nk, x)
     if ui < 0 or xi < 0 or vt[ui] != STR or vt[xi] != STR:
         return -1, 0
     cpos = _decode(buf, vs[ui], ve[ui], vf[ui], content, cpos)
+    _raw(raw, ntu, vs[ui], ve[ui], vf[ui])
     if f == ALPACA:  # `instruction if not (inp and inp.strip()) else f"{instruction}\n\n{inp}"`
         ii = _find(kid, nk, INPUT)
         if ii >= 0 and vt[ii] != NULL:
@@ -537,11 +589,13 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, ntu, content, cpos
                 return -1, 0
             if b == 0:
                 cpos = end
+                raw[3 * ntu] = -1  # two strings joined: no one raw span
     roles[ntu] = 1
     toff[ntu + 1] = cpos
     cpos = _decode(buf, vs[xi], ve[xi], vf[xi], content, cpos)
     roles[ntu + 1] = 2
     toff[ntu + 2] = cpos
+    _raw(raw, ntu + 1, vs[xi], ve[xi], vf[xi])
     return ntu + 2, cpos
 
 
@@ -603,15 +657,72 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
 
 
 @nb.njit(cache=True, nogil=True)
-def _canon(roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
+def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
+    """One turn of _canon, ``["role","text"]``, from a raw JSON string body buf[a:b] whose
+    escapes are all json.dumps's (flags bit 4 clear; so no \\r to fold): its bytes are the
+    canonical body, once the outer spaces and \\t \\n escapes are stripped. -1: not NFC
+    (bit 8: the text's characters are the raw string's, checked while parsing)."""
+    while a < b:
+        if buf[a] == 32:
+            a += 1
+        elif buf[a] == 92 and (buf[a + 1] == 110 or buf[a + 1] == 116):
+            a += 2
+        else:
+            break
+    while b > a:
+        if buf[b - 1] == 32:
+            b -= 1
+            continue
+        if b - a >= 2 and buf[b - 2] == 92 and (buf[b - 1] == 110 or buf[b - 1] == 116):
+            k = b - 2  # an escape only if an odd run of backslashes ends here
+            while k > a and buf[k - 1] == 92:
+                k -= 1
+            if (b - 1 - k) % 2 == 1:
+                b -= 2
+                continue
+        break
+    canon[pos] = 91
+    canon[pos + 1] = 34
+    pos += 2
+    r0, r1 = rolenoff[role], rolenoff[role + 1]
+    canon[pos:pos + r1 - r0] = rolenames[r0:r1]
+    pos += r1 - r0
+    canon[pos] = 34
+    canon[pos + 1] = 44
+    canon[pos + 2] = 34
+    pos += 3
+    if fl & 8:  # a character NFC may change (as the loop in _canon finds it)
+        return -1
+    canon[pos:pos + b - a] = buf[a:b]
+    pos += b - a
+    canon[pos] = 34
+    canon[pos + 1] = 93
+    return pos + 2
+
+
+@nb.njit(cache=True, nogil=True)
+def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
     """record_id's canonical JSON of turns t0..t1: [[role, content], ...], each content with
     \\r\\n and \\r folded to \\n, NFC (proved by the table: else -1) and the outer " \\t\\n"
     stripped, written as json.dumps(ensure_ascii=False, separators=(",", ":")), in one pass:
-    the folded text's outer " \\t\\n" are the raw text's outer " \\t\\r\\n"."""
+    the folded text's outer " \\t\\n" are the raw text's outer " \\t\\r\\n". A text
+    whose raw string has only json.dumps's escapes is copied from the raw bytes instead."""
     canon[pos] = 91
     pos += 1
     for t in range(t0, t1):
         a, b = toff[t], toff[t + 1]
+        if raw[3 * t] >= 0 and raw[3 * t + 2] & 4 == 0:
+            if t > t0:
+                canon[pos] = 44
+                pos += 1
+            pos = _canon_raw(buf, raw[3 * t], raw[3 * t + 1], raw[3 * t + 2], roles[t], nfc, rolenames,
+                             rolenoff, canon, pos)
+            if pos < 0:
+                return -1
+            continue
+        check = raw[3 * t] < 0  # else the raw string's bit 8 tells (its characters are these)
+        if not check and raw[3 * t + 2] & 8:
+            return -1
         while a < b and (content[a] == 32 or content[a] == 9 or content[a] == 10 or content[a] == 13):
             a += 1
         while b > a and (content[b - 1] == 32 or content[b - 1] == 9 or content[b - 1] == 10 or content[b - 1] == 13):
@@ -633,7 +744,7 @@ def _canon(roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
         while i < b:
             c = content[i]
             if c >= 32 and c != 34 and c != 92:
-                if c >= 0x80:  # a code point: NFC as it is, by the table?
+                if c >= 0x80 and check:  # a code point: NFC as it is, by the table?
                     if c < 0xE0:
                         cp, n = c & 0x1F, 2
                     elif c < 0xF0:
@@ -683,6 +794,7 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
     punt = np.empty(n, np.int64)
     roles = np.empty(1024, np.int8)
     toff = np.zeros(1025, np.int64)
+    raw = np.empty(3 * 1024, np.int64)
     size = buf.shape[0] + 1024
     content = np.empty(size, np.uint8)
     meta = np.empty(size // 8 + 1024, np.uint8)
@@ -709,7 +821,8 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
         canon = _grow(canon, cnpos + 2 * size + 64)
         roles = _grow(roles, ntu + MAXT + 4)
         toff = _grow(toff, ntu + MAXT + 5)
-        nk, nt = _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words)
+        raw = _grow(raw, 3 * (ntu + MAXT + 4))
+        nk, nt = _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
         f = fmt
         if nk > 0 and f < 0:
             for j in range(sig_key.shape[0]):
@@ -720,9 +833,9 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
         if nk > 0 and f >= 0:
             if f <= SHAREGPT:
                 t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
-                                     rcode, rfmt, roles, toff, ntu, content, cpos)
+                                     rcode, rfmt, roles, toff, raw, ntu, content, cpos)
             else:
-                t1, c1 = _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, ntu, content, cpos)
+                t1, c1 = _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos)
         ok = t1 > ntu
         if ok:  # convert() rejects a conversation with no text: that is the per-line path's
             ok = False
@@ -731,7 +844,7 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
                     ok = True
                     break
         m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
-        n1 = _canon(roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
+        n1 = _canon(buf, raw, roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
         if n1 < 0:
             punt[npunt] = li + 1
             npunt += 1
