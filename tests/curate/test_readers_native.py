@@ -197,3 +197,26 @@ def test_a_small_file_skips_the_native_tier_until_it_is_loaded(tmp_path, monkeyp
     monkeypatch.delitem(sys.modules, "curate.jsonl_native_kernel")
     _, used = tiers(lambda: readers.read_inputs([path]))
     assert used["native"] == 0 and used["msgspec"] == 3
+
+
+# JSON string bodies (as written in the file) at the edges of the canonical copy: the id's
+# JSON is copied from the raw string where its escapes are json.dumps's own, so escaped and
+# literal backslashes before n/t, outer blanks written as escapes, \/, \r, upper-case hex,
+# \u escapes of control and non-control characters, NFC and NFD text all meet it here
+COPY_EDGES = [r'abc', r' abc ', r'\n abc\t\n', r'abc\\n', r'abc\\\\n', r'abc\\\n', r'\\n', r'\\', r'\n', r' \t ',
+              r'x\\t', r'a\/b', r'a\r\nb', r'a\rb\r', r'\u000a x', r'x \u001F', r'x \u001f', r'\u0000y', r'\u0041b',
+              r'\b\f\"q\"', 'caf\u00e9', 'cafe\u0301', r'caf\u00e9', '\u212b x\\n', '你好\\n\\n', r'\\\"', r'x\u0008',
+              r'x\u000c\n', r'\t\\t', 'z\\\\\\\\t', r'\\ ', r'q\"\n']
+
+
+def test_canonical_copy_edges_in_every_layout(tmp_path, monkeypatch):
+    lines = []
+    for a in COPY_EDGES:
+        for b in COPY_EDGES:
+            lines += ['{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}' % (a, b),
+                      '{"instruction": "%s", "input": "%s", "output": "%s", "system": "%s"}' % (a, b, a, b),
+                      '{"prompt": "%s", "completion": "%s", "x": "%s"}' % (a, b, a),
+                      '{"conversations": [{"from": "human", "value": "%s"}, {"from": "gpt", "value": "%s"}]}' % (a, b)]
+    (fast, slow), used = tiers(lambda: both(tmp_path, monkeypatch, lines))
+    assert_same(fast, slow)
+    assert used["native"] > 3000  # most of them take the native tier (and so the copy)
