@@ -745,16 +745,9 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
             c = content[i]
             if c >= 32 and c != 34 and c != 92:
                 if c >= 0x80 and check:  # a code point: NFC as it is, by the table?
-                    if c < 0xE0:
-                        cp, n = c & 0x1F, 2
-                    elif c < 0xF0:
-                        cp, n = c & 0x0F, 3
-                    else:
-                        cp, n = c & 0x07, 4
-                    for k in range(1, n):
-                        cp = (cp << 6) | (content[i + k] & 0x3F)
-                    if cp >= nfc.shape[0] or nfc[cp]:
+                    if not _nfc_ok(content, i, nfc):
                         return -1
+                    n = 2 if c < 0xE0 else (3 if c < 0xF0 else 4)  # content is valid UTF-8
                     for k in range(n):
                         canon[pos + k] = content[i + k]
                     pos += n
