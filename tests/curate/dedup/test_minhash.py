@@ -89,15 +89,21 @@ def test_long_and_empty_and_short_documents():
 M64 = (1 << 64) - 1
 
 
-def _python_signature(text, num_perm, n):
-    """The documented algorithm in plain Python: FNV-1a per word, fold per n-gram,
-    splitmix64 finaliser, (a*x + b) mod 2^32 then x ^= x >> 15, minimum."""
+def _python_word_hashes(text):
+    """FNV-1a (64-bit) of each white-space separated word's code points."""
     words = []
     for w in text.split():
         h = 0xCBF29CE484222325
         for ch in w:
             h = ((h ^ ord(ch)) * 0x100000001B3) & M64
         words.append(h)
+    return words
+
+
+def _python_signature(text, num_perm, n):
+    """The documented algorithm in plain Python: FNV-1a per word, fold per n-gram,
+    splitmix64 finaliser, (a*x + b) mod 2^32 then x ^= x >> 15, minimum."""
+    words = _python_word_hashes(text)
     grams = [words[i:i + n] for i in range(max(1, len(words) - n + 1))]
     xs = []
     for g in grams:
@@ -196,12 +202,7 @@ def _python_oph(text, num_perm, n, seed=1):
     seed's salt; bin = high 32 bits * num_perm >> 32, value = low 31 bits, a bin keeps
     its minimum; an empty bin i copies the first filled bin along probe(i, 1), probe(i, 2), ...,
     marked as a copy by the top bit."""
-    words = []
-    for w in text.split():
-        h = 0xCBF29CE484222325
-        for ch in w:
-            h = ((h ^ ord(ch)) * 0x100000001B3) & M64
-        words.append(h)
+    words = _python_word_hashes(text)
     width = min(n, len(words))
     salt = mh.oph_salt(seed)
     bins = [None] * num_perm
