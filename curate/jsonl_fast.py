@@ -172,18 +172,25 @@ def _offsets(offsets: list[int]):
 
 
 def _table(cols: _Columns, label: str) -> pl.DataFrame:
-    """The record table (id, messages, source, meta, _line) from the flat lists: one Arrow
-    list-of-struct column built from offsets, no per-record object. Strings go in through
-    polars (about 10x faster than pyarrow's converter for non-ASCII text), zero-copy to Arrow."""
+    """The record table from the flat lists. Strings go in through polars (about 10x faster
+    than pyarrow's converter for non-ASCII text), zero-copy to Arrow."""
+    return record_table(pl.Series(cols.roles, dtype=pl.String).to_arrow(),
+                        pl.Series(cols.contents, dtype=pl.String).to_arrow(), _offsets(cols.offsets),
+                        cols.ids, pl.Series(cols.metas, dtype=pl.String), cols.lines, label)
+
+
+def record_table(roles, contents, offsets, ids, metas: pl.Series, lines, label: str) -> pl.DataFrame:
+    """The record table (id, messages, source, meta, _line) of a fast tier: the turns' roles
+    and contents (Arrow string arrays) cut into records by ``offsets`` (Arrow int64), as one
+    Arrow list-of-struct column: no per-record object. Both fast tiers build theirs here."""
     import pyarrow as pa
 
-    n = len(cols.roles)
+    n = len(roles)
     turns = pa.StructArray.from_arrays(
-        [pl.Series(cols.roles, dtype=pl.String).to_arrow(), pl.Series(cols.contents, dtype=pl.String).to_arrow(),
-         pa.nulls(n, pa.int64()), pa.nulls(n, pa.large_string()), pa.nulls(n, pa.large_string())],
+        [roles, contents, pa.nulls(n, pa.int64()), pa.nulls(n, pa.large_string()), pa.nulls(n, pa.large_string())],
         names=["role", "content", "weight", "name", "tool_calls"])
-    messages = pl.from_arrow(pa.LargeListArray.from_arrays(_offsets(cols.offsets), turns))
-    table = pl.DataFrame({"id": pl.Series(cols.ids, dtype=pl.String), "messages": messages,
-                          "meta": pl.Series(cols.metas, dtype=pl.String), "_line": pl.Series(cols.lines, dtype=pl.UInt32)})
+    messages = pl.from_arrow(pa.LargeListArray.from_arrays(offsets, turns))
+    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.String), "messages": messages, "meta": metas,
+                          "_line": pl.Series(lines, dtype=pl.UInt32)})
     return table.select("id", pl.col("messages").cast(MESSAGE_TYPE),
                         source=pl.lit(f"{label}:") + pl.col("_line").cast(pl.String), meta="meta", _line="_line")

@@ -36,8 +36,8 @@ from itertools import pairwise
 import numpy as np
 import polars as pl
 
+from .jsonl_fast import record_table
 from .layouts.read import FORMATS, OPENAI_ROLES, SHAREGPT_ROLES, SIGNATURE
-from .record import MESSAGE_TYPE
 
 # the names the kernel knows by index (jsonl_native_kernel: MESSAGES=0 ... ANSWER=13)
 NAMES = ("messages", "conversations", "instruction", "prompt", "question", "role", "content", "from", "value",
@@ -152,16 +152,9 @@ def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -
         return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
     n, nt = len(lines), len(roles)
-    turns = pa.StructArray.from_arrays(
-        [strings(nt, *_role_strings(roles)), strings(nt, toff, content), pa.nulls(nt, pa.int64()),
-         pa.nulls(nt, pa.large_string()), pa.nulls(nt, pa.large_string())],
-        names=["role", "content", "weight", "name", "tool_calls"])
-    messages = pl.from_arrow(pa.Array.from_buffers(pa.large_list(turns.type), n, [None, pa.py_buffer(rec_turns)],
-                                                   children=[turns]))
-    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.String), "messages": messages,
-                          "meta": pl.from_arrow(strings(n, meta_off, meta)), "_line": pl.Series(lines, dtype=pl.UInt32)})
-    return table.select("id", pl.col("messages").cast(MESSAGE_TYPE),
-                        source=pl.lit(f"{label}:") + pl.col("_line").cast(pl.String), meta="meta", _line="_line")
+    offsets = pa.Array.from_buffers(pa.int64(), n + 1, [None, pa.py_buffer(rec_turns)])
+    return record_table(strings(nt, *_role_strings(roles)), strings(nt, toff, content), offsets, ids,
+                        pl.from_arrow(strings(n, meta_off, meta)), lines, label)
 
 
 def _role_strings(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
