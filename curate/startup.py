@@ -8,6 +8,12 @@ changes what a command computes or writes.
   makes those imports, from those numba modules only, find nothing, as if the library
   were not installed (numba then compiles without BLAS or cffi support; cached kernels
   load as before). Any other import of them (semantic dedup, a user's code) goes through.
+- Loading a cached kernel: numba's cache loader first "refreshes" its compiler context,
+  importing and registering every implementation numba has (~0.12-0.25 CPU-s a process)
+  although a cached kernel is machine code that needs none of them, only numba's runtime
+  (NRT). :func:`lean_numba_cache` makes the loader initialise just the runtime; a kernel
+  that is not in the cache compiles as before (numba's compiler refreshes the context
+  itself), and a load that fails this way is retried numba's own way.
 - Ending: once a command has written its outputs and printed its lines, Python's own
   shutdown (clearing thousands of modules: polars, numba, llvmlite, pyarrow...) costs
   ~0.17 CPU-s and changes nothing on disk. :func:`exit_now` runs the ``atexit`` handlers,
@@ -19,6 +25,8 @@ tests run as before.
 from __future__ import annotations
 
 import atexit
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 import threading
@@ -50,6 +58,65 @@ class _SkipNumbaExtras:
 def skip_numba_extras() -> None:
     if not any(isinstance(f, _SkipNumbaExtras) for f in sys.meta_path):
         sys.meta_path.insert(0, _SkipNumbaExtras())
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Runs ``patch(module)`` right after ``name`` is first imported, so that nothing is
+    imported early (a command that never loads a kernel never imports numba)."""
+
+    def __init__(self, name: str, patch):
+        self.name, self.patch = name, patch
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader, self.patch)
+        return spec
+
+    def invalidate_caches(self):
+        pass
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader, patch):
+        self.loader, self.patch = loader, patch
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.patch(module)
+
+
+def _lean_load(caching) -> None:
+    """numba.core.caching.Cache.load_overload without the context refresh (see the module
+    docstring); numba's own method where anything goes wrong."""
+    original = caching.Cache.load_overload
+    if getattr(original, "_curate_lean", False):
+        return
+
+    def load_overload(self, sig, target_context):
+        from numba.core.runtime import rtsys
+
+        try:
+            rtsys.initialize(target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 - numba's own, refreshing load decides
+            return original(self, sig, target_context)
+
+    load_overload._curate_lean = True
+    caching.Cache.load_overload = load_overload
+
+
+def lean_numba_cache() -> None:
+    if "numba.core.caching" in sys.modules:
+        _lean_load(sys.modules["numba.core.caching"])
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport("numba.core.caching", _lean_load))
 
 
 def exit_code(code) -> int:

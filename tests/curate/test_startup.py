@@ -92,3 +92,54 @@ def test_the_console_command_writes_everything_and_says_so(tmp_path):
     res = subprocess.run([sys.executable, "-m", "curate.cli", "filter", "missing.jsonl", "-o", "out2"], cwd=tmp_path,
                          capture_output=True, text=True, env=ENV)
     assert res.returncode == 2 and res.stderr.strip().splitlines() == ["Error: missing.jsonl: no such file or folder"]
+
+
+KERNEL_RUN = """
+import sys
+import numpy as np
+from curate import startup
+{setup}
+from curate.dedup.kernels import band_keys_kernel
+sig = np.arange(56, dtype=np.uint32).reshape(2, 28); out = np.empty((2, 4), np.uint64)
+band_keys_kernel(sig, 4, 7, out)
+print(out.tolist())
+print("numba.cpython.unicode" in sys.modules)  # imported by numba's context refresh only
+"""
+
+
+def test_cached_kernels_load_without_numbas_context_refresh():
+    plain = python(KERNEL_RUN.format(setup=""))  # also puts the kernel in numba's cache
+    assert plain.returncode == 0, plain.stderr
+    lean = python(KERNEL_RUN.format(setup="startup.lean_numba_cache()"))
+    assert lean.returncode == 0, lean.stderr
+    assert plain.stdout.splitlines()[0] == lean.stdout.splitlines()[0]  # the same machine code ran
+    assert plain.stdout.splitlines()[1] == "True"
+    assert lean.stdout.splitlines()[1] == "False"
+
+
+def test_lean_cache_loading_imports_nothing_itself_and_falls_back_to_numbas_own_load(tmp_path):
+    script = tmp_path / "lean.py"  # a file: numba caches nothing defined in ``-c``
+    script.write_text("""
+import sys
+from curate import startup
+startup.lean_numba_cache()
+print("numba" in sys.modules)
+import numba.core.caching as caching
+real, calls = caching.Cache._load_overload, []
+def fails_once(self, sig, target_context):
+    calls.append(sig)
+    if len(calls) == 1:
+        raise RuntimeError("a load that needs the refreshed context")
+    return real(self, sig, target_context)
+caching.Cache._load_overload = fails_once
+import numpy as np
+from numba import njit
+@njit(cache=True)
+def twice(x):
+    return 2 * x
+print(twice(np.arange(3)).tolist(), len(calls))
+""")
+    for _ in range(2):  # the second run finds the kernel in the cache
+        res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split("\n")[:2] == ["False", "[0, 2, 4] 2"]  # the lean try, then numba's own
