@@ -13,7 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo,
 from ..stage import StageResult, base_stats
 from ..stages import Stage
 from .clusters import cluster_table, components, representatives, star_clusters
-from .text import select_column, select_text
+from .text import Conversations, select_column, select_text
 
 Method = Literal["exact", "minhash", "semantic"]
 DEFAULT_THRESHOLD = {"minhash": 0.8, "semantic": 0.92}
@@ -193,7 +193,9 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
-    texts = select_column(current, config.on)  # MinHash reads the column in place; the others want str
+    # MinHash reads the column in place (the conversation: its turns), the others want str
+    texts = (Conversations(current["messages"]) if method == "minhash" and config.on == "conversation"
+             else select_column(current, config.on))
     ids = current["id"].to_list()
     # the row key: identical copies share an id, so the reason and the clusters name the
     # copy kept by its source (file and line), which is unique (curate.record)

@@ -451,3 +451,80 @@ def band_pairs(keys, big_bucket):
                     k += 1
                     p = prev[p]
     return out[:k]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _turns_ascii(c_addr, c_len, c_null, t_addr, t_len, t0, t1):
+    """Whether every byte a conversation's turns say (their contents, and the tool calls of
+    turns with content: what filter.fields.turn_text takes) is ASCII."""
+    bits = np.uint8(0)
+    for t in range(t0, t1):
+        if c_null[t]:
+            continue
+        text = text_bytes(c_addr, c_len, t)
+        for i in range(c_len[t]):
+            bits |= text[i]
+        if t_len.shape[0]:
+            calls = text_bytes(t_addr, t_len, t)
+            for i in range(t_len[t]):
+                bits |= calls[i]
+    return bits < 128
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def turn_words(c_addr, c_len, c_null, t_addr, t_len, t0, t1, seq):
+    """units() of the conversation text (turns joined by white space) of ASCII turns
+    t0..t1, read in place: each turn's words, then its tool calls' words, in turn order.
+    The joined text's separators and trimmed edges are white space, so its words are
+    exactly these. ``seq`` needs the turns' bytes + 4 slots."""
+    k = 0
+    for t in range(t0, t1):
+        if c_null[t]:  # turn_text is null: the turn (and its tool calls) says nothing
+            continue
+        k += ascii_words(text_bytes(c_addr, c_len, t), c_len[t], seq[k:])
+        if t_len.shape[0]:
+            k += ascii_words(text_bytes(t_addr, t_len, t), t_len[t], seq[k:])
+    return k
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _turn_bytes(c_len, t_len, t0, t1):
+    total = 0
+    for t in range(t0, t1):
+        total += c_len[t] + (t_len[t] if t_len.shape[0] else 0)
+    return total
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def sign_turns(c_addr, c_len, c_null, t_addr, t_len, offsets, n, a, b, oph, salt, out, ascii):
+    """sign_spans on the conversation text of each document, read from its turns in place
+    (``offsets``: each document's turns; ``t_len`` empty when no turn calls a tool).
+    Documents with a non-ASCII byte are left unsigned, ``ascii`` False."""
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
+    for d in nb.prange(out.shape[0]):
+        t0, t1 = offsets[d], offsets[d + 1]
+        ascii[d] = _turns_ascii(c_addr, c_len, c_null, t_addr, t_len, t0, t1)
+        if ascii[d]:
+            total = _turn_bytes(c_len, t_len, t0, t1)
+            seq = np.empty(total + 4, dtype=np.uint64)
+            g = np.empty(total + 1, dtype=np.uint64)
+            w = np.empty(2 * out.shape[1], dtype=np.uint64)
+            k = turn_words(c_addr, c_len, c_null, t_addr, t_len, t0, t1, seq)
+            sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, out[d])
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def sign_turns_serial(c_addr, c_len, c_null, t_addr, t_len, offsets, n, a, b, oph, salt, out, ascii):
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
+    longest = 0
+    for d in range(out.shape[0]):
+        longest = max(longest, _turn_bytes(c_len, t_len, offsets[d], offsets[d + 1]))
+    seq = np.empty(longest + 4, dtype=np.uint64)
+    g = np.empty(longest + 1, dtype=np.uint64)
+    w = np.empty(2 * out.shape[1], dtype=np.uint64)
+    for d in range(out.shape[0]):
+        t0, t1 = offsets[d], offsets[d + 1]
+        ascii[d] = _turns_ascii(c_addr, c_len, c_null, t_addr, t_len, t0, t1)
+        if ascii[d]:
+            k = turn_words(c_addr, c_len, c_null, t_addr, t_len, t0, t1, seq)
+            sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, out[d])
