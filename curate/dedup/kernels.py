@@ -398,59 +398,75 @@ def band_pairs(keys, big_bucket):
     key in some band: every pair in a bucket of up to ``big_bucket`` members, a larger
     bucket linked as a star to its first member. One open-addressing table per band, so
     grouping costs one pass, not a sort; keys are compared whole, so only equal keys
-    share a bucket, as with sorting."""
+    share a bucket, as with sorting. A slot holds its key and its bucket's first and last
+    members side by side (one cache line a probe, where four arrays cost four misses);
+    the count and first member live by document, touched in order or only on a repeat."""
     n, nb_ = keys.shape
     size = 16
     while size < 2 * n:
         size *= 2
     mask = np.uint64(size - 1)
-    tkeys = np.empty(size, dtype=np.uint64)
-    thead = np.empty(size, dtype=np.int64)  # a bucket's first document, -1: an empty slot
-    ttail = np.empty(size, dtype=np.int64)  # its last so far
-    tcount = np.empty(size, dtype=np.int64)
-    slot_of = np.empty(n, dtype=np.int64)
+    low = np.uint64(0xFFFFFFFF)
+    table = np.empty((size, 2), dtype=np.uint64)  # key; first + 1 | last << 32 (0: empty)
+    first_of = np.empty(n, dtype=np.int64)
+    count = np.empty(n, dtype=np.int64)  # a bucket's size, by its first member
     prev = np.empty(n, dtype=np.int64)  # the member before this one in its bucket, -1 for the first
+    column = np.empty(n, dtype=np.uint64)
     out = np.empty(max(n, 16), dtype=np.int64)
     k = 0
     for band in range(nb_):
-        thead[:] = -1
+        table[:, 1] = 0
+        column[:] = keys[:, band]  # one strided copy: the probes below then read in order
+        repeats = 0
         for d in range(n):
-            key = keys[d, band]
+            key = column[d]
             slot = (key ^ (key >> np.uint64(29))) & mask
-            while thead[slot] != -1 and tkeys[slot] != key:
+            while table[slot, 1] != 0 and table[slot, 0] != key:
                 slot = (slot + np.uint64(1)) & mask
-            if thead[slot] == -1:
-                tkeys[slot], thead[slot], tcount[slot], prev[d] = key, d, 1, -1
+            v = table[slot, 1]
+            if v == 0:
+                table[slot, 0] = key
+                table[slot, 1] = np.uint64(d + 1) | (np.uint64(d) << np.uint64(32))
+                first_of[d], count[d], prev[d] = d, 1, -1
             else:
-                prev[d] = ttail[slot]
-                tcount[slot] += 1
-            ttail[slot] = d
-            slot_of[d] = slot
-        for d in range(n):
-            s = slot_of[d]
-            if prev[d] == -1:
-                continue
-            if tcount[s] > big_bucket:
-                need, p = 1, thead[s]
-            else:
-                need, p = 0, prev[d]
-                while p != -1:
-                    need += 1
-                    p = prev[p]
-                p = prev[d]
-            if k + need > out.shape[0]:
-                grown = np.empty(2 * out.shape[0] + need, dtype=np.int64)
-                grown[:k] = out[:k]
-                out = grown
-            if tcount[s] > big_bucket:
+                first = np.int64(v & low) - 1
+                first_of[d], prev[d] = first, np.int64(v >> np.uint64(32))
+                count[first] += 1
+                table[slot, 1] = (v & low) | (np.uint64(d) << np.uint64(32))
+                repeats += 1
+        if repeats:
+            out, k = _bucket_pairs(prev, first_of, count, big_bucket, n, out, k)
+    return out[:k]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bucket_pairs(prev, first_of, count, big_bucket, n, out, k):
+    """band_pairs' pairs of one band, appended to ``out`` from ``k`` (grown as needed)."""
+    for d in range(n):
+        if prev[d] == -1:
+            continue
+        big = count[first_of[d]] > big_bucket
+        if big:
+            need, p = 1, first_of[d]
+        else:
+            need, p = 0, prev[d]
+            while p != -1:
+                need += 1
+                p = prev[p]
+            p = prev[d]
+        if k + need > out.shape[0]:
+            grown = np.empty(2 * out.shape[0] + need, dtype=np.int64)
+            grown[:k] = out[:k]
+            out = grown
+        if big:
+            out[k] = p * n + d
+            k += 1
+        else:
+            while p != -1:
                 out[k] = p * n + d
                 k += 1
-            else:
-                while p != -1:
-                    out[k] = p * n + d
-                    k += 1
-                    p = prev[p]
-    return out[:k]
+                p = prev[p]
+    return out, k
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
