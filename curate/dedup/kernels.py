@@ -55,13 +55,20 @@ ASCII = _ascii_table()
 @nb.njit(cache=True, nogil=True, inline="always")
 def _ascii_step(text, pos, end, h, inword, seq, o):
     """units() for one byte of ASCII text, without a branch: the word hash so far is
-    written at ``o`` every time and kept (o advanced) only where a word ends."""
-    t = ASCII[text[pos] if pos < end else 32]  # past the end: a space, which ends the last word
-    space = np.int64(t >> np.uint16(8))
+    written at ``o`` every time and kept (o advanced) only where a word ends. Past
+    ``end`` the byte reads as a space, which ends the last word."""
+    return _ascii_byte(ASCII[text[pos] if pos < end else 32], h, inword, seq, o)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ascii_byte(t, h, inword, seq, o):
+    """_ascii_step on the byte's ASCII entry ``t``. ``inword`` and ``o`` are unsigned: a
+    signed index costs a negative-index check on every store."""
+    space = np.uint64(t >> np.uint16(8))
     seq[o] = h
     o += space & inword
     grown = (h ^ np.uint64(t & np.uint16(0xFF))) * np.uint64(FNV_PRIME)
-    return np.uint64(FNV_OFFSET) if space else grown, 1 - space, o
+    return np.uint64(FNV_OFFSET) if space else grown, np.uint64(1) - space, o
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -76,29 +83,38 @@ def ascii_words(text, L, seq):
     """units() of an ASCII text's words (the same values; ``seq`` needs L + 4 slots): the
     text cut at white space near its quarters into four runs hashed side by side. FNV-1a
     is a chain of dependent multiplies along a word, and a branch per word end
-    mispredicts; four branch-free chains keep the multiplier busy instead."""
+    mispredicts; four branch-free chains keep the multiplier busy instead. The first
+    ``short`` bytes of every run need no end check: only the longer runs' tails do."""
     s1 = _split_at_space(text, L // 4, L)
     s2 = _split_at_space(text, max(L // 2, s1), L)
     s3 = _split_at_space(text, max(3 * L // 4, s2), L)
     n = max(max(s1, s2 - s1), max(s3 - s2, L - s3))
+    short = min(min(s1, s2 - s1), min(s3 - s2, L - s3))
     h0 = h1 = h2 = h3 = np.uint64(FNV_OFFSET)
-    w0 = w1 = w2 = w3 = 0
+    w0 = w1 = w2 = w3 = np.uint64(0)
     # run r writes from s_r + r: it has at most s_{r+1} - s_r words (a word is at least one
     # byte), so even its write-always store never reaches the next run's first slot
-    o0, o1, o2, o3 = 0, s1 + 1, s2 + 2, s3 + 3
-    for i in range(n + 1):
+    o0, o1, o2, o3 = np.uint64(0), np.uint64(s1 + 1), np.uint64(s2 + 2), np.uint64(s3 + 3)
+    u1, u2, u3 = np.uint64(s1), np.uint64(s2), np.uint64(s3)
+    for i in range(short):
+        ui = np.uint64(i)
+        h0, w0, o0 = _ascii_byte(ASCII[text[ui]], h0, w0, seq, o0)
+        h1, w1, o1 = _ascii_byte(ASCII[text[u1 + ui]], h1, w1, seq, o1)
+        h2, w2, o2 = _ascii_byte(ASCII[text[u2 + ui]], h2, w2, seq, o2)
+        h3, w3, o3 = _ascii_byte(ASCII[text[u3 + ui]], h3, w3, seq, o3)
+    for i in range(short, n + 1):
         h0, w0, o0 = _ascii_step(text, i, s1, h0, w0, seq, o0)
         h1, w1, o1 = _ascii_step(text, s1 + i, s2, h1, w1, seq, o1)
         h2, w2, o2 = _ascii_step(text, s2 + i, s3, h2, w2, seq, o2)
         h3, w3, o3 = _ascii_step(text, s3 + i, L, h3, w3, seq, o3)
-    k = o0
-    for j in range(s1 + 1, o1):
+    k = np.int64(o0)
+    for j in range(s1 + 1, np.int64(o1)):
         seq[k] = seq[j]
         k += 1
-    for j in range(s2 + 2, o2):
+    for j in range(s2 + 2, np.int64(o2)):
         seq[k] = seq[j]
         k += 1
-    for j in range(s3 + 3, o3):
+    for j in range(s3 + 3, np.int64(o3)):
         seq[k] = seq[j]
         k += 1
     return k
