@@ -193,9 +193,10 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
-    # MinHash reads the column in place (the conversation: its turns), the others want str
-    texts = (Conversations(current["messages"]) if method == "minhash" and config.on == "conversation"
-             else select_column(current, config.on))
+    # MinHash in this process reads the column in place (the conversation: from its turns);
+    # the other methods, and other engines (Ray, a subclass), take the joined text
+    turns = method == "minhash" and config.on == "conversation" and type(backend) is LocalBackend
+    texts = Conversations(current["messages"]) if turns else select_column(current, config.on)
     ids = current["id"]
     # the row key: identical copies share an id, so the reason and the clusters name the
     # copy kept by its source (file and line), which is unique (curate.record)

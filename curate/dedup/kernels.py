@@ -376,6 +376,26 @@ def jaccard_pairs(sets, offsets, left, right):
 
 
 @nb.njit(cache=True, nogil=True)
+def agreement(sigs, left, right, oph, out):
+    """minhash.estimated_jaccard per pair, one pass over the two rows (numpy gathers both
+    rows of every pair into new arrays first). The counts are integers, so the ratio is
+    the same float numpy's mean or division gives."""
+    P = sigs.shape[1]
+    for k in range(left.shape[0]):
+        a, b = sigs[left[k]], sigs[right[k]]
+        matched = 0
+        both_copied = 0
+        for p in range(P):
+            if oph:
+                matched += (a[p] == b[p]) & (a[p] < np.uint32(COPIED))
+                both_copied += (a[p] & b[p]) >= np.uint32(COPIED)
+            else:
+                matched += a[p] == b[p]
+        counted = P - both_copied
+        out[k] = matched / counted if counted else np.nan  # 0/0, as numpy's division gives
+
+
+@nb.njit(cache=True, nogil=True)
 def band_keys_kernel(sigs, bands, rows, out):
     """Each band's key: FNV-1a fold of its rows. One thread: memory-bound, and a thread
     pool costs more. A document's bands are folded side by side, row by row: a band's

@@ -240,15 +240,11 @@ def estimated_jaccard(sigs: np.ndarray, left: np.ndarray, right: np.ndarray, sig
     bins that agree and were filled by shingles in both, over the bins not copied in by
     densification in both (Li, Owen and Zhang 2012: unbiased, and on short documents less
     noisy than counting the copies, which repeat a few bins)."""
+    from .kernels import agreement
+
     out = np.empty(len(left), dtype=np.float64)
-    for s in range(0, len(left), 100_000):  # bounded memory
-        a, b = sigs[left[s:s + 100_000]], sigs[right[s:s + 100_000]]
-        if signature == "oph":
-            matched = ((a == b) & (a < COPIED)).sum(axis=1)
-            both_copied = ((a & b) >= COPIED).sum(axis=1)
-            out[s:s + 100_000] = matched / (sigs.shape[1] - both_copied)
-        else:
-            out[s:s + 100_000] = (a == b).mean(axis=1)
+    agreement(np.ascontiguousarray(sigs), np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64),
+              signature == "oph", out)
     return out
 
 
