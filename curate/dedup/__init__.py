@@ -12,8 +12,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo,
 
 from ..stage import StageResult, base_stats
 from ..stages import Stage
-from .clusters import cluster_table, components, representatives, star_clusters
-from .text import select_column, select_text
+from .clusters import cluster_numbers, cluster_table, components, representatives, star_clusters
+from .text import Conversations, select_column, select_text
 
 Method = Literal["exact", "minhash", "semantic"]
 DEFAULT_THRESHOLD = {"minhash": 0.8, "semantic": 0.92}
@@ -193,11 +193,14 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
-    texts = select_column(current, config.on)  # MinHash reads the column in place; the others want str
-    ids = current["id"].to_list()
+    # MinHash in this process reads the column in place (the conversation: from its turns);
+    # the other methods, and other engines (Ray, a subclass), take the joined text
+    turns = method == "minhash" and config.on == "conversation" and type(backend) is LocalBackend
+    texts = Conversations(current["messages"]) if turns else select_column(current, config.on)
+    ids = current["id"]
     # the row key: identical copies share an id, so the reason and the clusters name the
     # copy kept by its source (file and line), which is unique (curate.record)
-    keys = current["source"].to_list() if "source" in current.columns else ids
+    keys = current["source"] if "source" in current.columns else ids
     scores = current["score"].to_numpy() if "score" in current.columns else None
     info: dict = {"method": method, "in": current.height}
     if method == "exact":
@@ -207,18 +210,15 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
     elif method == "minhash":
         labels, reps, similarity = _minhash(texts, config, scores, info, backend)
     else:
-        labels, reps, similarity = _semantic(ids, texts.to_list(), config, scores, info, embedder, backend, current)
+        labels, reps, similarity = _semantic(ids.to_list(), texts.to_list(), config, scores, info, embedder, backend,
+                                             current)
     is_dup = reps != np.arange(current.height)
     clusters = cluster_table(ids, labels, reps, similarity, method, keys)
-    cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list())) if clusters.height else {}
-    measure = {"minhash": "jaccard", "semantic": "cosine"}.get(method)
     dup_idx = np.flatnonzero(is_dup)
-    reasons = [f"duplicate of {keys[reps[i]]} (id {ids[reps[i]]}, "
-               + (f"{measure} {similarity[i]:.3f}" if measure else "exact match") + ")" for i in dup_idx]
     rejected = [current[dup_idx].with_columns(
         pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
-        pl.Series("reason", reasons, dtype=pl.String),
-        pl.Series("cluster", [cluster_of[keys[i]] for i in dup_idx], dtype=pl.Int64))]
+        _reasons(method, reps[dup_idx], similarity[dup_idx], ids, keys).alias("reason"),
+        _clusters_of(dup_idx, labels, clusters, keys).alias("cluster"))]
     drop = is_dup.copy()
     conflict_reasons = info.pop("_conflict_reject", {})
     if conflict_reasons:
@@ -235,6 +235,36 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
                 clusters=int(clusters["cluster"].n_unique()) if clusters.height else 0,
                 seconds=round(time.perf_counter() - t, 4))
     return current, rejected, clusters, info
+
+
+def _reasons(method: str, reps: np.ndarray, similarity: np.ndarray, ids: pl.Series, keys: pl.Series) -> pl.Series:
+    """Each duplicate's reason: the record it duplicates (key and id) and how similar they
+    are. Built column-wise; the few distinct similarities are formatted once each (by
+    their bits, so every value keeps its own text)."""
+    measure = {"minhash": "jaccard", "semantic": "cosine"}.get(method)
+    if measure:
+        bits, inverse = np.unique(np.ascontiguousarray(similarity, dtype=np.float64).view(np.uint64),
+                                  return_inverse=True)
+        texts = [f"{measure} {v:.3f}" for v in bits.view(np.float64).tolist()]
+        how = pl.Series(texts, dtype=pl.String).gather(inverse.reshape(-1))
+    else:
+        how = pl.repeat("exact match", len(reps), dtype=pl.String, eager=True)
+    frame = pl.DataFrame({"key": keys.gather(reps), "id": ids.gather(reps), "how": how})
+    # a null key or id reads "None", as str() wrote it before
+    reason = pl.concat_str([pl.lit("duplicate of "), pl.col("key").fill_null("None"), pl.lit(" (id "),
+                            pl.col("id").fill_null("None"), pl.lit(", "), "how", pl.lit(")")])
+    return frame.select(reason).to_series()
+
+
+def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame, keys: pl.Series) -> pl.Series:
+    """Each duplicate's cluster: the cluster-table row of its key. Keys are unique (sources)
+    but where they repeat (ids, or a record table whose sources do) the last row of a key
+    names its cluster, as a dict from the table did."""
+    if clusters["source"].is_duplicated().any():
+        cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list()))
+        return pl.Series([cluster_of[k] for k in keys.gather(dup_idx).to_list()], dtype=pl.Int64)
+    members, _ = cluster_numbers(labels)  # the table's rows, in order
+    return clusters["cluster"].gather(np.searchsorted(members, dup_idx))
 
 
 class LocalBackend:

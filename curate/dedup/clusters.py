@@ -64,24 +64,38 @@ def star_clusters(n: int, left: np.ndarray, right: np.ndarray, sim: np.ndarray,
     return rep, best
 
 
-def cluster_table(ids: list[str], labels: np.ndarray, kept: np.ndarray, similarity: np.ndarray,
-                  method: str, keys: list[str] | None = None) -> pl.DataFrame:
+def cluster_numbers(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The records whose cluster has another member (ascending), and each one's cluster,
+    numbered by first appearance."""
+    sizes = np.bincount(labels, minlength=len(labels))
+    idx = np.flatnonzero(sizes[labels] > 1)
+    _, first, inverse = np.unique(labels[idx], return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return idx, rank[inverse]
+
+
+def _strings(values) -> pl.Series:
+    return values if isinstance(values, pl.Series) else pl.Series(values, dtype=pl.String)
+
+
+def cluster_table(ids, labels: np.ndarray, kept: np.ndarray, similarity: np.ndarray,
+                  method: str, keys=None) -> pl.DataFrame:
     """One row per record that has a duplicate; clusters numbered by first appearance.
     ``keys``: each record's unique key (its source); ``id`` is shared by exact copies, so
-    ``source`` and ``kept_source`` say which member a row is and which one was kept."""
-    keys = ids if keys is None else keys
-    sizes = np.bincount(labels, minlength=len(labels))
-    member = sizes[labels] > 1
-    idx = np.flatnonzero(member)
-    first_seen: dict[int, int] = {}
-    cluster = [first_seen.setdefault(int(labels[i]), len(first_seen)) for i in idx]
+    ``source`` and ``kept_source`` say which member a row is and which one was kept.
+    ``ids`` and ``keys``: lists of str or String columns (gathered, not looped over)."""
+    ids = _strings(ids)
+    keys = ids if keys is None else _strings(keys)
+    idx, cluster = cluster_numbers(labels)
+    rep = np.asarray(kept, dtype=np.int64)[idx]
     return pl.DataFrame({
-        "id": [ids[i] for i in idx],
-        "source": [keys[i] for i in idx],
+        "id": ids.gather(idx),
+        "source": keys.gather(idx),
         "cluster": pl.Series(cluster, dtype=pl.Int64),
-        "kept_id": [ids[int(kept[i])] for i in idx],
-        "kept_source": [keys[int(kept[i])] for i in idx],
-        "method": [method] * len(idx),
+        "kept_id": ids.gather(rep),
+        "kept_source": keys.gather(rep),
+        "method": pl.repeat(method, len(idx), dtype=pl.String, eager=True),
         "similarity": pl.Series(similarity[idx].round(6), dtype=pl.Float64),
     }, schema={"id": pl.String, "source": pl.String, "cluster": pl.Int64, "kept_id": pl.String,
                "kept_source": pl.String, "method": pl.String, "similarity": pl.Float64})

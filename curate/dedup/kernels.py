@@ -55,13 +55,20 @@ ASCII = _ascii_table()
 @nb.njit(cache=True, nogil=True, inline="always")
 def _ascii_step(text, pos, end, h, inword, seq, o):
     """units() for one byte of ASCII text, without a branch: the word hash so far is
-    written at ``o`` every time and kept (o advanced) only where a word ends."""
-    t = ASCII[text[pos] if pos < end else 32]  # past the end: a space, which ends the last word
-    space = np.int64(t >> np.uint16(8))
+    written at ``o`` every time and kept (o advanced) only where a word ends. Past
+    ``end`` the byte reads as a space, which ends the last word."""
+    return _ascii_byte(ASCII[text[pos] if pos < end else 32], h, inword, seq, o)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ascii_byte(t, h, inword, seq, o):
+    """_ascii_step on the byte's ASCII entry ``t``. ``inword`` and ``o`` are unsigned: a
+    signed index costs a negative-index check on every store."""
+    space = np.uint64(t >> np.uint16(8))
     seq[o] = h
     o += space & inword
     grown = (h ^ np.uint64(t & np.uint16(0xFF))) * np.uint64(FNV_PRIME)
-    return np.uint64(FNV_OFFSET) if space else grown, 1 - space, o
+    return np.uint64(FNV_OFFSET) if space else grown, np.uint64(1) - space, o
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -76,29 +83,38 @@ def ascii_words(text, L, seq):
     """units() of an ASCII text's words (the same values; ``seq`` needs L + 4 slots): the
     text cut at white space near its quarters into four runs hashed side by side. FNV-1a
     is a chain of dependent multiplies along a word, and a branch per word end
-    mispredicts; four branch-free chains keep the multiplier busy instead."""
+    mispredicts; four branch-free chains keep the multiplier busy instead. The first
+    ``short`` bytes of every run need no end check: only the longer runs' tails do."""
     s1 = _split_at_space(text, L // 4, L)
     s2 = _split_at_space(text, max(L // 2, s1), L)
     s3 = _split_at_space(text, max(3 * L // 4, s2), L)
     n = max(max(s1, s2 - s1), max(s3 - s2, L - s3))
+    short = min(min(s1, s2 - s1), min(s3 - s2, L - s3))
     h0 = h1 = h2 = h3 = np.uint64(FNV_OFFSET)
-    w0 = w1 = w2 = w3 = 0
+    w0 = w1 = w2 = w3 = np.uint64(0)
     # run r writes from s_r + r: it has at most s_{r+1} - s_r words (a word is at least one
     # byte), so even its write-always store never reaches the next run's first slot
-    o0, o1, o2, o3 = 0, s1 + 1, s2 + 2, s3 + 3
-    for i in range(n + 1):
+    o0, o1, o2, o3 = np.uint64(0), np.uint64(s1 + 1), np.uint64(s2 + 2), np.uint64(s3 + 3)
+    u1, u2, u3 = np.uint64(s1), np.uint64(s2), np.uint64(s3)
+    for i in range(short):
+        ui = np.uint64(i)
+        h0, w0, o0 = _ascii_byte(ASCII[text[ui]], h0, w0, seq, o0)
+        h1, w1, o1 = _ascii_byte(ASCII[text[u1 + ui]], h1, w1, seq, o1)
+        h2, w2, o2 = _ascii_byte(ASCII[text[u2 + ui]], h2, w2, seq, o2)
+        h3, w3, o3 = _ascii_byte(ASCII[text[u3 + ui]], h3, w3, seq, o3)
+    for i in range(short, n + 1):
         h0, w0, o0 = _ascii_step(text, i, s1, h0, w0, seq, o0)
         h1, w1, o1 = _ascii_step(text, s1 + i, s2, h1, w1, seq, o1)
         h2, w2, o2 = _ascii_step(text, s2 + i, s3, h2, w2, seq, o2)
         h3, w3, o3 = _ascii_step(text, s3 + i, L, h3, w3, seq, o3)
-    k = o0
-    for j in range(s1 + 1, o1):
+    k = np.int64(o0)
+    for j in range(s1 + 1, np.int64(o1)):
         seq[k] = seq[j]
         k += 1
-    for j in range(s2 + 2, o2):
+    for j in range(s2 + 2, np.int64(o2)):
         seq[k] = seq[j]
         k += 1
-    for j in range(s3 + 3, o3):
+    for j in range(s3 + 3, np.int64(o3)):
         seq[k] = seq[j]
         k += 1
     return k
@@ -360,13 +376,40 @@ def jaccard_pairs(sets, offsets, left, right):
 
 
 @nb.njit(cache=True, nogil=True)
+def agreement(sigs, left, right, oph, out):
+    """minhash.estimated_jaccard per pair, one pass over the two rows (numpy gathers both
+    rows of every pair into new arrays first). The counts are integers, so the ratio is
+    the same float numpy's mean or division gives."""
+    P = sigs.shape[1]
+    for k in range(left.shape[0]):
+        a, b = sigs[left[k]], sigs[right[k]]
+        matched = 0
+        both_copied = 0
+        for p in range(P):
+            if oph:
+                matched += (a[p] == b[p]) & (a[p] < np.uint32(COPIED))
+                both_copied += (a[p] & b[p]) >= np.uint32(COPIED)
+            else:
+                matched += a[p] == b[p]
+        counted = P - both_copied
+        out[k] = matched / counted if counted else np.nan  # 0/0, as numpy's division gives
+
+
+@nb.njit(cache=True, nogil=True)
 def band_keys_kernel(sigs, bands, rows, out):
-    for d in range(sigs.shape[0]):  # one thread: memory-bound, and a thread pool costs more
+    """Each band's key: FNV-1a fold of its rows. One thread: memory-bound, and a thread
+    pool costs more. A document's bands are folded side by side, row by row: a band's
+    fold is a chain of dependent multiplies, the bands' chains are independent (3x faster
+    than one band after another)."""
+    key = np.empty(bands, dtype=np.uint64)
+    for d in range(sigs.shape[0]):
         for band in range(bands):
-            key = np.uint64(FNV_OFFSET)
-            for r in range(band * rows, band * rows + rows):
-                key = (key ^ np.uint64(sigs[d, r])) * np.uint64(FNV_PRIME)
-            out[d, band] = key
+            key[band] = np.uint64(FNV_OFFSET)
+        for r in range(rows):
+            for band in range(bands):
+                key[band] = (key[band] ^ np.uint64(sigs[d, band * rows + r])) * np.uint64(FNV_PRIME)
+        for band in range(bands):
+            out[d, band] = key[band]
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -398,56 +441,149 @@ def band_pairs(keys, big_bucket):
     key in some band: every pair in a bucket of up to ``big_bucket`` members, a larger
     bucket linked as a star to its first member. One open-addressing table per band, so
     grouping costs one pass, not a sort; keys are compared whole, so only equal keys
-    share a bucket, as with sorting."""
+    share a bucket, as with sorting. A slot holds its key and its bucket's first and last
+    members side by side (one cache line a probe, where four arrays cost four misses);
+    the count and first member live by document, touched in order or only on a repeat."""
     n, nb_ = keys.shape
     size = 16
     while size < 2 * n:
         size *= 2
     mask = np.uint64(size - 1)
-    tkeys = np.empty(size, dtype=np.uint64)
-    thead = np.empty(size, dtype=np.int64)  # a bucket's first document, -1: an empty slot
-    ttail = np.empty(size, dtype=np.int64)  # its last so far
-    tcount = np.empty(size, dtype=np.int64)
-    slot_of = np.empty(n, dtype=np.int64)
+    low = np.uint64(0xFFFFFFFF)
+    table = np.empty((size, 2), dtype=np.uint64)  # key; first + 1 | last << 32 (0: empty)
+    first_of = np.empty(n, dtype=np.int64)
+    count = np.empty(n, dtype=np.int64)  # a bucket's size, by its first member
     prev = np.empty(n, dtype=np.int64)  # the member before this one in its bucket, -1 for the first
+    column = np.empty(n, dtype=np.uint64)
     out = np.empty(max(n, 16), dtype=np.int64)
     k = 0
     for band in range(nb_):
-        thead[:] = -1
+        table[:, 1] = 0
+        column[:] = keys[:, band]  # one strided copy: the probes below then read in order
+        repeats = 0
         for d in range(n):
-            key = keys[d, band]
+            key = column[d]
             slot = (key ^ (key >> np.uint64(29))) & mask
-            while thead[slot] != -1 and tkeys[slot] != key:
+            while table[slot, 1] != 0 and table[slot, 0] != key:
                 slot = (slot + np.uint64(1)) & mask
-            if thead[slot] == -1:
-                tkeys[slot], thead[slot], tcount[slot], prev[d] = key, d, 1, -1
+            v = table[slot, 1]
+            if v == 0:
+                table[slot, 0] = key
+                table[slot, 1] = np.uint64(d + 1) | (np.uint64(d) << np.uint64(32))
+                first_of[d], count[d], prev[d] = d, 1, -1
             else:
-                prev[d] = ttail[slot]
-                tcount[slot] += 1
-            ttail[slot] = d
-            slot_of[d] = slot
-        for d in range(n):
-            s = slot_of[d]
-            if prev[d] == -1:
-                continue
-            if tcount[s] > big_bucket:
-                need, p = 1, thead[s]
-            else:
-                need, p = 0, prev[d]
-                while p != -1:
-                    need += 1
-                    p = prev[p]
-                p = prev[d]
-            if k + need > out.shape[0]:
-                grown = np.empty(2 * out.shape[0] + need, dtype=np.int64)
-                grown[:k] = out[:k]
-                out = grown
-            if tcount[s] > big_bucket:
+                first = np.int64(v & low) - 1
+                first_of[d], prev[d] = first, np.int64(v >> np.uint64(32))
+                count[first] += 1
+                table[slot, 1] = (v & low) | (np.uint64(d) << np.uint64(32))
+                repeats += 1
+        if repeats:
+            out, k = _bucket_pairs(prev, first_of, count, big_bucket, n, out, k)
+    return out[:k]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bucket_pairs(prev, first_of, count, big_bucket, n, out, k):
+    """band_pairs' pairs of one band, appended to ``out`` from ``k`` (grown as needed)."""
+    for d in range(n):
+        if prev[d] == -1:
+            continue
+        big = count[first_of[d]] > big_bucket
+        if big:
+            need, p = 1, first_of[d]
+        else:
+            need, p = 0, prev[d]
+            while p != -1:
+                need += 1
+                p = prev[p]
+            p = prev[d]
+        if k + need > out.shape[0]:
+            grown = np.empty(2 * out.shape[0] + need, dtype=np.int64)
+            grown[:k] = out[:k]
+            out = grown
+        if big:
+            out[k] = p * n + d
+            k += 1
+        else:
+            while p != -1:
                 out[k] = p * n + d
                 k += 1
-            else:
-                while p != -1:
-                    out[k] = p * n + d
-                    k += 1
-                    p = prev[p]
-    return out[:k]
+                p = prev[p]
+    return out, k
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _turns_ascii(c_addr, c_len, c_null, t_addr, t_len, t0, t1):
+    """Whether every byte a conversation's turns say (their contents, and the tool calls of
+    turns with content: what filter.fields.turn_text takes) is ASCII."""
+    bits = np.uint8(0)
+    for t in range(t0, t1):
+        if c_null[t]:
+            continue
+        text = text_bytes(c_addr, c_len, t)
+        for i in range(c_len[t]):
+            bits |= text[i]
+        if t_len.shape[0]:
+            calls = text_bytes(t_addr, t_len, t)
+            for i in range(t_len[t]):
+                bits |= calls[i]
+    return bits < 128
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def turn_words(c_addr, c_len, c_null, t_addr, t_len, t0, t1, seq):
+    """units() of the conversation text (turns joined by white space) of ASCII turns
+    t0..t1, read in place: each turn's words, then its tool calls' words, in turn order.
+    The joined text's separators and trimmed edges are white space, so its words are
+    exactly these. ``seq`` needs the turns' bytes + 4 slots."""
+    k = 0
+    for t in range(t0, t1):
+        if c_null[t]:  # turn_text is null: the turn (and its tool calls) says nothing
+            continue
+        k += ascii_words(text_bytes(c_addr, c_len, t), c_len[t], seq[k:])
+        if t_len.shape[0]:
+            k += ascii_words(text_bytes(t_addr, t_len, t), t_len[t], seq[k:])
+    return k
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _turn_bytes(c_len, t_len, t0, t1):
+    total = 0
+    for t in range(t0, t1):
+        total += c_len[t] + (t_len[t] if t_len.shape[0] else 0)
+    return total
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def sign_turns(c_addr, c_len, c_null, t_addr, t_len, offsets, n, a, b, oph, salt, out, ascii):
+    """sign_spans on the conversation text of each document, read from its turns in place
+    (``offsets``: each document's turns; ``t_len`` empty when no turn calls a tool).
+    Documents with a non-ASCII byte are left unsigned, ``ascii`` False."""
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
+    for d in nb.prange(out.shape[0]):
+        t0, t1 = offsets[d], offsets[d + 1]
+        ascii[d] = _turns_ascii(c_addr, c_len, c_null, t_addr, t_len, t0, t1)
+        if ascii[d]:
+            total = _turn_bytes(c_len, t_len, t0, t1)
+            seq = np.empty(total + 4, dtype=np.uint64)
+            g = np.empty(total + 1, dtype=np.uint64)
+            w = np.empty(2 * out.shape[1], dtype=np.uint64)
+            k = turn_words(c_addr, c_len, c_null, t_addr, t_len, t0, t1, seq)
+            sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, out[d])
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def sign_turns_serial(c_addr, c_len, c_null, t_addr, t_len, offsets, n, a, b, oph, salt, out, ascii):
+    probes = oph_probes(salt, out.shape[1]) if oph else np.zeros((1, 1), dtype=np.int32)
+    longest = 0
+    for d in range(out.shape[0]):
+        longest = max(longest, _turn_bytes(c_len, t_len, offsets[d], offsets[d + 1]))
+    seq = np.empty(longest + 4, dtype=np.uint64)
+    g = np.empty(longest + 1, dtype=np.uint64)
+    w = np.empty(2 * out.shape[1], dtype=np.uint64)
+    for d in range(out.shape[0]):
+        t0, t1 = offsets[d], offsets[d + 1]
+        ascii[d] = _turns_ascii(c_addr, c_len, c_null, t_addr, t_len, t0, t1)
+        if ascii[d]:
+            k = turn_words(c_addr, c_len, c_null, t_addr, t_len, t0, t1, seq)
+            sign_hashes(g, gram_hashes(seq, k, n, g), a, b, oph, salt, probes, w, out[d])

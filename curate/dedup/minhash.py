@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hashconst import GOLDEN, MIX1, MIX2
-from .text import normalise
+from .text import Conversations, normalise
 
 MASK64 = (1 << 64) - 1
 COPIED = np.uint32(1 << 31)  # an oph bin's value copied in by densification (kernels.COPIED)
@@ -96,7 +96,12 @@ def shingle_and_sign(texts, num_perm: int, ngram: int, shingle: str = "word",
     """Signatures of ``texts`` (a list of str, or a polars String column: word shingles of
     its ASCII texts are then read in place, with no Python string made). ``signature``:
     ``kperm``, one hash per permutation and shingle, or ``oph``, one hash per shingle
-    binned into ``num_perm`` bins and densified (docs/dedup.md)."""
+    binned into ``num_perm`` bins and densified (docs/dedup.md). ``texts`` may also be
+    :class:`~.text.Conversations`: word shingles are then read from the turns themselves."""
+    if isinstance(texts, Conversations):
+        if shingle == "word" and not strip_punct and not keep_sets:
+            return Shingled(sign_conversations(texts, num_perm, ngram, seed, signature), None, None)
+        texts = texts.column()
     if not isinstance(texts, list):
         if shingle == "word" and not strip_punct and not keep_sets:
             return Shingled(_sign_column(texts, num_perm, ngram, seed, signature), None, None)
@@ -146,6 +151,41 @@ def _sign_column(texts, num_perm: int, ngram: int, seed: int, signature: str) ->
     if len(others):
         sigs[others] = shingle_and_sign(texts.gather(others).to_list(), num_perm, ngram, seed=seed,
                                         signature=signature).signatures
+    return sigs
+
+
+def sign_conversations(conv: Conversations, num_perm: int, ngram: int, seed: int, signature: str) -> np.ndarray:
+    """_sign_column's signatures of the conversation text, without joining it: the joined
+    text's words are its turns' words in order (turns are trimmed of white space and
+    joined by a blank line), so the kernel reads each turn's content and tool calls in
+    place. Conversations with a non-ASCII byte take the joined text's path (they are
+    normalised first)."""
+    from ..textkernels import threads, utf8_spans
+    from . import kernels as k
+
+    a, b, oph, salt = _scheme(signature, num_perm, seed)
+    messages = conv.messages
+    turns = messages.explode(empty_as_null=False, keep_nulls=False)
+    offsets = np.zeros(len(messages) + 1, dtype=np.int64)
+    np.cumsum(messages.list.len().fill_null(0).to_numpy(), out=offsets[1:])
+    if offsets[-1] != len(turns):  # explode and the list lengths disagree: never seen; be safe
+        return _sign_column(conv.column(), num_perm, ngram, seed, signature)
+    content, calls = turns.struct.field("content"), turns.struct.field("tool_calls")
+    c_null = content.is_null().to_numpy()
+    c_addr, c_len, c_owner = utf8_spans(content)
+    t_addr = t_len = np.zeros(0, dtype=np.int64)  # no turn calls a tool: no spans to read
+    t_owner = None
+    if calls.null_count() < len(calls):
+        t_addr, t_len, t_owner = utf8_spans(calls)
+    sigs = np.empty((len(messages), num_perm), dtype=np.uint32)
+    ascii = np.empty(len(messages), dtype=np.bool_)
+    sign = k.sign_turns if threads() > 1 else k.sign_turns_serial
+    sign(c_addr, c_len, c_null, t_addr, t_len, offsets, ngram, a, b, oph, salt, sigs, ascii)
+    del c_owner, t_owner  # the turns' memory was read up to here
+    others = np.flatnonzero(~ascii)
+    if len(others):
+        text = Conversations(messages.gather(others)).column()
+        sigs[others] = shingle_and_sign(text.to_list(), num_perm, ngram, seed=seed, signature=signature).signatures
     return sigs
 
 
@@ -200,15 +240,11 @@ def estimated_jaccard(sigs: np.ndarray, left: np.ndarray, right: np.ndarray, sig
     bins that agree and were filled by shingles in both, over the bins not copied in by
     densification in both (Li, Owen and Zhang 2012: unbiased, and on short documents less
     noisy than counting the copies, which repeat a few bins)."""
+    from .kernels import agreement
+
     out = np.empty(len(left), dtype=np.float64)
-    for s in range(0, len(left), 100_000):  # bounded memory
-        a, b = sigs[left[s:s + 100_000]], sigs[right[s:s + 100_000]]
-        if signature == "oph":
-            matched = ((a == b) & (a < COPIED)).sum(axis=1)
-            both_copied = ((a & b) >= COPIED).sum(axis=1)
-            out[s:s + 100_000] = matched / (sigs.shape[1] - both_copied)
-        else:
-            out[s:s + 100_000] = (a == b).mean(axis=1)
+    agreement(np.ascontiguousarray(sigs), np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64),
+              signature == "oph", out)
     return out
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -19,6 +20,23 @@ def select_text(records: pl.DataFrame, on: str) -> list[str]:
 def select_column(records: pl.DataFrame, on: str) -> pl.Series:
     """select_text as a polars column (MinHash reads it in place)."""
     return records.select(field_text(ON[on]).alias("t"))["t"]
+
+
+@dataclass
+class Conversations:
+    """Each record's conversation text (``on: conversation``), not joined yet: MinHash's
+    word shingles read its words from the turns in place (minhash.sign_conversations);
+    everything else asks for the joined column, built on demand."""
+    messages: pl.Series
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def column(self) -> pl.Series:
+        return select_column(pl.DataFrame([self.messages.alias("messages")]), "conversation")
+
+    def to_list(self) -> list[str]:
+        return self.column().to_list()
 
 
 def normalise(text: str, strip_punct: bool = False, collapse: bool = True) -> str:

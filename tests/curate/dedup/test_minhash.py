@@ -288,3 +288,22 @@ def test_ascii_column_words_equal_the_code_point_path(signature):
     for ngram in (1, 2, 5):
         want = mh.shingle_and_sign(docs, 32, ngram, signature=signature, keep_sets=True).signatures
         assert np.array_equal(mh.shingle_and_sign(pl.Series(docs), 32, ngram, signature=signature).signatures, want)
+
+
+@pytest.mark.parametrize("num_perm", [2, 7, 128])
+def test_estimated_jaccard_kernel_equals_the_numpy_formula(num_perm):
+    """The per-pair kernel gives numpy's values bit for bit: kperm the share of rows that
+    agree, oph the agreeing shingle-filled bins over the bins not copied in both."""
+    rng = np.random.default_rng(num_perm)
+    sigs = rng.integers(0, 2**31, size=(400, num_perm), dtype=np.uint64).astype(np.uint32)
+    sigs[1::2] = np.where(rng.random((200, num_perm)) < 0.7, sigs[0::2], sigs[1::2])  # near copies
+    sigs |= np.where(rng.random(sigs.shape) < 0.3, mh.COPIED, np.uint32(0))  # bins copied in
+    sigs[:, 0] &= ~mh.COPIED  # a signature has a bin its shingles filled, as every one does
+    left, right = rng.integers(0, 400, 5000), rng.integers(0, 400, 5000)
+    a, b = sigs[left], sigs[right]
+    want = {"kperm": (a == b).mean(axis=1),
+            "oph": ((a == b) & (a < mh.COPIED)).sum(axis=1) / (num_perm - ((a & b) >= mh.COPIED).sum(axis=1))}
+    for scheme, values in want.items():
+        got = mh.estimated_jaccard(sigs, left, right, scheme)
+        assert got.tobytes() == values.tobytes(), scheme
+        assert len(np.unique(got)) >= min(num_perm, 4)
