@@ -109,31 +109,22 @@ def nfc_table() -> np.ndarray:
     return flags
 
 
-def read_native(data: bytes, label: str, fmt: str | None) -> NativeRead:
-    """Records for the lines of ``data`` (a JSON Lines file's bytes) the scan proves it reads
-    exactly; the other non-blank lines in ``punted``."""
+def read_native(data, label: str, fmt: str | None) -> NativeRead:
+    """Records for the lines of ``data`` (a JSON Lines file's bytes: ``bytes`` or a
+    read-only ``mmap``) the scan proves it reads exactly; the other non-blank lines in
+    ``punted``. Keeps no reference to ``data`` (so a mapping can be closed after)."""
     from .jsonl_native_kernel import scan
 
     buf = np.frombuffer(data, np.uint8)
-    nl = _newlines(buf)
-    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
-    ends = np.concatenate((nl, [len(buf)])).astype(np.int64)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
     nfc = nfc_table()
     (lines, rec_turns, roles, toff, content, meta_off, meta, canon_off, canon,
-     punt) = scan(buf, starts, ends, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc,
-                  *_tables()[8:])
-    punted = [(int(n), data[starts[n - 1]:ends[n - 1]]) for n in punt.tolist()]
+     punt) = scan(buf, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc, *_tables()[8:])
+    del buf
+    punted = [(line, data[s:e]) for line, s, e in punt.tolist()]
     ids = _ids(canon, canon_off)
     return NativeRead(_table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta), punted)
-
-
-def _newlines(buf: np.ndarray, step: int = 1 << 20) -> np.ndarray:
-    """Positions of the newlines, found a megabyte at a time (twice as fast as one
-    comparison over the whole file: the mask stays in the cache)."""
-    found = [np.flatnonzero(buf[a:a + step] == 10) + a for a in range(0, len(buf), step)]
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:

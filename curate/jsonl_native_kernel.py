@@ -415,34 +415,37 @@ def _literal(buf, i, e, word):
 
 @nb.njit(cache=True, nogil=True)
 def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
-    """One line buf[s:e] as exactly one JSON object with nothing after it but white space:
-    per key its span, name id and value kind and span. Returns (keys, turns), or (-1, 0)
-    for a line to punt (anything not fully parsed, a duplicate or escaped key, a value
-    other than a string, true/false/null, a plain integer or one turns list)."""
+    """The line from buf[s] as exactly one JSON object with nothing after it but white space
+    up to its newline (or e, the buffer's end): per key its span, name id and value kind and
+    span. Returns (keys, turns, the line's end), or (-1, 0, 0) for a line to punt (anything
+    not fully parsed, a duplicate or escaped key, a value other than a string,
+    true/false/null, a plain integer or one turns list). Bounded by the buffer's end, not
+    the line's: no token takes a newline (a raw one in a string is refused, and white
+    space here is " \t\r"), so the parse stops at the line's end either way."""
     i = _ws(buf, s, e)
     if i >= e or buf[i] != 123:
-        return -1, 0
+        return -1, 0, 0
     i = _ws(buf, i + 1, e)
     nk, nt, arrays = 0, 0, 0
     while True:
         if nk >= MAXK or i >= e or buf[i] != 34:
-            return -1, 0
+            return -1, 0, 0
         j, fl = _string(buf, i, e, nfc)
         if j < 0 or fl & 1:
-            return -1, 0
+            return -1, 0, 0
         ks[nk], ke[nk] = i + 1, j - 1
         i = _ws(buf, j, e)
         if i >= e or buf[i] != 58:
-            return -1, 0
+            return -1, 0, 0
         i = _ws(buf, i + 1, e)
         if i >= e:
-            return -1, 0
+            return -1, 0, 0
         c = buf[i]
         vs[nk], vf[nk] = i, 0
         if c == 34:
             j, fl = _string(buf, i, e, nfc)
             if j < 0:
-                return -1, 0
+                return -1, 0, 0
             vt[nk], vs[nk], ve[nk], vf[nk] = STR, i + 1, j - 1, fl
         elif c == 116 and _literal(buf, i, e, words[0:4]):
             vt[nk], j = TRUE, i + 4
@@ -453,19 +456,19 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
         elif c == 45 or 48 <= c <= 57:
             j = _int_end(buf, i, e)
             if j < 0:
-                return -1, 0
+                return -1, 0, 0
             vt[nk], ve[nk] = INT, j
         elif c == 91 and arrays == 0:
             j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc)
             if j < 0:
-                return -1, 0
+                return -1, 0, 0
             vt[nk], arrays = ARR, 1
         else:
-            return -1, 0
+            return -1, 0, 0
         kid[nk] = _key_id(buf, ks[nk], ke[nk], names, noff)
         for k in range(nk):  # a duplicate key: json.loads keeps the last value in the first place
             if ke[k] - ks[k] == ke[nk] - ks[nk] and _same_span(buf, ks[k], ks[nk], ke[k] - ks[k]):
-                return -1, 0
+                return -1, 0, 0
         nk += 1
         i = _ws(buf, j, e)
         if i < e and buf[i] == 44:
@@ -473,10 +476,11 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
             continue
         if i < e and buf[i] == 125:
             break
-        return -1, 0
-    if _ws(buf, i + 1, e) != e:
-        return -1, 0
-    return nk, nt
+        return -1, 0, 0
+    i = _ws(buf, i + 1, e)
+    if i < e and buf[i] != 10:
+        return -1, 0, 0
+    return nk, nt, i
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -772,50 +776,50 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
 
 
 @nb.njit(cache=True, nogil=True)
-def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words,
-         rolenames, rolenoff):
-    """Every line of a JSON Lines buffer: blank ones skipped, the ones proven read exactly
-    written to flat buffers, the others' numbers (1-based) in ``punt``. See jsonl_native."""
-    n = starts.shape[0]
-    longest = 16
-    for i in range(n):
-        longest = max(longest, ends[i] - starts[i] + 16)
-    rec_line = np.empty(n, np.int64)
-    rec_turns = np.zeros(n + 1, np.int64)
-    meta_off = np.zeros(n + 1, np.int64)
-    canon_off = np.zeros(n + 1, np.int64)
-    punt = np.empty(n, np.int64)
+def _line_end(buf, i):
+    """The index of the newline at or after i, or the buffer's end."""
+    n = buf.shape[0]
+    while i < n and buf[i] != 10:
+        i += 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True)
+def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff):
+    """Every line of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found
+    here as the parse goes): blank ones skipped, the ones proven read exactly written to
+    flat buffers, the others' numbers (1-based) and spans in ``punt``. See jsonl_native.
+    (The buffers are allocated here, not by numpy, which advises huge pages for big arrays:
+    the kernel's compaction for those cost up to seconds on a busy machine.)"""
+    n = buf.shape[0]
+    content = np.empty(n + 1024, np.uint8)
+    meta = np.empty(n // 8 + 1024, np.uint8)
+    canon = np.empty(n + n // 4 + 1024, np.uint8)
+    cap = n // 256 + 16
+    rec_line = np.empty(cap, np.int64)
+    rec_turns = np.zeros(cap + 1, np.int64)
+    meta_off = np.zeros(cap + 1, np.int64)
+    canon_off = np.zeros(cap + 1, np.int64)
+    punt = np.empty((16, 3), np.int64)
     roles = np.empty(1024, np.int8)
     toff = np.zeros(1025, np.int64)
     raw = np.empty(3 * 1024, np.int64)
-    size = buf.shape[0] + 1024
-    content = np.empty(size, np.uint8)
-    meta = np.empty(size // 8 + 1024, np.uint8)
-    canon = np.empty(size + size // 4, np.uint8)
-    scratch = np.empty(longest, np.uint8)
+    scratch = np.empty(1024, np.uint8)
     ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     tvs, tve, tfl = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     nrec, npunt, ntu, cpos, mpos, cnpos = 0, 0, 0, 0, 0, 0
-    for li in range(n):
-        s, e = starts[li], ends[li]
-        blank = True
-        for k in range(s, e):  # bytes.strip(): ASCII white space
-            c = buf[k]
-            if not (c == 32 or 9 <= c <= 13):
-                blank = False
-                break
-        if blank:
+    li, s = 0, 0
+    while s <= n:  # one piece per newline, and the one after the last
+        li += 1
+        k = s
+        while k < n and buf[k] != 10 and (buf[k] == 32 or 9 <= buf[k] <= 13):  # bytes.strip()'s white space
+            k += 1
+        if k == n or buf[k] == 10:  # a blank line
+            s = k + 1
             continue
-        size = e - s
-        content = _grow(content, cpos + size + 16)
-        meta = _grow(meta, mpos + 2 * size + 16)
-        canon = _grow(canon, cnpos + 2 * size + 64)
-        roles = _grow(roles, ntu + MAXT + 4)
-        toff = _grow(toff, ntu + MAXT + 5)
-        raw = _grow(raw, 3 * (ntu + MAXT + 4))
-        nk, nt = _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
+        nk, nt, e = _parse_object(buf, s, n, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
         f = fmt
         if nk > 0 and f < 0:
             for j in range(sig_key.shape[0]):
@@ -824,6 +828,14 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
                     break
         t1, c1 = -1, 0
         if nk > 0 and f >= 0:
+            size = e - s
+            content = _grow(content, cpos + size + 16)
+            meta = _grow(meta, mpos + 2 * size + 16)
+            canon = _grow(canon, cnpos + 2 * size + 64)
+            scratch = _grow(scratch, size + 16)
+            roles = _grow(roles, ntu + MAXT + 4)
+            toff = _grow(toff, ntu + MAXT + 5)
+            raw = _grow(raw, 3 * (ntu + MAXT + 4))
             if f <= SHAREGPT:
                 t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
                                      rcode, rfmt, roles, toff, raw, ntu, content, cpos)
@@ -839,12 +851,25 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
         m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
         n1 = _canon(buf, raw, roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
         if n1 < 0:
-            punt[npunt] = li + 1
+            if nk <= 0:  # the parse stopped inside the line
+                e = _line_end(buf, s)
+            if npunt == punt.shape[0]:
+                grown = np.empty((2 * npunt, 3), np.int64)
+                grown[:npunt] = punt
+                punt = grown
+            punt[npunt, 0], punt[npunt, 1], punt[npunt, 2] = li, s, e
             npunt += 1
+            s = e + 1
             continue
-        rec_line[nrec] = li + 1
+        if nrec + 1 >= rec_line.shape[0]:
+            rec_line = _grow(rec_line, 2 * nrec + 2)
+            rec_turns = _grow(rec_turns, 2 * nrec + 3)
+            meta_off = _grow(meta_off, 2 * nrec + 3)
+            canon_off = _grow(canon_off, 2 * nrec + 3)
+        rec_line[nrec] = li
         ntu, cpos, mpos, cnpos = t1, c1, m1, n1
         nrec += 1
         rec_turns[nrec], meta_off[nrec], canon_off[nrec] = ntu, mpos, cnpos
+        s = e + 1
     return (rec_line[:nrec], rec_turns[:nrec + 1], roles[:ntu], toff[:ntu + 1], content[:cpos],
             meta_off[:nrec + 1], meta[:mpos], canon_off[:nrec + 1], canon[:cnpos], punt[:npunt])
