@@ -116,12 +116,15 @@ def read_native(data, label: str, fmt: str | None) -> NativeRead:
     from .jsonl_native_kernel import scan
 
     buf = np.frombuffer(data, np.uint8)
+    # the same bytes as 8-byte words, for the scan's runs of plain text (none where the
+    # buffer is not 8-byte aligned: bytes and mmap are)
+    w8 = np.frombuffer(data, np.uint64, len(buf) // 8) if buf.ctypes.data % 8 == 0 else np.zeros(0, np.uint64)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
     nfc = nfc_table()
     (lines, rec_turns, roles, toff, content, meta_off, meta, canon_off, canon,
-     punt) = scan(buf, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc, *_tables()[8:])
-    del buf
+     punt) = scan(buf, w8, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc, *_tables()[8:])
+    del buf, w8
     punted = [(line, data[s:e]) for line, s, e in punt.tolist()]
     ids = _ids(canon, canon_off)
     return NativeRead(_table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta), punted)

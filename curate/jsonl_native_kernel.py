@@ -103,18 +103,38 @@ def _dumps_u(buf, i, u):
     return not (65 <= h <= 70)
 
 
+ONES, HIGH = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)
+QUOTES, BACKSLASHES, SPACES = np.uint64(0x2222222222222222), np.uint64(0x5C5C5C5C5C5C5C5C), np.uint64(0x2020202020202020)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _plain8(w):
+    """Whether none of the 8 bytes of w is a quote, a backslash, below 0x20 or from 0x80 on
+    (the SWAR tests "has a zero byte" and "has a byte less than n", exact for "any")."""
+    q, b = w ^ QUOTES, w ^ BACKSLASHES
+    special = ((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w) | w
+    return special & HIGH == 0
+
+
 @nb.njit(cache=True, nogil=True)
-def _string(buf, i, e, nfc):
+def _string(buf, w8, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
     with flags bit 1 = has an escape, bit 2 = has a non-ASCII character, bit 4 = has an
     escape json.dumps(ensure_ascii=False) would not write (\\/, \\r, a \\u one but \\u00xx,
     lowercase, for a control character without a short form), bit 8 = has a character the
     NFC table flags (nfc: see _canon); (-1, 0) when it is
     not one json.loads reads as text (a raw control character, a bad escape, a lone
-    surrogate, invalid UTF-8, no closing quote)."""
+    surrogate, invalid UTF-8, no closing quote). ``w8``: buf as 8-byte words (see _plain8)."""
     i += 1
     flags = 0
     while i < e:
+        if i & 7 == 0:  # a run of plain bytes, a word at a time
+            k = i >> 3
+            while k < w8.shape[0] and _plain8(w8[k]):
+                k += 1
+            if k << 3 > i:
+                i = min(k << 3, e)
+                continue
         c = buf[i]
         if c == 34:
             return i + 1, flags
@@ -333,7 +353,7 @@ def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
 
 
 @nb.njit(cache=True, nogil=True)
-def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
+def _parse_turns(buf, w8, i, e, tks, tke, tvs, tve, tfl, nfc):
     """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
     each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
     one-key turn has key span (-1, -1) at [2t+1]). Returns (index after ']', turns), or
@@ -350,7 +370,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
         while True:
             if nkt >= 2 or i >= e or buf[i] != 34:
                 return -1, 0
-            j, fl = _string(buf, i, e, nfc)
+            j, fl = _string(buf, w8, i, e, nfc)
             if j < 0 or fl & 1:
                 return -1, 0
             tks[2 * nt + nkt], tke[2 * nt + nkt] = i + 1, j - 1
@@ -360,7 +380,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
             i = _ws(buf, i + 1, e)
             if i >= e or buf[i] != 34:
                 return -1, 0
-            j, fl = _string(buf, i, e, nfc)
+            j, fl = _string(buf, w8, i, e, nfc)
             if j < 0:
                 return -1, 0
             tvs[2 * nt + nkt], tve[2 * nt + nkt], tfl[2 * nt + nkt] = i + 1, j - 1, fl
@@ -414,7 +434,7 @@ def _literal(buf, i, e, word):
 
 
 @nb.njit(cache=True, nogil=True)
-def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
+def _parse_object(buf, w8, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
     """The line from buf[s] as exactly one JSON object with nothing after it but white space
     up to its newline (or e, the buffer's end): per key its span, name id and value kind and
     span. Returns (keys, turns, the line's end), or (-1, 0, 0) for a line to punt (anything
@@ -430,7 +450,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
     while True:
         if nk >= MAXK or i >= e or buf[i] != 34:
             return -1, 0, 0
-        j, fl = _string(buf, i, e, nfc)
+        j, fl = _string(buf, w8, i, e, nfc)
         if j < 0 or fl & 1:
             return -1, 0, 0
         ks[nk], ke[nk] = i + 1, j - 1
@@ -443,7 +463,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
         c = buf[i]
         vs[nk], vf[nk] = i, 0
         if c == 34:
-            j, fl = _string(buf, i, e, nfc)
+            j, fl = _string(buf, w8, i, e, nfc)
             if j < 0:
                 return -1, 0, 0
             vt[nk], vs[nk], ve[nk], vf[nk] = STR, i + 1, j - 1, fl
@@ -459,7 +479,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
                 return -1, 0, 0
             vt[nk], ve[nk] = INT, j
         elif c == 91 and arrays == 0:
-            j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc)
+            j, nt = _parse_turns(buf, w8, i, e, tks, tke, tvs, tve, tfl, nfc)
             if j < 0:
                 return -1, 0, 0
             vt[nk], arrays = ARR, 1
@@ -785,7 +805,7 @@ def _line_end(buf, i):
 
 
 @nb.njit(cache=True, nogil=True)
-def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff):
+def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff):
     """Every line of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found
     here as the parse goes): blank ones skipped, the ones proven read exactly written to
     flat buffers, the others' numbers (1-based) and spans in ``punt``. See jsonl_native.
@@ -819,7 +839,7 @@ def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc
         if k == n or buf[k] == 10:  # a blank line
             s = k + 1
             continue
-        nk, nt, e = _parse_object(buf, s, n, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
+        nk, nt, e = _parse_object(buf, w8, s, n, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
         f = fmt
         if nk > 0 and f < 0:
             for j in range(sig_key.shape[0]):
