@@ -116,6 +116,13 @@ def _plain8(w):
     return special & HIGH == 0
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _no_backslash8(w):
+    """Whether none of the 8 bytes of w is a backslash."""
+    b = w ^ BACKSLASHES
+    return ((b - ONES) & ~b) & HIGH == 0
+
+
 @nb.njit(cache=True, nogil=True)
 def _string(buf, w8, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
@@ -212,19 +219,30 @@ def _put_cp(out, pos, cp):
 
 
 @nb.njit(cache=True, nogil=True)
-def _decode(buf, s, e, flags, out, pos):
-    """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos]."""
+def _decode(buf, w8, s, e, flags, out, pos):
+    """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos].
+    Runs without a backslash are found 8 bytes at a time and copied whole."""
     if flags & 1 == 0:
         out[pos:pos + e - s] = buf[s:e]
         return pos + e - s
     i = s
     while i < e:
-        c = buf[i]
-        if c != 92:
-            out[pos] = c
-            pos += 1
-            i += 1
-            continue
+        j = i
+        while j < e and buf[j] != 92 and j & 7 != 0:
+            j += 1
+        if j < e and buf[j] != 92:  # at a word boundary: whole words without a backslash
+            k = j >> 3
+            while k < w8.shape[0] and _no_backslash8(w8[k]):
+                k += 1
+            j = max(j, min(k << 3, e))
+            while j < e and buf[j] != 92:
+                j += 1
+        if j > i:
+            out[pos:pos + j - i] = buf[i:j]
+            pos += j - i
+            i = j
+            if i >= e:
+                break
         d = buf[i + 1]
         if d == 117:
             u = _u4(buf, i + 2, e)
@@ -530,7 +548,7 @@ def _find(kid, nk, name):
 
 
 @nb.njit(cache=True, nogil=True)
-def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
+def _chat_turns(buf, w8, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
                 roles, toff, raw, ntu, content, cpos):
     """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
     a known role) into roles/toff/content, each text's raw span and flags into raw. Returns (turns written, content position), or
@@ -552,7 +570,7 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
         code = _role(buf, tvs[r], tve[r], tfl[r], f, rnames, roff, rcode, rfmt)
         if code < 0:
             return -1, 0
-        cpos = _decode(buf, tvs[x], tve[x], tfl[x], content, cpos)
+        cpos = _decode(buf, w8, tvs[x], tve[x], tfl[x], content, cpos)
         roles[ntu] = code
         toff[ntu + 1] = cpos
         _raw(raw, ntu, tvs[x], tve[x], tfl[x])
@@ -569,7 +587,7 @@ def _raw(raw, t, s, e, fl):
 
 
 @nb.njit(cache=True, nogil=True)
-def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
+def _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
     """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
     curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
     for k in range(nk):
@@ -585,7 +603,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     if sy >= 0 and vt[sy] != NULL:  # `system and system.strip()`: a system turn
         if vt[sy] != STR:
             return -1, 0
-        end = _decode(buf, vs[sy], ve[sy], vf[sy], content, cpos)
+        end = _decode(buf, w8, vs[sy], ve[sy], vf[sy], content, cpos)
         b = _blank(content, cpos, end)
         if b < 0:
             return -1, 0
@@ -598,7 +616,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     ui, xi = _find(kid, nk, u), _find(kid, nk, x)
     if ui < 0 or xi < 0 or vt[ui] != STR or vt[xi] != STR:
         return -1, 0
-    cpos = _decode(buf, vs[ui], ve[ui], vf[ui], content, cpos)
+    cpos = _decode(buf, w8, vs[ui], ve[ui], vf[ui], content, cpos)
     _raw(raw, ntu, vs[ui], ve[ui], vf[ui])
     if f == ALPACA:  # `instruction if not (inp and inp.strip()) else f"{instruction}\n\n{inp}"`
         ii = _find(kid, nk, INPUT)
@@ -607,7 +625,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
                 return -1, 0
             content[cpos] = 10
             content[cpos + 1] = 10
-            end = _decode(buf, vs[ii], ve[ii], vf[ii], content, cpos + 2)
+            end = _decode(buf, w8, vs[ii], ve[ii], vf[ii], content, cpos + 2)
             b = _blank(content, cpos + 2, end)
             if b < 0:
                 return -1, 0
@@ -616,7 +634,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
                 raw[3 * ntu] = -1  # two strings joined: no one raw span
     roles[ntu] = 1
     toff[ntu + 1] = cpos
-    cpos = _decode(buf, vs[xi], ve[xi], vf[xi], content, cpos)
+    cpos = _decode(buf, w8, vs[xi], ve[xi], vf[xi], content, cpos)
     roles[ntu + 1] = 2
     toff[ntu + 2] = cpos
     _raw(raw, ntu + 1, vs[xi], ve[xi], vf[xi])
@@ -638,7 +656,7 @@ def _used(f, name):
 
 
 @nb.njit(cache=True, nogil=True)
-def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
+def _meta(buf, w8, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
     """The keys the format does not read, as curate.record.meta_json writes them
     (json.dumps: ", " and ": "); -1 for a list there."""
     first = True
@@ -664,7 +682,7 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
         mpos += 3
         if vt[k] == STR:
             meta[mpos] = 34
-            end = _decode(buf, vs[k], ve[k], vf[k], scratch, 0)
+            end = _decode(buf, w8, vs[k], ve[k], vf[k], scratch, 0)
             mpos = _escape(scratch, 0, end, meta, mpos + 1)
             meta[mpos] = 34
             mpos += 1
@@ -857,10 +875,10 @@ def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt,
             toff = _grow(toff, ntu + MAXT + 5)
             raw = _grow(raw, 3 * (ntu + MAXT + 4))
             if f <= SHAREGPT:
-                t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
+                t1, c1 = _chat_turns(buf, w8, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
                                      rcode, rfmt, roles, toff, raw, ntu, content, cpos)
             else:
-                t1, c1 = _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos)
+                t1, c1 = _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos)
         ok = t1 > ntu
         if ok:  # convert() rejects a conversation with no text: that is the per-line path's
             ok = False
@@ -868,7 +886,7 @@ def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt,
                 if _blank(content, toff[t], toff[t + 1]) == 0:
                     ok = True
                     break
-        m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
+        m1 = _meta(buf, w8, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
         n1 = _canon(buf, raw, roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
         if n1 < 0:
             if nk <= 0:  # the parse stopped inside the line
