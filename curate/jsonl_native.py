@@ -113,7 +113,7 @@ def read_native(data, label: str, fmt: str | None) -> NativeRead:
     """Records for the lines of ``data`` (a JSON Lines file's bytes: ``bytes`` or a
     read-only ``mmap``) the scan proves it reads exactly; the other non-blank lines in
     ``punted``. Keeps no reference to ``data`` (so a mapping can be closed after)."""
-    from .jsonl_native_kernel import scan
+    from . import jsonl_native_kernel as k
 
     buf = np.frombuffer(data, np.uint8)
     # the same bytes as 8-byte words, for the scan's runs of plain text (none where the
@@ -121,13 +121,18 @@ def read_native(data, label: str, fmt: str | None) -> NativeRead:
     w8 = np.frombuffer(data, np.uint64, len(buf) // 8) if buf.ctypes.data % 8 == 0 else np.zeros(0, np.uint64)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
-    nfc = nfc_table()
-    (lines, rec_turns, roles, toff, content, meta_off, meta, canon_off, canon,
-     punt) = scan(buf, w8, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc, *_tables()[8:])
-    del buf, w8
-    punted = [(line, data[s:e]) for line, s, e in punt.tolist()]
-    ids = _ids(canon, canon_off)
-    return NativeRead(_table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta), punted)
+    args = (buf, w8, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
+    at, out, ids = np.zeros(8, np.int64), k.buffers(len(buf)), []
+    while at[k.AT_START] <= len(buf):  # a chunk of records a call: their canonical JSON hashed
+        out = k.scan(*args, at, out)
+        ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
+    del buf, w8, args
+    lines, rec_turns, roles, toff, content, meta_off, meta, punt = out[:8]
+    nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
+    punted = [(line, data[s:e]) for line, s, e in punt[:at[k.AT_PUNT]].tolist()]
+    table = _table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], toff[:nturns + 1],
+                   content[:at[k.AT_CONTENT]], meta_off[:nrec + 1], meta[:at[k.AT_META]])
+    return NativeRead(table, punted)
 
 
 def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:

@@ -822,34 +822,45 @@ def _line_end(buf, i):
     return i
 
 
+CANON_CHUNK = 1 << 21  # a scan call stops once a chunk's canonical JSON passes this (bytes)
+# the state a scan call resumes from (an int64 array the caller keeps): the next line's start,
+# lines seen, records, punted lines, turns, content and meta bytes written; the records of
+# the last call's chunk
+AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK = range(8)
+
+
 @nb.njit(cache=True, nogil=True)
-def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff):
-    """Every line of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found
-    here as the parse goes): blank ones skipped, the ones proven read exactly written to
-    flat buffers, the others' numbers (1-based) and spans in ``punt``. See jsonl_native.
-    (The buffers are allocated here, not by numpy, which advises huge pages for big arrays:
-    the kernel's compaction for those cost up to seconds on a busy machine.)"""
-    n = buf.shape[0]
-    content = np.empty(n + 1024, np.uint8)
-    meta = np.empty(n // 8 + 1024, np.uint8)
-    canon = np.empty(n + n // 4 + 1024, np.uint8)
+def buffers(n):
+    """The output buffers of scans of an n-byte buffer (allocated here, not by numpy, which
+    advises huge pages for big arrays: the kernel's compaction for those cost up to seconds
+    on a busy machine). A scan replaces any that runs out by a bigger copy."""
     cap = n // 256 + 16
-    rec_line = np.empty(cap, np.int64)
-    rec_turns = np.zeros(cap + 1, np.int64)
-    meta_off = np.zeros(cap + 1, np.int64)
-    canon_off = np.zeros(cap + 1, np.int64)
-    punt = np.empty((16, 3), np.int64)
-    roles = np.empty(1024, np.int8)
-    toff = np.zeros(1025, np.int64)
-    raw = np.empty(3 * 1024, np.int64)
-    scratch = np.empty(1024, np.uint8)
+    return (np.empty(cap, np.int64), np.zeros(cap + 1, np.int64), np.empty(1024, np.int8), np.zeros(1025, np.int64),
+            np.empty(n + 1024, np.uint8), np.zeros(cap + 1, np.int64), np.empty(n // 8 + 1024, np.uint8),
+            np.empty((16, 3), np.int64), np.zeros(cap + 1, np.int64), np.empty(2 * CANON_CHUNK + 1024, np.uint8),
+            np.empty(3 * 1024, np.int64), np.empty(1024, np.uint8))
+
+
+@nb.njit(cache=True, nogil=True)
+def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
+         at, out):
+    """The lines of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found here
+    as the parse goes) from the state ``at``, until the end or until this call's canonical
+    JSON passes CANON_CHUNK (a reused buffer: hashed by the caller between calls, so the
+    ids' input is never all in memory at once): blank lines skipped, the ones proven read
+    exactly written to the buffers ``out`` (see :func:`buffers`), the others' numbers
+    (1-based) and spans in ``punt``. Returns ``out`` (arrays that ran out replaced by bigger
+    copies); ``at`` is updated. See jsonl_native."""
+    (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch) = out
     ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     tvs, tve, tfl = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
-    nrec, npunt, ntu, cpos, mpos, cnpos = 0, 0, 0, 0, 0, 0
-    li, s = 0, 0
-    while s <= n:  # one piece per newline, and the one after the last
+    n = buf.shape[0]
+    s, li, nrec, npunt, ntu, cpos, mpos = at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META]
+    chunk, cnpos = 0, 0
+    canon_off[0] = 0
+    while s <= n and cnpos < CANON_CHUNK:  # one piece per newline, and the one after the last
         li += 1
         k = s
         while k < n and buf[k] != 10 and (buf[k] == 32 or 9 <= buf[k] <= 13):  # bytes.strip()'s white space
@@ -903,11 +914,13 @@ def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt,
             rec_line = _grow(rec_line, 2 * nrec + 2)
             rec_turns = _grow(rec_turns, 2 * nrec + 3)
             meta_off = _grow(meta_off, 2 * nrec + 3)
-            canon_off = _grow(canon_off, 2 * nrec + 3)
+        canon_off = _grow(canon_off, chunk + 2)
         rec_line[nrec] = li
         ntu, cpos, mpos, cnpos = t1, c1, m1, n1
         nrec += 1
-        rec_turns[nrec], meta_off[nrec], canon_off[nrec] = ntu, mpos, cnpos
+        chunk += 1
+        rec_turns[nrec], meta_off[nrec], canon_off[chunk] = ntu, mpos, cnpos
         s = e + 1
-    return (rec_line[:nrec], rec_turns[:nrec + 1], roles[:ntu], toff[:ntu + 1], content[:cpos],
-            meta_off[:nrec + 1], meta[:mpos], canon_off[:nrec + 1], canon[:cnpos], punt[:npunt])
+    at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META] = s, li, nrec, npunt, ntu, cpos, mpos
+    at[AT_CHUNK] = chunk
+    return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch)
