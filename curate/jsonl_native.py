@@ -116,17 +116,14 @@ def read_native(data, label: str, fmt: str | None) -> NativeRead:
     from . import jsonl_native_kernel as k
 
     buf = np.frombuffer(data, np.uint8)
-    # the same bytes as 8-byte words, for the scan's runs of plain text (none where the
-    # buffer is not 8-byte aligned: bytes and mmap are)
-    w8 = np.frombuffer(data, np.uint64, len(buf) // 8) if buf.ctypes.data % 8 == 0 else np.zeros(0, np.uint64)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
-    args = (buf, w8, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
+    args = (buf, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
     at, out, ids = np.zeros(8, np.int64), k.buffers(len(buf)), []
     while at[k.AT_START] <= len(buf):  # a chunk of records a call: their canonical JSON hashed
         out = k.scan(*args, at, out)
         ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
-    del buf, w8, args
+    del buf, args
     lines, rec_turns, roles, toff, content, meta_off, meta, punt = out[:8]
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
     punted = [(line, data[s:e]) for line, s, e in punt[:at[k.AT_PUNT]].tolist()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -32,6 +33,33 @@ def _memcpy(typingctx, dst, dpos, src, spos, count):
         sa = context.make_array(signature.args[2])(context, builder, sr)
         cgutils.raw_memcpy(builder, builder.gep(da.data, [dp]), builder.gep(sa.data, [sp]), n, 1)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _load8(typingctx, arr, i):
+    """The 8 bytes of a uint8 array from index i as one little-endian word (an unaligned
+    load; the caller keeps i + 8 within the array)."""
+    sig = types.uint64(arr, i)
+
+    def codegen(context, builder, signature, args):
+        a, idx = args
+        data = context.make_array(signature.args[0])(context, builder, a).data
+        return builder.load(builder.bitcast(builder.gep(data, [idx]), ir.IntType(64).as_pointer()), align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _low_byte(typingctx, mask):
+    """The index (0-7) of the lowest byte of a non-zero word whose top bit is set: its
+    trailing zero bits over 8."""
+    sig = types.int64(mask)
+
+    def codegen(context, builder, signature, args):
+        tz = builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+        return builder.lshr(tz, ir.Constant(ir.IntType(64), 3))
 
     return sig, codegen
 
@@ -127,40 +155,41 @@ QUOTES, BACKSLASHES, SPACES = np.uint64(0x2222222222222222), np.uint64(0x5C5C5C5
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _plain8(w):
-    """Whether none of the 8 bytes of w is a quote, a backslash, below 0x20 or from 0x80 on
-    (the SWAR tests "has a zero byte" and "has a byte less than n", exact for "any")."""
+def _special8(w):
+    """The top bit of each of the 8 bytes of w that is a quote, a backslash, below 0x20 or
+    from 0x80 on (SWAR "has a zero byte" / "has a byte less than n"): bytes above the lowest
+    flagged one may be flagged falsely, the lowest one is exact; 0: none."""
     q, b = w ^ QUOTES, w ^ BACKSLASHES
-    special = ((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w) | w
-    return special & HIGH == 0
+    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w) | w) & HIGH
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _no_backslash8(w):
-    """Whether none of the 8 bytes of w is a backslash."""
+def _backslash8(w):
+    """As _special8, for backslashes only."""
     b = w ^ BACKSLASHES
-    return ((b - ONES) & ~b) & HIGH == 0
+    return ((b - ONES) & ~b) & HIGH
 
 
 @nb.njit(cache=True, nogil=True)
-def _string(buf, w8, i, e, nfc):
+def _string(buf, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
     with flags bit 1 = has an escape, bit 2 = has a non-ASCII character, bit 4 = has an
     escape json.dumps(ensure_ascii=False) would not write (\\/, \\r, a \\u one but \\u00xx,
     lowercase, for a control character without a short form), bit 8 = has a character the
     NFC table flags (nfc: see _canon); (-1, 0) when it is
     not one json.loads reads as text (a raw control character, a bad escape, a lone
-    surrogate, invalid UTF-8, no closing quote). ``w8``: buf as 8-byte words (see _plain8)."""
+    surrogate, invalid UTF-8, no closing quote). Runs of plain bytes go 8 at a time."""
     i += 1
     flags = 0
     while i < e:
-        if i & 7 == 0:  # a run of plain bytes, a word at a time
-            k = i >> 3
-            while k < w8.shape[0] and _plain8(w8[k]):
-                k += 1
-            if k << 3 > i:
-                i = min(k << 3, e)
-                continue
+        while i + 8 <= e:  # to the next byte that is not plain, a word at a time
+            m = _special8(_load8(buf, i))
+            if m != 0:
+                i += _low_byte(m)
+                break
+            i += 8
+        if i >= e:
+            break
         c = buf[i]
         if c == 34:
             return i + 1, flags
@@ -238,7 +267,7 @@ def _put_cp(out, pos, cp):
 
 
 @nb.njit(cache=True, nogil=True)
-def _decode(buf, w8, s, e, flags, out, pos):
+def _decode(buf, s, e, flags, out, pos):
     """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos].
     Runs without a backslash are found 8 bytes at a time and copied whole."""
     if flags & 1 == 0:
@@ -247,15 +276,14 @@ def _decode(buf, w8, s, e, flags, out, pos):
     i = s
     while i < e:
         j = i
-        while j < e and buf[j] != 92 and j & 7 != 0:
+        while j + 8 <= e:  # to the next backslash, a word at a time
+            m = _backslash8(_load8(buf, j))
+            if m != 0:
+                j += _low_byte(m)
+                break
+            j += 8
+        while j < e and buf[j] != 92:
             j += 1
-        if j < e and buf[j] != 92:  # at a word boundary: whole words without a backslash
-            k = j >> 3
-            while k < w8.shape[0] and _no_backslash8(w8[k]):
-                k += 1
-            j = max(j, min(k << 3, e))
-            while j < e and buf[j] != 92:
-                j += 1
         if j > i:
             _memcpy(out, pos, buf, i, j - i)
             pos += j - i
@@ -390,7 +418,7 @@ def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
 
 
 @nb.njit(cache=True, nogil=True)
-def _parse_turns(buf, w8, i, e, tks, tke, tvs, tve, tfl, nfc):
+def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
     """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
     each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
     one-key turn has key span (-1, -1) at [2t+1]). Returns (index after ']', turns), or
@@ -407,7 +435,7 @@ def _parse_turns(buf, w8, i, e, tks, tke, tvs, tve, tfl, nfc):
         while True:
             if nkt >= 2 or i >= e or buf[i] != 34:
                 return -1, 0
-            j, fl = _string(buf, w8, i, e, nfc)
+            j, fl = _string(buf, i, e, nfc)
             if j < 0 or fl & 1:
                 return -1, 0
             tks[2 * nt + nkt], tke[2 * nt + nkt] = i + 1, j - 1
@@ -417,7 +445,7 @@ def _parse_turns(buf, w8, i, e, tks, tke, tvs, tve, tfl, nfc):
             i = _ws(buf, i + 1, e)
             if i >= e or buf[i] != 34:
                 return -1, 0
-            j, fl = _string(buf, w8, i, e, nfc)
+            j, fl = _string(buf, i, e, nfc)
             if j < 0:
                 return -1, 0
             tvs[2 * nt + nkt], tve[2 * nt + nkt], tfl[2 * nt + nkt] = i + 1, j - 1, fl
@@ -471,7 +499,7 @@ def _literal(buf, i, e, word):
 
 
 @nb.njit(cache=True, nogil=True)
-def _parse_object(buf, w8, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
+def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
     """The line from buf[s] as exactly one JSON object with nothing after it but white space
     up to its newline (or e, the buffer's end): per key its span, name id and value kind and
     span. Returns (keys, turns, the line's end), or (-1, 0, 0) for a line to punt (anything
@@ -487,7 +515,7 @@ def _parse_object(buf, w8, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, 
     while True:
         if nk >= MAXK or i >= e or buf[i] != 34:
             return -1, 0, 0
-        j, fl = _string(buf, w8, i, e, nfc)
+        j, fl = _string(buf, i, e, nfc)
         if j < 0 or fl & 1:
             return -1, 0, 0
         ks[nk], ke[nk] = i + 1, j - 1
@@ -500,7 +528,7 @@ def _parse_object(buf, w8, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, 
         c = buf[i]
         vs[nk], vf[nk] = i, 0
         if c == 34:
-            j, fl = _string(buf, w8, i, e, nfc)
+            j, fl = _string(buf, i, e, nfc)
             if j < 0:
                 return -1, 0, 0
             vt[nk], vs[nk], ve[nk], vf[nk] = STR, i + 1, j - 1, fl
@@ -516,7 +544,7 @@ def _parse_object(buf, w8, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, 
                 return -1, 0, 0
             vt[nk], ve[nk] = INT, j
         elif c == 91 and arrays == 0:
-            j, nt = _parse_turns(buf, w8, i, e, tks, tke, tvs, tve, tfl, nfc)
+            j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc)
             if j < 0:
                 return -1, 0, 0
             vt[nk], arrays = ARR, 1
@@ -567,7 +595,7 @@ def _find(kid, nk, name):
 
 
 @nb.njit(cache=True, nogil=True)
-def _chat_turns(buf, w8, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
+def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
                 roles, toff, raw, ntu, content, cpos):
     """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
     a known role) into roles/toff/content, each text's raw span and flags into raw. Returns (turns written, content position), or
@@ -589,7 +617,7 @@ def _chat_turns(buf, w8, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, nof
         code = _role(buf, tvs[r], tve[r], tfl[r], f, rnames, roff, rcode, rfmt)
         if code < 0:
             return -1, 0
-        cpos = _decode(buf, w8, tvs[x], tve[x], tfl[x], content, cpos)
+        cpos = _decode(buf, tvs[x], tve[x], tfl[x], content, cpos)
         roles[ntu] = code
         toff[ntu + 1] = cpos
         _raw(raw, ntu, tvs[x], tve[x], tfl[x])
@@ -606,7 +634,7 @@ def _raw(raw, t, s, e, fl):
 
 
 @nb.njit(cache=True, nogil=True)
-def _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
+def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
     """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
     curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
     for k in range(nk):
@@ -622,7 +650,7 @@ def _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, cont
     if sy >= 0 and vt[sy] != NULL:  # `system and system.strip()`: a system turn
         if vt[sy] != STR:
             return -1, 0
-        end = _decode(buf, w8, vs[sy], ve[sy], vf[sy], content, cpos)
+        end = _decode(buf, vs[sy], ve[sy], vf[sy], content, cpos)
         b = _blank(content, cpos, end)
         if b < 0:
             return -1, 0
@@ -635,7 +663,7 @@ def _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, cont
     ui, xi = _find(kid, nk, u), _find(kid, nk, x)
     if ui < 0 or xi < 0 or vt[ui] != STR or vt[xi] != STR:
         return -1, 0
-    cpos = _decode(buf, w8, vs[ui], ve[ui], vf[ui], content, cpos)
+    cpos = _decode(buf, vs[ui], ve[ui], vf[ui], content, cpos)
     _raw(raw, ntu, vs[ui], ve[ui], vf[ui])
     if f == ALPACA:  # `instruction if not (inp and inp.strip()) else f"{instruction}\n\n{inp}"`
         ii = _find(kid, nk, INPUT)
@@ -644,7 +672,7 @@ def _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, cont
                 return -1, 0
             content[cpos] = 10
             content[cpos + 1] = 10
-            end = _decode(buf, w8, vs[ii], ve[ii], vf[ii], content, cpos + 2)
+            end = _decode(buf, vs[ii], ve[ii], vf[ii], content, cpos + 2)
             b = _blank(content, cpos + 2, end)
             if b < 0:
                 return -1, 0
@@ -653,7 +681,7 @@ def _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, cont
                 raw[3 * ntu] = -1  # two strings joined: no one raw span
     roles[ntu] = 1
     toff[ntu + 1] = cpos
-    cpos = _decode(buf, w8, vs[xi], ve[xi], vf[xi], content, cpos)
+    cpos = _decode(buf, vs[xi], ve[xi], vf[xi], content, cpos)
     roles[ntu + 1] = 2
     toff[ntu + 2] = cpos
     _raw(raw, ntu + 1, vs[xi], ve[xi], vf[xi])
@@ -675,7 +703,7 @@ def _used(f, name):
 
 
 @nb.njit(cache=True, nogil=True)
-def _meta(buf, w8, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
+def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
     """The keys the format does not read, as curate.record.meta_json writes them
     (json.dumps: ", " and ": "); -1 for a list there."""
     first = True
@@ -701,7 +729,7 @@ def _meta(buf, w8, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpo
         mpos += 3
         if vt[k] == STR:
             meta[mpos] = 34
-            end = _decode(buf, w8, vs[k], ve[k], vf[k], scratch, 0)
+            end = _decode(buf, vs[k], ve[k], vf[k], scratch, 0)
             mpos = _escape(scratch, 0, end, meta, mpos + 1)
             meta[mpos] = 34
             mpos += 1
@@ -861,7 +889,7 @@ def buffers(n):
 
 
 @nb.njit(cache=True, nogil=True)
-def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
+def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
          at, out):
     """The lines of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found here
     as the parse goes) from the state ``at``, until the end or until this call's canonical
@@ -887,7 +915,7 @@ def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt,
         if k == n or buf[k] == 10:  # a blank line
             s = k + 1
             continue
-        nk, nt, e = _parse_object(buf, w8, s, n, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
+        nk, nt, e = _parse_object(buf, s, n, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
         f = fmt
         if nk > 0 and f < 0:
             for j in range(sig_key.shape[0]):
@@ -905,10 +933,10 @@ def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt,
             toff = _grow(toff, ntu + MAXT + 5)
             raw = _grow(raw, 3 * (ntu + MAXT + 4))
             if f <= SHAREGPT:
-                t1, c1 = _chat_turns(buf, w8, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
+                t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
                                      rcode, rfmt, roles, toff, raw, ntu, content, cpos)
             else:
-                t1, c1 = _flat_turns(buf, w8, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos)
+                t1, c1 = _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos)
         ok = t1 > ntu
         if ok:  # convert() rejects a conversation with no text: that is the per-line path's
             ok = False
@@ -916,7 +944,7 @@ def scan(buf, w8, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt,
                 if _blank(content, toff[t], toff[t + 1]) == 0:
                     ok = True
                     break
-        m1 = _meta(buf, w8, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
+        m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
         n1 = _canon(buf, raw, roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
         if n1 < 0:
             if nk <= 0:  # the parse stopped inside the line
