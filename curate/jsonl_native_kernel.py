@@ -159,8 +159,15 @@ def _special8(w):
     """The top bit of each of the 8 bytes of w that is a quote, a backslash, below 0x20 or
     from 0x80 on (SWAR "has a zero byte" / "has a byte less than n"): bytes above the lowest
     flagged one may be flagged falsely, the lowest one is exact; 0: none."""
+    return _escape8(w) | (w & HIGH)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _escape8(w):
+    """As _special8 for a quote, a backslash or a byte below 0x20 only (the bytes json.dumps
+    escapes); the non-ASCII bytes of valid UTF-8 are not flagged below the lowest of them."""
     q, b = w ^ QUOTES, w ^ BACKSLASHES
-    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w) | w) & HIGH
+    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w)) & HIGH
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -831,6 +838,20 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
         pos += 3
         i = a
         while i < b:
+            j = i  # a run written as it is (no quote, backslash or control; no non-ASCII to check)
+            while j + 8 <= b:
+                w = _load8(content, j)
+                m = _special8(w) if check else _escape8(w)
+                if m != 0:
+                    j += _low_byte(m)
+                    break
+                j += 8
+            if j > i:
+                _memcpy(canon, pos, content, i, j - i)
+                pos += j - i
+                i = j
+                if i >= b:
+                    break
             c = content[i]
             if c >= 32 and c != 34 and c != 92:
                 if c >= 0x80 and check:  # a code point: NFC as it is, by the table?
