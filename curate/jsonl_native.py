@@ -1,9 +1,12 @@
-"""JSON Lines in the common chat/instruction layouts, read natively: one compiled scan
-(:func:`curate.jsonl_native_kernel.scan`, numba) over the whole file's bytes writes, for
+"""JSON Lines in the common chat/instruction layouts, read natively: a compiled scan
+(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes (a read-only memory
+map where the file can be mapped: ``readers._file_bytes``) finds the lines and writes, for
 every line it can *prove* it reads exactly as the per-line path would, the role codes, the
 decoded contents, the ``meta`` JSON and :func:`curate.record.record_id`'s canonical JSON
-straight into flat buffers; Python then hashes each canonical slice (one sha256 loop) and
-builds the record table from the buffers (Arrow, no per-record object). Every other line
+straight into flat buffers. It runs a chunk at a time: the canonical JSON goes to one reused
+4 MB buffer that Python hashes between calls (one sha256 loop over its slices), so it is
+never all in memory. Python then builds the record table from the buffers (Arrow, no
+per-record object). Runs of plain bytes are checked and copied 8 at a time. Every other line
 goes on by number to the msgspec tier (:mod:`curate.jsonl_fast`), whose leftovers go to the
 per-line path, so the three tiers give the per-line path's table byte for byte
 (tests/curate/test_readers_native.py).

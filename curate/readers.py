@@ -17,7 +17,7 @@ skipped with a notice. A Parquet file already in the record layout is checked li
 other input (null or empty messages, unknown roles, null fields become rejected rows).
 
 JSON Lines in the common layouts is read by two fast tiers: a compiled scan of the whole
-file (:mod:`curate.jsonl_native`, numba), then msgspec (:mod:`curate.jsonl_fast`) for the
+file, memory-mapped (:mod:`curate.jsonl_native`, numba), then msgspec (:mod:`curate.jsonl_fast`) for the
 lines the scan cannot prove it reads exactly; the lines neither can prove are read here one
 at a time, with the same result.
 """
