@@ -1,6 +1,12 @@
 """The native JSON Lines scan (numba), at module level so numba's disk cache finds it.
 Imported lazily by :mod:`curate.jsonl_native`; see there for what it proves and what it
 hands on. Every helper returns -1 (or a negative) for "not sure": the line is punted.
+
+The helpers are compiled without numba's reference counting (``_nrt=False``, a numba
+option: they allocate nothing and keep no array): with it, every array argument of every
+call cost two atomic calls (``NRT_incref``/``NRT_decref``), about half of the scan's time
+at ~1 KB a line. So they copy with :func:`_memcpy`, not slice assignment (which may
+allocate a temporary). Only :func:`buffers`, :func:`_grow` and :func:`scan` allocate.
 """
 from __future__ import annotations
 
@@ -64,7 +70,7 @@ def _low_byte(typingctx, mask):
     return sig, codegen
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _ws(buf, i, e):
     """Past JSON white space (no newline inside a line)."""
     while i < e and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
@@ -72,7 +78,7 @@ def _ws(buf, i, e):
     return i
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _hex(c):
     if 48 <= c <= 57:
         return c - 48
@@ -83,7 +89,7 @@ def _hex(c):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _u4(buf, i, e):
     """The code unit of the four hex digits at i, or -1."""
     if i + 4 > e:
@@ -97,7 +103,7 @@ def _u4(buf, i, e):
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _utf8_len(buf, i, e):
     """Length of the valid (strict, as Python decodes) UTF-8 sequence at i, or -1."""
     c = buf[i]
@@ -125,7 +131,7 @@ def _utf8_len(buf, i, e):
     return n
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _nfc_ok(src, i, nfc):
     """Whether the UTF-8 character whose lead byte is at i is NFC as it is, by the table."""
     c = src[i]
@@ -140,7 +146,7 @@ def _nfc_ok(src, i, nfc):
     return cp < nfc.shape[0] and not nfc[cp]
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _dumps_u(buf, i, u):
     """Whether the \\u escape at i (code unit u) is json.dumps's own: \\u00xx, lowercase,
     for a control character that has no short form (\\b \\t \\n \\f \\r)."""
@@ -154,7 +160,7 @@ ONES, HIGH = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)
 QUOTES, BACKSLASHES, SPACES = np.uint64(0x2222222222222222), np.uint64(0x5C5C5C5C5C5C5C5C), np.uint64(0x2020202020202020)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _special8(w):
     """The top bit of each of the 8 bytes of w that is a quote, a backslash, below 0x20 or
     from 0x80 on (SWAR "has a zero byte" / "has a byte less than n"): bytes above the lowest
@@ -162,7 +168,7 @@ def _special8(w):
     return _escape8(w) | (w & HIGH)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _escape8(w):
     """As _special8 for a quote, a backslash or a byte below 0x20 only (the bytes json.dumps
     escapes); the non-ASCII bytes of valid UTF-8 are not flagged below the lowest of them."""
@@ -170,14 +176,14 @@ def _escape8(w):
     return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w)) & HIGH
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _backslash8(w):
     """As _special8, for backslashes only."""
     b = w ^ BACKSLASHES
     return ((b - ONES) & ~b) & HIGH
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _string(buf, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
     with flags bit 1 = has an escape, bit 2 = has a non-ASCII character, bit 4 = has an
@@ -251,7 +257,7 @@ def _string(buf, i, e, nfc):
     return -1, 0
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _put_cp(out, pos, cp):
     """UTF-8 of one code point at out[pos]; the new position."""
     if cp < 0x80:
@@ -273,7 +279,7 @@ def _put_cp(out, pos, cp):
     return pos + 4
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _decode(buf, s, e, flags, out, pos):
     """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos].
     Runs without a backslash are found 8 bytes at a time and copied whole."""
@@ -323,7 +329,7 @@ def _decode(buf, s, e, flags, out, pos):
     return pos
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _escape(src, s, e, out, pos):
     """UTF-8 text src[s:e] as json.dumps(ensure_ascii=False) writes a string's body: the
     quote, the backslash, \\b \\f \\n \\r \\t, other characters below U+0020 as \\u00xx."""
@@ -358,13 +364,13 @@ def _escape(src, s, e, out, pos):
     return pos
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _py_space(c):
     """Python's str.isspace() for an ASCII character."""
     return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _blank(src, s, e):
     """Whether UTF-8 text src[s:e] is blank by Python's str.strip(): 0 certainly not (an
     ASCII non-space), 1 certainly (all ASCII spaces, or empty), -1 not sure (non-ASCII)."""
@@ -378,7 +384,7 @@ def _blank(src, s, e):
     return -1 if unsure else 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _same(buf, s, e, names, off, k):
     """Whether buf[s:e] is name k of the names table."""
     a, b = off[k], off[k + 1]
@@ -390,7 +396,7 @@ def _same(buf, s, e, names, off, k):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _key_id(buf, s, e, names, off):
     for k in range(off.shape[0] - 1):
         if _same(buf, s, e, names, off, k):
@@ -398,7 +404,7 @@ def _key_id(buf, s, e, names, off):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
     """The role code of a chat turn's role text buf[s:e] (as ``roles.get(r.strip().lower())``)
     or -1 (unknown, escaped or non-ASCII: punted)."""
@@ -424,7 +430,7 @@ def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
     """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
     each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
@@ -474,7 +480,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
         return -1, 0
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _int_end(buf, i, e):
     """The end of a JSON integer at i that json.loads reads as an int json.dumps writes back
     the same (no -0, at most 18 digits), or -1 (a float, -0, a long or broken number)."""
@@ -494,7 +500,7 @@ def _int_end(buf, i, e):
     return i
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _literal(buf, i, e, word):
     """Whether the bytes at i spell ``word``."""
     if i + word.shape[0] > e:
@@ -505,7 +511,7 @@ def _literal(buf, i, e, word):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
     """The line from buf[s] as exactly one JSON object with nothing after it but white space
     up to its newline (or e, the buffer's end): per key its span, name id and value kind and
@@ -575,7 +581,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
     return nk, nt, i
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _same_span(buf, a, b, n):
     for j in range(n):
         if buf[a + j] != buf[b + j]:
@@ -593,7 +599,7 @@ def _grow(a, need):
     return b
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _find(kid, nk, name):
     for k in range(nk):
         if kid[k] == name:
@@ -601,7 +607,7 @@ def _find(kid, nk, name):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
                 roles, toff, raw, ntu, content, cpos):
     """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
@@ -632,7 +638,7 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
     return ntu, cpos
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _raw(raw, t, s, e, fl):
     """Turn t's text is the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
     raw[3 * t] = s
@@ -640,7 +646,7 @@ def _raw(raw, t, s, e, fl):
     raw[3 * t + 2] = fl
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
     """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
     curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
@@ -695,7 +701,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     return ntu + 2, cpos
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _used(f, name):
     """Whether the format reads the key (so it is not meta)."""
     if f == OPENAI:
@@ -709,7 +715,7 @@ def _used(f, name):
     return name == QUESTION or name == ANSWER or name == SYSTEM
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
     """The keys the format does not read, as curate.record.meta_json writes them
     (json.dumps: ", " and ": "); -1 for a list there."""
@@ -728,7 +734,7 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
         first = False
         meta[mpos] = 34
         n = ke[k] - ks[k]
-        meta[mpos + 1:mpos + 1 + n] = buf[ks[k]:ke[k]]  # keys have no escape, so are as written
+        _memcpy(meta, mpos + 1, buf, ks[k], n)  # keys have no escape, so are as written
         mpos += 1 + n
         meta[mpos] = 34
         meta[mpos + 1] = 58
@@ -742,17 +748,17 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
             mpos += 1
         elif vt[k] == INT:
             n = ve[k] - vs[k]
-            meta[mpos:mpos + n] = buf[vs[k]:ve[k]]
+            _memcpy(meta, mpos, buf, vs[k], n)
             mpos += n
         else:
             w0, w1 = (0, 4) if vt[k] == TRUE else ((4, 9) if vt[k] == FALSE else (9, 13))
-            meta[mpos:mpos + w1 - w0] = words[w0:w1]
+            _memcpy(meta, mpos, words, w0, w1 - w0)
             mpos += w1 - w0
     meta[mpos] = 125
     return mpos + 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     """One turn of _canon, ``["role","text"]``, from a raw JSON string body buf[a:b] whose
     escapes are all json.dumps's (flags bit 4 clear; so no \\r to fold): its bytes are the
@@ -781,7 +787,7 @@ def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     canon[pos + 1] = 34
     pos += 2
     r0, r1 = rolenoff[role], rolenoff[role + 1]
-    canon[pos:pos + r1 - r0] = rolenames[r0:r1]
+    _memcpy(canon, pos, rolenames, r0, r1 - r0)
     pos += r1 - r0
     canon[pos] = 34
     canon[pos + 1] = 44
@@ -796,7 +802,7 @@ def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     return pos + 2
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
     """record_id's canonical JSON of turns t0..t1: [[role, content], ...], each content with
     \\r\\n and \\r folded to \\n, NFC (proved by the table: else -1) and the outer " \\t\\n"
@@ -830,7 +836,7 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
         canon[pos + 1] = 34
         pos += 2
         r0, r1 = rolenoff[roles[t]], rolenoff[roles[t] + 1]
-        canon[pos:pos + r1 - r0] = rolenames[r0:r1]
+        _memcpy(canon, pos, rolenames, r0, r1 - r0)
         pos += r1 - r0
         canon[pos] = 34
         canon[pos + 1] = 44
@@ -881,7 +887,7 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
     return pos + 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _line_end(buf, i):
     """The index of the newline at or after i, or the buffer's end."""
     n = buf.shape[0]
