@@ -1,9 +1,12 @@
-"""JSON Lines in the common chat/instruction layouts, read natively: one compiled scan
-(:func:`curate.jsonl_native_kernel.scan`, numba) over the whole file's bytes writes, for
+"""JSON Lines in the common chat/instruction layouts, read natively: a compiled scan
+(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes (a read-only memory
+map where the file can be mapped: ``readers._file_bytes``) finds the lines and writes, for
 every line it can *prove* it reads exactly as the per-line path would, the role codes, the
 decoded contents, the ``meta`` JSON and :func:`curate.record.record_id`'s canonical JSON
-straight into flat buffers; Python then hashes each canonical slice (one sha256 loop) and
-builds the record table from the buffers (Arrow, no per-record object). Every other line
+straight into flat buffers. It runs a chunk at a time: the canonical JSON goes to one reused
+4 MB buffer that Python hashes between calls (one sha256 loop over its slices), so it is
+never all in memory. Python then builds the record table from the buffers (Arrow, no
+per-record object). Runs of plain bytes are checked and copied 8 at a time. Every other line
 goes on by number to the msgspec tier (:mod:`curate.jsonl_fast`), whose leftovers go to the
 per-line path, so the three tiers give the per-line path's table byte for byte
 (tests/curate/test_readers_native.py).
@@ -109,31 +112,27 @@ def nfc_table() -> np.ndarray:
     return flags
 
 
-def read_native(data: bytes, label: str, fmt: str | None) -> NativeRead:
-    """Records for the lines of ``data`` (a JSON Lines file's bytes) the scan proves it reads
-    exactly; the other non-blank lines in ``punted``."""
-    from .jsonl_native_kernel import scan
+def read_native(data, label: str, fmt: str | None) -> NativeRead:
+    """Records for the lines of ``data`` (a JSON Lines file's bytes: ``bytes`` or a
+    read-only ``mmap``) the scan proves it reads exactly; the other non-blank lines in
+    ``punted``. Keeps no reference to ``data`` (so a mapping can be closed after)."""
+    from . import jsonl_native_kernel as k
 
     buf = np.frombuffer(data, np.uint8)
-    nl = _newlines(buf)
-    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
-    ends = np.concatenate((nl, [len(buf)])).astype(np.int64)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
-    nfc = nfc_table()
-    (lines, rec_turns, roles, toff, content, meta_off, meta, canon_off, canon,
-     punt) = scan(buf, starts, ends, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc,
-                  *_tables()[8:])
-    punted = [(int(n), data[starts[n - 1]:ends[n - 1]]) for n in punt.tolist()]
-    ids = _ids(canon, canon_off)
-    return NativeRead(_table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta), punted)
-
-
-def _newlines(buf: np.ndarray, step: int = 1 << 20) -> np.ndarray:
-    """Positions of the newlines, found a megabyte at a time (twice as fast as one
-    comparison over the whole file: the mask stays in the cache)."""
-    found = [np.flatnonzero(buf[a:a + step] == 10) + a for a in range(0, len(buf), step)]
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
+    args = (buf, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
+    at, out, ids = np.zeros(8, np.int64), k.buffers(len(buf)), []
+    while at[k.AT_START] <= len(buf):  # a chunk of records a call: their canonical JSON hashed
+        out = k.scan(*args, at, out)
+        ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
+    del buf, args
+    lines, rec_turns, roles, toff, content, meta_off, meta, punt = out[:8]
+    nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
+    punted = [(line, data[s:e]) for line, s, e in punt[:at[k.AT_PUNT]].tolist()]
+    table = _table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], toff[:nturns + 1],
+                   content[:at[k.AT_CONTENT]], meta_off[:nrec + 1], meta[:at[k.AT_META]])
+    return NativeRead(table, punted)
 
 
 def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:

@@ -1,11 +1,20 @@
 """The native JSON Lines scan (numba), at module level so numba's disk cache finds it.
 Imported lazily by :mod:`curate.jsonl_native`; see there for what it proves and what it
 hands on. Every helper returns -1 (or a negative) for "not sure": the line is punted.
+
+The helpers are compiled without numba's reference counting (``_nrt=False``, a numba
+option: they allocate nothing and keep no array): with it, every array argument of every
+call cost two atomic calls (``NRT_incref``/``NRT_decref``), about half of the scan's time
+at ~1 KB a line. So they copy with :func:`_memcpy`, not slice assignment (which may
+allocate a temporary). Only :func:`buffers`, :func:`_grow` and :func:`scan` allocate.
 """
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 # value kinds of a top-level key
 STR, TRUE, FALSE, NULL, INT, ARR = 1, 2, 3, 4, 5, 6
@@ -17,7 +26,51 @@ OPENAI, SHAREGPT, ALPACA, PAIR_PC, PAIR_QA = 0, 1, 2, 3, 4
 MAXK, MAXT = 64, 512  # more top-level keys or turns than this: punted
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@intrinsic
+def _memcpy(typingctx, dst, dpos, src, spos, count):
+    """dst[dpos:dpos + count] = src[spos:spos + count] for uint8 arrays that do not overlap,
+    as one llvm.memcpy (libc's memcpy: numba's slice assignment copies element by element,
+    about 2.5x slower on long runs). No bounds check: the callers' buffers are sized."""
+    sig = types.void(dst, dpos, src, spos, count)
+
+    def codegen(context, builder, signature, args):
+        d, dp, sr, sp, n = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        sa = context.make_array(signature.args[2])(context, builder, sr)
+        cgutils.raw_memcpy(builder, builder.gep(da.data, [dp]), builder.gep(sa.data, [sp]), n, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _load8(typingctx, arr, i):
+    """The 8 bytes of a uint8 array from index i as one little-endian word (an unaligned
+    load; the caller keeps i + 8 within the array)."""
+    sig = types.uint64(arr, i)
+
+    def codegen(context, builder, signature, args):
+        a, idx = args
+        data = context.make_array(signature.args[0])(context, builder, a).data
+        return builder.load(builder.bitcast(builder.gep(data, [idx]), ir.IntType(64).as_pointer()), align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _low_byte(typingctx, mask):
+    """The index (0-7) of the lowest byte of a non-zero word whose top bit is set: its
+    trailing zero bits over 8."""
+    sig = types.int64(mask)
+
+    def codegen(context, builder, signature, args):
+        tz = builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+        return builder.lshr(tz, ir.Constant(ir.IntType(64), 3))
+
+    return sig, codegen
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _ws(buf, i, e):
     """Past JSON white space (no newline inside a line)."""
     while i < e and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
@@ -25,7 +78,7 @@ def _ws(buf, i, e):
     return i
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _hex(c):
     if 48 <= c <= 57:
         return c - 48
@@ -36,7 +89,7 @@ def _hex(c):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _u4(buf, i, e):
     """The code unit of the four hex digits at i, or -1."""
     if i + 4 > e:
@@ -50,7 +103,7 @@ def _u4(buf, i, e):
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _utf8_len(buf, i, e):
     """Length of the valid (strict, as Python decodes) UTF-8 sequence at i, or -1."""
     c = buf[i]
@@ -78,7 +131,7 @@ def _utf8_len(buf, i, e):
     return n
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _nfc_ok(src, i, nfc):
     """Whether the UTF-8 character whose lead byte is at i is NFC as it is, by the table."""
     c = src[i]
@@ -93,7 +146,7 @@ def _nfc_ok(src, i, nfc):
     return cp < nfc.shape[0] and not nfc[cp]
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _dumps_u(buf, i, u):
     """Whether the \\u escape at i (code unit u) is json.dumps's own: \\u00xx, lowercase,
     for a control character that has no short form (\\b \\t \\n \\f \\r)."""
@@ -103,7 +156,34 @@ def _dumps_u(buf, i, u):
     return not (65 <= h <= 70)
 
 
-@nb.njit(cache=True, nogil=True)
+ONES, HIGH = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)
+QUOTES, BACKSLASHES, SPACES = np.uint64(0x2222222222222222), np.uint64(0x5C5C5C5C5C5C5C5C), np.uint64(0x2020202020202020)
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _special8(w):
+    """The top bit of each of the 8 bytes of w that is a quote, a backslash, below 0x20 or
+    from 0x80 on (SWAR "has a zero byte" / "has a byte less than n"): bytes above the lowest
+    flagged one may be flagged falsely, the lowest one is exact; 0: none."""
+    return _escape8(w) | (w & HIGH)
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _escape8(w):
+    """As _special8 for a quote, a backslash or a byte below 0x20 only (the bytes json.dumps
+    escapes); the non-ASCII bytes of valid UTF-8 are not flagged below the lowest of them."""
+    q, b = w ^ QUOTES, w ^ BACKSLASHES
+    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w)) & HIGH
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _backslash8(w):
+    """As _special8, for backslashes only."""
+    b = w ^ BACKSLASHES
+    return ((b - ONES) & ~b) & HIGH
+
+
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _string(buf, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
     with flags bit 1 = has an escape, bit 2 = has a non-ASCII character, bit 4 = has an
@@ -111,10 +191,18 @@ def _string(buf, i, e, nfc):
     lowercase, for a control character without a short form), bit 8 = has a character the
     NFC table flags (nfc: see _canon); (-1, 0) when it is
     not one json.loads reads as text (a raw control character, a bad escape, a lone
-    surrogate, invalid UTF-8, no closing quote)."""
+    surrogate, invalid UTF-8, no closing quote). Runs of plain bytes go 8 at a time."""
     i += 1
     flags = 0
     while i < e:
+        while i + 8 <= e:  # to the next byte that is not plain, a word at a time
+            m = _special8(_load8(buf, i))
+            if m != 0:
+                i += _low_byte(m)
+                break
+            i += 8
+        if i >= e:
+            break
         c = buf[i]
         if c == 34:
             return i + 1, flags
@@ -169,7 +257,7 @@ def _string(buf, i, e, nfc):
     return -1, 0
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _put_cp(out, pos, cp):
     """UTF-8 of one code point at out[pos]; the new position."""
     if cp < 0x80:
@@ -191,20 +279,30 @@ def _put_cp(out, pos, cp):
     return pos + 4
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _decode(buf, s, e, flags, out, pos):
-    """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos]."""
+    """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos].
+    Runs without a backslash are found 8 bytes at a time and copied whole."""
     if flags & 1 == 0:
-        out[pos:pos + e - s] = buf[s:e]
+        _memcpy(out, pos, buf, s, e - s)
         return pos + e - s
     i = s
     while i < e:
-        c = buf[i]
-        if c != 92:
-            out[pos] = c
-            pos += 1
-            i += 1
-            continue
+        j = i
+        while j + 8 <= e:  # to the next backslash, a word at a time
+            m = _backslash8(_load8(buf, j))
+            if m != 0:
+                j += _low_byte(m)
+                break
+            j += 8
+        while j < e and buf[j] != 92:
+            j += 1
+        if j > i:
+            _memcpy(out, pos, buf, i, j - i)
+            pos += j - i
+            i = j
+            if i >= e:
+                break
         d = buf[i + 1]
         if d == 117:
             u = _u4(buf, i + 2, e)
@@ -231,7 +329,7 @@ def _decode(buf, s, e, flags, out, pos):
     return pos
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _escape(src, s, e, out, pos):
     """UTF-8 text src[s:e] as json.dumps(ensure_ascii=False) writes a string's body: the
     quote, the backslash, \\b \\f \\n \\r \\t, other characters below U+0020 as \\u00xx."""
@@ -266,13 +364,13 @@ def _escape(src, s, e, out, pos):
     return pos
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _py_space(c):
     """Python's str.isspace() for an ASCII character."""
     return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _blank(src, s, e):
     """Whether UTF-8 text src[s:e] is blank by Python's str.strip(): 0 certainly not (an
     ASCII non-space), 1 certainly (all ASCII spaces, or empty), -1 not sure (non-ASCII)."""
@@ -286,7 +384,7 @@ def _blank(src, s, e):
     return -1 if unsure else 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _same(buf, s, e, names, off, k):
     """Whether buf[s:e] is name k of the names table."""
     a, b = off[k], off[k + 1]
@@ -298,7 +396,7 @@ def _same(buf, s, e, names, off, k):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _key_id(buf, s, e, names, off):
     for k in range(off.shape[0] - 1):
         if _same(buf, s, e, names, off, k):
@@ -306,7 +404,7 @@ def _key_id(buf, s, e, names, off):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
     """The role code of a chat turn's role text buf[s:e] (as ``roles.get(r.strip().lower())``)
     or -1 (unknown, escaped or non-ASCII: punted)."""
@@ -332,7 +430,7 @@ def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
     """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
     each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
@@ -382,7 +480,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
         return -1, 0
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _int_end(buf, i, e):
     """The end of a JSON integer at i that json.loads reads as an int json.dumps writes back
     the same (no -0, at most 18 digits), or -1 (a float, -0, a long or broken number)."""
@@ -402,7 +500,7 @@ def _int_end(buf, i, e):
     return i
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _literal(buf, i, e, word):
     """Whether the bytes at i spell ``word``."""
     if i + word.shape[0] > e:
@@ -413,36 +511,39 @@ def _literal(buf, i, e, word):
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
-    """One line buf[s:e] as exactly one JSON object with nothing after it but white space:
-    per key its span, name id and value kind and span. Returns (keys, turns), or (-1, 0)
-    for a line to punt (anything not fully parsed, a duplicate or escaped key, a value
-    other than a string, true/false/null, a plain integer or one turns list)."""
+    """The line from buf[s] as exactly one JSON object with nothing after it but white space
+    up to its newline (or e, the buffer's end): per key its span, name id and value kind and
+    span. Returns (keys, turns, the line's end), or (-1, 0, 0) for a line to punt (anything
+    not fully parsed, a duplicate or escaped key, a value other than a string,
+    true/false/null, a plain integer or one turns list). Bounded by the buffer's end, not
+    the line's: no token takes a newline (a raw one in a string is refused, and white
+    space here is " \t\r"), so the parse stops at the line's end either way."""
     i = _ws(buf, s, e)
     if i >= e or buf[i] != 123:
-        return -1, 0
+        return -1, 0, 0
     i = _ws(buf, i + 1, e)
     nk, nt, arrays = 0, 0, 0
     while True:
         if nk >= MAXK or i >= e or buf[i] != 34:
-            return -1, 0
+            return -1, 0, 0
         j, fl = _string(buf, i, e, nfc)
         if j < 0 or fl & 1:
-            return -1, 0
+            return -1, 0, 0
         ks[nk], ke[nk] = i + 1, j - 1
         i = _ws(buf, j, e)
         if i >= e or buf[i] != 58:
-            return -1, 0
+            return -1, 0, 0
         i = _ws(buf, i + 1, e)
         if i >= e:
-            return -1, 0
+            return -1, 0, 0
         c = buf[i]
         vs[nk], vf[nk] = i, 0
         if c == 34:
             j, fl = _string(buf, i, e, nfc)
             if j < 0:
-                return -1, 0
+                return -1, 0, 0
             vt[nk], vs[nk], ve[nk], vf[nk] = STR, i + 1, j - 1, fl
         elif c == 116 and _literal(buf, i, e, words[0:4]):
             vt[nk], j = TRUE, i + 4
@@ -453,19 +554,19 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
         elif c == 45 or 48 <= c <= 57:
             j = _int_end(buf, i, e)
             if j < 0:
-                return -1, 0
+                return -1, 0, 0
             vt[nk], ve[nk] = INT, j
         elif c == 91 and arrays == 0:
             j, nt = _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc)
             if j < 0:
-                return -1, 0
+                return -1, 0, 0
             vt[nk], arrays = ARR, 1
         else:
-            return -1, 0
+            return -1, 0, 0
         kid[nk] = _key_id(buf, ks[nk], ke[nk], names, noff)
         for k in range(nk):  # a duplicate key: json.loads keeps the last value in the first place
             if ke[k] - ks[k] == ke[nk] - ks[nk] and _same_span(buf, ks[k], ks[nk], ke[k] - ks[k]):
-                return -1, 0
+                return -1, 0, 0
         nk += 1
         i = _ws(buf, j, e)
         if i < e and buf[i] == 44:
@@ -473,13 +574,14 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
             continue
         if i < e and buf[i] == 125:
             break
-        return -1, 0
-    if _ws(buf, i + 1, e) != e:
-        return -1, 0
-    return nk, nt
+        return -1, 0, 0
+    i = _ws(buf, i + 1, e)
+    if i < e and buf[i] != 10:
+        return -1, 0, 0
+    return nk, nt, i
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _same_span(buf, a, b, n):
     for j in range(n):
         if buf[a + j] != buf[b + j]:
@@ -497,7 +599,7 @@ def _grow(a, need):
     return b
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _find(kid, nk, name):
     for k in range(nk):
         if kid[k] == name:
@@ -505,7 +607,7 @@ def _find(kid, nk, name):
     return -1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
                 roles, toff, raw, ntu, content, cpos):
     """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
@@ -536,7 +638,7 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
     return ntu, cpos
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _raw(raw, t, s, e, fl):
     """Turn t's text is the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
     raw[3 * t] = s
@@ -544,7 +646,7 @@ def _raw(raw, t, s, e, fl):
     raw[3 * t + 2] = fl
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
     """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
     curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
@@ -599,7 +701,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     return ntu + 2, cpos
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _used(f, name):
     """Whether the format reads the key (so it is not meta)."""
     if f == OPENAI:
@@ -613,7 +715,7 @@ def _used(f, name):
     return name == QUESTION or name == ANSWER or name == SYSTEM
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
     """The keys the format does not read, as curate.record.meta_json writes them
     (json.dumps: ", " and ": "); -1 for a list there."""
@@ -632,7 +734,7 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
         first = False
         meta[mpos] = 34
         n = ke[k] - ks[k]
-        meta[mpos + 1:mpos + 1 + n] = buf[ks[k]:ke[k]]  # keys have no escape, so are as written
+        _memcpy(meta, mpos + 1, buf, ks[k], n)  # keys have no escape, so are as written
         mpos += 1 + n
         meta[mpos] = 34
         meta[mpos + 1] = 58
@@ -646,17 +748,17 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
             mpos += 1
         elif vt[k] == INT:
             n = ve[k] - vs[k]
-            meta[mpos:mpos + n] = buf[vs[k]:ve[k]]
+            _memcpy(meta, mpos, buf, vs[k], n)
             mpos += n
         else:
             w0, w1 = (0, 4) if vt[k] == TRUE else ((4, 9) if vt[k] == FALSE else (9, 13))
-            meta[mpos:mpos + w1 - w0] = words[w0:w1]
+            _memcpy(meta, mpos, words, w0, w1 - w0)
             mpos += w1 - w0
     meta[mpos] = 125
     return mpos + 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     """One turn of _canon, ``["role","text"]``, from a raw JSON string body buf[a:b] whose
     escapes are all json.dumps's (flags bit 4 clear; so no \\r to fold): its bytes are the
@@ -685,7 +787,7 @@ def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     canon[pos + 1] = 34
     pos += 2
     r0, r1 = rolenoff[role], rolenoff[role + 1]
-    canon[pos:pos + r1 - r0] = rolenames[r0:r1]
+    _memcpy(canon, pos, rolenames, r0, r1 - r0)
     pos += r1 - r0
     canon[pos] = 34
     canon[pos + 1] = 44
@@ -693,14 +795,14 @@ def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     pos += 3
     if fl & 8:  # a character NFC may change (as the loop in _canon finds it)
         return -1
-    canon[pos:pos + b - a] = buf[a:b]
+    _memcpy(canon, pos, buf, a, b - a)
     pos += b - a
     canon[pos] = 34
     canon[pos + 1] = 93
     return pos + 2
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, _nrt=False)
 def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
     """record_id's canonical JSON of turns t0..t1: [[role, content], ...], each content with
     \\r\\n and \\r folded to \\n, NFC (proved by the table: else -1) and the outer " \\t\\n"
@@ -734,7 +836,7 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
         canon[pos + 1] = 34
         pos += 2
         r0, r1 = rolenoff[roles[t]], rolenoff[roles[t] + 1]
-        canon[pos:pos + r1 - r0] = rolenames[r0:r1]
+        _memcpy(canon, pos, rolenames, r0, r1 - r0)
         pos += r1 - r0
         canon[pos] = 34
         canon[pos + 1] = 44
@@ -742,6 +844,20 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
         pos += 3
         i = a
         while i < b:
+            j = i  # a run written as it is (no quote, backslash or control; no non-ASCII to check)
+            while j + 8 <= b:
+                w = _load8(content, j)
+                m = _special8(w) if check else _escape8(w)
+                if m != 0:
+                    j += _low_byte(m)
+                    break
+                j += 8
+            if j > i:
+                _memcpy(canon, pos, content, i, j - i)
+                pos += j - i
+                i = j
+                if i >= b:
+                    break
             c = content[i]
             if c >= 32 and c != 34 and c != 92:
                 if c >= 0x80 and check:  # a code point: NFC as it is, by the table?
@@ -771,51 +887,62 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
     return pos + 1
 
 
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def _line_end(buf, i):
+    """The index of the newline at or after i, or the buffer's end."""
+    n = buf.shape[0]
+    while i < n and buf[i] != 10:
+        i += 1
+    return i
+
+
+CANON_CHUNK = 1 << 21  # a scan call stops once a chunk's canonical JSON passes this (bytes)
+# the state a scan call resumes from (an int64 array the caller keeps): the next line's start,
+# lines seen, records, punted lines, turns, content and meta bytes written; the records of
+# the last call's chunk
+AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK = range(8)
+
+
 @nb.njit(cache=True, nogil=True)
-def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words,
-         rolenames, rolenoff):
-    """Every line of a JSON Lines buffer: blank ones skipped, the ones proven read exactly
-    written to flat buffers, the others' numbers (1-based) in ``punt``. See jsonl_native."""
-    n = starts.shape[0]
-    longest = 16
-    for i in range(n):
-        longest = max(longest, ends[i] - starts[i] + 16)
-    rec_line = np.empty(n, np.int64)
-    rec_turns = np.zeros(n + 1, np.int64)
-    meta_off = np.zeros(n + 1, np.int64)
-    canon_off = np.zeros(n + 1, np.int64)
-    punt = np.empty(n, np.int64)
-    roles = np.empty(1024, np.int8)
-    toff = np.zeros(1025, np.int64)
-    raw = np.empty(3 * 1024, np.int64)
-    size = buf.shape[0] + 1024
-    content = np.empty(size, np.uint8)
-    meta = np.empty(size // 8 + 1024, np.uint8)
-    canon = np.empty(size + size // 4, np.uint8)
-    scratch = np.empty(longest, np.uint8)
+def buffers(n):
+    """The output buffers of scans of an n-byte buffer (allocated here, not by numpy, which
+    advises huge pages for big arrays: the kernel's compaction for those cost up to seconds
+    on a busy machine). A scan replaces any that runs out by a bigger copy."""
+    cap = n // 256 + 16
+    return (np.empty(cap, np.int64), np.zeros(cap + 1, np.int64), np.empty(1024, np.int8), np.zeros(1025, np.int64),
+            np.empty(n + 1024, np.uint8), np.zeros(cap + 1, np.int64), np.empty(n // 8 + 1024, np.uint8),
+            np.empty((16, 3), np.int64), np.zeros(cap + 1, np.int64), np.empty(2 * CANON_CHUNK + 1024, np.uint8),
+            np.empty(3 * 1024, np.int64), np.empty(1024, np.uint8))
+
+
+@nb.njit(cache=True, nogil=True)
+def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
+         at, out):
+    """The lines of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found here
+    as the parse goes) from the state ``at``, until the end or until this call's canonical
+    JSON passes CANON_CHUNK (a reused buffer: hashed by the caller between calls, so the
+    ids' input is never all in memory at once): blank lines skipped, the ones proven read
+    exactly written to the buffers ``out`` (see :func:`buffers`), the others' numbers
+    (1-based) and spans in ``punt``. Returns ``out`` (arrays that ran out replaced by bigger
+    copies); ``at`` is updated. See jsonl_native."""
+    (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch) = out
     ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     tvs, tve, tfl = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
-    nrec, npunt, ntu, cpos, mpos, cnpos = 0, 0, 0, 0, 0, 0
-    for li in range(n):
-        s, e = starts[li], ends[li]
-        blank = True
-        for k in range(s, e):  # bytes.strip(): ASCII white space
-            c = buf[k]
-            if not (c == 32 or 9 <= c <= 13):
-                blank = False
-                break
-        if blank:
+    n = buf.shape[0]
+    s, li, nrec, npunt, ntu, cpos, mpos = at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META]
+    chunk, cnpos = 0, 0
+    canon_off[0] = 0
+    while s <= n and cnpos < CANON_CHUNK:  # one piece per newline, and the one after the last
+        li += 1
+        k = s
+        while k < n and buf[k] != 10 and (buf[k] == 32 or 9 <= buf[k] <= 13):  # bytes.strip()'s white space
+            k += 1
+        if k == n or buf[k] == 10:  # a blank line
+            s = k + 1
             continue
-        size = e - s
-        content = _grow(content, cpos + size + 16)
-        meta = _grow(meta, mpos + 2 * size + 16)
-        canon = _grow(canon, cnpos + 2 * size + 64)
-        roles = _grow(roles, ntu + MAXT + 4)
-        toff = _grow(toff, ntu + MAXT + 5)
-        raw = _grow(raw, 3 * (ntu + MAXT + 4))
-        nk, nt = _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
+        nk, nt, e = _parse_object(buf, s, n, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc)
         f = fmt
         if nk > 0 and f < 0:
             for j in range(sig_key.shape[0]):
@@ -824,6 +951,14 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
                     break
         t1, c1 = -1, 0
         if nk > 0 and f >= 0:
+            size = e - s
+            content = _grow(content, cpos + size + 16)
+            meta = _grow(meta, mpos + 2 * size + 16)
+            canon = _grow(canon, cnpos + 2 * size + 64)
+            scratch = _grow(scratch, size + 16)
+            roles = _grow(roles, ntu + MAXT + 4)
+            toff = _grow(toff, ntu + MAXT + 5)
+            raw = _grow(raw, 3 * (ntu + MAXT + 4))
             if f <= SHAREGPT:
                 t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
                                      rcode, rfmt, roles, toff, raw, ntu, content, cpos)
@@ -839,12 +974,27 @@ def scan(buf, starts, ends, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key
         m1 = _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos) if ok else -1
         n1 = _canon(buf, raw, roles, toff, ntu, t1, content, nfc, rolenames, rolenoff, canon, cnpos) if m1 >= 0 else -1
         if n1 < 0:
-            punt[npunt] = li + 1
+            if nk <= 0:  # the parse stopped inside the line
+                e = _line_end(buf, s)
+            if npunt == punt.shape[0]:
+                grown = np.empty((2 * npunt, 3), np.int64)
+                grown[:npunt] = punt
+                punt = grown
+            punt[npunt, 0], punt[npunt, 1], punt[npunt, 2] = li, s, e
             npunt += 1
+            s = e + 1
             continue
-        rec_line[nrec] = li + 1
+        if nrec + 1 >= rec_line.shape[0]:
+            rec_line = _grow(rec_line, 2 * nrec + 2)
+            rec_turns = _grow(rec_turns, 2 * nrec + 3)
+            meta_off = _grow(meta_off, 2 * nrec + 3)
+        canon_off = _grow(canon_off, chunk + 2)
+        rec_line[nrec] = li
         ntu, cpos, mpos, cnpos = t1, c1, m1, n1
         nrec += 1
-        rec_turns[nrec], meta_off[nrec], canon_off[nrec] = ntu, mpos, cnpos
-    return (rec_line[:nrec], rec_turns[:nrec + 1], roles[:ntu], toff[:ntu + 1], content[:cpos],
-            meta_off[:nrec + 1], meta[:mpos], canon_off[:nrec + 1], canon[:cnpos], punt[:npunt])
+        chunk += 1
+        rec_turns[nrec], meta_off[nrec], canon_off[chunk] = ntu, mpos, cnpos
+        s = e + 1
+    at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META] = s, li, nrec, npunt, ntu, cpos, mpos
+    at[AT_CHUNK] = chunk
+    return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch)

@@ -220,3 +220,97 @@ def test_canonical_copy_edges_in_every_layout(tmp_path, monkeypatch):
     (fast, slow), used = tiers(lambda: both(tmp_path, monkeypatch, lines))
     assert_same(fast, slow)
     assert used["native"] > 3000  # most of them take the native tier (and so the copy)
+
+
+def _special_bytes(word: bytes, escapes_only: bool = False) -> list[int]:
+    return [i for i, c in enumerate(word) if c in (34, 92) or c < 32 or (c >= 0x80 and not escapes_only)]
+
+
+def test_word_tests_find_the_first_special_byte():
+    """The scan's 8-byte tests (curate.jsonl_native_kernel._special8/_escape8/_backslash8)
+    flag the first byte that is not plain, exactly, and none in a plain word: every byte
+    value at every position in a plain word, then random words with several."""
+    from curate import jsonl_native_kernel as k
+
+    def lowest(mask: int) -> int | None:
+        return None if mask == 0 else ((mask & -mask).bit_length() - 1) // 8
+
+    def check(word: bytes):
+        w = np.uint64(int.from_bytes(word, "little"))
+        first = _special_bytes(word)
+        assert lowest(int(k._special8(w))) == (first[0] if first else None), word
+        if all(c < 0x80 for c in word):  # _escape8: for valid UTF-8 text, no non-ASCII flagged
+            first = _special_bytes(word, escapes_only=True)
+            assert lowest(int(k._escape8(w))) == (first[0] if first else None), word
+        slashes = [i for i, c in enumerate(word) if c == 92]
+        assert lowest(int(k._backslash8(w))) == (slashes[0] if slashes else None), word
+
+    for pos in range(8):
+        for value in range(256):
+            check(b"a" * pos + bytes([value]) + b"z" * (7 - pos))
+    rng = random.Random(5)
+    pool = [0, 9, 10, 31, 32, 33, 34, 35, 91, 92, 93, 97, 127, 128, 160, 162, 188, 220, 255]
+    for _ in range(20000):
+        check(bytes(rng.choice(pool) if rng.random() < 0.3 else rng.randrange(32, 127) for _ in range(8)))
+    # _escape8 on UTF-8 text: non-ASCII bytes are not flagged, the first escape byte is
+    for text in ("é\"", "你好\\", "😀a\nb", "ü" * 4, "aé\x01"):
+        word = (text.encode() + b"zzzzzzzz")[:8]
+        first = _special_bytes(word, escapes_only=True)
+        w = np.uint64(int.from_bytes(word, "little"))
+        assert lowest(int(k._escape8(w))) == (first[0] if first else None), text
+
+
+def test_lines_are_found_as_bytes_split_finds_them(tmp_path, monkeypatch):
+    """The scan finds line ends itself: blank lines of every white space, \\r\\n endings, a
+    last line with and without its newline, a file of only blank lines, strings running
+    into the newline or the end of the file (punted, sliced out whole)."""
+    ok = '{"prompt": "p %d", "completion": "c"}'
+    bodies = [[ok % 1, "", " \t\x0b\x0c\r", ok % 2 + "\r", ok % 3 + " \t"], [ok % 4, '{"prompt": "open', ok % 5],
+              [ok % 6, '{"prompt": "p", "completion": "never closed'], ["", "  ", "\r"], [ok % 7, "{", '"', "}"]]
+    for lines in bodies:
+        for end in ("", "\n", "\n\n"):
+            raw = ("\n".join(lines) + end).encode()
+            taken = read_native(raw, "x", None)
+            want = [(n, line) for n, line in enumerate(raw.split(b"\n"), 1) if line.strip() and b"never" in line
+                    or line.strip() and not line.strip().endswith(b"}")]
+            assert [p for p in taken.punted if p in want] == want
+            fast, slow = both(tmp_path, monkeypatch, [], raw=raw)
+            assert_same(fast, slow)
+
+
+def test_many_chunks_and_a_line_longer_than_a_chunk(tmp_path, monkeypatch):
+    """The scan stops every CANON_CHUNK bytes of canonical JSON (hashed between calls):
+    records across many chunks, and one line longer than a chunk, keep their ids."""
+    from curate import jsonl_native_kernel as k
+
+    rng = random.Random(9)
+    words = [f"w{i}" for i in range(50)] + ["é", "\"", "\\", "\n", "\u00e9t\u00e9", "😀"]
+    lines = [json.dumps({"prompt": " ".join(rng.choices(words, k=rng.randrange(50, 600))), "completion": "c",
+                         "n": i}, ensure_ascii=bool(i % 2)) for i in range(2500)]
+    lines.insert(1200, json.dumps({"prompt": "long " * (k.CANON_CHUNK // 3), "completion": "end"}))
+    assert sum(map(len, lines)) > 3 * k.CANON_CHUNK
+    (fast, slow), used = tiers(lambda: both(tmp_path, monkeypatch, lines))
+    assert_same(fast, slow)
+    assert used["native"] == len(lines)
+
+
+def test_the_file_is_mapped_and_the_mapping_closed(tmp_path, monkeypatch):
+    """The native tier reads a memory map of the file (punted lines sliced out of it) and
+    closes it; an empty file (which cannot be mapped) is read as before."""
+    import mmap
+
+    maps = []
+
+    class Recorded(mmap.mmap):
+        def __init__(self, *a, **k):
+            maps.append(self)
+
+    monkeypatch.setattr(mmap, "mmap", Recorded)
+    lines = ['{"prompt": "p", "completion": "c"}', '{"prompt": "p", "completion": "c", "f": 1.5}', "[1]"]
+    (fast, slow), used = tiers(lambda: both(tmp_path, monkeypatch, lines))
+    assert_same(fast, slow)
+    assert used == {"native": 1, "msgspec": 1, "per_line": 1}
+    assert len(maps) == 1 and maps[0].closed
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert readers.read_inputs([empty]).records.height == 0 and len(maps) == 1  # not mappable: read()
