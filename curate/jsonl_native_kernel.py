@@ -14,7 +14,12 @@ import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.cpu import CPUTargetOptions
 from numba.extending import intrinsic
+
+# no reference counting in the helpers (see above), where this numba has the option; a
+# numba without it counts references: slower, the same results
+_NO_RC = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
 
 # value kinds of a top-level key
 STR, TRUE, FALSE, NULL, INT, ARR = 1, 2, 3, 4, 5, 6
@@ -70,7 +75,7 @@ def _low_byte(typingctx, mask):
     return sig, codegen
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _ws(buf, i, e):
     """Past JSON white space (no newline inside a line)."""
     while i < e and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
@@ -78,7 +83,7 @@ def _ws(buf, i, e):
     return i
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _hex(c):
     if 48 <= c <= 57:
         return c - 48
@@ -89,7 +94,7 @@ def _hex(c):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _u4(buf, i, e):
     """The code unit of the four hex digits at i, or -1."""
     if i + 4 > e:
@@ -103,7 +108,7 @@ def _u4(buf, i, e):
     return v
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _utf8_len(buf, i, e):
     """Length of the valid (strict, as Python decodes) UTF-8 sequence at i, or -1."""
     c = buf[i]
@@ -131,7 +136,7 @@ def _utf8_len(buf, i, e):
     return n
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _nfc_ok(src, i, nfc):
     """Whether the UTF-8 character whose lead byte is at i is NFC as it is, by the table."""
     c = src[i]
@@ -146,7 +151,7 @@ def _nfc_ok(src, i, nfc):
     return cp < nfc.shape[0] and not nfc[cp]
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _dumps_u(buf, i, u):
     """Whether the \\u escape at i (code unit u) is json.dumps's own: \\u00xx, lowercase,
     for a control character that has no short form (\\b \\t \\n \\f \\r)."""
@@ -160,7 +165,7 @@ ONES, HIGH = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080)
 QUOTES, BACKSLASHES, SPACES = np.uint64(0x2222222222222222), np.uint64(0x5C5C5C5C5C5C5C5C), np.uint64(0x2020202020202020)
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _special8(w):
     """The top bit of each of the 8 bytes of w that is a quote, a backslash, below 0x20 or
     from 0x80 on (SWAR "has a zero byte" / "has a byte less than n"): bytes above the lowest
@@ -168,7 +173,7 @@ def _special8(w):
     return _escape8(w) | (w & HIGH)
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _escape8(w):
     """As _special8 for a quote, a backslash or a byte below 0x20 only (the bytes json.dumps
     escapes); the non-ASCII bytes of valid UTF-8 are not flagged below the lowest of them."""
@@ -176,14 +181,14 @@ def _escape8(w):
     return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - SPACES) & ~w)) & HIGH
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _backslash8(w):
     """As _special8, for backslashes only."""
     b = w ^ BACKSLASHES
     return ((b - ONES) & ~b) & HIGH
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _string(buf, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
     with flags bit 1 = has an escape, bit 2 = has a non-ASCII character, bit 4 = has an
@@ -257,7 +262,7 @@ def _string(buf, i, e, nfc):
     return -1, 0
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _put_cp(out, pos, cp):
     """UTF-8 of one code point at out[pos]; the new position."""
     if cp < 0x80:
@@ -279,7 +284,7 @@ def _put_cp(out, pos, cp):
     return pos + 4
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _decode(buf, s, e, flags, out, pos):
     """The text of a checked JSON string body buf[s:e] (quotes excluded) as UTF-8 at out[pos].
     Runs without a backslash are found 8 bytes at a time and copied whole."""
@@ -329,7 +334,7 @@ def _decode(buf, s, e, flags, out, pos):
     return pos
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _escape(src, s, e, out, pos):
     """UTF-8 text src[s:e] as json.dumps(ensure_ascii=False) writes a string's body: the
     quote, the backslash, \\b \\f \\n \\r \\t, other characters below U+0020 as \\u00xx."""
@@ -364,13 +369,13 @@ def _escape(src, s, e, out, pos):
     return pos
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _py_space(c):
     """Python's str.isspace() for an ASCII character."""
     return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _blank(src, s, e):
     """Whether UTF-8 text src[s:e] is blank by Python's str.strip(): 0 certainly not (an
     ASCII non-space), 1 certainly (all ASCII spaces, or empty), -1 not sure (non-ASCII)."""
@@ -384,7 +389,7 @@ def _blank(src, s, e):
     return -1 if unsure else 1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _same(buf, s, e, names, off, k):
     """Whether buf[s:e] is name k of the names table."""
     a, b = off[k], off[k + 1]
@@ -396,7 +401,7 @@ def _same(buf, s, e, names, off, k):
     return True
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _key_id(buf, s, e, names, off):
     for k in range(off.shape[0] - 1):
         if _same(buf, s, e, names, off, k):
@@ -404,7 +409,7 @@ def _key_id(buf, s, e, names, off):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
     """The role code of a chat turn's role text buf[s:e] (as ``roles.get(r.strip().lower())``)
     or -1 (unknown, escaped or non-ASCII: punted)."""
@@ -430,7 +435,7 @@ def _role(buf, s, e, flags, fmt, rnames, roff, rcode, rfmt):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
     """The turns list whose '[' is at i: a non-empty list of objects of at most two keys,
     each value a string. Fills, per turn t, key and value spans at [2t] and [2t+1] (a
@@ -480,7 +485,7 @@ def _parse_turns(buf, i, e, tks, tke, tvs, tve, tfl, nfc):
         return -1, 0
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _int_end(buf, i, e):
     """The end of a JSON integer at i that json.loads reads as an int json.dumps writes back
     the same (no -0, at most 18 digits), or -1 (a float, -0, a long or broken number)."""
@@ -500,7 +505,7 @@ def _int_end(buf, i, e):
     return i
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _literal(buf, i, e, word):
     """Whether the bytes at i spell ``word``."""
     if i + word.shape[0] > e:
@@ -511,7 +516,7 @@ def _literal(buf, i, e, word):
     return True
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke, tvs, tve, tfl, words, nfc):
     """The line from buf[s] as exactly one JSON object with nothing after it but white space
     up to its newline (or e, the buffer's end): per key its span, name id and value kind and
@@ -581,7 +586,7 @@ def _parse_object(buf, s, e, names, noff, ks, ke, kid, vt, vs, ve, vf, tks, tke,
     return nk, nt, i
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _same_span(buf, a, b, n):
     for j in range(n):
         if buf[a + j] != buf[b + j]:
@@ -599,7 +604,7 @@ def _grow(a, need):
     return b
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _find(kid, nk, name):
     for k in range(nk):
         if kid[k] == name:
@@ -607,7 +612,7 @@ def _find(kid, nk, name):
     return -1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff, rcode, rfmt,
                 roles, toff, raw, ntu, content, cpos):
     """An OpenAI/ShareGPT record's turns (each exactly the role and text keys, both strings,
@@ -638,7 +643,7 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
     return ntu, cpos
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False, inline="always")
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _raw(raw, t, s, e, fl):
     """Turn t's text is the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
     raw[3 * t] = s
@@ -646,7 +651,7 @@ def _raw(raw, t, s, e, fl):
     raw[3 * t + 2] = fl
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content, cpos):
     """An Alpaca / prompt-completion / question-answer record's turns, as the converters in
     curate.layouts.read build them. Returns (turns written, content position) or (-1, 0)."""
@@ -701,7 +706,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     return ntu + 2, cpos
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _used(f, name):
     """Whether the format reads the key (so it is not meta)."""
     if f == OPENAI:
@@ -715,7 +720,7 @@ def _used(f, name):
     return name == QUESTION or name == ANSWER or name == SYSTEM
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
     """The keys the format does not read, as curate.record.meta_json writes them
     (json.dumps: ", " and ": "); -1 for a list there."""
@@ -758,7 +763,7 @@ def _meta(buf, f, nk, kid, ks, ke, vt, vs, ve, vf, words, scratch, meta, mpos):
     return mpos + 1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     """One turn of _canon, ``["role","text"]``, from a raw JSON string body buf[a:b] whose
     escapes are all json.dumps's (flags bit 4 clear; so no \\r to fold): its bytes are the
@@ -802,7 +807,7 @@ def _canon_raw(buf, a, b, fl, role, nfc, rolenames, rolenoff, canon, pos):
     return pos + 2
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, canon, pos):
     """record_id's canonical JSON of turns t0..t1: [[role, content], ...], each content with
     \\r\\n and \\r folded to \\n, NFC (proved by the table: else -1) and the outer " \\t\\n"
@@ -887,7 +892,7 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
     return pos + 1
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
+@nb.njit(cache=True, nogil=True, **_NO_RC)
 def _line_end(buf, i):
     """The index of the newline at or after i, or the buffer's end."""
     n = buf.shape[0]
