@@ -17,13 +17,15 @@ from ..textkernels import text_bytes, utf8_spans
 def _control(addresses, lengths, out):
     # control characters are ASCII, and UTF-8 never uses bytes < 0x80 inside a longer
     # character, so a byte scan is exact
+    # Branch-free over a text (hits are rare, so stopping at one saves nothing): the
+    # compiler vectorises the reduction, several times the speed of a test per byte.
     for r in range(addresses.shape[0]):
         text = text_bytes(addresses, lengths, r)
+        hits = 0
         for i in range(text.shape[0]):
             c = text[i]
-            if c < 32 and c != 9 and c != 10 and c != 13 or c == 127:
-                out[r] = True
-                break
+            hits += ((c < 32) & (c != 9) & (c != 10) & (c != 13)) | (c == 127)
+        out[r] = hits > 0
 
 
 def control_mask(texts: pl.Series) -> np.ndarray:

@@ -143,3 +143,20 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     plain = _reasons(records, rules)
     for name in fast:
         assert fast[name] == plain[name], name
+
+
+def test_control_mask_is_the_regex():
+    """The byte scan finds what CONTROL_CHARS finds, at every position of short and long
+    texts (inline and buffer views), around multi-byte characters."""
+    from curate.filter.bytescan import control_mask
+    from curate.filter.textchecks import CONTROL_CHARS
+
+    rng = random.Random(4)
+    texts = [_text(rng) for _ in range(3000)]
+    for c in CONTROL:
+        for n in (0, 5, 40):
+            texts += ["é" * n + c, c + "x" * n, "日" * n + c + "日" * n]
+    column = pl.Series(texts, dtype=pl.String)
+    want = column.str.contains(CONTROL_CHARS).fill_null(False).to_list()
+    assert control_mask(column).tolist() == want
+    assert 0 < sum(want) < len(want)
