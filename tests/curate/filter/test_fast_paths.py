@@ -94,7 +94,8 @@ def test_folds_to_ascii_is_what_rust_folds():
 PATTERNS = [r"(?i)\bjson\b", r"(?i)(\b(in|as)\s+json\b|\bjson\s+(format|object)\b)", r"(?i)\bpython\b|```",
             r"(?i)\bkey\b", r"(?i)\bsorry\b", r"\bjson\b", r"(?i:\bab)c\b", r"(?i)\bünï\b", r"(?i)x\b[[:alpha:]]",
             r"(?i)\<json", r"\b\\b", r"(?i)\b(?-i:JSON)\b", r"(?i)\bimage|photo\b",
-            *[c.matches for r in load_rules().rules for c in (r.when, r.unless) if c is not None]]
+            *[c.matches for r in load_rules().rules for c in (r.when, r.unless) if c is not None],
+            *[r.must_not_match for r in load_rules().rules if r.kind == "regex"]]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -136,6 +137,8 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     fast = _reasons(records, rules)
     assert sum(x is not None for v in fast.values() for x in v) > 3000  # the rules fire on this data
     monkeypatch.setattr(base.When, "candidates", lambda self, frame: None)
+    monkeypatch.setattr(rules_mod, "candidates", lambda *a, **k: None)
+    monkeypatch.setattr(rules_mod.LengthRule, "may_fire", lambda self, frame: None)
     monkeypatch.setattr(rules_mod, "ascii_folded_any", lambda t, p: t.str.contains_any(p, ascii_case_insensitive=True))
     monkeypatch.setattr(rules_mod, "turn_text_of", lambda m: turn_text(pl.element()))
     monkeypatch.setattr(fields, "turn_texts", lambda m: m.list.eval(turn_text(pl.element()).str.strip_chars(fields.TRIM)))
@@ -160,3 +163,25 @@ def test_control_mask_is_the_regex():
     want = column.str.contains(CONTROL_CHARS).fill_null(False).to_list()
     assert control_mask(column).tolist() == want
     assert 0 < sum(want) < len(want)
+
+
+LENGTH_BOUNDS = [{"max_chars": 0}, {"max_chars": 3}, {"min_chars": 1}, {"min_chars": 7}, {"max_words": 0},
+                 {"max_words": 2}, {"max_lines": 0}, {"max_lines": 1}, {"max_lines": 3}, {"min_chars": 2, "max_chars": 5},
+                 {"max_chars": 10, "max_words": 1, "max_lines": 2}, {"min_words": 1, "max_chars": 4}]
+
+
+@pytest.mark.parametrize("bounds", LENGTH_BOUNDS, ids=[str(b) for b in LENGTH_BOUNDS])
+def test_length_rows_from_byte_lengths(bounds):
+    """A length rule evaluated only where the byte lengths allow it to fire says what it
+    says on every row: 1-4 byte characters, blank and empty texts, words across lines."""
+    from curate.filter.base import evaluate
+    from curate.filter.rules import RuleSet
+
+    rng = random.Random(9)
+    texts = ["", " ", "\n", "a", "ab", "🙂", "🙂🙂", "🙂" * 6, "日本", "a b", "a\nb", "a\n\nb c", "\u3000x\u3000y", "a" * 40]
+    texts += [_text(rng) or "" for _ in range(2000)]
+    frame = pl.DataFrame({text_column("assistant"): texts})
+    rule = RuleSet.model_validate({"rules": [{"name": "t", "kind": "length", "field": "assistant", **bounds}]}).rules[0]
+    got = rule.reasons(frame).to_list()
+    assert got == evaluate(frame, rule.expr()).to_list()
+    assert 0 < sum(x is not None for x in got) < len(got)
