@@ -184,18 +184,19 @@ def text_bytes(addresses, lengths, d):
 
 
 @nb.njit(cache=True, nogil=True)
-def count_runs(keys, lens, m):
+def count_runs(keys, lens, m, tkeys, tcount, tlen, used):
     """Over the first m (key, length) items, grouping equal keys: the most frequent key's
-    count and length (ties: the longest), the largest count * length, the largest count."""
+    count and length (ties: the longest), the largest count * length, the largest count.
+    ``tkeys``, ``tcount``, ``tlen``, ``used``: scratch of at least 2m + 16 items, tcount
+    all zero (and left so), reused across texts: allocating and clearing a table per
+    call cost more than filling it."""
     # an open-addressing table, not a sort: one pass, and what it answers does not depend
     # on the order keys are met in
     size = 16
     while size < 2 * m:
         size *= 2
     mask = np.uint64(size - 1)
-    tkeys = np.empty(size, dtype=np.uint64)
-    tcount = np.zeros(size, dtype=np.int64)
-    tlen = np.empty(size, dtype=np.int64)
+    n_used = 0
     for r in range(m):
         key = keys[r]
         slot = (key ^ (key >> np.uint64(29))) & mask
@@ -204,12 +205,14 @@ def count_runs(keys, lens, m):
         if tcount[slot] == 0:
             tkeys[slot] = key
             tlen[slot] = lens[r]
+            used[n_used] = slot
+            n_used += 1
         tcount[slot] += 1
     best_c, best_l, max_cl, max_c = 0, 0, 0, 0
-    for slot in range(size):
+    for u in range(n_used):
+        slot = used[u]
         run = tcount[slot]
-        if run == 0:
-            continue
+        tcount[slot] = 0
         length = tlen[slot]
         if run > best_c or (run == best_c and length > best_l):
             best_c, best_l = run, length
@@ -298,6 +301,16 @@ def _line_spans(data, b, starts, ends, para_starts, para_ends):
     return k_lines, k_paras
 
 
+@nb.njit(cache=True, nogil=True)
+def _has_newline(data, b):
+    # branch-free, so vectorised: a quarter of the cost of _line_spans' scan, which most
+    # one-line texts (half of real answers) then skip
+    n = 0
+    for q in range(b):
+        n += data[q] == 10
+    return n > 0
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _same(data, s1, e1, s2, e2):
     if e1 - s1 != e2 - s2:
@@ -381,14 +394,15 @@ def _words(data, b, words, lens):
 
 
 @nb.njit(cache=True, nogil=True)
-def _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens):
+def _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens, table):
     """The first n (in ``ns``) whose top n-gram's share is over its limit, and the share;
     (0, 0.0) when none is."""
     prime = np.uint64(FNV_PRIME)
     # An exact bound first: the top n-gram's c occurrences need c copies of each of
     # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
     # of one word, K the largest word count. Most texts stop here.
-    _, _, big_u, big_k = count_runs(words, lens, k)
+    tkeys, tcount, tlen, used = table
+    _, _, big_u, big_k = count_runs(words, lens, k, tkeys, tcount, tlen, used)
     for t in range(ns.shape[0]):
         n = ns[t]
         m = k - n + 1
@@ -402,7 +416,7 @@ def _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens):
                 gl += lens[q]
             grams[j] = g
             glens[j] = gl
-        best_c, best_l, _, _ = count_runs(grams, glens, m)
+        best_c, best_l, _, _ = count_runs(grams, glens, m, tkeys, tcount, tlen, used)
         f = best_c * best_l / n_chars if n_chars else 0.0
         if best_c > 1 and f > limits[t]:
             return n, f
@@ -430,12 +444,14 @@ def _repetition_range(lo, hi, addresses, lengths, do_lines, line_limit, do_paras
     lens = np.empty(size, dtype=np.int64)
     grams = np.empty(size, dtype=np.uint64)
     glens = np.empty(size, dtype=np.int64)
+    table = (np.empty(2 * size + 16, dtype=np.uint64), np.zeros(2 * size + 16, dtype=np.int64),
+             np.empty(2 * size + 16, dtype=np.int64), np.empty(size, dtype=np.int64))
     # k words need 2k - 1 characters, so 2k - 1 bytes: shorter texts have no n-gram check
     fewest_bytes = 2 * min_words - 1
     for d in range(lo, hi):
         data = text_bytes(addresses, lengths, d)
         b = lengths[d]
-        if do_lines or do_paras:
+        if (do_lines or do_paras) and _has_newline(data, b):  # one line: no repeated lines or paragraphs
             k_lines, k_paras = _line_spans(data, b, starts, ends, para_starts, para_ends)
             if do_lines:
                 f = _span_dup_fraction(data, starts, ends, k_lines, hashes)
@@ -452,6 +468,6 @@ def _repetition_range(lo, hi, addresses, lengths, do_lines, line_limit, do_paras
         k, n_chars = _words(data, b, words, lens)
         if k < min_words:
             continue
-        n, f = _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens)
+        n, f = _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens, table)
         if n:
             kind[d], value[d], which[d] = 3, f, n
