@@ -216,7 +216,10 @@ class RolesRule(Rule):
         bad = evaluate(pl.DataFrame({"low": sigs.unique()}).filter(pl.any_horizontal(fails)), low)
         hit = sigs.is_in(bad.implode())
         if self.no_empty_turns:
-            hit = hit | frame["messages"].list.eval(content == "").list.any()
+            from .bytescan import blank_turns
+
+            blank = blank_turns(frame["messages"])
+            hit = hit | (frame["messages"].list.eval(content == "").list.any() if blank is None else blank)
         idx = hit.arg_true()
         out = no_reasons(frame.height)
         if len(idx):

@@ -129,6 +129,7 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     """Every default rule's reason for every hostile record, with the fast paths and with
     each replaced by the plain expression it stands for."""
     import curate.filter.base as base
+    import curate.filter.bytescan as bytescan
     import curate.filter.fields as fields
     import curate.filter.rules as rules_mod
 
@@ -139,6 +140,7 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     monkeypatch.setattr(base.When, "candidates", lambda self, frame: None)
     monkeypatch.setattr(rules_mod, "candidates", lambda *a, **k: None)
     monkeypatch.setattr(rules_mod.LengthRule, "may_fire", lambda self, frame: None)
+    monkeypatch.setattr(bytescan, "blank_turns", lambda messages: None)
     monkeypatch.setattr(rules_mod, "ascii_folded_any", lambda t, p: t.str.contains_any(p, ascii_case_insensitive=True))
     monkeypatch.setattr(rules_mod, "turn_text_of", lambda m: turn_text(pl.element()))
     monkeypatch.setattr(fields, "turn_texts", lambda m: m.list.eval(turn_text(pl.element()).str.strip_chars(fields.TRIM)))
@@ -185,3 +187,32 @@ def test_length_rows_from_byte_lengths(bounds):
     got = rule.reasons(frame).to_list()
     assert got == evaluate(frame, rule.expr()).to_list()
     assert 0 < sum(x is not None for x in got) < len(got)
+
+
+def _blank_by_polars(messages: pl.Series) -> list:
+    content = pl.element().struct.field("content").str.strip_chars()
+    return messages.list.eval(content == "").list.any().fill_null(False).to_list()
+
+
+def test_blank_turns_is_strip_chars():
+    """shape.roles' empty-turn scan says what strip_chars() == "" says, for every code point
+    (Unicode White_Space, not str.split()'s) and on hostile conversations: null, empty
+    and null-turn lists, null content."""
+    from curate.filter.bytescan import blank_turns
+
+    records = _records(n=3000, seed=8).with_columns(pl.col("messages").list.eval(
+        pl.element().struct.with_fields(pl.lit(None, pl.String).alias("tool_calls"))))
+    got = blank_turns(records["messages"])
+    assert got.to_list() == _blank_by_polars(records["messages"])
+    assert 0 < got.sum() < len(got)
+    cps = [c for c in range(0x3100) if not 0xD800 <= c <= 0xDFFF]
+    turn = lambda text: [{"role": "user", "content": text, "weight": None, "name": None, "tool_calls": None}]  # noqa: E731
+    one = pl.Series([turn(chr(c)) for c in cps] + [turn(chr(c) + " x") for c in cps], dtype=MESSAGE_TYPE)
+    assert blank_turns(one).to_list() == _blank_by_polars(one)
+    assert blank_turns(records["messages"].slice(0, 0)).to_list() == []
+
+
+def test_blank_turns_leaves_tool_calls_to_polars():
+    from curate.filter.bytescan import blank_turns
+
+    assert blank_turns(_records(n=500)["messages"]) is None  # 3% of turns call a tool
