@@ -89,3 +89,82 @@ def blank_turns(messages: pl.Series) -> pl.Series | None:
         _blank_rows(addresses, lengths, content.is_not_null().to_numpy(), starts, counts, out)
     del owner  # the bytes read above belong to it
     return pl.Series(out)
+
+
+# ASCII letters to lower case, every other byte to itself: what (?i-u) folds
+_FOLD = np.arange(256, dtype=np.uint32)
+_FOLD[65:91] += 32
+# how rare a byte is in English text (the most common first, 99 the rest): a phrase is
+# filed under its rarest 4 bytes, so few text positions stop to compare it
+_RARITY = np.full(256, 99, dtype=np.int64)
+_RARITY[np.frombuffer(b" etaoinshrdlcumwfgypbvkjxqz", dtype=np.uint8)] = np.arange(27)
+ANCHOR = 4
+
+
+def _anchor(phrase: np.ndarray) -> int:
+    """The offset of the rarest 4 bytes of a (folded) phrase, the first of equals."""
+    rarity = _RARITY[phrase]
+    return int(np.argmax(sum(rarity[i:len(phrase) - ANCHOR + 1 + i] for i in range(ANCHOR))))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _slot(key):
+    return ((key * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) >> np.uint64(16)
+
+
+@nb.njit(cache=True, nogil=True)
+def _folded_any(addresses, lengths, fold, hit, first, members, anchors, phrase_bytes, phrase_start, out):
+    # A rolling window of the last 4 folded bytes, hashed into a table of the phrases'
+    # anchors; only a hit compares the phrases filed there, at their anchor's offset.
+    for r in range(addresses.shape[0]):
+        data = text_bytes(addresses, lengths, r)
+        b = data.shape[0]
+        key = np.uint64(0)
+        found = False
+        for p in range(b):
+            key = ((key << np.uint64(8)) | np.uint64(fold[data[p]])) & np.uint64(0xFFFFFFFF)
+            h = _slot(key)
+            if p < 3 or hit[h] == 0:
+                continue
+            for i in range(first[h], first[h + 1]):
+                m = members[i]
+                s = p - 3 - anchors[m]
+                n = phrase_start[m + 1] - phrase_start[m]
+                if s < 0 or s + n > b:
+                    continue
+                same = True
+                for j in range(n):
+                    if fold[data[s + j]] != phrase_bytes[phrase_start[m] + j]:
+                        same = False
+                        break
+                if same:
+                    found = True
+                    break
+            if found:
+                break
+        out[r] = found
+
+
+def folded_any(texts: pl.Series, phrases: list[str]) -> pl.Series | None:
+    """Where a text contains one of ``phrases``, ASCII letters in either case and every
+    other byte as it is (``literals.ascii_folded_any``: a (?i-u) regex, whose lazy DFA
+    walks every byte of 109 refusal phrases at twice this cost). None where a phrase is
+    shorter than the 4-byte window. A null text reads as empty."""
+    encoded = [_FOLD[np.frombuffer(p.encode("utf-8"), dtype=np.uint8)].astype(np.uint8) for p in phrases]
+    if not encoded or min(len(e) for e in encoded) < ANCHOR:
+        return None
+    anchors = np.array([_anchor(e) for e in encoded], dtype=np.int64)
+    keys = np.array([int.from_bytes(e[o:o + ANCHOR].tobytes(), "big") for e, o in zip(encoded, anchors)], dtype=np.uint64)
+    slots = ((keys * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) >> np.uint64(16)
+    members = np.argsort(slots, kind="stable").astype(np.int64)
+    first = np.searchsorted(slots[members], np.arange(65537, dtype=np.uint64)).astype(np.int64)
+    hit = np.zeros(65536, dtype=np.uint8)
+    hit[slots] = 1
+    phrase_start = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=phrase_start[1:])
+    addresses, lengths, owner = utf8_spans(texts)
+    out = np.zeros(len(texts), dtype=np.bool_)
+    if len(texts):
+        _folded_any(addresses, lengths, _FOLD, hit, first, members, anchors, np.concatenate(encoded), phrase_start, out)
+    del owner  # the bytes read above belong to it
+    return pl.Series(out)

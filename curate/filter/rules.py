@@ -172,7 +172,11 @@ class KeywordsRule(Rule):
         # the typographic apostrophe every phrase with "'" gets a variant with: lowering a
         # copy of the whole column first costs twice the search
         if all(c.isascii() or c.lower() == c.upper() for p in phrases for c in p):
-            cand = ascii_folded_any(text, phrases)
+            from .bytescan import folded_any
+
+            cand = folded_any(text, phrases)
+            if cand is None:  # a phrase shorter than its search window
+                cand = ascii_folded_any(text, phrases)
         else:
             cand = text.str.to_lowercase().str.contains_any(phrases)
         out = no_reasons(frame.height)

@@ -141,6 +141,7 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     monkeypatch.setattr(rules_mod, "candidates", lambda *a, **k: None)
     monkeypatch.setattr(rules_mod.LengthRule, "may_fire", lambda self, frame: None)
     monkeypatch.setattr(bytescan, "blank_turns", lambda messages: None)
+    monkeypatch.setattr(bytescan, "folded_any", lambda texts, phrases: None)
     monkeypatch.setattr(rules_mod, "ascii_folded_any", lambda t, p: t.str.contains_any(p, ascii_case_insensitive=True))
     monkeypatch.setattr(rules_mod, "turn_text_of", lambda m: turn_text(pl.element()))
     monkeypatch.setattr(fields, "turn_texts", lambda m: m.list.eval(turn_text(pl.element()).str.strip_chars(fields.TRIM)))
@@ -216,3 +217,34 @@ def test_blank_turns_leaves_tool_calls_to_polars():
     from curate.filter.bytescan import blank_turns
 
     assert blank_turns(_records(n=500)["messages"]) is None  # 3% of turns call a tool
+
+
+def test_folded_any_is_contains_any():
+    """The compiled phrase search finds what contains_any(ascii_case_insensitive=True)
+    finds: ASCII letters folded, every other byte (’, ü, the Kelvin sign) as it is, a
+    phrase at a text's start and end, overlapping phrases, phrases filed together."""
+    from curate.filter.bytescan import folded_any
+
+    rng = random.Random(6)
+    alpha = "aAsSkK ſ\u212a’'ünÜ\\.*()[]{}|^$#&-~\t\nxyz"
+    phrases = ["as an ai", "i’m sorry", "a.b*c", "x(y)|z", "[q]{1}", "^$#&", "back\\slash", "tab\there", "ünïc",
+               "sssss", "ssss", "kkkk a", "an a", "an ai"]
+    texts = ["AS AN AI", "I’M SORRY", "ſſſſ", "\u212a\u212a\u212a\u212a", None, "", "SSSS", "xSsSsx", "as an a",
+             "tab\tHERE", "ÜNÏC", "ünïc", "kkkk a", "KKKK A!"]
+    texts += ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 40))) for _ in range(6000)]
+    texts += [rng.choice(phrases).upper() + "".join(rng.choice(alpha) for _ in range(5)) for _ in range(300)]
+    column = pl.Series(texts, dtype=pl.String)
+    for sub in (phrases, phrases[:2], ["ssss"], ["sssss", "ssss"], ["an a", "an ai", "as an ai"]):
+        want = column.str.contains_any(sub, ascii_case_insensitive=True).fill_null(False).to_list()
+        assert folded_any(column, sub).to_list() == want, sub
+        assert 0 < sum(want) < len(want)
+    assert folded_any(column, ["abc", "abcd"]) is None  # shorter than the window
+    assert folded_any(column.slice(0, 0), phrases).to_list() == []
+
+
+def test_default_refusal_phrases_take_the_compiled_search():
+    """The shipped keyword list fits the compiled search (every phrase 4 bytes or more)."""
+    from curate.filter.bytescan import folded_any
+
+    rule = next(r for r in load_rules().rules if r.kind == "keywords")
+    assert folded_any(pl.Series(["x"]), sorted({p.strip().lower() for p in rule.phrases})) is not None
