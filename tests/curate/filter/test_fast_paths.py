@@ -207,8 +207,9 @@ def test_blank_turns_is_strip_chars():
     assert got.to_list() == _blank_by_polars(records["messages"])
     assert 0 < got.sum() < len(got)
     cps = [c for c in range(0x3100) if not 0xD800 <= c <= 0xDFFF]
-    turn = lambda text: [{"role": "user", "content": text, "weight": None, "name": None, "tool_calls": None}]  # noqa: E731
-    one = pl.Series([turn(chr(c)) for c in cps] + [turn(chr(c) + " x") for c in cps], dtype=MESSAGE_TYPE)
+    turns = [[{"role": "user", "content": text, "weight": None, "name": None, "tool_calls": None}]
+             for text in [chr(c) for c in cps] + [chr(c) + " x" for c in cps]]
+    one = pl.Series(turns, dtype=MESSAGE_TYPE)
     assert blank_turns(one).to_list() == _blank_by_polars(one)
     assert blank_turns(records["messages"].slice(0, 0)).to_list() == []
 
