@@ -69,15 +69,6 @@ def dup_fraction(hashes, k):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _over(hashes, k, on, limit):
-    """The duplicate fraction of the first k hashes when checked and above ``limit``, else -1."""
-    if not on:
-        return -1.0
-    f = dup_fraction(hashes, k)
-    return f if f > limit else -1.0
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
 def decode(data, i):
     """The code point at byte i of UTF-8 ``data``, and its width in bytes."""
     b = np.int64(data[i])
