@@ -69,15 +69,6 @@ def dup_fraction(hashes, k):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _over(hashes, k, on, limit):
-    """The duplicate fraction of the first k hashes when checked and above ``limit``, else -1."""
-    if not on:
-        return -1.0
-    f = dup_fraction(hashes, k)
-    return f if f > limit else -1.0
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
 def decode(data, i):
     """The code point at byte i of UTF-8 ``data``, and its width in bytes."""
     b = np.int64(data[i])
@@ -184,18 +175,19 @@ def text_bytes(addresses, lengths, d):
 
 
 @nb.njit(cache=True, nogil=True)
-def count_runs(keys, lens, m):
+def count_runs(keys, lens, m, tkeys, tcount, tlen, used):
     """Over the first m (key, length) items, grouping equal keys: the most frequent key's
-    count and length (ties: the longest), the largest count * length, the largest count."""
+    count and length (ties: the longest), the largest count * length, the largest count.
+    ``tkeys``, ``tcount``, ``tlen``, ``used``: scratch of at least 2m + 16 items, tcount
+    all zero (and left so), reused across texts: allocating and clearing a table per
+    call cost more than filling it."""
     # an open-addressing table, not a sort: one pass, and what it answers does not depend
     # on the order keys are met in
     size = 16
     while size < 2 * m:
         size *= 2
     mask = np.uint64(size - 1)
-    tkeys = np.empty(size, dtype=np.uint64)
-    tcount = np.zeros(size, dtype=np.int64)
-    tlen = np.empty(size, dtype=np.int64)
+    n_used = 0
     for r in range(m):
         key = keys[r]
         slot = (key ^ (key >> np.uint64(29))) & mask
@@ -204,12 +196,14 @@ def count_runs(keys, lens, m):
         if tcount[slot] == 0:
             tkeys[slot] = key
             tlen[slot] = lens[r]
+            used[n_used] = slot
+            n_used += 1
         tcount[slot] += 1
     best_c, best_l, max_cl, max_c = 0, 0, 0, 0
-    for slot in range(size):
+    for u in range(n_used):
+        slot = used[u]
         run = tcount[slot]
-        if run == 0:
-            continue
+        tcount[slot] = 0
         length = tlen[slot]
         if run > best_c or (run == best_c and length > best_l):
             best_c, best_l = run, length
@@ -219,149 +213,252 @@ def count_runs(keys, lens, m):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def repetition(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
+def repetition(addresses, lengths, chunks, do_lines, line_limit, do_paras, para_limit, ns, limits, min_words,
                kind, value, which):
-    """Per text (``lengths[d]`` UTF-8 bytes at ``addresses[d]``, see utf8_spans; ``n_chars_of[d]``
-    characters): kind 1 = duplicate lines, 2 = duplicate paragraphs, 3 = top n-gram
-    (``which`` = n), 0 = none; ``value`` the fraction. Lines and paragraphs are
-    stripped and blank ones dropped; paragraphs end at a line that is only white
-    space; words split as str.split() does; an n-gram's length is its words joined
-    by single spaces, in characters; the top n-gram is the most frequent, ties the
-    longest."""
+    """Per text (``lengths[d]`` UTF-8 bytes at ``addresses[d]``, see utf8_spans): kind 1 =
+    duplicate lines, 2 = duplicate paragraphs, 3 = top n-gram (``which`` = n), 0 = none;
+    ``value`` the fraction. Lines and paragraphs are stripped and blank ones dropped;
+    paragraphs end at a line that is only white space; words split as str.split() does;
+    an n-gram's length is its words joined by single spaces, in characters, its share
+    that length times its count over the text's characters; the top n-gram is the most
+    frequent, ties the longest."""
     n_texts = addresses.shape[0]
     for chunk in nb.prange(chunks):
         lo, hi = chunk * n_texts // chunks, (chunk + 1) * n_texts // chunks
-        _repetition_range(lo, hi, addresses, lengths, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns,
+        _repetition_range(lo, hi, addresses, lengths, do_lines, line_limit, do_paras, para_limit, ns,
                           limits, min_words, kind, value, which)
 
 
 @nb.njit(cache=True, nogil=True)
-def repetition_serial(addresses, lengths, chunks, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits,
+def repetition_serial(addresses, lengths, chunks, do_lines, line_limit, do_paras, para_limit, ns, limits,
                       min_words, kind, value, which):
     """repetition on one thread (``chunks`` unused): starting numba's thread pool costs
     more than the pass on a few hundred thousand texts."""
-    _repetition_range(0, addresses.shape[0], addresses, lengths, n_chars_of, do_lines, line_limit, do_paras,
+    _repetition_range(0, addresses.shape[0], addresses, lengths, do_lines, line_limit, do_paras,
                       para_limit, ns, limits, min_words, kind, value, which)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _strip(data, s, e):
+    """data[s:e] less its leading and trailing white space (is_space), as (s, e); s == e
+    where it is blank. Backwards, a character starts at its first byte that is not a
+    continuation byte (10xxxxxx)."""
+    while s < e:
+        c, w = decode(data, s)
+        if not is_space(c):
+            break
+        s += w
+    while e > s:
+        q = e - 1
+        while data[q] & 0xC0 == 0x80:
+            q -= 1
+        c, w = decode(data, q)
+        if not is_space(c):
+            break
+        e = q
+    return s, e
+
+
 @nb.njit(cache=True, nogil=True)
-def _repetition_range(lo, hi, addresses, lengths, n_chars_of, do_lines, line_limit, do_paras, para_limit, ns, limits,
-                      min_words, kind, value, which):
-    """repetition's work on texts lo..hi-1."""
+def _line_spans(data, b, starts, ends, para_starts, para_ends):
+    """The stripped non-blank lines of data[:b] as byte spans, and its paragraphs (runs of
+    non-blank lines, from the first's start to the last's end): their counts. Only a
+    newline byte ends a line, and UTF-8 has no other byte 10, so the scan is bytewise;
+    only a line's edges are decoded."""
+    k_lines = 0
+    k_paras = 0
+    in_para = False
+    line_start = 0
+    para_end = 0
+    for q in range(b + 1):
+        if q < b and data[q] != 10:
+            continue
+        s, e = _strip(data, line_start, q)
+        if s < e:
+            starts[k_lines], ends[k_lines] = s, e
+            k_lines += 1
+            if not in_para:
+                para_starts[k_paras] = s
+                in_para = True
+            para_end = e
+        elif in_para:  # a blank line ends the paragraph
+            para_ends[k_paras] = para_end
+            k_paras += 1
+            in_para = False
+        line_start = q + 1
+    if in_para:
+        para_ends[k_paras] = para_end
+        k_paras += 1
+    return k_lines, k_paras
+
+
+@nb.njit(cache=True, nogil=True)
+def _has_newline(data, b):
+    # branch-free, so vectorised: a quarter of the cost of _line_spans' scan, which most
+    # one-line texts (half of real answers) then skip
+    n = 0
+    for q in range(b):
+        n += data[q] == 10
+    return n > 0
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _same(data, s1, e1, s2, e2):
+    if e1 - s1 != e2 - s2:
+        return False
+    for i in range(e1 - s1):
+        if data[s1 + i] != data[s2 + i]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _span_dup_fraction(data, starts, ends, k, hashes):
+    """The share of the k spans equal to an earlier one: few spans (most texts) compared
+    pairwise, their lengths first, so most pairs cost one comparison; many by their
+    FNV-1a hashes, sorted."""
+    if k < 2:
+        return 0.0
+    if k <= 16:
+        dup = 0
+        for i in range(1, k):
+            for j in range(i):
+                if _same(data, starts[i], ends[i], starts[j], ends[j]):
+                    dup += 1
+                    break
+        return dup / k
+    prime = np.uint64(FNV_PRIME)
+    for i in range(k):
+        h = np.uint64(FNV_OFFSET)
+        for q in range(starts[i], ends[i]):
+            h = (h ^ np.uint64(data[q])) * prime
+        hashes[i] = h
+    return dup_fraction(hashes, k)
+
+
+@nb.njit(cache=True, nogil=True)
+def _most_words(data, b):
+    """A bound on the words of data[:b]: every word but the first follows a white space
+    character, which is an ASCII byte up to 32 or starts with a lead byte (>= 0xC0).
+    Branch-free, so the compiler vectorises it: a tenth of the cost of splitting."""
+    n = 1
+    for q in range(b):
+        x = data[q]
+        n += (x <= 32) | (x >= 0xC0)
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _words(data, b, words, lens):
+    """The FNV-1a hash of each word's code points and its length in characters (words
+    split as str.split() does): how many words, and the text's characters."""
     offset_basis = np.uint64(FNV_OFFSET)
     prime = np.uint64(FNV_PRIME)
-    # scratch arrays once per chunk of texts: four allocations per text cost as much
-    # as reading a short text
+    k = 0
+    n_chars = 0
+    in_word = False
+    h = offset_basis
+    length = 0
+    p = 0
+    while p < b:
+        x = data[p]
+        if x < 0x80:
+            c, w = np.int64(x), 1
+        else:
+            c, w = decode(data, p)
+        n_chars += 1
+        if is_space(c):
+            if in_word:
+                words[k], lens[k] = h, length
+                k += 1
+                in_word = False
+        else:
+            if not in_word:
+                in_word, h, length = True, offset_basis, 0
+            h = (h ^ np.uint64(c)) * prime
+            length += 1
+        p += w
+    if in_word:
+        words[k], lens[k] = h, length
+        k += 1
+    return k, n_chars
+
+
+@nb.njit(cache=True, nogil=True)
+def _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens, table):
+    """The first n (in ``ns``) whose top n-gram's share is over its limit, and the share;
+    (0, 0.0) when none is."""
+    prime = np.uint64(FNV_PRIME)
+    # An exact bound first: the top n-gram's c occurrences need c copies of each of
+    # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
+    # of one word, K the largest word count. Most texts stop here.
+    tkeys, tcount, tlen, used = table
+    _, _, big_u, big_k = count_runs(words, lens, k, tkeys, tcount, tlen, used)
+    for t in range(ns.shape[0]):
+        n = ns[t]
+        m = k - n + 1
+        if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
+            continue
+        for j in range(m):
+            g = np.uint64(GOLDEN)
+            gl = n - 1
+            for q in range(j, j + n):
+                g = (g ^ words[q]) * prime
+                gl += lens[q]
+            grams[j] = g
+            glens[j] = gl
+        best_c, best_l, _, _ = count_runs(grams, glens, m, tkeys, tcount, tlen, used)
+        f = best_c * best_l / n_chars if n_chars else 0.0
+        if best_c > 1 and f > limits[t]:
+            return n, f
+    return 0, 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def _repetition_range(lo, hi, addresses, lengths, do_lines, line_limit, do_paras, para_limit, ns, limits,
+                      min_words, kind, value, which):
+    """repetition's work on texts lo..hi-1: lines and paragraphs from a scan for newlines,
+    words (a pass decoding every character) only where the n-gram check may apply and
+    the lines and paragraphs did not already decide."""
+    # scratch arrays once per chunk of texts: allocations per text cost as much as
+    # reading a short text
     longest = 0
     for d in range(lo, hi):
         longest = max(longest, lengths[d])
-    lines = np.empty(longest + 2, dtype=np.uint64)
-    paras = np.empty(longest + 2, dtype=np.uint64)
-    words = np.empty(longest + 2, dtype=np.uint64)
-    lens = np.empty(longest + 2, dtype=np.int64)
+    size = longest + 2
+    starts = np.empty(size, dtype=np.int64)
+    ends = np.empty(size, dtype=np.int64)
+    para_starts = np.empty(size, dtype=np.int64)
+    para_ends = np.empty(size, dtype=np.int64)
+    hashes = np.empty(size, dtype=np.uint64)
+    words = np.empty(size, dtype=np.uint64)
+    lens = np.empty(size, dtype=np.int64)
+    grams = np.empty(size, dtype=np.uint64)
+    glens = np.empty(size, dtype=np.int64)
+    table = (np.empty(2 * size + 16, dtype=np.uint64), np.zeros(2 * size + 16, dtype=np.int64),
+             np.empty(2 * size + 16, dtype=np.int64), np.empty(size, dtype=np.int64))
+    # k words need 2k - 1 characters, so 2k - 1 bytes: shorter texts have no n-gram check
+    fewest_bytes = 2 * min_words - 1
     for d in range(lo, hi):
         data = text_bytes(addresses, lengths, d)
         b = lengths[d]
-        n_chars = n_chars_of[d]
-        one_line = True  # a text of one line has no repeated lines or paragraphs
-        for q in range(b):
-            if data[q] == 10:
-                one_line = False
-                break
-        short = ns.shape[0] == 0 or n_chars < 2 * min_words - 1  # n words need 2n - 1 characters
-        split = (do_lines or do_paras) and not one_line
-        if not split and short:
+        if (do_lines or do_paras) and _has_newline(data, b):  # one line: no repeated lines or paragraphs
+            k_lines, k_paras = _line_spans(data, b, starts, ends, para_starts, para_ends)
+            if do_lines:
+                f = _span_dup_fraction(data, starts, ends, k_lines, hashes)
+                if f > line_limit:
+                    kind[d], value[d] = 1, f
+                    continue
+            if do_paras:
+                f = _span_dup_fraction(data, para_starts, para_ends, k_paras, hashes)
+                if f > para_limit:
+                    kind[d], value[d] = 2, f
+                    continue
+        if ns.shape[0] == 0 or b < fewest_bytes or _most_words(data, b) < min_words:
             continue
-        # One pass over the characters. A line's hash covers its bytes from its first to
-        # its last non-space character (a snapshot taken after each non-space one), a
-        # paragraph's likewise across its lines, a word's its bytes: as hashing the
-        # stripped spans would, without reading the text three times.
-        k_lines = 0
-        k_paras = 0
-        k = 0
-        line_h = line_end = para_h = para_end = word_h = offset_basis
-        in_line = in_para = in_word = False
-        length = 0
-        p = 0
-        while p <= b:
-            if p < b:
-                c, w = decode(data, p)
-            else:
-                c, w = 10, 1  # the text ends as a line does
-            if c == 10:
-                if in_line:
-                    lines[k_lines] = line_end
-                    k_lines += 1
-                    in_line = False
-                elif in_para:  # a blank line ends the paragraph
-                    paras[k_paras] = para_end
-                    k_paras += 1
-                    in_para = False
-            space = is_space(c)
-            if not space:
-                if not in_line:
-                    in_line, line_h = True, offset_basis
-                if not in_para:
-                    in_para, para_h = True, offset_basis
-            if split:
-                for q in range(p, p + w):
-                    x = np.uint64(data[q]) if q < b else np.uint64(10)
-                    line_h = (line_h ^ x) * prime
-                    para_h = (para_h ^ x) * prime
-                if not space:
-                    line_end, para_end = line_h, para_h
-            if not short:
-                if space:
-                    if in_word:
-                        words[k] = word_h
-                        lens[k] = length
-                        k += 1
-                        in_word = False
-                else:
-                    if not in_word:
-                        in_word, word_h, length = True, offset_basis, 0
-                    word_h = (word_h ^ np.uint64(c)) * prime
-                    length += 1
-            p += w
-        if in_para:
-            paras[k_paras] = para_end
-            k_paras += 1
-        if split:
-            f = _over(lines, k_lines, do_lines, line_limit)
-            if f >= 0:
-                kind[d], value[d] = 1, f
-                continue
-            f = _over(paras, k_paras, do_paras, para_limit)
-            if f >= 0:
-                kind[d], value[d] = 2, f
-                continue
-        if short:
-            continue
+        k, n_chars = _words(data, b, words, lens)
         if k < min_words:
             continue
-        # An exact bound first: the top n-gram's c occurrences need c copies of each of
-        # its words, so c * length <= n * U + (n - 1) * K, U the largest count * length
-        # of one word, K the largest word count. Most texts stop here.
-        _, _, big_u, big_k = count_runs(words, lens, k)
-        grams = np.empty(k, dtype=np.uint64)
-        glens = np.empty(k, dtype=np.int64)
-        for t in range(ns.shape[0]):
-            n = ns[t]
-            m = k - n + 1
-            if m < 1 or (n * big_u + (n - 1) * big_k) <= limits[t] * n_chars:
-                continue
-            for j in range(m):
-                g = np.uint64(GOLDEN)
-                gl = n - 1
-                for q in range(j, j + n):
-                    g = (g ^ words[q]) * prime
-                    gl += lens[q]
-                grams[j] = g
-                glens[j] = gl
-            best_c, best_l, _, _ = count_runs(grams, glens, m)
-            f = best_c * best_l / n_chars if n_chars else 0.0
-            if best_c > 1 and f > limits[t]:
-                kind[d] = 3
-                value[d] = f
-                which[d] = n
-                break
+        n, f = _top_ngram(words, lens, k, n_chars, ns, limits, grams, glens, table)
+        if n:
+            kind[d], value[d], which[d] = 3, f, n

@@ -5,6 +5,8 @@ over its hits) over the precomputed field columns; see :mod:`.textchecks` for th
 """
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -12,8 +14,8 @@ from typing import Annotated, Literal, Union
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field as PField, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, snippet
-from .literals import ascii_folded_any
+from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, on_rows, snippet
+from .literals import FEW, ascii_folded_any, candidates
 from .fields import SIGNATURE, text_column, turn_text_of, turns_column
 
 
@@ -77,6 +79,23 @@ class LengthRule(Rule):
                     message(f"{self.field} has ", value, f" {unit}, more than {hi}")))
         return first_reason(*parts)
 
+    def reasons(self, frame: pl.DataFrame) -> pl.Series:
+        may = self.may_fire(frame)
+        return evaluate(frame, self.expr()) if may is None else on_rows(frame, may, self.expr())
+
+    def may_fire(self, frame: pl.DataFrame) -> pl.Series | None:
+        """A superset of the rows a bound may reject, from the texts' byte lengths (no pass
+        over the text: counting characters reads every byte); None: every row. A character
+        takes 1 to 4 bytes, n words at least 2n - 1, n lines n - 1 newlines; a lower
+        bound on words or lines, or any on turns, holds no such promise."""
+        if any(getattr(self, k) is not None for k in ("min_words", "min_lines", "min_turns", "max_turns")):
+            return None
+        size = frame[text_column(self.field)].str.len_bytes().cast(pl.Int64)
+        bounds = [(self.max_chars, lambda hi: size > hi), (self.min_chars, lambda lo: size < 4 * lo),
+                  (self.max_words, lambda hi: size > 2 * hi), (self.max_lines, lambda hi: size >= hi)]
+        # the validator asks for a bound, and the ones without a test returned above
+        return functools.reduce(operator.or_, [test(bound) for bound, test in bounds if bound is not None])
+
 
 class RegexRule(Rule):
     kind: Literal["regex"]
@@ -101,6 +120,15 @@ class RegexRule(Rule):
             parts.append(pl.when(hit.is_not_null()).then(message(f"{self.field} matches /{self.must_not_match}/: '", snippet(hit), "'")))
         return first_reason(*parts)
 
+    def reasons(self, frame: pl.DataFrame) -> pl.Series:
+        # Most regexes cost their engine's set-up on every text (~0.1 µs) however fast they
+        # fail. Where every match of a must_not_match holds one of a few literals
+        # (url_only: "http", "www."), a search for them finds the rows it may match.
+        if self.must_match is None:
+            rows = candidates(frame[text_column(self.field)], self.must_not_match, most=FEW)
+            if rows is not None:
+                return on_rows(frame, rows, self.expr())
+        return evaluate(frame, self.expr())
 
 
 class KeywordsRule(Rule):
@@ -144,7 +172,11 @@ class KeywordsRule(Rule):
         # the typographic apostrophe every phrase with "'" gets a variant with: lowering a
         # copy of the whole column first costs twice the search
         if all(c.isascii() or c.lower() == c.upper() for p in phrases for c in p):
-            cand = ascii_folded_any(text, phrases)
+            from .bytescan import folded_any
+
+            cand = folded_any(text, phrases)
+            if cand is None:  # a phrase shorter than its search window
+                cand = ascii_folded_any(text, phrases)
         else:
             cand = text.str.to_lowercase().str.contains_any(phrases)
         out = no_reasons(frame.height)
@@ -188,7 +220,10 @@ class RolesRule(Rule):
         bad = evaluate(pl.DataFrame({"low": sigs.unique()}).filter(pl.any_horizontal(fails)), low)
         hit = sigs.is_in(bad.implode())
         if self.no_empty_turns:
-            hit = hit | frame["messages"].list.eval(content == "").list.any()
+            from .bytescan import blank_turns
+
+            blank = blank_turns(frame["messages"])
+            hit = hit | (frame["messages"].list.eval(content == "").list.any() if blank is None else blank)
         idx = hit.arg_true()
         out = no_reasons(frame.height)
         if len(idx):

@@ -149,8 +149,7 @@ class RepetitionRule(Rule):
             addresses, lengths, owner = utf8_spans(column)
             lines, paras = self.max_duplicate_line_fraction, self.max_duplicate_paragraph_fraction
             (repetition if threads() > 1 else repetition_serial)(
-                addresses, lengths, min(n, 64), column.str.len_chars().to_numpy().astype(np.int64),
-                lines is not None, lines or 0.0, paras is not None, paras or 0.0,
+                addresses, lengths, min(n, 64), lines is not None, lines or 0.0, paras is not None, paras or 0.0,
                 np.array([g for g, _ in grams], dtype=np.int64), np.array([f for _, f in grams], dtype=np.float64),
                 self.min_words, kind, value, which)
             del owner  # the bytes read above belong to it

@@ -94,7 +94,8 @@ def test_folds_to_ascii_is_what_rust_folds():
 PATTERNS = [r"(?i)\bjson\b", r"(?i)(\b(in|as)\s+json\b|\bjson\s+(format|object)\b)", r"(?i)\bpython\b|```",
             r"(?i)\bkey\b", r"(?i)\bsorry\b", r"\bjson\b", r"(?i:\bab)c\b", r"(?i)\bünï\b", r"(?i)x\b[[:alpha:]]",
             r"(?i)\<json", r"\b\\b", r"(?i)\b(?-i:JSON)\b", r"(?i)\bimage|photo\b",
-            *[c.matches for r in load_rules().rules for c in (r.when, r.unless) if c is not None]]
+            *[c.matches for r in load_rules().rules for c in (r.when, r.unless) if c is not None],
+            *[r.must_not_match for r in load_rules().rules if r.kind == "regex"]]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -128,6 +129,7 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     """Every default rule's reason for every hostile record, with the fast paths and with
     each replaced by the plain expression it stands for."""
     import curate.filter.base as base
+    import curate.filter.bytescan as bytescan
     import curate.filter.fields as fields
     import curate.filter.rules as rules_mod
 
@@ -136,6 +138,10 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     fast = _reasons(records, rules)
     assert sum(x is not None for v in fast.values() for x in v) > 3000  # the rules fire on this data
     monkeypatch.setattr(base.When, "candidates", lambda self, frame: None)
+    monkeypatch.setattr(rules_mod, "candidates", lambda *a, **k: None)
+    monkeypatch.setattr(rules_mod.LengthRule, "may_fire", lambda self, frame: None)
+    monkeypatch.setattr(bytescan, "blank_turns", lambda messages: None)
+    monkeypatch.setattr(bytescan, "folded_any", lambda texts, phrases: None)
     monkeypatch.setattr(rules_mod, "ascii_folded_any", lambda t, p: t.str.contains_any(p, ascii_case_insensitive=True))
     monkeypatch.setattr(rules_mod, "turn_text_of", lambda m: turn_text(pl.element()))
     monkeypatch.setattr(fields, "turn_texts", lambda m: m.list.eval(turn_text(pl.element()).str.strip_chars(fields.TRIM)))
@@ -143,3 +149,103 @@ def test_every_rule_says_what_the_plain_path_says(monkeypatch):
     plain = _reasons(records, rules)
     for name in fast:
         assert fast[name] == plain[name], name
+
+
+def test_control_mask_is_the_regex():
+    """The byte scan finds what CONTROL_CHARS finds, at every position of short and long
+    texts (inline and buffer views), around multi-byte characters."""
+    from curate.filter.bytescan import control_mask
+    from curate.filter.textchecks import CONTROL_CHARS
+
+    rng = random.Random(4)
+    texts = [_text(rng) for _ in range(3000)]
+    for c in CONTROL:
+        for n in (0, 5, 40):
+            texts += ["é" * n + c, c + "x" * n, "日" * n + c + "日" * n]
+    column = pl.Series(texts, dtype=pl.String)
+    want = column.str.contains(CONTROL_CHARS).fill_null(False).to_list()
+    assert control_mask(column).tolist() == want
+    assert 0 < sum(want) < len(want)
+
+
+LENGTH_BOUNDS = [{"max_chars": 0}, {"max_chars": 3}, {"min_chars": 1}, {"min_chars": 7}, {"max_words": 0},
+                 {"max_words": 2}, {"max_lines": 0}, {"max_lines": 1}, {"max_lines": 3}, {"min_chars": 2, "max_chars": 5},
+                 {"max_chars": 10, "max_words": 1, "max_lines": 2}, {"min_words": 1, "max_chars": 4}]
+
+
+@pytest.mark.parametrize("bounds", LENGTH_BOUNDS, ids=[str(b) for b in LENGTH_BOUNDS])
+def test_length_rows_from_byte_lengths(bounds):
+    """A length rule evaluated only where the byte lengths allow it to fire says what it
+    says on every row: 1-4 byte characters, blank and empty texts, words across lines."""
+    from curate.filter.base import evaluate
+    from curate.filter.rules import RuleSet
+
+    rng = random.Random(9)
+    texts = ["", " ", "\n", "a", "ab", "🙂", "🙂🙂", "🙂" * 6, "日本", "a b", "a\nb", "a\n\nb c", "\u3000x\u3000y", "a" * 40]
+    texts += [_text(rng) or "" for _ in range(2000)]
+    frame = pl.DataFrame({text_column("assistant"): texts})
+    rule = RuleSet.model_validate({"rules": [{"name": "t", "kind": "length", "field": "assistant", **bounds}]}).rules[0]
+    got = rule.reasons(frame).to_list()
+    assert got == evaluate(frame, rule.expr()).to_list()
+    assert 0 < sum(x is not None for x in got) < len(got)
+
+
+def _blank_by_polars(messages: pl.Series) -> list:
+    content = pl.element().struct.field("content").str.strip_chars()
+    return messages.list.eval(content == "").list.any().fill_null(False).to_list()
+
+
+def test_blank_turns_is_strip_chars():
+    """shape.roles' empty-turn scan says what strip_chars() == "" says, for every code point
+    (Unicode White_Space, not str.split()'s) and on hostile conversations: null, empty
+    and null-turn lists, null content."""
+    from curate.filter.bytescan import blank_turns
+
+    records = _records(n=3000, seed=8).with_columns(pl.col("messages").list.eval(
+        pl.element().struct.with_fields(pl.lit(None, pl.String).alias("tool_calls"))))
+    got = blank_turns(records["messages"])
+    assert got.to_list() == _blank_by_polars(records["messages"])
+    assert 0 < got.sum() < len(got)
+    cps = [c for c in range(0x3100) if not 0xD800 <= c <= 0xDFFF]
+    turns = [[{"role": "user", "content": text, "weight": None, "name": None, "tool_calls": None}]
+             for text in [chr(c) for c in cps] + [chr(c) + " x" for c in cps]]
+    one = pl.Series(turns, dtype=MESSAGE_TYPE)
+    assert blank_turns(one).to_list() == _blank_by_polars(one)
+    assert blank_turns(records["messages"].slice(0, 0)).to_list() == []
+
+
+def test_blank_turns_leaves_tool_calls_to_polars():
+    from curate.filter.bytescan import blank_turns
+
+    assert blank_turns(_records(n=500)["messages"]) is None  # 3% of turns call a tool
+
+
+def test_folded_any_is_contains_any():
+    """The compiled phrase search finds what contains_any(ascii_case_insensitive=True)
+    finds: ASCII letters folded, every other byte (’, ü, the Kelvin sign) as it is, a
+    phrase at a text's start and end, overlapping phrases, phrases filed together."""
+    from curate.filter.bytescan import folded_any
+
+    rng = random.Random(6)
+    alpha = "aAsSkK ſ\u212a’'ünÜ\\.*()[]{}|^$#&-~\t\nxyz"
+    phrases = ["as an ai", "i’m sorry", "a.b*c", "x(y)|z", "[q]{1}", "^$#&", "back\\slash", "tab\there", "ünïc",
+               "sssss", "ssss", "kkkk a", "an a", "an ai"]
+    texts = ["AS AN AI", "I’M SORRY", "ſſſſ", "\u212a\u212a\u212a\u212a", None, "", "SSSS", "xSsSsx", "as an a",
+             "tab\tHERE", "ÜNÏC", "ünïc", "kkkk a", "KKKK A!"]
+    texts += ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 40))) for _ in range(6000)]
+    texts += [rng.choice(phrases).upper() + "".join(rng.choice(alpha) for _ in range(5)) for _ in range(300)]
+    column = pl.Series(texts, dtype=pl.String)
+    for sub in (phrases, phrases[:2], ["ssss"], ["sssss", "ssss"], ["an a", "an ai", "as an ai"]):
+        want = column.str.contains_any(sub, ascii_case_insensitive=True).fill_null(False).to_list()
+        assert folded_any(column, sub).to_list() == want, sub
+        assert 0 < sum(want) < len(want)
+    assert folded_any(column, ["abc", "abcd"]) is None  # shorter than the window
+    assert folded_any(column.slice(0, 0), phrases).to_list() == []
+
+
+def test_default_refusal_phrases_take_the_compiled_search():
+    """The shipped keyword list fits the compiled search (every phrase 4 bytes or more)."""
+    from curate.filter.bytescan import folded_any
+
+    rule = next(r for r in load_rules().rules if r.kind == "keywords")
+    assert folded_any(pl.Series(["x"]), sorted({p.strip().lower() for p in rule.phrases})) is not None
