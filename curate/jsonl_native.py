@@ -39,7 +39,7 @@ from itertools import pairwise
 import numpy as np
 import polars as pl
 
-from .jsonl_fast import record_table
+from .jsonl_fast import arrow_series, record_table
 from .layouts.read import FORMATS, OPENAI_ROLES, SHAREGPT_ROLES, SIGNATURE
 
 # the names the kernel knows by index (jsonl_native_kernel: MESSAGES=0 ... ANSWER=13)
@@ -153,7 +153,7 @@ def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -
     n, nt = len(lines), len(roles)
     offsets = pa.Array.from_buffers(pa.int64(), n + 1, [None, pa.py_buffer(rec_turns)])
     return record_table(strings(nt, *_role_strings(roles)), strings(nt, toff, content), offsets, ids,
-                        pl.from_arrow(strings(n, meta_off, meta)), lines, label)
+                        arrow_series(strings(n, meta_off, meta)), lines, label)
 
 
 def _role_strings(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ startup.skip_numba_extras()
 raw = {str(REPO / "data/demo/raw.jsonl")!r}
 cli.main(["filter", raw, "-o", "f"], standalone_mode=False)
 cli.main(["dedup", "--method", "minhash", "f", "-o", "d"], standalone_mode=False)
-print(sorted(m for m in ("pandas", "scipy", "cffi", "torch", "transformers") if m in sys.modules))
+print(sorted(m for m in ("pandas", "scipy", "cffi", "torch", "transformers", "pyarrow.compute") if m in sys.modules))
 print("numba" in sys.modules, "pyarrow" in sys.modules)
 """
     res = python(code, cwd=tmp_path)
