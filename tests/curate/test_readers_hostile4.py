@@ -108,6 +108,7 @@ EDGE_FILES = [
     ("strip_escapes", b'{"prompt": "\\n\\t  p \\t\\n", "completion": "\\\\n c \\\\t"}\n'
                       b'{"prompt": "p\\\\\\\\n", "completion": "c\\\\\\n"}\n'
                       b'{"prompt": "\\fp\\f", "completion": "\\u000bc\\u000b"}', True),
+    ("nfc", chat("e\u0301") + b"\n" + chat("\u212b") + b"\n" + chat("\uac00\u11a8") + b"\n" + chat("ok"), True),
     ("cr_folding", b'{"prompt": "a\\r\\nb\\rc\\r", "completion": "\\r\\r\\n"}', True),
     ("roles", b'{"messages": [{"role": " USER\\u0020", "content": "q"}]}\n'
               b'{"messages": [{"role": "\\u0075ser", "content": "q"}]}\n'
