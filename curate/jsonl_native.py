@@ -1,6 +1,6 @@
 """JSON Lines in the common chat/instruction layouts, read natively: a compiled scan
-(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes (a read-only memory
-map where the file can be mapped: ``readers._file_bytes``) finds the lines and writes, for
+(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes (read whole: a memory
+map would kill the process if another program truncated the file meanwhile) finds the lines and writes, for
 every line it can *prove* it reads exactly as the per-line path would, the role codes, the
 decoded contents, the ``meta`` JSON and :func:`curate.record.record_id`'s canonical JSON
 straight into flat buffers. It runs a chunk at a time: the canonical JSON goes to one reused
@@ -113,9 +113,8 @@ def nfc_table() -> np.ndarray:
 
 
 def read_native(data, label: str, fmt: str | None) -> NativeRead:
-    """Records for the lines of ``data`` (a JSON Lines file's bytes: ``bytes`` or a
-    read-only ``mmap``) the scan proves it reads exactly; the other non-blank lines in
-    ``punted``. Keeps no reference to ``data`` (so a mapping can be closed after)."""
+    """Records for the lines of ``data`` (a JSON Lines file's bytes) the scan proves it
+    reads exactly; the other non-blank lines in ``punted``."""
     from . import jsonl_native_kernel as k
 
     buf = np.frombuffer(data, np.uint8)

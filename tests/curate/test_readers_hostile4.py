@@ -225,24 +225,6 @@ def test_a_folder_a_symlink_and_a_file_given_twice(tmp_path, monkeypatch):
         assert fast.records.height >= 3001
 
 
-def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
-    """The read() fallback (mmap refused) gives the same table."""
-    import mmap
-
-    def refuse(*a, **k):
-        raise OSError("no mapping here")
-
-    raw = b"\n".join(c[1] for c in EDGE_FILES)
-    path = tmp_path / "m.jsonl"
-    path.write_bytes(raw)
-    mapped = read_inputs([path])
-    monkeypatch.setattr(mmap, "mmap", refuse)
-    unmapped, slow, native = read_both(path, monkeypatch)
-    assert native > 0
-    assert_same(unmapped, slow)
-    assert_same(mapped, slow)
-
-
 def _mappings(path: Path) -> tuple[int, int]:
     """(memory maps of path, open descriptors on path) in this process."""
     maps = sum(str(path) in line for line in Path("/proc/self/maps").read_text().splitlines())
@@ -265,9 +247,6 @@ def test_no_mapping_or_descriptor_left_after_a_read(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux /proc")
-@pytest.mark.xfail(strict=True, reason="BUG (low): when the scan raises, the mapping and its dup'ed descriptor stay "
-                   "open as long as the caller holds the exception (the traceback keeps read_native's frame and its "
-                   "view of the map; _file_bytes swallows the BufferError)")
 def test_no_mapping_left_while_the_caller_holds_the_exception(tmp_path, monkeypatch):
     path = _two_chunk_file(tmp_path / "two.jsonl")
     real, calls = kernel.scan, [0]
@@ -308,9 +287,6 @@ TRUNCATE_WHILE_READ = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (medium): a file truncated while the native tier reads it kills the "
-                   "process with SIGBUS (the scan touches pages of the map past the file's new end): no message, no "
-                   "output, exit 135 from the CLI; the per-line path reads what is there")
 def test_a_file_truncated_while_read_is_no_crash(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", TRUNCATE_WHILE_READ, str(tmp_path / "t.jsonl")], env=env,
@@ -319,8 +295,6 @@ def test_a_file_truncated_while_read_is_no_crash(tmp_path):
     assert done.stdout.startswith(("read ", "error "))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (low, not the native tier: readers._expand): a FIFO named .jsonl is "
-                   "walked as a folder and fails with a bare NotADirectoryError ('Not a directory' from the CLI)")
 def test_a_fifo_is_refused_as_an_input_error(tmp_path):
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)

@@ -294,23 +294,11 @@ def test_many_chunks_and_a_line_longer_than_a_chunk(tmp_path, monkeypatch):
     assert used["native"] == len(lines)
 
 
-def test_the_file_is_mapped_and_the_mapping_closed(tmp_path, monkeypatch):
-    """The native tier reads a memory map of the file (punted lines sliced out of it) and
-    closes it; an empty file (which cannot be mapped) is read as before."""
-    import mmap
-
-    maps = []
-
-    class Recorded(mmap.mmap):
-        def __init__(self, *a, **k):
-            maps.append(self)
-
-    monkeypatch.setattr(mmap, "mmap", Recorded)
+def test_each_tier_reads_its_lines_and_an_empty_file_reads(tmp_path, monkeypatch):
     lines = ['{"prompt": "p", "completion": "c"}', '{"prompt": "p", "completion": "c", "f": 1.5}', "[1]"]
     (fast, slow), used = tiers(lambda: both(tmp_path, monkeypatch, lines))
     assert_same(fast, slow)
     assert used == {"native": 1, "msgspec": 1, "per_line": 1}
-    assert len(maps) == 1 and maps[0].closed
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    assert readers.read_inputs([empty]).records.height == 0 and len(maps) == 1  # not mappable: read()
+    assert readers.read_inputs([empty]).records.height == 0
