@@ -178,7 +178,8 @@ def text_bytes(addresses, lengths, d):
 def count_runs(keys, lens, m, tkeys, tcount, tlen, used):
     """Over the first m (key, length) items, grouping equal keys: the most frequent key's
     count and length (ties: the longest), the largest count * length, the largest count.
-    ``tkeys``, ``tcount``, ``tlen``, ``used``: scratch of at least 2m + 16 items, tcount
+    ``tkeys``, ``tcount``, ``tlen``, ``used``: scratch of at least max(16, the power of two
+    at or above 2m) items (up to ~4m: numba checks no bounds; the caller sizes it), tcount
     all zero (and left so), reused across texts: allocating and clearing a table per
     call cost more than filling it."""
     # an open-addressing table, not a sort: one pass, and what it answers does not depend

@@ -264,7 +264,10 @@ def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame
         cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list()))
         return pl.Series([cluster_of[k] for k in keys.gather(dup_idx).to_list()], dtype=pl.Int64)
     members, _ = cluster_numbers(labels)  # the table's rows, in order
-    return clusters["cluster"].gather(np.searchsorted(members, dup_idx))
+    pos = np.searchsorted(members, dup_idx)
+    # every duplicate is a member of a cluster of two or more (where the dict raised a KeyError)
+    assert len(dup_idx) == 0 or (len(members) and (members[np.minimum(pos, len(members) - 1)] == dup_idx).all())
+    return clusters["cluster"].gather(pos)
 
 
 class LocalBackend:

@@ -450,7 +450,7 @@ def band_pairs(keys, big_bucket):
         size *= 2
     mask = np.uint64(size - 1)
     low = np.uint64(0xFFFFFFFF)
-    table = np.empty((size, 2), dtype=np.uint64)  # key; first + 1 | last << 32 (0: empty)
+    table = np.empty((size, 2), dtype=np.uint64)  # key; first + 1 | last << 32 (0: empty; < 2^32 - 1 docs)
     first_of = np.empty(n, dtype=np.int64)
     count = np.empty(n, dtype=np.int64)  # a bucket's size, by its first member
     prev = np.empty(n, dtype=np.int64)  # the member before this one in its bucket, -1 for the first

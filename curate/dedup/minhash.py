@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from ..hashconst import GOLDEN, MIX1, MIX2
 from .text import Conversations, normalise
@@ -165,9 +166,12 @@ def sign_conversations(conv: Conversations, num_perm: int, ngram: int, seed: int
 
     a, b, oph, salt = _scheme(signature, num_perm, seed)
     messages = conv.messages
-    turns = messages.explode(empty_as_null=False, keep_nulls=False)
+    counts = messages.list.len().fill_null(0).to_numpy()
     offsets = np.zeros(len(messages) + 1, dtype=np.int64)
-    np.cumsum(messages.list.len().fill_null(0).to_numpy(), out=offsets[1:])
+    np.cumsum(counts, out=offsets[1:])
+    # the turns in order, from the rows that have any (what explode makes of an empty or
+    # null list is a row that is no turn; explode's options for that need polars >= 1.36)
+    turns = (messages if counts.all() else messages.filter(pl.Series(counts > 0))).explode()
     if offsets[-1] != len(turns):  # explode and the list lengths disagree: never seen; be safe
         return _sign_column(conv.column(), num_perm, ngram, seed, signature)
     content, calls = turns.struct.field("content"), turns.struct.field("tool_calls")
@@ -213,6 +217,8 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from .kernels import band_pairs
 
     n = len(keys)
+    if n >= (1 << 32) - 1:  # band_pairs packs two document numbers in 32 bits each
+        raise ValueError(f"MinHash: {n} documents in one run; at most {(1 << 32) - 2}")
     pairs = np.unique(band_pairs(np.ascontiguousarray(keys), BIG_BUCKET))
     return pairs // n, pairs % n
 

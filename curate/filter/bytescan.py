@@ -71,13 +71,14 @@ def blank_turns(messages: pl.Series) -> pl.Series | None:
     """Per conversation, whether a turn's content is blank (what
     ``messages.list.eval(content.str.strip_chars() == "").list.any()`` says, where
     polars builds a stripped copy of every turn); None where a turn calls a tool (its
-    text is then more than its content)."""
+    text is then more than its content), or where the turns do not explode as assumed:
+    the caller then runs that expression."""
     counts = messages.list.len().fill_null(0).to_numpy().astype(np.int64)
     # the turns in order, row after row (without the rows that have none: what explode
     # makes of an empty or null list is not the turn it holds)
     flat = (messages if counts.all() else messages.filter(pl.Series(counts > 0))).explode()
-    if flat.len() != counts.sum():  # the layout assumed above: no kernel reads past it
-        raise RuntimeError("polars exploded the turns into an unexpected layout")
+    if flat.len() != counts.sum():  # not the layout assumed above (never seen): polars' own way
+        return None
     if flat.struct.field("tool_calls").null_count() != flat.len():
         return None
     content = flat.struct.field("content")

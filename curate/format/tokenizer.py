@@ -36,7 +36,8 @@ def load_tokenizer(spec: str):
     try:
         tok = _converted_tokenizer(spec, path) or _auto_tokenizer(path)
     except Exception as e:  # a folder without a tokenizer is a user error
-        raise ConfigError(f"--tokenizer {spec}: cannot load a tokenizer: {(str(e).splitlines() or [''])[0]}") from None
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ConfigError(f"--tokenizer {spec}: cannot load a tokenizer: {first.strip()}") from None
     if not tok.is_fast:
         raise ConfigError(f"--tokenizer {spec}: a fast tokenizer (tokenizer.json) is needed for offsets")
     return tok
@@ -52,17 +53,28 @@ def _converted_tokenizer(spec: str, path: Path):
     """A folder this toolkit converted from a GGUF (a shipped name, a .gguf path) loaded by
     the class its conversion saved (``tokenizer_class``), the one ``AutoTokenizer`` picks for
     it: AutoTokenizer first reads the model's config, and transformers' config classes
-    import torch (~1.1 CPU-s of a ~1.7 s ``curate format``). None for any other folder, or
-    a class transformers does not have: AutoTokenizer decides those."""
+    import torch (~1.1 CPU-s of a ~1.7 s ``curate format``). None for any other folder, a
+    class transformers does not have or that is not a fast tokenizer, or any failure:
+    AutoTokenizer decides those."""
     if spec not in SHIPPED and not spec.endswith(".gguf"):
         return None
     try:
         name = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
     except (OSError, ValueError):
         return None
-    import transformers
-
-    cls = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if cls is None or not hasattr(cls, "from_pretrained"):
+    if not isinstance(name, str) or not name.isidentifier():
         return None
-    return cls.from_pretrained(str(path))
+    try:
+        import transformers
+
+        fast = transformers.PreTrainedTokenizerFast
+        # the name's meaning moves with transformers' version (5.x saves "GemmaTokenizer",
+        # which 4.x reads as the slow SentencePiece class): its Fast class first, as
+        # AutoTokenizer does, and only a fast tokenizer
+        for candidate in (name,) if name.endswith("Fast") else (name + "Fast", name):
+            cls = getattr(transformers, candidate, None)
+            if isinstance(cls, type) and issubclass(cls, fast):
+                return cls.from_pretrained(str(path))
+    except Exception:  # noqa: BLE001 - AutoTokenizer decides, and says what is wrong
+        return None
+    return None

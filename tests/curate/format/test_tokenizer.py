@@ -61,6 +61,24 @@ def test_other_folders_go_to_autotokenizer(tmp_path, monkeypatch):
     odd.mkdir()
     (odd / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "NoSuchTokenizer"}))
     assert tk._converted_tokenizer("smollm2-135m-instruct", odd) is None
+    # a class that is not a fast tokenizer (as "GemmaTokenizer" is in transformers 4.x): AutoTokenizer
+    (odd / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "PythonBackend"}))
+    assert tk._converted_tokenizer("smollm2-135m-instruct", odd) is None
+    # a class that fails to load the folder: AutoTokenizer decides (and says why)
+    (odd / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "TokenizersBackend"}))
+    assert tk._converted_tokenizer("smollm2-135m-instruct", odd) is None  # no tokenizer.json there
+
+
+def test_a_load_error_is_one_line_naming_its_first_words(tmp_path):
+    from curate.config import ConfigError
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ConfigError) as e:
+        tk.load_tokenizer(str(folder))
+    message = str(e.value)
+    assert "\n" not in message and message.split("cannot load a tokenizer: ", 1)[1].strip()
 
 
 def test_format_with_a_shipped_tokenizer_does_not_import_torch(tmp_path):
