@@ -448,9 +448,11 @@ suggest_choices(main)
 def run(args=None) -> None:
     """The console command (``curate``, ``python -m curate.cli``): ``main``, without numba's
     optional scipy and cffi imports, loading cached kernels without numba's context refresh,
-    and without Python's module teardown at the end (curate.startup)."""
+    without numpy's huge-page advice, and without Python's module teardown at the end
+    (curate.startup)."""
     startup.skip_numba_extras()
     startup.lean_numba_cache()
+    startup.no_numpy_hugepages()
     try:
         main(args)
     except SystemExit as e:  # click's standalone main always ends with one

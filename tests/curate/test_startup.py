@@ -146,3 +146,23 @@ print(twice(np.arange(3)).tolist(), len(calls))
         res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV)
         assert res.returncode == 0, res.stderr
         assert res.stdout.split("\n")[:2] == ["False", "[0, 2, 4] 2"]  # the lean try, then numba's own
+
+
+def test_numpy_huge_page_advice_is_off_unless_the_user_chose():
+    code = """
+import os, sys
+from curate import startup
+startup.no_numpy_hugepages()
+import numpy
+print(numpy._core.multiarray._get_madvise_hugepage())
+"""
+    env = {k: v for k, v in ENV.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.strip() == "False"
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "NUMPY_MADVISE_HUGEPAGE": "1"})
+    assert chosen.stdout.strip() == "True"
+    late = subprocess.run([sys.executable, "-c", code.replace("from curate import startup", "import numpy\nfrom curate import startup")],
+                          capture_output=True, text=True, env=env)
+    assert late.stdout.strip() == "False"  # numpy imported first: its setter
