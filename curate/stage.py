@@ -81,6 +81,12 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
 
 
 def write_stage(result: StageResult, out: Path) -> None:
+    write_tables(result, out)
+    write_stats(out, result.stats)
+
+
+def write_tables(result: StageResult, out: Path) -> None:
+    """Everything a stage writes but its stats.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(result.kept, out / "kept.parquet")
@@ -89,7 +95,6 @@ def write_stage(result: StageResult, out: Path) -> None:
         write_parquet(table, out / f"{name}.parquet")
     for name, text in result.files.items():
         (out / name).write_text(text, encoding="utf-8")
-    write_stats(out, result.stats)
 
 
 def write_stats(out: Path, stats: dict) -> None:
@@ -119,7 +124,7 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     stats["seconds"] = round(time.perf_counter() - t0, 4)
     with output_folder(out) as local:  # a URL is written here, then uploaded
         t_write = time.perf_counter()
-        write_stage(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
-        stats["write_seconds"] = round(time.perf_counter() - t_write, 4)  # the tables, text files, stats.json
+        write_tables(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
+        stats["write_seconds"] = round(time.perf_counter() - t_write, 4)  # the tables and text files
         write_stats(local, stats)
     return stats

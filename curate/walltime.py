@@ -2,7 +2,7 @@
 
 A stage's ``stats.json`` times its parts: ``read_seconds`` (reading the inputs),
 ``stage_seconds`` (the stage itself, numba's kernel loading included), ``seconds`` (the
-two), ``write_seconds`` (the Parquet tables, text files and stats.json; curate.stage). They
+two), ``write_seconds`` (the Parquet tables and text files; curate.stage). They
 leave out what a user waits for around them: starting Python, importing the libraries,
 parsing the command line and loading the config. ``command_seconds`` is measured from the
 process's start (Linux: /proc; elsewhere from when this module was first imported) to
