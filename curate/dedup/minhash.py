@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 
+from ..filter.fields import flat_turns
 from ..hashconst import GOLDEN, MIX1, MIX2
 from .text import Conversations, normalise
 
@@ -166,14 +166,10 @@ def sign_conversations(conv: Conversations, num_perm: int, ngram: int, seed: int
 
     a, b, oph, salt = _scheme(signature, num_perm, seed)
     messages = conv.messages
-    counts = messages.list.len().fill_null(0).to_numpy()
-    offsets = np.zeros(len(messages) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    # the turns in order, from the rows that have any (what explode makes of an empty or
-    # null list is a row that is no turn; explode's options for that need polars >= 1.36)
-    turns = (messages if counts.all() else messages.filter(pl.Series(counts > 0))).explode()
-    if offsets[-1] != len(turns):  # explode and the list lengths disagree: never seen; be safe
+    found = flat_turns(messages)
+    if found is None:  # never seen: the joined text's path
         return _sign_column(conv.column(), num_perm, ngram, seed, signature)
+    turns, offsets = found
     content, calls = turns.struct.field("content"), turns.struct.field("tool_calls")
     c_null = content.is_null().to_numpy()
     c_addr, c_len, c_owner = utf8_spans(content)

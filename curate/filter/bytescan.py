@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from ..textkernels import decode, text_bytes, utf8_spans
+from .fields import flat_turns
 
 
 @nb.njit(cache=True, nogil=True)
@@ -73,17 +74,14 @@ def blank_turns(messages: pl.Series) -> pl.Series | None:
     polars builds a stripped copy of every turn); None where a turn calls a tool (its
     text is then more than its content), or where the turns do not explode as assumed:
     the caller then runs that expression."""
-    counts = messages.list.len().fill_null(0).to_numpy().astype(np.int64)
-    # the turns in order, row after row (without the rows that have none: what explode
-    # makes of an empty or null list is not the turn it holds)
-    flat = (messages if counts.all() else messages.filter(pl.Series(counts > 0))).explode()
-    if flat.len() != counts.sum():  # not the layout assumed above (never seen): polars' own way
+    found = flat_turns(messages)
+    if found is None:  # polars' own way
         return None
+    flat, offsets = found
     if flat.struct.field("tool_calls").null_count() != flat.len():
         return None
     content = flat.struct.field("content")
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
+    starts, counts = offsets[:-1], np.diff(offsets)
     addresses, lengths, owner = utf8_spans(content)
     out = np.zeros(len(counts), dtype=np.bool_)
     if len(counts):
