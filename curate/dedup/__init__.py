@@ -193,9 +193,9 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
-    # MinHash in this process reads the column in place (the conversation: from its turns);
-    # the other methods, and other engines (Ray, a subclass), take the joined text
-    turns = method == "minhash" and config.on == "conversation" and type(backend) is LocalBackend
+    # MinHash reads the column in place (the conversation: from its turns) where the backend
+    # signs in this process; the other methods, and other engines (Ray), take the joined text
+    turns = method == "minhash" and config.on == "conversation" and getattr(backend, "signs_turns", False)
     texts = Conversations(current["messages"]) if turns else select_column(current, config.on)
     ids = current["id"]
     # the row key: identical copies share an id, so the reason and the clusters name the
@@ -273,6 +273,7 @@ def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame
 class LocalBackend:
     """The data-parallel parts of dedup, in this process (``curate.engine.ray_engine`` has
     the same methods as Ray Data operations)."""
+    signs_turns = True  # minhash_clusters takes the conversation as its turns (text.Conversations)
 
     def exact_labels(self, texts: list[str], strip_punct: bool) -> np.ndarray:
         from .exact import exact_groups

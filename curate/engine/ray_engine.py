@@ -251,6 +251,7 @@ class _Embed:
 
 
 class RayBackend(LocalBackend):
+    signs_turns = False  # the workers get the joined conversation text
     def __init__(self, ray):
         self.ray = ray
 
