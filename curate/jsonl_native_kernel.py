@@ -188,6 +188,23 @@ def _backslash8(w):
     return ((b - ONES) & ~b) & HIGH
 
 
+SPECIAL, ESCAPE, BACKSLASH = 0, 1, 2  # what _skip8 stops at: _special8's, _escape8's, _backslash8's bytes
+
+
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
+def _skip8(buf, i, e, kind):
+    """From buf[i], past whole words with no byte ``kind`` flags, to the lowest flagged byte
+    of the first word that has one; where fewer than 8 bytes are left, the index reached
+    (the caller goes on a byte at a time)."""
+    while i + 8 <= e:
+        w = _load8(buf, i)
+        m = _special8(w) if kind == SPECIAL else (_escape8(w) if kind == ESCAPE else _backslash8(w))
+        if m != 0:
+            return i + _low_byte(m)
+        i += 8
+    return i
+
+
 @nb.njit(cache=True, nogil=True, **_NO_RC)
 def _string(buf, i, e, nfc):
     """The JSON string whose opening quote is at i: (index after its closing quote, flags)
@@ -200,12 +217,7 @@ def _string(buf, i, e, nfc):
     i += 1
     flags = 0
     while i < e:
-        while i + 8 <= e:  # to the next byte that is not plain, a word at a time
-            m = _special8(_load8(buf, i))
-            if m != 0:
-                i += _low_byte(m)
-                break
-            i += 8
+        i = _skip8(buf, i, e, SPECIAL)  # to the next byte that is not plain, a word at a time
         if i >= e:
             break
         c = buf[i]
@@ -293,13 +305,7 @@ def _decode(buf, s, e, flags, out, pos):
         return pos + e - s
     i = s
     while i < e:
-        j = i
-        while j + 8 <= e:  # to the next backslash, a word at a time
-            m = _backslash8(_load8(buf, j))
-            if m != 0:
-                j += _low_byte(m)
-                break
-            j += 8
+        j = _skip8(buf, i, e, BACKSLASH)  # to the next backslash, a word at a time
         while j < e and buf[j] != 92:
             j += 1
         if j > i:
@@ -849,14 +855,8 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
         pos += 3
         i = a
         while i < b:
-            j = i  # a run written as it is (no quote, backslash or control; no non-ASCII to check)
-            while j + 8 <= b:
-                w = _load8(content, j)
-                m = _special8(w) if check else _escape8(w)
-                if m != 0:
-                    j += _low_byte(m)
-                    break
-                j += 8
+            # a run written as it is (no quote, backslash or control; no non-ASCII to check)
+            j = _skip8(content, i, b, SPECIAL if check else ESCAPE)
             if j > i:
                 _memcpy(canon, pos, content, i, j - i)
                 pos += j - i
