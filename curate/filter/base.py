@@ -124,9 +124,11 @@ def message(*parts) -> pl.Expr:
     return pl.concat_str([pl.lit(p, pl.String) if isinstance(p, str) else p.cast(pl.String) for p in parts])
 
 
-def on_rows(frame: pl.DataFrame, rows: pl.Series, expr: pl.Expr) -> pl.Series:
+def on_rows(frame: pl.DataFrame, rows: pl.Series | None, expr: pl.Expr) -> pl.Series:
     """``evaluate(frame, expr)`` where ``rows`` (a mask) holds, null elsewhere: for an
-    expression known to be null outside them."""
+    expression known to be null outside them (``rows`` None: every row)."""
+    if rows is None:
+        return evaluate(frame, expr)
     idx = rows.arg_true()
     out = no_reasons(frame.height)
     if len(idx):  # gather only the columns it reads (the frame holds every field's text)

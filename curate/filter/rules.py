@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field as PField, PrivateAttr, Valida
 
 from .base import MAX_COUNT, Role, Rule, check_regex, evaluate, first_reason, message, no_reasons, on_rows, snippet
 from .literals import FEW, ascii_folded_any, candidates
-from .fields import SIGNATURE, text_column, turn_text_of, turns_column
+from .fields import SIGNATURE, signature, text_column, turn_text_of, turns_column
 
 
 def _include(base: Path, name: str, what: str) -> Path:
@@ -80,8 +80,7 @@ class LengthRule(Rule):
         return first_reason(*parts)
 
     def reasons(self, frame: pl.DataFrame) -> pl.Series:
-        may = self.may_fire(frame)
-        return evaluate(frame, self.expr()) if may is None else on_rows(frame, may, self.expr())
+        return on_rows(frame, self.may_fire(frame), self.expr())
 
     def may_fire(self, frame: pl.DataFrame) -> pl.Series | None:
         """A superset of the rows a bound may reject, from the texts' byte lengths (no pass
@@ -124,11 +123,9 @@ class RegexRule(Rule):
         # Most regexes cost their engine's set-up on every text (~0.1 µs) however fast they
         # fail. Where every match of a must_not_match holds one of a few literals
         # (url_only: "http", "www."), a search for them finds the rows it may match.
-        if self.must_match is None:
-            rows = candidates(frame[text_column(self.field)], self.must_not_match, most=FEW)
-            if rows is not None:
-                return on_rows(frame, rows, self.expr())
-        return evaluate(frame, self.expr())
+        rows = None if self.must_match is not None else candidates(frame[text_column(self.field)],
+                                                                   self.must_not_match, most=FEW)
+        return on_rows(frame, rows, self.expr())
 
 
 class KeywordsRule(Rule):
@@ -215,7 +212,7 @@ class RolesRule(Rule):
             fails.append(low.str.replace_all("s", "", literal=True).str.contains("uu|aa"))
         if self.ends_with:
             fails.append(low.str.slice(-1) != self.ends_with[0])
-        sigs = frame[SIGNATURE] if SIGNATURE in frame.columns else frame["messages"].list.eval(letter).list.join("")
+        sigs = frame[SIGNATURE] if SIGNATURE in frame.columns else signature(frame["messages"])
         # a data set has a handful of shapes ("ua", "sua", "uaua"...): check each once
         bad = evaluate(pl.DataFrame({"low": sigs.unique()}).filter(pl.any_horizontal(fails)), low)
         hit = sigs.is_in(bad.implode())

@@ -104,9 +104,7 @@ class FormatRule(Rule):
             return on_rows(frame, fenced, expr)
         # Parser checks go row by row, but only over rows the `when` selects (its regex
         # only over rows holding a literal it needs).
-        may = self.may_apply(frame)
-        todo = (on_rows(frame, may, pl.when(self.applies() & (t != "")).then(pl.lit("")))
-                if may is not None else evaluate(frame, pl.when(self.applies() & (t != "")).then(pl.lit(""))))
+        todo = on_rows(frame, self.may_apply(frame), pl.when(self.applies() & (t != "")).then(pl.lit("")))
         todo = todo.is_not_null().arg_true()
         out = no_reasons(frame.height)
         if len(todo):
