@@ -29,7 +29,6 @@ every character), then one sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import polars as pl
 
 from .errors import RecordError
 from .layouts.read import CONVERTERS, OPENAI_ROLES, SHAREGPT_ROLES, SIGNATURE
-from .record import MESSAGE_TYPE, meta_json
+from .record import MESSAGE_TYPE, id_of, meta_json
 
 # format -> (turns key, role key, text key, role names)
 _CHAT = {"openai": ("messages", "role", "content", OPENAI_ROLES),
@@ -83,7 +82,6 @@ def read_numbered(lines: Iterable[tuple[int, bytes]], label: str, fmt: str | Non
     import msgspec
 
     decode, encode = msgspec.json.Decoder().decode, msgspec.json.Encoder().encode
-    sha = hashlib.sha256
     cols, slow = _Columns([], [], [], [], [], [0]), []
     for lineno, line in lines:
         if not line.strip():  # the per-line path skips blank lines (bytes.strip, as there)
@@ -102,7 +100,7 @@ def read_numbered(lines: Iterable[tuple[int, bytes]], label: str, fmt: str | Non
             slow.append(lineno)
             continue
         cols.lines.append(lineno)
-        cols.ids.append(sha(encode(canon)).hexdigest()[:32])
+        cols.ids.append(id_of(encode(canon)))
         cols.metas.append(meta_json(meta))
         cols.roles += roles
         cols.contents += texts

@@ -30,7 +30,6 @@ What the scan proves, and punts on (punting is always safe):
 """
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,6 +40,7 @@ import polars as pl
 
 from .jsonl_fast import arrow_series, record_table
 from .layouts.read import FORMATS, OPENAI_ROLES, SHAREGPT_ROLES, SIGNATURE
+from .record import id_of
 
 # the names the kernel knows by index (jsonl_native_kernel: MESSAGES=0 ... ANSWER=13)
 NAMES = ("messages", "conversations", "instruction", "prompt", "question", "role", "content", "from", "value",
@@ -125,7 +125,6 @@ def read_native(data, label: str, fmt: str | None) -> NativeRead:
     while at[k.AT_START] <= len(buf):  # a chunk of records a call: their canonical JSON hashed
         out = k.scan(*args, at, out)
         ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
-    del buf, args
     lines, rec_turns, roles, toff, content, meta_off, meta, punt = out[:8]
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
     punted = [(line, data[s:e]) for line, s, e in punt[:at[k.AT_PUNT]].tolist()]
@@ -135,10 +134,10 @@ def read_native(data, label: str, fmt: str | None) -> NativeRead:
 
 
 def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
-    """record_id: sha256 of each canonical slice, 32 hex digits (hashlib uses the CPU's SHA
-    instructions where it has them)."""
-    sha, mv, o = hashlib.sha256, memoryview(canon), off.tolist()
-    return [sha(mv[a:b]).hexdigest()[:32] for a, b in pairwise(o)]
+    """record.id_of of each canonical slice (hashlib uses the CPU's SHA instructions where
+    it has them; one call a record, on a view: no copy)."""
+    mv = memoryview(canon)
+    return [id_of(mv[a:b]) for a, b in pairwise(off.tolist())]
 
 
 def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -> pl.DataFrame:

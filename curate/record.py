@@ -51,8 +51,12 @@ def record_id(messages: list[dict]) -> str:
     for m in messages:
         extra = {k: m[k] for k in EXTRA if m.get(k) is not None}
         canon.append([m["role"], _normalise_content(m["content"])] + ([extra] if extra else []))
-    blob = json.dumps(canon, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()[:32]
+    return id_of(json.dumps(canon, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def id_of(canonical: bytes) -> str:
+    """The id of a conversation's canonical JSON (UTF-8): what the fast readers hash too."""
+    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 def unique_sources(*frames: pl.DataFrame) -> list[pl.DataFrame]:
