@@ -8,6 +8,11 @@ datatrove pins xxhash<4 and pulls in spaCy, which the main install must not get.
 one process, file in -> deduplicated (or filtered) file out, pinned to one CPU with one thread
 (OMP/POLARS/NUMBA/RAYON_NUM_THREADS=1), timed by wall clock and by its CPU seconds (os.wait4);
 tools are interleaved within a round, three rounds, medians; the load average is noted per run.
+Every tool runs as installed: the peers' packages hold their bytecode (pip compiles it at
+install) and curate's is compiled here first (``compileall``, into the ignored ``__pycache__``),
+as a wheel install or an editable one's first run leaves it; with PYTHONDONTWRITEBYTECODE set
+(as on the project's VMs) curate alone would otherwise compile the source of every module it imports on
+every run (~0.04 CPU-s a command). numba's kernel cache is warmed by one untimed run.
 
 Dedup: bench/dedup.py's corpus (seeded; near, exact and hard-negative duplicates), word
 5-grams, 128 permutations, threshold 0.8. curate reads its own JSONL (prompt/completion) or a
@@ -200,6 +205,7 @@ def main() -> int:
         slow = write_corpus(docs[:args.slow_docs], tmp, "slow")
         sample = write_corpus(docs[:args.sample], tmp, "sample")
         print(f"corpus: {len(docs)} docs, planted {kinds}; {report['versions']}", flush=True)
+        subprocess.run([py, "-m", "compileall", "-q", str(REPO / "curate")], check=True)  # see the docstring
         timed(dedup_tools(py, args.peer_python, sample, sample)["curate (JSONL in)"][0] + [str(tmp / "warm")], args.cpu)
         report["dedup"] = rounds(dedup_tools(py, args.peer_python, full, slow), args.rounds, tmp, args.cpu)
         table("Dedup, MinHash 128 perms, word 5-grams, threshold 0.8 (medians)", report["dedup"], "curate (JSONL in)")
