@@ -85,13 +85,30 @@ def build_frame(records: pl.DataFrame, fields: set[str], turn_fields: set[str]) 
         # (a null turn leaves no letter: the letters' length must be the turns' count)
         exact = (m.list.eval(_role().is_in(ROLES)).list.all().fill_null(False)
                  & (sig.str.len_bytes() == m.list.len()).fill_null(False))
-        for f in sorted(fields):
-            columns[text_column(f)] = _field(f, m, texts, sig, exact)
+        shared = _shared(fields, sig, exact)
+        for f in sorted(fields, key=lambda f: f in shared):  # a shared field after the one it shares
+            columns[text_column(f)] = (columns[text_column(shared[f])] if f in shared
+                                       else _field(f, m, texts, sig, exact))
     out = [s.alias(name) for name, s in columns.items()]
     if turn_fields:
         out += messages.select(
             [field_messages(f).list.len().alias(turns_column(f)) for f in sorted(turn_fields)]).get_columns()
     return pl.DataFrame(out + [sig.alias(SIGNATURE), m])
+
+
+# field -> (the field it equals, letters no signature holds then): with no system turn the
+# prompt is the user's turns; with one answer at most the last answer is the answers
+SAME = {"prompt": ("user", "s"), "last_assistant": ("assistant", "a.*a")}
+
+
+def _shared(fields: set[str], sig: pl.Series, exact: pl.Series) -> dict[str, str]:
+    """The fields whose text is another's on every row (every row's roles exact, and the
+    letters that would tell them apart in no signature): built once, not twice (0.005 s
+    each on 100k conversations)."""
+    todo = {f: same for f, same in SAME.items() if f in fields and same[0] in fields}
+    if not todo or not exact.all():
+        return {}
+    return {f: other for f, (other, letters) in todo.items() if not sig.str.contains(letters).any()}
 
 
 def turn_text_of(m: pl.Series) -> pl.Expr:

@@ -249,3 +249,30 @@ def test_default_refusal_phrases_take_the_compiled_search():
 
     rule = next(r for r in load_rules().rules if r.kind == "keywords")
     assert folded_any(pl.Series(["x"]), sorted({p.strip().lower() for p in rule.phrases})) is not None
+
+
+@pytest.mark.parametrize("shapes, shared", [
+    ([["user", "assistant"], [], ["assistant"], ["user"]], {"prompt": "user", "last_assistant": "assistant"}),
+    ([["user", "assistant"], ["user", "assistant", "user", "assistant"]], {"prompt": "user"}),
+    ([["user", "assistant"], ["system", "user", "assistant"]], {"last_assistant": "assistant"}),
+])
+def test_shared_fields_equal_field_text(shapes, shared):
+    """Where every row's roles are exact and no system turn (or no second answer) tells two
+    fields apart, one is built as the other: still what field_text says (null and blank
+    contents, tool calls); a system turn or a second answer anywhere keeps them apart."""
+    from curate.filter import fields
+
+    rng = random.Random(11)
+    rows = [{"id": str(i), "source": "t", "meta": "{}", "messages": [
+        {"role": r, "content": _text(rng), "weight": None, "name": None,
+         "tool_calls": '[{"name": "f"}]' if rng.random() < 0.03 else None} for r in rng.choice(shapes)]}
+        for i in range(1500)]
+    records = pl.DataFrame(rows, schema={"id": pl.String, "messages": MESSAGE_TYPE, "source": pl.String, "meta": pl.String})
+    m = records["messages"]
+    sig = fields.signature(m)
+    exact = m.list.eval(pl.element().struct.field("role").is_in(fields.ROLES)).list.all()
+    assert fields._shared(set(FIELDS), sig, exact) == shared
+    frame = build_frame(records, set(FIELDS), set())
+    old = records.select([field_text(f).alias(text_column(f)) for f in FIELDS])
+    for f in FIELDS:
+        assert frame[text_column(f)].to_list() == old[text_column(f)].to_list(), f
