@@ -122,7 +122,10 @@ def turn_text_of(m: pl.Series) -> pl.Expr:
 
 def turn_texts(m: pl.Series) -> pl.Series:
     """Each turn's text, trimmed, as a list per conversation (what field_text joins)."""
-    return m.list.eval(turn_text_of(m).str.strip_chars(TRIM))
+    from .bytescan import trimmed_contents  # numba: not for the dedup, which imports this module
+
+    made = trimmed_contents(m)
+    return m.list.eval(turn_text_of(m).str.strip_chars(TRIM)) if made is None else made
 
 
 def _field(field: str, m: pl.Series, texts: pl.Series, sig: pl.Series, exact: pl.Series) -> pl.Series:
