@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from ..textkernels import decode, string_views, text_bytes, utf8_spans
-from .fields import flat_turns
+from .turnrows import flat_turns
 
 
 @nb.njit(cache=True, nogil=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import polars as pl
+
+from .turnrows import flat_turns  # noqa: F401 (the MinHash dedup takes it from here)
 
 Field = Literal["system", "user", "assistant", "last_assistant", "prompt", "conversation"]
 FIELDS: tuple[str, ...] = ("system", "user", "assistant", "last_assistant", "prompt", "conversation")
@@ -89,6 +90,7 @@ def build_frame(records: pl.DataFrame, fields: set[str], turn_fields: set[str]) 
         for f in sorted(fields, key=lambda f: f in shared):  # a shared field after the one it shares
             columns[text_column(f)] = (columns[text_column(shared[f])] if f in shared
                                        else _field(f, m, texts, sig, exact))
+        columns = {text_column(f): columns[text_column(f)] for f in sorted(fields)}
     out = [s.alias(name) for name, s in columns.items()]
     if turn_fields:
         out += messages.select(
@@ -155,16 +157,3 @@ def _field(field: str, m: pl.Series, texts: pl.Series, sig: pl.Series, exact: pl
         general = pl.DataFrame({"messages": m.gather(idx)}).select(field_text(field)).to_series()
         picked = picked.scatter(idx, general)
     return picked
-
-
-def flat_turns(messages: pl.Series) -> tuple[pl.Series, np.ndarray] | None:
-    """Every turn of ``messages`` in order, row after row, and each row's offsets into them
-    (``len(messages) + 1``): what the kernels that read turns in place take. None where
-    polars' explode does not give that layout (never seen: the caller takes its plain path)."""
-    counts = messages.list.len().fill_null(0).to_numpy().astype(np.int64)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    # without the rows that have none: what explode makes of an empty or null list is a
-    # row that is no turn (explode's options for that need polars >= 1.36)
-    flat = (messages if counts.all() else messages.filter(pl.Series(counts > 0))).explode()
-    return (flat, offsets) if flat.len() == offsets[-1] else None
