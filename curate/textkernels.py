@@ -128,6 +128,23 @@ def _spans(texts) -> tuple[np.ndarray, np.ndarray, object]:
     inside it, a longer one in one of a few data buffers. Reading them in place avoids
     copying the column out (a contiguous large_string gathers every string: 0.4 µs a
     record on 500-byte conversations, as much as the scan itself)."""
+    _, addresses, lengths, arr = _views(texts)
+    return addresses, lengths, arr
+
+
+def string_views(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    """utf8_spans, with the Arrow views behind the spans (int32, 4 a row: the length, then
+    the inline bytes or a prefix, a buffer and an offset): what a kernel needs to make new
+    views of the same bytes (``arr.buffers()[2:]``, the data buffers they name), which
+    polars takes without a copy. Returns (views, addresses, lengths, arr)."""
+    global _LAYOUT_CHECKED
+    if not _LAYOUT_CHECKED:
+        check_layout(_spans)
+        _LAYOUT_CHECKED = True
+    return _views(texts)
+
+
+def _views(texts):
     import polars as pl
     import pyarrow as pa
 
@@ -142,10 +159,12 @@ def _spans(texts) -> tuple[np.ndarray, np.ndarray, object]:
     bases = np.array([b.address for b in buffers[1:]], dtype=np.int64)  # views, then data buffers
     addresses = np.empty(len(arr), dtype=np.int64)
     lengths = np.empty(len(arr), dtype=np.int64)
+    views = np.zeros((0, 4), dtype=np.int32)
     if len(arr):
         views = np.frombuffer(buffers[1], dtype=np.int32).reshape(-1, 4)
         _view_spans(views, arr.offset, bases, addresses, lengths)
-    return addresses, lengths, arr
+        views = views[arr.offset:arr.offset + len(arr)]
+    return views, addresses, lengths, arr
 
 
 @nb.njit(cache=True, nogil=True)

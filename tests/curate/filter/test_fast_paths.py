@@ -249,3 +249,53 @@ def test_default_refusal_phrases_take_the_compiled_search():
 
     rule = next(r for r in load_rules().rules if r.kind == "keywords")
     assert folded_any(pl.Series(["x"]), sorted({p.strip().lower() for p in rule.phrases})) is not None
+
+
+@pytest.mark.parametrize("shapes, shared", [
+    ([["user", "assistant"], [], ["assistant"], ["user"]], {"prompt": "user", "last_assistant": "assistant"}),
+    ([["user", "assistant"], ["user", "assistant", "user", "assistant"]], {"prompt": "user"}),
+    ([["user", "assistant"], ["system", "user", "assistant"]], {"last_assistant": "assistant"}),
+])
+def test_shared_fields_equal_field_text(shapes, shared):
+    """Where every row's roles are exact and no system turn (or no second answer) tells two
+    fields apart, one is built as the other: still what field_text says (null and blank
+    contents, tool calls); a system turn or a second answer anywhere keeps them apart."""
+    from curate.filter import fields
+
+    rng = random.Random(11)
+    rows = [{"id": str(i), "source": "t", "meta": "{}", "messages": [
+        {"role": r, "content": _text(rng), "weight": None, "name": None,
+         "tool_calls": '[{"name": "f"}]' if rng.random() < 0.03 else None} for r in rng.choice(shapes)]}
+        for i in range(1500)]
+    records = pl.DataFrame(rows, schema={"id": pl.String, "messages": MESSAGE_TYPE, "source": pl.String, "meta": pl.String})
+    m = records["messages"]
+    sig = fields.signature(m)
+    exact = m.list.eval(pl.element().struct.field("role").is_in(fields.ROLES)).list.all()
+    assert fields._shared(set(FIELDS), sig, exact) == shared
+    frame = build_frame(records, set(FIELDS), set())
+    old = records.select([field_text(f).alias(text_column(f)) for f in FIELDS])
+    for f in FIELDS:
+        assert frame[text_column(f)].to_list() == old[text_column(f)].to_list(), f
+
+
+def test_trimmed_contents_is_the_strip():
+    """The turns' trimmed contents as new views of their bytes: what polars' strip says, for
+    null conversations, null turns and contents, empty lists, and texts whose trimmed length
+    falls either side of a view's 12 inline bytes; None where a turn calls a tool."""
+    from curate.filter.bytescan import trimmed_contents
+    from curate.filter.fields import TRIM
+
+    edges = [" " * a + "x" * n + "\t\r\n" * c for a in (0, 1, 5) for n in (0, 1, 11, 12, 13, 16, 40) for c in (0, 1, 7)]
+    edges += ["\u00a0x\u00a0", "\x0c twelve bytes! \x0c", "\r\n日本語のテキスト\r\n", " ünïcödé wider than twelve "]
+    records = _records(n=2000, seed=9).with_columns(pl.col("messages").list.eval(
+        pl.element().struct.with_fields(pl.lit(None, pl.String).alias("tool_calls"))))
+    extra = pl.DataFrame({"id": "e", "messages": [[{"role": "user", "content": t, "weight": None, "name": None,
+                                                      "tool_calls": None} for t in edges]], "source": "e", "meta": "{}"},
+                         schema=records.schema)
+    m = pl.concat([records, extra])["messages"]
+    got = trimmed_contents(m)
+    assert got is not None
+    want = m.list.eval(pl.element().struct.field("content").str.strip_chars(TRIM))
+    assert got.dtype == want.dtype
+    assert got.to_list() == want.to_list()
+    assert trimmed_contents(_records(n=200, seed=9)["messages"]) is None  # tool calls: the plain path

@@ -1,4 +1,5 @@
 """Each rule kind on tiny inline records: the rule code and the reason it gives."""
+import polars as pl
 import pytest
 
 from curate.filter import run
@@ -53,6 +54,26 @@ def test_regex_must_not_match_quotes_the_hit():
 def test_regex_invalid_pattern_is_a_config_error():
     with pytest.raises(ValueError, match="invalid regex"):
         RuleSet.model_validate({"rules": [{"name": "x", "kind": "regex", "must_match": "(?<=a)b"}]})
+
+
+@pytest.mark.parametrize("pattern", ["(a", "a)", "(?<=a)b", r"(a)\1", "[z-a]", "a{5,2}", r"\p{Foo}", r"\w{10000}",
+                                     "(?P<n>a)(?P<n>b)", "\\", r"\d{1000}{1000}", r"(?-u)\xFF",
+                                     "ok", "", "a**", "[[:alpha:]]", "(?x) a # c", r"\xFF", r"(?i)\bjson\b"])
+def test_check_regex_says_what_the_eager_compile_says(pattern):
+    """check_regex compiles in a lazy query (so the rule's own query reuses it): it accepts
+    and refuses what an eager compile does, with the eager form's message."""
+    from curate.filter.base import check_regex
+
+    try:
+        pl.select(pl.lit("").str.contains(pattern))
+        want = pattern
+    except Exception as e:
+        want = "invalid regex " + repr(pattern) + ": " + [ln for ln in str(e).splitlines() if ln.strip()][-1].strip()
+    try:
+        got = check_regex(pattern)
+    except ValueError as e:
+        got = str(e)
+    assert got == want
 
 
 def test_keywords_case_insensitive_and_word_bounded():
