@@ -30,6 +30,7 @@ What the scan proves, and punts on (punting is always safe):
 """
 from __future__ import annotations
 
+import io
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,6 +51,10 @@ NFC_LIMIT = 0x20000  # code points from here on are not in the table: punted (ra
 # second halves of Hangul syllables (V and T jamo): they compose with what precedes them
 # algorithmically, so unicodedata.decomposition does not list them
 HANGUL_VT = (range(0x1161, 0x1176), range(0x11A8, 0x11C3))
+CHUNK = 16 << 20  # the file is read this many bytes at a time, into one reused buffer
+# the most bytes a data buffer of a string_view array spans (Arrow C++ reads its offsets and
+# lengths as signed 32-bit integers)
+VIEW_LIMIT = (1 << 31) - 1
 
 
 @dataclass
@@ -112,25 +117,70 @@ def nfc_table() -> np.ndarray:
     return flags
 
 
-def read_native(data, label: str, fmt: str | None) -> NativeRead:
-    """Records for the lines of ``data`` (a JSON Lines file's bytes) the scan proves it
-    reads exactly; the other non-blank lines in ``punted``."""
+def read_native(source, label: str, fmt: str | None, size: int | None = None) -> NativeRead:
+    """Records for the lines of ``source`` (a JSON Lines file opened for binary reading, or
+    its bytes; ``size``: the file's size, to size the buffers) the scan proves it reads
+    exactly; the other non-blank lines in ``punted``."""
     from . import jsonl_native_kernel as k
 
-    buf = np.frombuffer(data, np.uint8)
+    if isinstance(source, (bytes, bytearray)):
+        source, size = io.BytesIO(source), len(source)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
-    args = (buf, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
-    at, out, ids = np.zeros(8, np.int64), k.buffers(len(buf)), []
-    while at[k.AT_START] <= len(buf):  # a chunk of records a call: their canonical JSON hashed
-        out = k.scan(*args, at, out)
-        ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
-    lines, rec_turns, roles, toff, content, meta_off, meta, punt = out[:8]
+    tables = (-1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
+    at, out, ids, punted = np.zeros(8, np.int64), k.buffers(size or 0), [], []
+    for buf, final in _chunks(source, size or 0):
+        at[k.AT_START], n = 0, len(buf)
+        while at[k.AT_START] < n or final and at[k.AT_START] == n:  # a call per 2 MB of canonical JSON
+            out = k.scan(buf, final, *tables, at, out)
+            ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
+        # the chunk's buffer is reused: the punted lines' bytes are copied out
+        punted += [(line, buf[s:e].tobytes()) for line, s, e in out[7][:at[k.AT_PUNT]].tolist()]
+        at[k.AT_PUNT] = 0
+    lines, rec_turns, roles, toff, content, meta_off, meta = out[:7]
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
-    punted = [(line, data[s:e]) for line, s, e in punt[:at[k.AT_PUNT]].tolist()]
     table = _table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], toff[:nturns + 1],
                    content[:at[k.AT_CONTENT]], meta_off[:nrec + 1], meta[:at[k.AT_META]])
     return NativeRead(table, punted)
+
+
+def _chunks(fh, size: int):
+    """The file's bytes a buffer at a time, as (chunk, final): each chunk its complete lines
+    (it ends just after a newline; the partial line after it goes on to the next), the last
+    one (``final``) all that is left. One buffer, reused: a chunk is valid until the next
+    is asked for (read into, not a memory map: a map of a file another program truncates
+    meanwhile kills the process, SIGBUS inside the scan). A line longer than the buffer
+    doubles it."""
+    from . import jsonl_native_kernel as k
+
+    buf, fill = k.byte_buffer(max(1, min(CHUNK, size + 1))), 0
+    while True:
+        fill, end_of_file = _fill(fh, buf, fill)
+        if end_of_file:
+            yield buf[:fill], True
+            return
+        end = k.last_newline(buf, fill) + 1
+        if end == 0:
+            bigger = k.byte_buffer(2 * len(buf))
+            bigger[:fill] = buf[:fill]
+            buf = bigger
+            continue
+        yield buf[:end], False
+        rest = fill - end
+        buf[:rest] = buf[end:fill]
+        fill = rest
+
+
+def _fill(fh, buf: np.ndarray, fill: int) -> tuple[int, bool]:
+    """Read into buf[fill:] until it is full or the file ends: (bytes in buf, whether the
+    file ended)."""
+    view = memoryview(buf)
+    while fill < len(buf):
+        got = fh.readinto(view[fill:])
+        if not got:
+            return fill, True
+        fill += got
+    return fill, False
 
 
 def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
@@ -141,24 +191,43 @@ def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
 
 
 def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -> pl.DataFrame:
-    """The record table straight from the scan's buffers (Arrow arrays over them). No
-    ``pa.array`` of Python objects: it imports pandas (~0.2 s a run)."""
+    """The record table straight from the scan's buffers: Arrow arrays over them, the
+    strings as ``string_view`` arrays, polars' own string layout, which it takes without a
+    copy (a ``large_string`` array it copies into views: ~0.07 CPU-s and its fresh pages per
+    150 MB). No ``pa.array`` of Python objects: it imports pandas (~0.2 s a run)."""
     import pyarrow as pa
 
-    def strings(n, offsets, data):
-        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-
-    n, nt = len(lines), len(roles)
+    n = len(lines)
     offsets = pa.Array.from_buffers(pa.int64(), n + 1, [None, pa.py_buffer(rec_turns)])
-    return record_table(strings(nt, *_role_strings(roles)), strings(nt, toff, content), offsets, ids,
-                        arrow_series(strings(n, meta_off, meta)), lines, label)
+    return record_table(_role_views(roles), strings(toff, content), offsets, ids,
+                        arrow_series(strings(meta_off, meta)), lines, label)
 
 
-def _role_strings(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets and UTF-8 bytes of the role names for role codes (vectorised)."""
-    names, off = _packed(ROLE_NAMES)
-    lengths = np.diff(off)[codes]
-    out_off = np.zeros(len(codes) + 1, np.int64)
-    np.cumsum(lengths, out=out_off[1:])
-    at = np.repeat(off[:-1][codes] - out_off[:-1], lengths) + np.arange(out_off[-1])
-    return out_off, names[at]
+def strings(offsets: np.ndarray, data: np.ndarray):
+    """The strings data[offsets[i]:offsets[i + 1]] as an Arrow ``string_view`` array over
+    ``data`` (views from :func:`curate.jsonl_native_kernel.views`; data buffers of at most
+    :data:`VIEW_LIMIT` bytes), or, where a string is longer than that, ``large_string``."""
+    import pyarrow as pa
+
+    from . import jsonl_native_kernel as k
+
+    n = len(offsets) - 1
+    views, bounds, nbuf = k.views(offsets, data, VIEW_LIMIT)
+    if nbuf < 0:
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    spans = bounds.reshape(-1, 2).tolist()
+    return pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views)]
+                                 + [pa.py_buffer(data[a:b]) for a, b in spans])
+
+
+def _role_views(codes: np.ndarray):
+    """The role names of role codes as a ``string_view`` array (each name held in its view)."""
+    import pyarrow as pa
+
+    table = np.zeros((len(ROLE_NAMES), 16), np.uint8)
+    for code, name in enumerate(ROLE_NAMES):
+        raw = name.encode()
+        assert len(raw) <= 12  # held in the view
+        table[code, :4] = np.frombuffer(len(raw).to_bytes(4, "little"), np.uint8)
+        table[code, 4:4 + len(raw)] = np.frombuffer(raw, np.uint8)
+    return pa.Array.from_buffers(pa.string_view(), len(codes), [None, pa.py_buffer(table[codes])])

@@ -629,6 +629,7 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
     a = _find(kid, nk, tk)
     if a < 0 or vt[a] != ARR:
         return -1, 0
+    t0 = ntu
     for t in range(nt):
         if tks[2 * t + 1] < 0:
             return -1, 0
@@ -644,14 +645,15 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
         cpos = _decode(buf, tvs[x], tve[x], tfl[x], content, cpos)
         roles[ntu] = code
         toff[ntu + 1] = cpos
-        _raw(raw, ntu, tvs[x], tve[x], tfl[x])
+        _raw(raw, ntu - t0, tvs[x], tve[x], tfl[x])
         ntu += 1
     return ntu, cpos
 
 
 @nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _raw(raw, t, s, e, fl):
-    """Turn t's text is the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
+    """The record's turn t (counted from its first: raw holds one record's turns) has as
+    text the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
     raw[3 * t] = s
     raw[3 * t + 1] = e
     raw[3 * t + 2] = fl
@@ -664,6 +666,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     for k in range(nk):
         if vt[k] == ARR:  # a list in meta
             return -1, 0
+    t0 = ntu
     if f == ALPACA:
         u, x = INSTRUCTION, OUTPUT
     elif f == PAIR_PC:
@@ -681,14 +684,14 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
         if b == 0:
             roles[ntu] = 0
             toff[ntu + 1] = end
-            _raw(raw, ntu, vs[sy], ve[sy], vf[sy])
+            _raw(raw, ntu - t0, vs[sy], ve[sy], vf[sy])
             cpos = end
             ntu += 1
     ui, xi = _find(kid, nk, u), _find(kid, nk, x)
     if ui < 0 or xi < 0 or vt[ui] != STR or vt[xi] != STR:
         return -1, 0
     cpos = _decode(buf, vs[ui], ve[ui], vf[ui], content, cpos)
-    _raw(raw, ntu, vs[ui], ve[ui], vf[ui])
+    _raw(raw, ntu - t0, vs[ui], ve[ui], vf[ui])
     if f == ALPACA:  # `instruction if not (inp and inp.strip()) else f"{instruction}\n\n{inp}"`
         ii = _find(kid, nk, INPUT)
         if ii >= 0 and vt[ii] != NULL:
@@ -702,13 +705,13 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
                 return -1, 0
             if b == 0:
                 cpos = end
-                raw[3 * ntu] = -1  # two strings joined: no one raw span
+                raw[3 * (ntu - t0)] = -1  # two strings joined: no one raw span
     roles[ntu] = 1
     toff[ntu + 1] = cpos
     cpos = _decode(buf, vs[xi], ve[xi], vf[xi], content, cpos)
     roles[ntu + 1] = 2
     toff[ntu + 2] = cpos
-    _raw(raw, ntu + 1, vs[xi], ve[xi], vf[xi])
+    _raw(raw, ntu + 1 - t0, vs[xi], ve[xi], vf[xi])
     return ntu + 2, cpos
 
 
@@ -823,18 +826,17 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
     canon[pos] = 91
     pos += 1
     for t in range(t0, t1):
-        a, b = toff[t], toff[t + 1]
-        if raw[3 * t] >= 0 and raw[3 * t + 2] & 4 == 0:
+        a, b, r = toff[t], toff[t + 1], 3 * (t - t0)  # raw holds this record's turns from t0
+        if raw[r] >= 0 and raw[r + 2] & 4 == 0:
             if t > t0:
                 canon[pos] = 44
                 pos += 1
-            pos = _canon_raw(buf, raw[3 * t], raw[3 * t + 1], raw[3 * t + 2], roles[t], nfc, rolenames,
-                             rolenoff, canon, pos)
+            pos = _canon_raw(buf, raw[r], raw[r + 1], raw[r + 2], roles[t], nfc, rolenames, rolenoff, canon, pos)
             if pos < 0:
                 return -1
             continue
-        check = raw[3 * t] < 0  # else the raw string's bit 8 tells (its characters are these)
-        if not check and raw[3 * t + 2] & 8:
+        check = raw[r] < 0  # else the raw string's bit 8 tells (its characters are these)
+        if not check and raw[r + 2] & 8:
             return -1
         while a < b and (content[a] == 32 or content[a] == 9 or content[a] == 10 or content[a] == 13):
             a += 1
@@ -910,21 +912,89 @@ AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK = ran
 
 @nb.njit(cache=True, nogil=True)
 def buffers(n):
-    """The output buffers of scans of an n-byte buffer (allocated here, not by numpy, which
+    """The output buffers of scans of an n-byte file (allocated here, not by numpy, which
     advises huge pages for big arrays: the kernel's compaction for those cost up to seconds
-    on a busy machine). A scan replaces any that runs out by a bigger copy."""
+    on a busy machine). Sized for the file (a line of ~256 bytes or more a record, ~2 turns
+    a record), uninitialised but for the offsets' first entry: the operating system gives a
+    page only when it is first written, so room never written costs no memory. A scan
+    replaces any that runs out by a bigger copy. ``raw`` holds one record's turns."""
     cap = n // 256 + 16
-    return (np.empty(cap, np.int64), np.zeros(cap + 1, np.int64), np.empty(1024, np.int8), np.zeros(1025, np.int64),
-            np.empty(n + 1024, np.uint8), np.zeros(cap + 1, np.int64), np.empty(n // 8 + 1024, np.uint8),
-            np.empty((16, 3), np.int64), np.zeros(cap + 1, np.int64), np.empty(2 * CANON_CHUNK + 1024, np.uint8),
-            np.empty(3 * 1024, np.int64), np.empty(1024, np.uint8))
+    rec_turns, toff, meta_off = np.empty(cap + 1, np.int64), np.empty(2 * cap + MAXT + 5, np.int64), np.empty(cap + 1, np.int64)
+    canon_off = np.empty(cap + 1, np.int64)
+    rec_turns[0], toff[0], meta_off[0], canon_off[0] = 0, 0, 0, 0
+    return (np.empty(cap, np.int64), rec_turns, np.empty(2 * cap + MAXT + 4, np.int8), toff,
+            np.empty(n + 1024, np.uint8), meta_off, np.empty(n // 8 + 1024, np.uint8),
+            np.empty((16, 3), np.int64), canon_off, np.empty(2 * CANON_CHUNK + 1024, np.uint8),
+            np.empty(3 * (MAXT + 4), np.int64), np.empty(1024, np.uint8))
 
 
 @nb.njit(cache=True, nogil=True)
-def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
+def byte_buffer(n):
+    """An uninitialised byte array (numba's: no huge-page advice), for the file's chunks."""
+    return np.empty(n, np.uint8)
+
+
+@nb.njit(cache=True, nogil=True)
+def last_newline(buf, n):
+    """The index of the last newline in buf[:n], or -1."""
+    i = n - 1
+    while i >= 0 and buf[i] != 10:
+        i -= 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
+def _put32(out, pos, v):
+    """v as 4 little-endian bytes at out[pos]."""
+    out[pos] = v & 255
+    out[pos + 1] = (v >> 8) & 255
+    out[pos + 2] = (v >> 16) & 255
+    out[pos + 3] = (v >> 24) & 255
+
+
+INLINE = 12  # a string of at most this many bytes is held in its view itself (Arrow's rule)
+
+
+@nb.njit(cache=True, nogil=True)
+def views(off, data, limit):
+    """Arrow ``string_view`` views of the strings data[off[i]:off[i + 1]] (off ascending,
+    the strings one after another, as the scan writes them): 16 bytes each, the length (4
+    bytes, little-endian) then the string itself, zero-padded, when it is at most INLINE
+    bytes, else its first 4 bytes, its data buffer's index and its offset in that buffer.
+    The data buffers are spans of data (``bounds``: start, end, a pair a buffer): a new one
+    starts where a string would end more than ``limit`` bytes from its buffer's start
+    (Arrow's offsets and lengths are 32-bit, signed in its C++ library). Returns (views,
+    bounds, buffers); buffers -1 when a string is longer than ``limit`` (no view for it)."""
+    m = off.shape[0] - 1
+    v = np.zeros(16 * m, np.uint8)
+    bounds = np.empty(16, np.int64)
+    nbuf = 0
+    for i in range(m):
+        a, size, p = off[i], off[i + 1] - off[i], 16 * i
+        _put32(v, p, size)
+        if size <= INLINE:
+            _memcpy(v, p + 4, data, a, size)
+            continue
+        if size > limit:
+            return v, bounds[:0], -1
+        if nbuf == 0 or a + size - bounds[2 * nbuf - 2] > limit:
+            bounds = _grow(bounds, 2 * nbuf + 2)
+            bounds[2 * nbuf] = a
+            nbuf += 1
+        bounds[2 * nbuf - 1] = a + size
+        _memcpy(v, p + 4, data, a, 4)
+        _put32(v, p + 8, nbuf - 1)
+        _put32(v, p + 12, a - bounds[2 * nbuf - 2])
+    return v, bounds[:2 * nbuf], nbuf
+
+
+@nb.njit(cache=True, nogil=True)
+def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
          at, out):
     """The lines of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found here
-    as the parse goes) from the state ``at``, until the end or until this call's canonical
+    as the parse goes; a chunk of a file: complete lines, the last one's newline its last
+    byte, unless ``final``, where the piece after the last newline is a line too: the
+    file's end) from the state ``at``, until the end or until this call's canonical
     JSON passes CANON_CHUNK (a reused buffer: hashed by the caller between calls, so the
     ids' input is never all in memory at once): blank lines skipped, the ones proven read
     exactly written to the buffers ``out`` (see :func:`buffers`), the others' numbers
@@ -939,7 +1009,7 @@ def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc
     s, li, nrec, npunt, ntu, cpos, mpos = at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META]
     chunk, cnpos = 0, 0
     canon_off[0] = 0
-    while s <= n and cnpos < CANON_CHUNK:  # one piece per newline, and the one after the last
+    while (s < n or final and s == n) and cnpos < CANON_CHUNK:  # a piece per newline, at the end the one after
         li += 1
         k = s
         while k < n and buf[k] != 10 and (buf[k] == 32 or 9 <= buf[k] <= 13):  # bytes.strip()'s white space
@@ -963,7 +1033,6 @@ def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc
             scratch = _grow(scratch, size + 16)
             roles = _grow(roles, ntu + MAXT + 4)
             toff = _grow(toff, ntu + MAXT + 5)
-            raw = _grow(raw, 3 * (ntu + MAXT + 4))
             if f <= SHAREGPT:
                 t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
                                      rcode, rfmt, roles, toff, raw, ntu, content, cpos)
