@@ -128,7 +128,8 @@ def read_native(source, label: str, fmt: str | None, size: int | None = None) ->
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
     tables = (-1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
-    at, out, ids, punted = np.zeros(8, np.int64), k.buffers(size or 0), [], []
+    at, out, ids, punted = np.zeros(11, np.int64), k.buffers(size or 0), [], []
+    at[k.AT_LIMIT] = VIEW_LIMIT
     for buf, final in _chunks(source, size or 0):
         at[k.AT_START], n = 0, len(buf)
         while at[k.AT_START] < n or final and at[k.AT_START] == n:  # a call per 2 MB of canonical JSON
@@ -139,47 +140,45 @@ def read_native(source, label: str, fmt: str | None, size: int | None = None) ->
         at[k.AT_PUNT] = 0
     lines, rec_turns, roles, toff, content, meta_off, meta = out[:7]
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
-    table = _table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], toff[:nturns + 1],
-                   content[:at[k.AT_CONTENT]], meta_off[:nrec + 1], meta[:at[k.AT_META]])
-    return NativeRead(table, punted)
+    contents = _strings(toff[:nturns + 1], content[:at[k.AT_CONTENT]], out[12], out[13], at[k.AT_CBUF])
+    metas = _strings(meta_off[:nrec + 1], meta[:at[k.AT_META]], out[14], out[15], at[k.AT_MBUF])
+    return NativeRead(_table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], contents, metas), punted)
 
 
 def _chunks(fh, size: int):
     """The file's bytes a buffer at a time, as (chunk, final): each chunk its complete lines
     (it ends just after a newline; the partial line after it goes on to the next), the last
-    one (``final``) all that is left. One buffer, reused: a chunk is valid until the next
-    is asked for (read into, not a memory map: a map of a file another program truncates
-    meanwhile kills the process, SIGBUS inside the scan). A line longer than the buffer
-    doubles it."""
-    from . import jsonl_native_kernel as k
-
-    buf, fill = k.byte_buffer(max(1, min(CHUNK, size + 1))), 0
+    one (``final``) all that is left. One buffer, reused (so its pages are faulted in once,
+    not the file's size of them): a chunk is valid until the next is asked for. Read into,
+    not memory-mapped: a map of a file another program truncates meanwhile kills the
+    process (SIGBUS inside the scan). A line longer than the buffer doubles it."""
+    buf, fill = bytearray(max(1, min(CHUNK, size + 1))), 0
     while True:
         fill, end_of_file = _fill(fh, buf, fill)
         if end_of_file:
-            yield buf[:fill], True
+            yield np.frombuffer(buf, np.uint8, fill), True
             return
-        end = k.last_newline(buf, fill) + 1
+        end = buf.rfind(b"\n", 0, fill) + 1
         if end == 0:
-            bigger = k.byte_buffer(2 * len(buf))
-            bigger[:fill] = buf[:fill]
+            bigger = bytearray(2 * len(buf))  # a new one: the last chunk may still be held
+            bigger[:fill] = buf
             buf = bigger
             continue
-        yield buf[:end], False
+        yield np.frombuffer(buf, np.uint8, end), False
         rest = fill - end
         buf[:rest] = buf[end:fill]
         fill = rest
 
 
-def _fill(fh, buf: np.ndarray, fill: int) -> tuple[int, bool]:
+def _fill(fh, buf: bytearray, fill: int) -> tuple[int, bool]:
     """Read into buf[fill:] until it is full or the file ends: (bytes in buf, whether the
     file ended)."""
-    view = memoryview(buf)
-    while fill < len(buf):
-        got = fh.readinto(view[fill:])
-        if not got:
-            return fill, True
-        fill += got
+    with memoryview(buf) as view:
+        while fill < len(buf):
+            got = fh.readinto(view[fill:])
+            if not got:
+                return fill, True
+            fill += got
     return fill, False
 
 
@@ -190,33 +189,29 @@ def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
     return [id_of(mv[a:b]) for a, b in pairwise(off.tolist())]
 
 
-def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -> pl.DataFrame:
-    """The record table straight from the scan's buffers: Arrow arrays over them, the
-    strings as ``string_view`` arrays, polars' own string layout, which it takes without a
-    copy (a ``large_string`` array it copies into views: ~0.07 CPU-s and its fresh pages per
-    150 MB). No ``pa.array`` of Python objects: it imports pandas (~0.2 s a run)."""
+def _table(label, lines, ids, rec_turns, roles, contents, metas) -> pl.DataFrame:
+    """The record table straight from the scan's buffers: Arrow arrays over them. No
+    ``pa.array`` of Python objects: it imports pandas (~0.2 s a run)."""
     import pyarrow as pa
 
     n = len(lines)
     offsets = pa.Array.from_buffers(pa.int64(), n + 1, [None, pa.py_buffer(rec_turns)])
-    return record_table(_role_views(roles), strings(toff, content), offsets, ids,
-                        arrow_series(strings(meta_off, meta)), lines, label)
+    return record_table(_role_views(roles), contents, offsets, ids, arrow_series(metas), lines, label)
 
 
-def strings(offsets: np.ndarray, data: np.ndarray):
-    """The strings data[offsets[i]:offsets[i + 1]] as an Arrow ``string_view`` array over
-    ``data`` (views from :func:`curate.jsonl_native_kernel.views`; data buffers of at most
-    :data:`VIEW_LIMIT` bytes), or, where a string is longer than that, ``large_string``."""
+def _strings(offsets: np.ndarray, data: np.ndarray, views: np.ndarray, bounds: np.ndarray, nbuf: int):
+    """The strings data[offsets[i]:offsets[i + 1]] as an Arrow ``string_view`` array, polars'
+    own string layout, which it takes as it is (a ``large_string`` array it copies into
+    views: ~0.07 CPU-s and as many fresh pages per 150 MB): the scan's views
+    (:func:`curate.jsonl_native_kernel._views`) over ``nbuf`` data buffers, spans of data
+    (``bounds``); where a string is too long for a view (nbuf -1), ``large_string``."""
     import pyarrow as pa
 
-    from . import jsonl_native_kernel as k
-
     n = len(offsets) - 1
-    views, bounds, nbuf = k.views(offsets, data, VIEW_LIMIT)
     if nbuf < 0:
         return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-    spans = bounds.reshape(-1, 2).tolist()
-    return pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views)]
+    spans = bounds[:2 * nbuf].reshape(-1, 2).tolist()
+    return pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views[:16 * n])]
                                  + [pa.py_buffer(data[a:b]) for a, b in spans])
 
 

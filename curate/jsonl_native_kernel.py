@@ -906,8 +906,9 @@ def _line_end(buf, i):
 CANON_CHUNK = 1 << 21  # a scan call stops once a chunk's canonical JSON passes this (bytes)
 # the state a scan call resumes from (an int64 array the caller keeps): the next line's start,
 # lines seen, records, punted lines, turns, content and meta bytes written; the records of
-# the last call's chunk
-AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK = range(8)
+# the last call's chunk; the data buffers of the contents' and the metas' views (see _views:
+# -1, a string too long for one), and their most bytes (the caller sets it)
+AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK, AT_CBUF, AT_MBUF, AT_LIMIT = range(11)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -925,22 +926,9 @@ def buffers(n):
     return (np.empty(cap, np.int64), rec_turns, np.empty(2 * cap + MAXT + 4, np.int8), toff,
             np.empty(n + 1024, np.uint8), meta_off, np.empty(n // 8 + 1024, np.uint8),
             np.empty((16, 3), np.int64), canon_off, np.empty(2 * CANON_CHUNK + 1024, np.uint8),
-            np.empty(3 * (MAXT + 4), np.int64), np.empty(1024, np.uint8))
-
-
-@nb.njit(cache=True, nogil=True)
-def byte_buffer(n):
-    """An uninitialised byte array (numba's: no huge-page advice), for the file's chunks."""
-    return np.empty(n, np.uint8)
-
-
-@nb.njit(cache=True, nogil=True)
-def last_newline(buf, n):
-    """The index of the last newline in buf[:n], or -1."""
-    i = n - 1
-    while i >= 0 and buf[i] != 10:
-        i -= 1
-    return i
+            np.empty(3 * (MAXT + 4), np.int64), np.empty(1024, np.uint8),
+            np.empty(16 * (2 * cap + MAXT + 4), np.uint8), np.empty(64, np.int64), np.empty(16 * cap, np.uint8),
+            np.empty(64, np.int64))
 
 
 @nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
@@ -955,37 +943,38 @@ def _put32(out, pos, v):
 INLINE = 12  # a string of at most this many bytes is held in its view itself (Arrow's rule)
 
 
-@nb.njit(cache=True, nogil=True)
-def views(off, data, limit):
-    """Arrow ``string_view`` views of the strings data[off[i]:off[i + 1]] (off ascending,
-    the strings one after another, as the scan writes them): 16 bytes each, the length (4
-    bytes, little-endian) then the string itself, zero-padded, when it is at most INLINE
-    bytes, else its first 4 bytes, its data buffer's index and its offset in that buffer.
-    The data buffers are spans of data (``bounds``: start, end, a pair a buffer): a new one
-    starts where a string would end more than ``limit`` bytes from its buffer's start
-    (Arrow's offsets and lengths are 32-bit, signed in its C++ library). Returns (views,
-    bounds, buffers); buffers -1 when a string is longer than ``limit`` (no view for it)."""
-    m = off.shape[0] - 1
-    v = np.zeros(16 * m, np.uint8)
-    bounds = np.empty(16, np.int64)
-    nbuf = 0
-    for i in range(m):
+@nb.njit(cache=True, nogil=True, **_NO_RC)
+def _views(off, data, i0, i1, views, bounds, nbuf, limit):
+    """Arrow ``string_view`` views of the strings i0..i1-1, data[off[i]:off[i + 1]] (off
+    ascending, the strings one after another, as the scan writes them), at views[16 * i]:
+    the length (4 bytes, little-endian), then the string itself zero-padded when it is at
+    most INLINE bytes, else its first 4 bytes, its data buffer's index and its offset in
+    that buffer. The data buffers are spans of data, ``bounds[2k:2k + 2]`` (start, end): a
+    new one starts where a string would end more than ``limit`` bytes from its buffer's
+    start (Arrow's offsets and lengths are 32-bit, signed in its C++ library); bounds has
+    room for one more a string. Returns the number of buffers, or -1 (and from then on)
+    once a string is longer than ``limit`` (no view for it)."""
+    for i in range(i0, i1):
+        if nbuf < 0:
+            return -1
         a, size, p = off[i], off[i + 1] - off[i], 16 * i
-        _put32(v, p, size)
+        _put32(views, p, size)
         if size <= INLINE:
-            _memcpy(v, p + 4, data, a, size)
+            _put32(views, p + 4, 0)
+            _put32(views, p + 8, 0)
+            _put32(views, p + 12, 0)
+            _memcpy(views, p + 4, data, a, size)
             continue
         if size > limit:
-            return v, bounds[:0], -1
+            return -1
         if nbuf == 0 or a + size - bounds[2 * nbuf - 2] > limit:
-            bounds = _grow(bounds, 2 * nbuf + 2)
             bounds[2 * nbuf] = a
             nbuf += 1
         bounds[2 * nbuf - 1] = a + size
-        _memcpy(v, p + 4, data, a, 4)
-        _put32(v, p + 8, nbuf - 1)
-        _put32(v, p + 12, a - bounds[2 * nbuf - 2])
-    return v, bounds[:2 * nbuf], nbuf
+        _memcpy(views, p + 4, data, a, 4)
+        _put32(views, p + 8, nbuf - 1)
+        _put32(views, p + 12, a - bounds[2 * nbuf - 2])
+    return nbuf
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1000,13 +989,15 @@ def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_f
     exactly written to the buffers ``out`` (see :func:`buffers`), the others' numbers
     (1-based) and spans in ``punt``. Returns ``out`` (arrays that ran out replaced by bigger
     copies); ``at`` is updated. See jsonl_native."""
-    (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch) = out
+    (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch,
+     cviews, cbounds, mviews, mbounds) = out
     ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     tvs, tve, tfl = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     n = buf.shape[0]
     s, li, nrec, npunt, ntu, cpos, mpos = at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META]
+    t_call, r_call = ntu, nrec
     chunk, cnpos = 0, 0
     canon_off[0] = 0
     while (s < n or final and s == n) and cnpos < CANON_CHUNK:  # a piece per newline, at the end the one after
@@ -1071,4 +1062,10 @@ def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_f
         s = e + 1
     at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META] = s, li, nrec, npunt, ntu, cpos, mpos
     at[AT_CHUNK] = chunk
-    return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch)
+    # the views of this call's strings, while they are still in the cache
+    cviews, mviews = _grow(cviews, 16 * ntu), _grow(mviews, 16 * nrec)
+    cbounds, mbounds = _grow(cbounds, 2 * (at[AT_CBUF] + ntu - t_call + 1)), _grow(mbounds, 2 * (at[AT_MBUF] + nrec - r_call + 1))
+    at[AT_CBUF] = _views(toff, content, t_call, ntu, cviews, cbounds, at[AT_CBUF], at[AT_LIMIT])
+    at[AT_MBUF] = _views(meta_off, meta, r_call, nrec, mviews, mbounds, at[AT_MBUF], at[AT_LIMIT])
+    return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch,
+            cviews, cbounds, mviews, mbounds)
