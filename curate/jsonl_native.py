@@ -1,15 +1,18 @@
 """JSON Lines in the common chat/instruction layouts, read natively: a compiled scan
-(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes (read whole: a memory
-map would kill the process if another program truncated the file meanwhile) finds the lines and writes, for
+(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes, read 16 MB at a time
+into one reused buffer (complete lines a chunk; not a memory map, which would kill the
+process if another program truncated the file meanwhile), finds the lines and writes, for
 every line it can *prove* it reads exactly as the per-line path would, the role codes, the
 decoded contents, the ``meta`` JSON and :func:`curate.record.record_id`'s canonical JSON
 straight into flat buffers. It runs a chunk at a time: the canonical JSON goes to one reused
 4 MB buffer that Python hashes between calls (one sha256 loop over its slices), so it is
 never all in memory. Python then builds the record table from the buffers (Arrow, no
-per-record object). Runs of plain bytes are checked and copied 8 at a time. Every other line
-goes on by number to the msgspec tier (:mod:`curate.jsonl_fast`), whose leftovers go to the
-per-line path, so the three tiers give the per-line path's table byte for byte
-(tests/curate/test_readers_native.py).
+per-record object; the strings as ``string_view`` arrays whose views the scan writes, which
+polars takes without a copy). Runs of plain bytes are checked and copied 8 at a time. Every
+other line goes on by number, its bytes copied out of the chunk, to the msgspec tier
+(:mod:`curate.jsonl_fast`), whose leftovers go to the per-line path, so the three tiers give
+the per-line path's table byte for byte (tests/curate/test_readers_native.py,
+tests/curate/test_readers_chunks.py).
 
 What the scan proves, and punts on (punting is always safe):
 
