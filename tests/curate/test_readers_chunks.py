@@ -212,3 +212,15 @@ def test_a_string_longer_than_the_limit_takes_large_string(tmp_path, monkeypatch
     assert_same(fast, slow)
     assert arrays[0].type == pa.large_string()  # the contents: one is too long
     assert arrays[1].type == pa.string_view()  # the metas: all short
+
+
+@pytest.mark.parametrize("runs", [0, 3, 1 << 30])
+def test_tiers_merged_in_line_order_by_slices_or_a_sort(tmp_path, monkeypatch, runs):
+    """The tiers' tables (each in line order) are merged by slices where they alternate in
+    few runs, else by a sort: both give the per-line path's order, with one chunk."""
+    monkeypatch.setattr(readers, "_MERGE_RUNS", runs)
+    for raw in (mixed_file(5), ("\n".join([pc("p%d" % i, "c") for i in range(200)] + ['{"prompt": "f", "completion": "c", "x": 1.5}']
+                                       + [pc("q%d" % i, "c") for i in range(50)])).encode()):
+        fast, slow = both(tmp_path, monkeypatch, [], raw=raw)
+        assert_same(fast, slow)
+        assert fast.records.n_chunks("all") == [1] * fast.records.width
