@@ -224,3 +224,16 @@ def test_tiers_merged_in_line_order_by_slices_or_a_sort(tmp_path, monkeypatch, r
         fast, slow = both(tmp_path, monkeypatch, [], raw=raw)
         assert_same(fast, slow)
         assert fast.records.n_chunks("all") == [1] * fast.records.width
+
+
+@pytest.mark.parametrize("chunk", [61, 4099])
+def test_fuzz_files_read_in_small_chunks(tmp_path, monkeypatch, chunk):
+    """The native fuzz's files (tests/curate/test_readers_native_fuzz.py), read a few bytes
+    at a time: every line boundary falls at some chunk's end. CURATE_FUZZ_SEEDS=N: N more
+    seeds each (a long hunt)."""
+    from tests.curate.test_readers_native_fuzz import check_seed
+
+    monkeypatch.setattr(jsonl_native, "CHUNK", chunk)
+    extra = int(os.environ.get("CURATE_FUZZ_SEEDS", "0"))
+    native = sum(check_seed(tmp_path, monkeypatch, s, 300) for s in [chunk] + [7000 + chunk + k for k in range(extra)])
+    assert native > 10
