@@ -214,18 +214,6 @@ def test_a_string_longer_than_the_limit_takes_large_string(tmp_path, monkeypatch
     assert arrays[1].type == pa.string_view()  # the metas: all short
 
 
-@pytest.mark.parametrize("runs", [0, 3, 1 << 30])
-def test_tiers_merged_in_line_order_by_slices_or_a_sort(tmp_path, monkeypatch, runs):
-    """The tiers' tables (each in line order) are merged by slices where they alternate in
-    few runs, else by a sort: both give the per-line path's order, with one chunk."""
-    monkeypatch.setattr(readers, "_MERGE_RUNS", runs)
-    for raw in (mixed_file(5), ("\n".join([pc("p%d" % i, "c") for i in range(200)] + ['{"prompt": "f", "completion": "c", "x": 1.5}']
-                                       + [pc("q%d" % i, "c") for i in range(50)])).encode()):
-        fast, slow = both(tmp_path, monkeypatch, [], raw=raw)
-        assert_same(fast, slow)
-        assert fast.records.n_chunks("all") == [1] * fast.records.width
-
-
 @pytest.mark.parametrize("chunk", [61, 4099])
 def test_fuzz_files_read_in_small_chunks(tmp_path, monkeypatch, chunk):
     """The native fuzz's files (tests/curate/test_readers_native_fuzz.py), read a few bytes
