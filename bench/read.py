@@ -143,9 +143,9 @@ def stages(folder: Path) -> None:
     print(f"\nsteps of one native read ({total:.2f} s end to end):")
     for what, s in [("scan (numba kernel)", spent["scan"]), ("ids (sha256 loop)", spent["_ids"]),
                     ("record table from the buffers (_table)", spent["_table"]),
-                    ("hand-on list, chunk loop (read_native rest)", native - spent["scan"] - spent["_ids"] - spent["_table"]),
+                    ("file reads, hand-on list (read_native rest)", native - spent["scan"] - spent["_ids"] - spent["_table"]),
                     ("msgspec tier (read_numbered)", spent.get("read_numbered", 0.0)),
-                    ("file map, merge in line order (_read_jsonl rest)", spent["_read_jsonl"] - native - spent.get("read_numbered", 0.0)),
+                    ("file open, merge in line order (_read_jsonl rest)", spent["_read_jsonl"] - native - spent.get("read_numbered", 0.0)),
                     ("folder walk, sources, concat (rest)", total - spent["_read_jsonl"])]:
         print(f"  {what:<50} {s:6.2f} s")
 

@@ -1,15 +1,18 @@
 """JSON Lines in the common chat/instruction layouts, read natively: a compiled scan
-(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes (read whole: a memory
-map would kill the process if another program truncated the file meanwhile) finds the lines and writes, for
+(:func:`curate.jsonl_native_kernel.scan`, numba) over the file's bytes, read 16 MB at a time
+into one reused buffer (complete lines a chunk; not a memory map, which would kill the
+process if another program truncated the file meanwhile), finds the lines and writes, for
 every line it can *prove* it reads exactly as the per-line path would, the role codes, the
 decoded contents, the ``meta`` JSON and :func:`curate.record.record_id`'s canonical JSON
 straight into flat buffers. It runs a chunk at a time: the canonical JSON goes to one reused
 4 MB buffer that Python hashes between calls (one sha256 loop over its slices), so it is
 never all in memory. Python then builds the record table from the buffers (Arrow, no
-per-record object). Runs of plain bytes are checked and copied 8 at a time. Every other line
-goes on by number to the msgspec tier (:mod:`curate.jsonl_fast`), whose leftovers go to the
-per-line path, so the three tiers give the per-line path's table byte for byte
-(tests/curate/test_readers_native.py).
+per-record object; the strings as ``string_view`` arrays whose views the scan writes, which
+polars takes without a copy). Runs of plain bytes are checked and copied 8 at a time. Every
+other line goes on by number, its bytes copied out of the chunk, to the msgspec tier
+(:mod:`curate.jsonl_fast`), whose leftovers go to the per-line path, so the three tiers give
+the per-line path's table byte for byte (tests/curate/test_readers_native.py,
+tests/curate/test_readers_chunks.py).
 
 What the scan proves, and punts on (punting is always safe):
 
@@ -30,6 +33,7 @@ What the scan proves, and punts on (punting is always safe):
 """
 from __future__ import annotations
 
+import io
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,6 +54,10 @@ NFC_LIMIT = 0x20000  # code points from here on are not in the table: punted (ra
 # second halves of Hangul syllables (V and T jamo): they compose with what precedes them
 # algorithmically, so unicodedata.decomposition does not list them
 HANGUL_VT = (range(0x1161, 0x1176), range(0x11A8, 0x11C3))
+CHUNK = 16 << 20  # the file is read this many bytes at a time, into one reused buffer
+# the most bytes a data buffer of a string_view array spans (Arrow C++ reads its offsets and
+# lengths as signed 32-bit integers)
+VIEW_LIMIT = (1 << 31) - 1
 
 
 @dataclass
@@ -112,25 +120,69 @@ def nfc_table() -> np.ndarray:
     return flags
 
 
-def read_native(data, label: str, fmt: str | None) -> NativeRead:
-    """Records for the lines of ``data`` (a JSON Lines file's bytes) the scan proves it
-    reads exactly; the other non-blank lines in ``punted``."""
+def read_native(source, label: str, fmt: str | None, size: int | None = None) -> NativeRead:
+    """Records for the lines of ``source`` (a JSON Lines file opened for binary reading, or
+    its bytes; ``size``: the file's size, to size the buffers) the scan proves it reads
+    exactly; the other non-blank lines in ``punted``."""
     from . import jsonl_native_kernel as k
 
-    buf = np.frombuffer(data, np.uint8)
+    if isinstance(source, (bytes, bytearray)):
+        source, size = io.BytesIO(source), len(source)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
-    args = (buf, -1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
-    at, out, ids = np.zeros(8, np.int64), k.buffers(len(buf)), []
-    while at[k.AT_START] <= len(buf):  # a chunk of records a call: their canonical JSON hashed
-        out = k.scan(*args, at, out)
-        ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
-    lines, rec_turns, roles, toff, content, meta_off, meta, punt = out[:8]
+    tables = (-1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
+    at, out, ids, punted = np.zeros(11, np.int64), k.buffers(size or 0), [], []
+    at[k.AT_LIMIT] = VIEW_LIMIT
+    for buf, final in _chunks(source, size or 0):
+        at[k.AT_START], n = 0, len(buf)
+        while at[k.AT_START] < n or final and at[k.AT_START] == n:  # a call per 2 MB of canonical JSON
+            out = k.scan(buf, final, *tables, at, out)
+            ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
+        # the chunk's buffer is reused: the punted lines' bytes are copied out
+        punted += [(line, buf[s:e].tobytes()) for line, s, e in out[7][:at[k.AT_PUNT]].tolist()]
+        at[k.AT_PUNT] = 0
+    lines, rec_turns, roles, toff, content, meta_off, meta = out[:7]
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
-    punted = [(line, data[s:e]) for line, s, e in punt[:at[k.AT_PUNT]].tolist()]
-    table = _table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], toff[:nturns + 1],
-                   content[:at[k.AT_CONTENT]], meta_off[:nrec + 1], meta[:at[k.AT_META]])
-    return NativeRead(table, punted)
+    contents = _strings(toff[:nturns + 1], content[:at[k.AT_CONTENT]], out[12], out[13], at[k.AT_CBUF])
+    metas = _strings(meta_off[:nrec + 1], meta[:at[k.AT_META]], out[14], out[15], at[k.AT_MBUF])
+    return NativeRead(_table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], contents, metas), punted)
+
+
+def _chunks(fh, size: int):
+    """The file's bytes a buffer at a time, as (chunk, final): each chunk its complete lines
+    (it ends just after a newline; the partial line after it goes on to the next), the last
+    one (``final``) all that is left. One buffer, reused (so its pages are faulted in once,
+    not the file's size of them): a chunk is valid until the next is asked for. Read into,
+    not memory-mapped: a map of a file another program truncates meanwhile kills the
+    process (SIGBUS inside the scan). A line longer than the buffer doubles it."""
+    buf, fill = bytearray(max(1, min(CHUNK, size + 1))), 0
+    while True:
+        fill, end_of_file = _fill(fh, buf, fill)
+        if end_of_file:
+            yield np.frombuffer(buf, np.uint8, fill), True
+            return
+        end = buf.rfind(b"\n", 0, fill) + 1
+        if end == 0:
+            bigger = bytearray(2 * len(buf))  # a new one: the last chunk may still be held
+            bigger[:fill] = buf
+            buf = bigger
+            continue
+        yield np.frombuffer(buf, np.uint8, end), False
+        rest = fill - end
+        buf[:rest] = buf[end:fill]
+        fill = rest
+
+
+def _fill(fh, buf: bytearray, fill: int) -> tuple[int, bool]:
+    """Read into buf[fill:] until it is full or the file ends: (bytes in buf, whether the
+    file ended)."""
+    with memoryview(buf) as view:
+        while fill < len(buf):
+            got = fh.readinto(view[fill:])
+            if not got:
+                return fill, True
+            fill += got
+    return fill, False
 
 
 def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
@@ -140,25 +192,40 @@ def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
     return [id_of(mv[a:b]) for a, b in pairwise(off.tolist())]
 
 
-def _table(label, lines, ids, rec_turns, roles, toff, content, meta_off, meta) -> pl.DataFrame:
-    """The record table straight from the scan's buffers (Arrow arrays over them). No
+def _table(label, lines, ids, rec_turns, roles, contents, metas) -> pl.DataFrame:
+    """The record table straight from the scan's buffers: Arrow arrays over them. No
     ``pa.array`` of Python objects: it imports pandas (~0.2 s a run)."""
     import pyarrow as pa
 
-    def strings(n, offsets, data):
-        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-
-    n, nt = len(lines), len(roles)
+    n = len(lines)
     offsets = pa.Array.from_buffers(pa.int64(), n + 1, [None, pa.py_buffer(rec_turns)])
-    return record_table(strings(nt, *_role_strings(roles)), strings(nt, toff, content), offsets, ids,
-                        arrow_series(strings(n, meta_off, meta)), lines, label)
+    return record_table(_role_views(roles), contents, offsets, ids, arrow_series(metas), lines, label)
 
 
-def _role_strings(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets and UTF-8 bytes of the role names for role codes (vectorised)."""
-    names, off = _packed(ROLE_NAMES)
-    lengths = np.diff(off)[codes]
-    out_off = np.zeros(len(codes) + 1, np.int64)
-    np.cumsum(lengths, out=out_off[1:])
-    at = np.repeat(off[:-1][codes] - out_off[:-1], lengths) + np.arange(out_off[-1])
-    return out_off, names[at]
+def _strings(offsets: np.ndarray, data: np.ndarray, views: np.ndarray, bounds: np.ndarray, nbuf: int):
+    """The strings data[offsets[i]:offsets[i + 1]] as an Arrow ``string_view`` array, polars'
+    own string layout, which it takes as it is (a ``large_string`` array it copies into
+    views: ~0.07 CPU-s and as many fresh pages per 150 MB): the scan's views
+    (:func:`curate.jsonl_native_kernel._views`) over ``nbuf`` data buffers, spans of data
+    (``bounds``); where a string is too long for a view (nbuf -1), ``large_string``."""
+    import pyarrow as pa
+
+    n = len(offsets) - 1
+    if nbuf < 0:
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    spans = bounds[:2 * nbuf].reshape(-1, 2).tolist()
+    return pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views[:16 * n])]
+                                 + [pa.py_buffer(data[a:b]) for a, b in spans])
+
+
+def _role_views(codes: np.ndarray):
+    """The role names of role codes as a ``string_view`` array (each name held in its view)."""
+    import pyarrow as pa
+
+    table = np.zeros((len(ROLE_NAMES), 16), np.uint8)
+    for code, name in enumerate(ROLE_NAMES):
+        raw = name.encode()
+        assert len(raw) <= 12  # held in the view
+        table[code, :4] = np.frombuffer(len(raw).to_bytes(4, "little"), np.uint8)
+        table[code, 4:4 + len(raw)] = np.frombuffer(raw, np.uint8)
+    return pa.Array.from_buffers(pa.string_view(), len(codes), [None, pa.py_buffer(table[codes])])

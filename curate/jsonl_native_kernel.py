@@ -629,6 +629,7 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
     a = _find(kid, nk, tk)
     if a < 0 or vt[a] != ARR:
         return -1, 0
+    t0 = ntu
     for t in range(nt):
         if tks[2 * t + 1] < 0:
             return -1, 0
@@ -644,14 +645,15 @@ def _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, r
         cpos = _decode(buf, tvs[x], tve[x], tfl[x], content, cpos)
         roles[ntu] = code
         toff[ntu + 1] = cpos
-        _raw(raw, ntu, tvs[x], tve[x], tfl[x])
+        _raw(raw, ntu - t0, tvs[x], tve[x], tfl[x])
         ntu += 1
     return ntu, cpos
 
 
 @nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _raw(raw, t, s, e, fl):
-    """Turn t's text is the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
+    """The record's turn t (counted from its first: raw holds one record's turns) has as
+    text the JSON string body buf[s:e] with flags fl (for _canon's copy)."""
     raw[3 * t] = s
     raw[3 * t + 1] = e
     raw[3 * t + 2] = fl
@@ -664,6 +666,7 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
     for k in range(nk):
         if vt[k] == ARR:  # a list in meta
             return -1, 0
+    t0 = ntu
     if f == ALPACA:
         u, x = INSTRUCTION, OUTPUT
     elif f == PAIR_PC:
@@ -681,14 +684,14 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
         if b == 0:
             roles[ntu] = 0
             toff[ntu + 1] = end
-            _raw(raw, ntu, vs[sy], ve[sy], vf[sy])
+            _raw(raw, ntu - t0, vs[sy], ve[sy], vf[sy])
             cpos = end
             ntu += 1
     ui, xi = _find(kid, nk, u), _find(kid, nk, x)
     if ui < 0 or xi < 0 or vt[ui] != STR or vt[xi] != STR:
         return -1, 0
     cpos = _decode(buf, vs[ui], ve[ui], vf[ui], content, cpos)
-    _raw(raw, ntu, vs[ui], ve[ui], vf[ui])
+    _raw(raw, ntu - t0, vs[ui], ve[ui], vf[ui])
     if f == ALPACA:  # `instruction if not (inp and inp.strip()) else f"{instruction}\n\n{inp}"`
         ii = _find(kid, nk, INPUT)
         if ii >= 0 and vt[ii] != NULL:
@@ -702,13 +705,13 @@ def _flat_turns(buf, f, nk, kid, vt, vs, ve, vf, roles, toff, raw, ntu, content,
                 return -1, 0
             if b == 0:
                 cpos = end
-                raw[3 * ntu] = -1  # two strings joined: no one raw span
+                raw[3 * (ntu - t0)] = -1  # two strings joined: no one raw span
     roles[ntu] = 1
     toff[ntu + 1] = cpos
     cpos = _decode(buf, vs[xi], ve[xi], vf[xi], content, cpos)
     roles[ntu + 1] = 2
     toff[ntu + 2] = cpos
-    _raw(raw, ntu + 1, vs[xi], ve[xi], vf[xi])
+    _raw(raw, ntu + 1 - t0, vs[xi], ve[xi], vf[xi])
     return ntu + 2, cpos
 
 
@@ -823,18 +826,17 @@ def _canon(buf, raw, roles, toff, t0, t1, content, nfc, rolenames, rolenoff, can
     canon[pos] = 91
     pos += 1
     for t in range(t0, t1):
-        a, b = toff[t], toff[t + 1]
-        if raw[3 * t] >= 0 and raw[3 * t + 2] & 4 == 0:
+        a, b, r = toff[t], toff[t + 1], 3 * (t - t0)  # raw holds this record's turns from t0
+        if raw[r] >= 0 and raw[r + 2] & 4 == 0:
             if t > t0:
                 canon[pos] = 44
                 pos += 1
-            pos = _canon_raw(buf, raw[3 * t], raw[3 * t + 1], raw[3 * t + 2], roles[t], nfc, rolenames,
-                             rolenoff, canon, pos)
+            pos = _canon_raw(buf, raw[r], raw[r + 1], raw[r + 2], roles[t], nfc, rolenames, rolenoff, canon, pos)
             if pos < 0:
                 return -1
             continue
-        check = raw[3 * t] < 0  # else the raw string's bit 8 tells (its characters are these)
-        if not check and raw[3 * t + 2] & 8:
+        check = raw[r] < 0  # else the raw string's bit 8 tells (its characters are these)
+        if not check and raw[r + 2] & 8:
             return -1
         while a < b and (content[a] == 32 or content[a] == 9 or content[a] == 10 or content[a] == 13):
             a += 1
@@ -904,42 +906,101 @@ def _line_end(buf, i):
 CANON_CHUNK = 1 << 21  # a scan call stops once a chunk's canonical JSON passes this (bytes)
 # the state a scan call resumes from (an int64 array the caller keeps): the next line's start,
 # lines seen, records, punted lines, turns, content and meta bytes written; the records of
-# the last call's chunk
-AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK = range(8)
+# the last call's chunk; the data buffers of the contents' and the metas' views (see _views:
+# -1, a string too long for one), and their most bytes (the caller sets it)
+AT_START, AT_LINE, AT_REC, AT_PUNT, AT_TURN, AT_CONTENT, AT_META, AT_CHUNK, AT_CBUF, AT_MBUF, AT_LIMIT = range(11)
 
 
 @nb.njit(cache=True, nogil=True)
 def buffers(n):
-    """The output buffers of scans of an n-byte buffer (allocated here, not by numpy, which
+    """The output buffers of scans of an n-byte file (allocated here, not by numpy, which
     advises huge pages for big arrays: the kernel's compaction for those cost up to seconds
-    on a busy machine). A scan replaces any that runs out by a bigger copy."""
+    on a busy machine). Sized for the file (a line of ~256 bytes or more a record, ~2 turns
+    a record), uninitialised but for the offsets' first entry: the operating system gives a
+    page only when it is first written, so room never written costs no memory. A scan
+    replaces any that runs out by a bigger copy. ``raw`` holds one record's turns."""
     cap = n // 256 + 16
-    return (np.empty(cap, np.int64), np.zeros(cap + 1, np.int64), np.empty(1024, np.int8), np.zeros(1025, np.int64),
-            np.empty(n + 1024, np.uint8), np.zeros(cap + 1, np.int64), np.empty(n // 8 + 1024, np.uint8),
-            np.empty((16, 3), np.int64), np.zeros(cap + 1, np.int64), np.empty(2 * CANON_CHUNK + 1024, np.uint8),
-            np.empty(3 * 1024, np.int64), np.empty(1024, np.uint8))
+    rec_turns, toff, meta_off = np.empty(cap + 1, np.int64), np.empty(2 * cap + MAXT + 5, np.int64), np.empty(cap + 1, np.int64)
+    canon_off = np.empty(cap + 1, np.int64)
+    rec_turns[0], toff[0], meta_off[0], canon_off[0] = 0, 0, 0, 0
+    return (np.empty(cap, np.int64), rec_turns, np.empty(2 * cap + MAXT + 4, np.int8), toff,
+            np.empty(n + 1024, np.uint8), meta_off, np.empty(n // 8 + 1024, np.uint8),
+            np.empty((16, 3), np.int64), canon_off, np.empty(2 * CANON_CHUNK + 1024, np.uint8),
+            np.empty(3 * (MAXT + 4), np.int64), np.empty(1024, np.uint8),
+            np.empty(16 * (2 * cap + MAXT + 4), np.uint8), np.empty(64, np.int64), np.empty(16 * cap, np.uint8),
+            np.empty(64, np.int64))
+
+
+@nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
+def _put32(out, pos, v):
+    """v as 4 little-endian bytes at out[pos]."""
+    out[pos] = v & 255
+    out[pos + 1] = (v >> 8) & 255
+    out[pos + 2] = (v >> 16) & 255
+    out[pos + 3] = (v >> 24) & 255
+
+
+INLINE = 12  # a string of at most this many bytes is held in its view itself (Arrow's rule)
+
+
+@nb.njit(cache=True, nogil=True, **_NO_RC)
+def _views(off, data, i0, i1, views, bounds, nbuf, limit):
+    """Arrow ``string_view`` views of the strings i0..i1-1, data[off[i]:off[i + 1]] (off
+    ascending, the strings one after another, as the scan writes them), at views[16 * i]:
+    the length (4 bytes, little-endian), then the string itself zero-padded when it is at
+    most INLINE bytes, else its first 4 bytes, its data buffer's index and its offset in
+    that buffer. The data buffers are spans of data, ``bounds[2k:2k + 2]`` (start, end): a
+    new one starts where a string would end more than ``limit`` bytes from its buffer's
+    start (Arrow's offsets and lengths are 32-bit, signed in its C++ library); bounds has
+    room for one more a string. Returns the number of buffers, or -1 (and from then on)
+    once a string is longer than ``limit`` (no view for it)."""
+    for i in range(i0, i1):
+        if nbuf < 0:
+            return -1
+        a, size, p = off[i], off[i + 1] - off[i], 16 * i
+        _put32(views, p, size)
+        if size <= INLINE:
+            _put32(views, p + 4, 0)
+            _put32(views, p + 8, 0)
+            _put32(views, p + 12, 0)
+            _memcpy(views, p + 4, data, a, size)
+            continue
+        if size > limit:
+            return -1
+        if nbuf == 0 or a + size - bounds[2 * nbuf - 2] > limit:
+            bounds[2 * nbuf] = a
+            nbuf += 1
+        bounds[2 * nbuf - 1] = a + size
+        _memcpy(views, p + 4, data, a, 4)
+        _put32(views, p + 8, nbuf - 1)
+        _put32(views, p + 12, a - bounds[2 * nbuf - 2])
+    return nbuf
 
 
 @nb.njit(cache=True, nogil=True)
-def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
+def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
          at, out):
     """The lines of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found here
-    as the parse goes) from the state ``at``, until the end or until this call's canonical
+    as the parse goes; a chunk of a file: complete lines, the last one's newline its last
+    byte, unless ``final``, where the piece after the last newline is a line too: the
+    file's end) from the state ``at``, until the end or until this call's canonical
     JSON passes CANON_CHUNK (a reused buffer: hashed by the caller between calls, so the
     ids' input is never all in memory at once): blank lines skipped, the ones proven read
     exactly written to the buffers ``out`` (see :func:`buffers`), the others' numbers
     (1-based) and spans in ``punt``. Returns ``out`` (arrays that ran out replaced by bigger
     copies); ``at`` is updated. See jsonl_native."""
-    (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch) = out
+    (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch,
+     cviews, cbounds, mviews, mbounds) = out
     ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     tvs, tve, tfl = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
     n = buf.shape[0]
     s, li, nrec, npunt, ntu, cpos, mpos = at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META]
+    t_call, r_call = ntu, nrec
     chunk, cnpos = 0, 0
     canon_off[0] = 0
-    while s <= n and cnpos < CANON_CHUNK:  # one piece per newline, and the one after the last
+    while (s < n or final and s == n) and cnpos < CANON_CHUNK:  # a piece per newline, at the end the one after
         li += 1
         k = s
         while k < n and buf[k] != 10 and (buf[k] == 32 or 9 <= buf[k] <= 13):  # bytes.strip()'s white space
@@ -963,7 +1024,6 @@ def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc
             scratch = _grow(scratch, size + 16)
             roles = _grow(roles, ntu + MAXT + 4)
             toff = _grow(toff, ntu + MAXT + 5)
-            raw = _grow(raw, 3 * (ntu + MAXT + 4))
             if f <= SHAREGPT:
                 t1, c1 = _chat_turns(buf, f, nk, nt, kid, vt, tks, tke, tvs, tve, tfl, names, noff, rnames, roff,
                                      rcode, rfmt, roles, toff, raw, ntu, content, cpos)
@@ -1002,4 +1062,10 @@ def scan(buf, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc
         s = e + 1
     at[AT_START], at[AT_LINE], at[AT_REC], at[AT_PUNT], at[AT_TURN], at[AT_CONTENT], at[AT_META] = s, li, nrec, npunt, ntu, cpos, mpos
     at[AT_CHUNK] = chunk
-    return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch)
+    # the views of this call's strings, while they are still in the cache
+    cviews, mviews = _grow(cviews, 16 * ntu), _grow(mviews, 16 * nrec)
+    cbounds, mbounds = _grow(cbounds, 2 * (at[AT_CBUF] + ntu - t_call + 1)), _grow(mbounds, 2 * (at[AT_MBUF] + nrec - r_call + 1))
+    at[AT_CBUF] = _views(toff, content, t_call, ntu, cviews, cbounds, at[AT_CBUF], at[AT_LIMIT])
+    at[AT_MBUF] = _views(meta_off, meta, r_call, nrec, mviews, mbounds, at[AT_MBUF], at[AT_LIMIT])
+    return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch,
+            cviews, cbounds, mviews, mbounds)
