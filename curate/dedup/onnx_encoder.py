@@ -16,7 +16,7 @@ would depend on the other texts in it; alone, it depends on the text only (and f
 were slower and moved last bits). OpenVINO runs batches of texts of the *same* token length
 (a dynamic batch dimension, no padding, no filler copies), as many as fit ``BATCH_TOKENS``,
 and with two or more threads one stream per thread: there a text's vector came out the same
-to the bit alone or in any batch, on 1 or 2 threads, bf16 and f32 (docs/semantic.md); the
+to the bit alone or in batches of 1 to 64 rows, on 1 or 2 threads, bf16 and f32 (docs/semantic.md); the
 store keeps the vectors computed first either way.
 """
 from __future__ import annotations
@@ -39,7 +39,8 @@ MODEL_FILE = "model.onnx"
 KEPT_FILES = ("tokenizer.json", "sentence_bert_config.json")  # what running needs besides the graph
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # OpenVINO's batches: texts of one token length, at most this many tokens (and MAX_ROWS rows)
-# in all; on 2 cores, 1,000 tokens ran GSM8K (~150 tokens a text) and Toolformer (~60) fastest
+# in all: on 2 cores GSM8K texts (~150 tokens) ran fastest in 8 rows of the 1, 4, 8, 32 tried,
+# Toolformer's (~60) about equally in 16 to 64 rows
 BATCH_TOKENS = 1024
 MAX_ROWS = 32
 # what each encoder imports (the build needs onnx), and the extra that installs it
