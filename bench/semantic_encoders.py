@@ -4,6 +4,7 @@ their removals agree with the torch model's.
 
     flock /tmp/cpu.lock python bench/semantic_encoders.py speed [--records 1000] [--rounds 3] [--threads 1 2]
     flock /tmp/cpu.lock python bench/semantic_encoders.py agree [--store-dir /tmp/encbench]
+    flock /tmp/cpu.lock python bench/semantic_encoders.py whole [--encoders torch openvino] [--threads 2 1]
 
 speed: a seeded sample of GSM8K train records, as the semantic step embeds them (the
 conversation, boilerplate left out, long texts in pieces); each encoder embeds them all,
@@ -19,6 +20,12 @@ GPTeacher Toolformer (exact then semantic): the records removed by both, by one 
 Jaccard of the removed sets; the pairs at cosine >= 0.92 (before the check) by both / one;
 the cosine of each text's vector with the torch one, and |cosine change| of those pairs.
 Vectors go to one store per dataset (--store-dir), so a rerun embeds nothing.
+
+whole: records/s of the whole semantic step (dedup.run: the exact step first on Toolformer,
+boilerplate, pieces, the encoder's load or compile, embedding, store writes, pair search,
+check; not reading the file) on both whole sets, each encoder from an empty store, at each
+--threads; wall and CPU seconds, ratios against torch (the default) in the same run, and the
+removed sets against torch's.
 Needs ../shared/datasets.
 """
 from __future__ import annotations
@@ -146,6 +153,47 @@ def agree(args) -> dict:
     return out
 
 
+def whole(args) -> dict:
+    import resource
+    import tempfile
+
+    import polars as pl
+    import torch
+
+    from curate.dedup import DedupConfig, run
+    from curate.readers import read_inputs
+
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    sets = [("gsm8k train + rewordings", gsm8k_records(), ["semantic"]),
+            ("gpteacher toolformer", read_inputs([DATA / "gpteacher" / "toolformer-dedupe-only.json"]).records,
+             ["exact", "semantic"])]
+    out = {"cpu": _cpu(), "encoders": args.encoders, "data": {}}
+    for name, records, methods in sets:
+        for threads in args.threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # onnxruntime and OpenVINO follow it
+            torch.set_num_threads(threads)
+            row, removed = {"records": records.height, "methods": methods}, {}
+            for encoder in args.encoders:
+                with tempfile.TemporaryDirectory() as d:  # an empty store: every vector computed
+                    t, c = time.perf_counter(), cpu()
+                    res = run(records, DedupConfig(methods=methods, encoder=encoder, embeddings=f"{d}/v.sqlite",
+                                                   cache_dir=args.cache_dir))
+                    wall, used = time.perf_counter() - t, cpu() - c
+                removed[encoder] = set(res.rejected.filter(pl.col("rule") == "dedup.semantic")["source"].to_list())
+                base = row.get(args.encoders[0], {}).get("seconds", wall)
+                a, b = removed[args.encoders[0]], removed[encoder]
+                row[encoder] = {"seconds": round(wall, 1), "cpu_seconds": round(used, 1),
+                                "records_per_s": round(records.height / wall, 1), "x_vs_first": round(base / wall, 2),
+                                "embedded": res.stats["methods"][-1]["embedded"], "removed": len(b),
+                                "removed_both": len(a & b), "removed_only_first": len(a - b),
+                                "removed_only_this": len(b - a), "removed_jaccard": round(len(a & b) / max(1, len(a | b)), 4)}
+                print(json.dumps({name: {threads: {encoder: row[encoder]}}}), flush=True)
+            out["data"].setdefault(name, {})[threads] = row
+    return out
+
+
 def _vectors(records, encoder: str, store: Path, cache_dir):
     """Every record's vector as the step computes it (boilerplate out, pieces), from the store."""
     from curate.dedup.check import boilerplate_lines, strip_boilerplate
@@ -181,7 +229,8 @@ def _compare(removed_a: set, removed_b: set, va, vb, threshold: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["speed", "agree"])
+    ap.add_argument("what", choices=["speed", "agree", "whole"])
+    ap.add_argument("--encoders", nargs="+", default=["torch", "openvino"], help="whole: the first is the reference")
     ap.add_argument("--records", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -196,7 +245,7 @@ def main() -> int:
     if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "openvino")):
         print("needs onnx, onnxruntime and openvino (pip install 'sft-curate[onnx,openvino]'): nothing to measure")
         return 0
-    out = speed(args) if args.what == "speed" else agree(args)
+    out = {"speed": speed, "agree": agree, "whole": whole}[args.what](args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"semantic_encoders_{args.what}.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0

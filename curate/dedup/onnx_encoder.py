@@ -8,9 +8,16 @@ the source model's identity (the bytes of its files) and the recipe, so a change
 recipe builds anew and a user's data is never touched. Vectors are stored under the identity
 of the *built* folder (its bytes), so they never mix with the torch model's vectors.
 
-Each text is run alone, shape (1, tokens): no padding and no batch mates. Dynamic int8
+Texts run in order of token length (a graph whose input shape changes from one run to the
+next re-plans its kernels: sorted, it changes ~250 times on a whole set instead of at every
+text), never padded. onnxruntime runs each text alone, shape (1, tokens): dynamic int8
 quantises a MatMul's activations with one scale per tensor, so in a batch a text's vector
-would depend on the other texts in it; alone, it depends on the text only.
+would depend on the other texts in it; alone, it depends on the text only (and fp32 batches
+were slower and moved last bits). OpenVINO runs batches of texts of the *same* token length
+(a dynamic batch dimension, no padding, no filler copies), as many as fit ``BATCH_TOKENS``,
+and with two or more threads one stream per thread: there a text's vector came out the same
+to the bit alone or in batches of 1 to 64 rows, on 1 or 2 threads, bf16 and f32 (docs/semantic.md); the
+store keeps the vectors computed first either way.
 """
 from __future__ import annotations
 
@@ -31,6 +38,11 @@ RECIPE = ("torch.onnx.export(dynamo=False, opset 17) of Transformer + mean pooli
 MODEL_FILE = "model.onnx"
 KEPT_FILES = ("tokenizer.json", "sentence_bert_config.json")  # what running needs besides the graph
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# OpenVINO's batches: texts of one token length, at most this many tokens (and MAX_ROWS rows)
+# in all: on 2 cores GSM8K texts (~150 tokens) ran fastest in 8 rows of the 1, 4, 8, 32 tried,
+# Toolformer's (~60) about equally in 16 to 64 rows
+BATCH_TOKENS = 1024
+MAX_ROWS = 32
 # what each encoder imports (the build needs onnx), and the extra that installs it
 NEEDS = {"onnx": (("onnx", "onnxruntime"), "onnx"), "onnx-int8": (("onnx", "onnxruntime"), "onnx"),
          "openvino": (("onnx", "openvino"), "openvino")}
@@ -164,8 +176,22 @@ def _threads(threads: int | None) -> int:
     return threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or 0)
 
 
+def length_batches(lengths: list[int], rows_for) -> list[np.ndarray]:
+    """Indices of texts grouped by equal token length, shortest first, each group cut into
+    runs of at most ``rows_for(length)`` (in input order within a length)."""
+    n = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(n, kind="stable")
+    cuts = np.flatnonzero(np.diff(n[order])) + 1
+    out = []
+    for group in np.split(order, cuts) if len(order) else []:
+        rows = max(1, rows_for(int(n[group[0]])))
+        out.extend(group[s:s + rows] for s in range(0, len(group), rows))
+    return out
+
+
 class OnnxEncoder:
-    """``encode(texts) -> (vectors, truncated)``: one onnxruntime session on a built folder."""
+    """``encode(texts) -> (vectors, truncated)``: one onnxruntime session on a built folder,
+    each text alone, in order of length."""
     precision = "f32"
 
     def __init__(self, folder: Path, threads: int | None = None):
@@ -176,6 +202,7 @@ class OnnxEncoder:
         self.tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.tok.no_padding()
         self.tok.enable_truncation(self.max_tokens)  # as sentence-transformers reads: the first max_tokens
+        self.dim = None
         self._load(_threads(threads))
 
     def _load(self, threads: int) -> None:
@@ -186,34 +213,77 @@ class OnnxEncoder:
         opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(self.folder / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
         self.dim = int(session.get_outputs()[0].shape[1] or 0) or None
-        self._infer = lambda feed: session.run(None, feed)[0][0]
+        self._session = session
+
+    def rows(self, length: int) -> int:
+        """Texts per run at this token length: one (module docstring)."""
+        return 1
+
+    def _run(self, feeds):
+        """(rows, their vectors) for every (rows, feed) of ``feeds``."""
+        for rows, feed in feeds:
+            yield rows, self._session.run(None, feed)[0]
 
     def encode(self, texts: list[str], bar=None) -> tuple[np.ndarray, int]:
-        out, truncated = [], 0
-        for enc in self.tok.encode_batch([t.strip() for t in texts]):  # sentence-transformers strips too
-            truncated += bool(enc.overflowing)
-            ids = np.asarray(enc.ids, dtype=np.int64)[None, :]
-            feed = dict(zip(INPUTS, (ids, np.ones_like(ids), np.asarray(enc.type_ids, dtype=np.int64)[None, :])))
-            out.append(self._infer(feed))
-            if bar is not None:
-                bar.update(1)
-        if not out:
+        encs = self.tok.encode_batch([t.strip() for t in texts])  # sentence-transformers strips too
+        truncated = sum(bool(e.overflowing) for e in encs)
+        if not encs:
             return np.zeros((0, self.dim or 0), dtype=np.float32), 0
-        return np.asarray(out, dtype=np.float32), truncated
+
+        def feeds():
+            for rows in length_batches([len(e.ids) for e in encs], self.rows):
+                ids = np.array([encs[i].ids for i in rows], dtype=np.int64)
+                types = np.array([encs[i].type_ids for i in rows], dtype=np.int64)
+                yield rows, dict(zip(INPUTS, (ids, np.ones_like(ids), types)))
+        out = None
+        for rows, vecs in self._run(feeds()):
+            if out is None:  # the graph's width, from its first output
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[rows] = vecs
+            if bar is not None:
+                bar.update(len(rows))
+        return out, truncated
 
 
 class OpenVinoEncoder(OnnxEncoder):
     """The fp32 graph compiled by OpenVINO for this CPU; ``precision`` is what it runs at
-    (part of the vectors' identity: bf16 and f32 vectors of one graph differ by ~1e-3)."""
+    (part of the vectors' identity: bf16 and f32 vectors of one graph differ by ~1e-3).
+    Batches of one token length; with n >= 2 threads, n streams of one thread each, n
+    batches in flight (small matrices keep one thread busier than two share)."""
 
     def _load(self, threads: int) -> None:
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(core.read_model(str(self.folder / MODEL_FILE)), "CPU",
-                                      {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
+        config = ({"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "1"} if threads == 1 else
+                  {"PERFORMANCE_HINT": "THROUGHPUT"} | ({"NUM_STREAMS": str(threads), "INFERENCE_NUM_THREADS": str(threads)}
+                                                         if threads else {}))
+        compiled = core.compile_model(core.read_model(str(self.folder / MODEL_FILE)), "CPU", config)
         hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: bf16, f16 or f32
         self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-        self.dim = None
-        request = compiled.create_infer_request()
-        self._infer = lambda feed: next(iter(request.infer(feed).values()))[0].copy()
+        self._compiled = compiled
+        self.streams = int(compiled.get_property("NUM_STREAMS"))
+        self._request = compiled.create_infer_request()
+
+    def rows(self, length: int) -> int:
+        return min(MAX_ROWS, max(1, BATCH_TOKENS // length))
+
+    def _run(self, feeds):
+        if self.streams <= 1:
+            for rows, feed in feeds:
+                yield rows, next(iter(self._request.infer(feed).values())).copy()  # the request reuses its output
+            return
+        import collections
+
+        import openvino as ov
+
+        finished = collections.deque()  # filled by OpenVINO's threads, emptied here
+        queue = ov.AsyncInferQueue(self._compiled, self.streams)
+        queue.set_callback(lambda request, rows: finished.append((rows, next(iter(request.results.values())).copy())))
+        for rows, feed in feeds:
+            queue.start_async(feed, rows)  # waits while every stream is busy
+            while finished:
+                yield finished.popleft()
+        queue.wait_all()
+        while finished:
+            yield finished.popleft()
