@@ -732,3 +732,77 @@ def test_cli_on_a_file_over_the_real_chunk(tmp_path, command):
     done = cli(*command, unknown, "-o", tmp_path / "out2")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "no known format" in done.stderr
+
+
+KNOBS = textwrap.dedent("""
+    import os, runpy, sys
+    from curate import jsonl_native, readers
+    readers._NATIVE_MIN_BYTES = 0
+    readers._FAST_JSONL = os.environ["H5_PER_LINE"] != "1"
+    jsonl_native.CHUNK, jsonl_native.VIEW_LIMIT = 1000, 100  # many chunks, many data buffers a column
+    sys.argv = ["curate", *sys.argv[1:]]
+    runpy.run_module("curate.cli", run_name="__main__")
+""")
+
+
+def mixed_cli_file(path: Path, n: int):
+    """Chat, Alpaca and QA records (duplicates among them, short and long texts, non-ASCII,
+    turns with name/weight), bad lines, blank lines, \\r\\n then \\n line ends."""
+    import random
+
+    rng = random.Random(5)
+    words = ["alpha", "beta", "gamma", "\u00e9", "\u00df", "\u65e5\u672c", "\U0001F600", "x" * 13, "y" * 12, "the", "sure",
+             "I'm sorry", "http://x.y", "def f():", "\\n"]
+
+    def text(k):
+        return " ".join(rng.choice(words) for _ in range(k))
+
+    lines = []
+    for i in range(n):
+        k = i % 23
+        if k == 0:
+            rec = '{"bad %d' % i
+        elif k == 1:
+            rec = json.dumps({"prompt": text(3), "completion": 1.5})
+        elif k == 2:
+            rec = json.dumps({"messages": [{"role": "user", "content": text(5), "name": "n"},
+                                           {"role": "assistant", "content": text(9), "weight": 1}]})
+        elif k == 3:
+            rec = ""
+        elif k < 12:
+            rec = json.dumps({"messages": [{"role": "system", "content": text(2)},
+                                           {"role": "user", "content": text(rng.randrange(1, 40))},
+                                           {"role": "assistant", "content": text(rng.randrange(1, 200))}], "id": i},
+                             ensure_ascii=rng.random() < 0.3)
+        elif k < 18:
+            rec = json.dumps({"instruction": text(rng.randrange(1, 30)), "input": text(rng.randrange(0, 3)),
+                              "output": text(rng.randrange(0, 150))}, ensure_ascii=False)
+        elif lines and rng.random() < 0.5:
+            rec = lines[rng.randrange(len(lines))]  # a duplicate
+        else:
+            rec = json.dumps({"question": text(4), "answer": text(rng.randrange(1, 60))}, ensure_ascii=False)
+        lines.append(rec)
+    half = len(lines) // 2
+    path.write_text("\r\n".join(lines[:half]) + "\n" + "\n".join(lines[half:]))
+
+
+@pytest.mark.parametrize("command", [["filter"], pytest.param(["dedup", "--method", "minhash"], marks=pytest.mark.skipif(
+    not LONG, reason="long hunt: CURATE_HOSTILE_LONG=1"))], ids=["filter", "dedup"])
+def test_cli_outputs_are_the_per_line_paths_byte_for_byte(tmp_path, command):
+    """The stages read the native tables' strings in place (curate.textkernels reads the
+    views and their data buffers): with many chunks and many data buffers, kept.parquet
+    and rejected.parquet (and dedup's clusters) are the per-line path's, byte for byte."""
+    path = tmp_path / "in.jsonl"
+    mixed_cli_file(path, 3000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    outs = []
+    for per_line in ("0", "1"):
+        outs.append(tmp_path / f"out{per_line}")
+        done = subprocess.run([sys.executable, "-c", KNOBS, "-q", *command, str(path), "-o", str(outs[-1])],
+                              env={**env, "H5_PER_LINE": per_line}, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    names = sorted(p.name for p in outs[0].glob("*.parquet"))
+    assert "kept.parquet" in names and names == sorted(p.name for p in outs[1].glob("*.parquet"))
+    for name in names:
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    assert pl.read_parquet(outs[0] / "rejected.parquet").filter(pl.col("rule") == "read.parse_error").height > 100
