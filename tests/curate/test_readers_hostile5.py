@@ -14,6 +14,7 @@ a 40 MB line; dedup on a >16 MB file) is off by default:
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import subprocess
@@ -153,8 +154,6 @@ def test_a_file_ending_at_the_chunk_end(tmp_path, monkeypatch, size):
 
 
 def io_of(raw: bytes):
-    import io
-
     return io.BytesIO(raw)
 
 
@@ -401,6 +400,7 @@ def test_a_table_of_several_files_sliced_gathered_and_written(tmp_path, monkeypa
            lambda d: d.select("id", "meta").join(d.select("id", "source"), on="id").sort("source")]
     for op in ops:
         assert op(f).to_dicts() == op(s).to_dicts()
+    assert f.hash_rows().to_list() == s.hash_rows().to_list()  # hashes read the views' inline bytes
     table = f.to_arrow()
     table.validate(full=True)
     f.write_parquet(tmp_path / "out.parquet")
@@ -552,6 +552,48 @@ def test_bad_lines_seen_before_a_copytruncate_are_rejected_rows(tmp_path, monkey
         n, raw = rows.pop()
         assert OLD[n - 1].decode().startswith(raw)
     assert rows == [(n, OLD[n - 1].decode()) for n in range(1, seen + 1) if n % 10 == 1]
+
+
+class Generated(io.RawIOBase):
+    """A JSON Lines file made as it is read (nothing on disk): line i a prompt of ``size``
+    bytes that starts with its number."""
+
+    def __init__(self, lines: int, size: int):
+        self.lines, self.size, self.i, self.pending = lines, size, 0, b""
+
+    def line(self, i: int) -> bytes:
+        return b'{"prompt": "%08d' % i + b"x" * (self.size - 8) + b'", "completion": "c"}\n'
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        while len(self.pending) < len(b) and self.i < self.lines:
+            self.pending += self.line(self.i)
+            self.i += 1
+        n = min(len(b), len(self.pending))
+        b[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+@pytest.mark.skipif(not LONG, reason="long hunt: CURATE_HOSTILE_LONG=1 (~2.5 GB of memory)")
+def test_contents_past_two_gib_split_into_data_buffers(monkeypatch):
+    """The real VIEW_LIMIT: 2.1 GiB of prompts (1 MiB each) make a second data buffer; every
+    string is whole and where it should be, after the scan's frame is gone."""
+    size, lines = (1 << 20) - 1, 2100
+    arrays = captured_strings(monkeypatch)
+    got = read_native(Generated(lines, size), "x", None, lines * (size + 40)).records
+    contents = arrays[0]
+    assert contents.type == pa.string_view() and len(contents.buffers()) == 4  # validity, views, 2 data buffers
+    del arrays, contents
+    gc.collect()
+    prompts = got["messages"].list.get(0).struct.field("content")
+    assert (prompts.str.len_bytes() == size).all()
+    assert prompts.str.slice(0, 8).to_list() == ["%08d" % i for i in range(lines)]
+    assert (prompts.str.slice(8).str.strip_chars("x") == "").all()
+    assert (got["messages"].list.get(1).struct.field("content") == "c").all()
+    assert got["id"].n_unique() == lines
 
 
 # ---------------------------------------------------------------- odd files
