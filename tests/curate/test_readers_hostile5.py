@@ -596,6 +596,34 @@ def test_contents_past_two_gib_split_into_data_buffers(monkeypatch):
     assert got["id"].n_unique() == lines
 
 
+@pytest.mark.xfail(strict=True, reason="a read error (EIO) inside the chunked read reaches the CLI as an OSError "
+                                       "with no file name: 'Error: Input/output error', which input is not said")
+def test_a_read_error_between_chunks_names_the_file(tmp_path, monkeypatch):
+    """The disk (or a network file system) fails under the third chunk: one line that says
+    which of the inputs could not be read (the CLI prints an OSError's filename and
+    strerror, an InputError's text)."""
+    import errno
+
+    monkeypatch.setattr(jsonl_native, "CHUNK", 4096)
+    good, failing = tmp_path / "good.jsonl", tmp_path / "failing.jsonl"
+    good.write_bytes(pc("p", "c"))
+    failing.write_bytes(b"\n".join(OLD))
+    real, calls = jsonl_native._fill, [0]
+
+    def fill(fh, buf, fill_):
+        calls[0] += 1
+        if calls[0] == 4:  # good.jsonl takes one call; failing.jsonl's third chunk
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fh, buf, fill_)
+
+    monkeypatch.setattr(jsonl_native, "_fill", fill)
+    with pytest.raises((OSError, readers.InputError)) as caught:
+        read_inputs([good, failing])
+    said = f"{getattr(caught.value, 'filename', None) or ''}: {caught.value}"
+    assert "Input/output error" in said
+    assert "failing.jsonl" in said
+
+
 # ---------------------------------------------------------------- odd files
 
 def test_a_pipe_behind_a_jsonl_name_is_refused(tmp_path):
