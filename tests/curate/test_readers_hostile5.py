@@ -466,6 +466,16 @@ def texts(lines) -> set[str]:
     return {json.loads(line)["prompt"] for line in lines if not line.startswith(b'{"bad')}
 
 
+def read_or_one_line_error(path):
+    """The read, or None where it said in one line that the file changed while read (the
+    other answer the reader may give)."""
+    try:
+        return read_inputs([path])
+    except readers.InputError as e:
+        assert "\n" not in str(e) and path.name in str(e)
+        return None
+
+
 def test_appended_between_chunks_with_bad_lines(tmp_path, monkeypatch):
     """Lines (bad ones too) appended while the file is read: all of them read, in order."""
     path = tmp_path / "grow.jsonl"
@@ -509,7 +519,7 @@ def test_a_file_replaced_between_chunks_is_read_as_one_version(tmp_path, monkeyp
     """An atomic replace (write a new file, rename it over the old: how editors and most
     tools save) while the file is read. The open descriptor still reads the old file, and
     the native tier reads it whole; the result must be the old file's reading (or the new
-    one's), not some of each. Today the old file's bad lines (punted by the native tier)
+    one's), not some of each (or one line saying the file changed while read). Today the old file's bad lines (punted by the native tier)
     are re-read by number from the new file: its lines 1, 11, 21... come in as records or
     rejections of the new file, and the old bad lines past the new file's end vanish."""
     path = tmp_path / "swap.jsonl"
@@ -523,8 +533,9 @@ def test_a_file_replaced_between_chunks_is_read_as_one_version(tmp_path, monkeyp
         os.replace(tmp_path / "swap.tmp", path)
 
     changed_on_call(monkeypatch, 3, replace)
-    got = read_inputs([path])
-    assert_same(got, old)
+    got = read_or_one_line_error(path)
+    if got is not None:
+        assert_same(got, old)
 
 
 @pytest.mark.xfail(strict=True, reason="the per-line tier re-opens the path: bad lines the scan saw before the file "
@@ -532,7 +543,8 @@ def test_a_file_replaced_between_chunks_is_read_as_one_version(tmp_path, monkeyp
 def test_bad_lines_seen_before_a_copytruncate_are_rejected_rows(tmp_path, monkeypatch):
     """logrotate's copytruncate (the file truncated in place, then written again) while it
     is read. Whatever the scan read before is kept as it read it: each bad line it saw is a
-    rejected row with its own number and bytes (kept + rejected = the lines read). Today
+    rejected row with its own number and bytes (kept + rejected = the lines read), or one
+    line says the file changed while read. Today
     the per-line path re-reads those line numbers from the rewritten file: they vanish, or
     rejections (or records) of the new text take their place."""
     path = tmp_path / "rotate.jsonl"
@@ -544,7 +556,9 @@ def test_bad_lines_seen_before_a_copytruncate_are_rejected_rows(tmp_path, monkey
             fh.write(b"\n".join(NEW[:20]) + b"\n")
 
     changed_on_call(monkeypatch, 3, rotate)
-    got = read_inputs([path])
+    got = read_or_one_line_error(path)
+    if got is None:
+        return
     seen = max(int(s.rsplit(":", 1)[1]) for s in got.records["source"])
     assert got.records["source"].to_list() == [f"{path}:{n}" for n in range(1, seen + 1) if n % 10 != 1]
     rows = [(int(r["source"].rsplit(":", 1)[1]), json.loads(r["meta"])["raw"]) for r in got.rejected.to_dicts()]
