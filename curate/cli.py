@@ -41,6 +41,8 @@ def _user_errors(fn):
             raise UserError(str(e)) from None
         except OSError as e:  # unwritable output, a file where a folder should be, ...
             raise UserError(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")) from None
+        except MemoryError:  # anywhere: one line, not a traceback
+            raise UserError("out of memory: the inputs need more memory than this process may use") from None
 
     return wrapper
 

@@ -138,8 +138,9 @@ def read_native(source, label: str, fmt: str | None, size: int | None = None) ->
         while at[k.AT_START] < n or final and at[k.AT_START] == n:  # a call per 2 MB of canonical JSON
             out = k.scan(buf, final, *tables, at, out)
             ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
-        # the chunk's buffer is reused: the punted lines' bytes are copied out
-        punted += [(line, buf[s:e].tobytes()) for line, s, e in out[7][:at[k.AT_PUNT]].tolist()]
+        # the chunk's buffer is reused: the punted lines' bytes are copied out, each with its
+        # newline where it has one, as a file's lines iterate (the per-line path parses them)
+        punted += [(line, buf[s:min(e + 1, n)].tobytes()) for line, s, e in out[7][:at[k.AT_PUNT]].tolist()]
         at[k.AT_PUNT] = 0
     lines, rec_turns, roles, toff, content, meta_off, meta = out[:7]
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]

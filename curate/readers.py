@@ -23,13 +23,14 @@ at a time, with the same result.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import polars as pl
 
@@ -94,43 +95,46 @@ def _too_long(e: ValueError) -> str:
     return "a number too long to read (" + str(e).split(";")[0].split(": ", 1)[-1] + ")"
 
 
-def _iter_jsonl(path: Path, label: str, only: set[int] | None = None) -> Iterator[_Raw]:
-    """Each line of a JSON Lines file (or only the lines numbered in ``only``) parsed."""
+def _iter_jsonl(path: Path, label: str) -> Iterator[_Raw]:
+    """Each line of a JSON Lines file parsed."""
     _check_text_encoding(path, label)
     with open(path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if only is not None and lineno not in only:
-                continue
-            if line.startswith(BOM):  # a file's first line, or files concatenated with cat
-                line = line[3:]
-            if not line.strip():
-                continue
-            src = f"{label}:{lineno}"
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield _Raw(src, raw=line.decode("utf-8", "backslashreplace").rstrip("\n"),
-                           rule="read.invalid_utf8", reason=f"{src}: invalid UTF-8 at column {e.start + 1}")
-                continue
-            try:
-                value = json.loads(text)
-                # "\ud800" is valid JSON but decodes to a lone surrogate, which is not text
-                bad_escape = "\\u" in text and _has_surrogates(value)
-            except json.JSONDecodeError as e:
-                yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error",
-                           reason=f"{src}: {e.msg} at column {e.colno}")
-                continue
-            except ValueError as e:  # valid JSON Python will not take: an integer of over 4,300 digits
-                yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error", reason=f"{src}: {_too_long(e)}")
-                continue
-            except RecursionError:
-                yield _too_deep(src, text.rstrip("\n"))
-                continue
-            if bad_escape:
-                yield _Raw(src, raw=text.rstrip("\n"), rule="read.invalid_utf8",
-                           reason=f"{src}: a \\u escape decodes to a lone surrogate, not a character")
-                continue
-            yield _Raw(src, value=value, text=text)
+        yield from _parse_lines(enumerate(fh, 1), label)
+
+
+def _parse_lines(numbered: Iterable[tuple[int, bytes]], label: str) -> Iterator[_Raw]:
+    """Lines of a JSON Lines file, each with its number (1-based), parsed one at a time."""
+    for lineno, line in numbered:
+        if line.startswith(BOM):  # a file's first line, or files concatenated with cat
+            line = line[3:]
+        if not line.strip():
+            continue
+        src = f"{label}:{lineno}"
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield _Raw(src, raw=line.decode("utf-8", "backslashreplace").rstrip("\n"),
+                       rule="read.invalid_utf8", reason=f"{src}: invalid UTF-8 at column {e.start + 1}")
+            continue
+        try:
+            value = json.loads(text)
+            # "\ud800" is valid JSON but decodes to a lone surrogate, which is not text
+            bad_escape = "\\u" in text and _has_surrogates(value)
+        except json.JSONDecodeError as e:
+            yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error",
+                       reason=f"{src}: {e.msg} at column {e.colno}")
+            continue
+        except ValueError as e:  # valid JSON Python will not take: an integer of over 4,300 digits
+            yield _Raw(src, raw=text.rstrip("\n"), rule="read.parse_error", reason=f"{src}: {_too_long(e)}")
+            continue
+        except RecursionError:
+            yield _too_deep(src, text.rstrip("\n"))
+            continue
+        if bad_escape:
+            yield _Raw(src, raw=text.rstrip("\n"), rule="read.invalid_utf8",
+                       reason=f"{src}: a \\u escape decodes to a lone surrogate, not a character")
+            continue
+        yield _Raw(src, value=value, text=text)
 
 
 def _iter_json(path: Path, label: str) -> Iterator[_Raw]:
@@ -622,13 +626,21 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
         # another program truncates meanwhile kills the process (SIGBUS inside the scan, no
         # message); read() gets what is there. Unbuffered: the chunks are read straight
         # into the scan's buffer.
-        with open(path, "rb", buffering=0) as fh:
-            native = read_native(fh, label, out.fmt, os.fstat(fh.fileno()).st_size)
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                native = read_native(fh, label, out.fmt, os.fstat(fh.fileno()).st_size)
+        except MemoryError:  # its buffers are sized for the whole file
+            raise InputError(f"{label}: too big to read in the memory this process may use "
+                             f"({path.stat().st_size:,} bytes)") from None
+        except OSError as e:  # a failing disk between chunks: say which input
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+            raise
         frames.append(native.records)
         lines = native.punted
         TIER_LINES["native"] += native.records.height
     else:
-        lines = enumerate(path.read_bytes().split(b"\n"), 1)
+        lines = list(enumerate(io.BytesIO(path.read_bytes()), 1))  # lines as a file iterates them
     slow = []
     if lines:  # (a file the native tier read whole has none left)
         fast = read_numbered(lines, label, out.fmt)
@@ -637,8 +649,11 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
         TIER_LINES["msgspec"] += fast.records.height
     TIER_LINES["per_line"] += len(slow)
     out.flush()
-    if slow:  # else nothing is left for the per-line path (no need to walk the file again)
-        out.take(_iter_jsonl(path, label, set(slow)), label, sum(f.height for f in frames))
+    if slow:  # the lines the fast tiers hand on, from the bytes they read: never the path
+        # again (a file replaced or rewritten meanwhile would give lines of another version)
+        wanted = set(slow)
+        out.take(_parse_lines(((n, line) for n, line in lines if n in wanted), label), label,
+                 sum(f.height for f in frames))
     lines_col = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
     frames.append(records_frame(out.rows).with_columns(lines_col))
     out.rows.clear()

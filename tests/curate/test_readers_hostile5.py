@@ -508,20 +508,21 @@ def test_shrunk_or_deleted_between_chunks(tmp_path, monkeypatch, change):
     else:
         prompts = [m[0]["content"] for m in got.records["messages"].to_list()]
         old = [json.loads(line)["prompt"] for line in OLD if not line.startswith(b'{"bad')]
-        assert 0 < len(prompts) < len(old) and prompts == old[:len(prompts)]
+        # truncated: a prefix; deleted: the open descriptor still reads the whole file (the
+        # per-line path parses the bytes read, it does not open the path again)
+        assert 0 < len(prompts) and prompts == old[:len(prompts)]
+        assert len(prompts) == len(old) if change == "delete" else len(prompts) < len(old)
     fds = [os.path.realpath(f"/proc/self/fd/{f}") for f in os.listdir("/proc/self/fd")]
     assert str(path) not in fds and str(path) + " (deleted)" not in fds
 
 
-@pytest.mark.xfail(strict=True, reason="the per-line tier re-opens the path for the lines the fast tiers hand on: "
-                                       "a file replaced (renamed over) while read gives lines of both versions")
 def test_a_file_replaced_between_chunks_is_read_as_one_version(tmp_path, monkeypatch):
     """An atomic replace (write a new file, rename it over the old: how editors and most
     tools save) while the file is read. The open descriptor still reads the old file, and
     the native tier reads it whole; the result must be the old file's reading (or the new
-    one's), not some of each (or one line saying the file changed while read). Today the old file's bad lines (punted by the native tier)
-    are re-read by number from the new file: its lines 1, 11, 21... come in as records or
-    rejections of the new file, and the old bad lines past the new file's end vanish."""
+    one's), not some of each (or one line saying the file changed while read). Found by
+    this hunt: the old file's bad lines (punted by the native tier) were re-read by number
+    from the new file; the per-line path now parses the bytes the fast tiers read."""
     path = tmp_path / "swap.jsonl"
     path.write_bytes(b"\n".join(OLD) + b"\n")
     monkeypatch.setattr(readers, "_FAST_JSONL", False)
@@ -538,15 +539,13 @@ def test_a_file_replaced_between_chunks_is_read_as_one_version(tmp_path, monkeyp
         assert_same(got, old)
 
 
-@pytest.mark.xfail(strict=True, reason="the per-line tier re-opens the path: bad lines the scan saw before the file "
-                                       "was truncated and rewritten are lost or replaced by the new text's lines")
 def test_bad_lines_seen_before_a_copytruncate_are_rejected_rows(tmp_path, monkeypatch):
     """logrotate's copytruncate (the file truncated in place, then written again) while it
     is read. Whatever the scan read before is kept as it read it: each bad line it saw is a
     rejected row with its own number and bytes (kept + rejected = the lines read), or one
-    line says the file changed while read. Today
-    the per-line path re-reads those line numbers from the rewritten file: they vanish, or
-    rejections (or records) of the new text take their place."""
+    line says the file changed while read. Found by this hunt: the per-line path re-read
+    those line numbers from the rewritten file (they vanished, or the new text's lines took
+    their place); it now parses the bytes the scan read."""
     path = tmp_path / "rotate.jsonl"
     path.write_bytes(b"\n".join(OLD) + b"\n")
 
@@ -610,8 +609,6 @@ def test_contents_past_two_gib_split_into_data_buffers(monkeypatch):
     assert got["id"].n_unique() == lines
 
 
-@pytest.mark.xfail(strict=True, reason="a read error (EIO) inside the chunked read reaches the CLI as an OSError "
-                                       "with no file name: 'Error: Input/output error', which input is not said")
 def test_a_read_error_between_chunks_names_the_file(tmp_path, monkeypatch):
     """The disk (or a network file system) fails under the third chunk: one line that says
     which of the inputs could not be read (the CLI prints an OSError's filename and
@@ -745,9 +742,6 @@ LIMITED = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not hasattr(os, "truncate") or sys.platform != "linux", reason="sparse files, RLIMIT_AS")
-@pytest.mark.xfail(strict=True, reason="a file bigger than the memory the process may have: read_native sizes its "
-                                       "output buffers for the whole file up front (jsonl_native_kernel.buffers) and "
-                                       "the MemoryError ends the CLI with a traceback, not one line")
 def test_a_file_bigger_than_the_memory_allowed_is_one_line(tmp_path):
     """A 12 GiB (sparse) file under a 6 GiB address-space limit: whatever the reader can or
     cannot do with it, the user gets one line and a non-zero exit, not a traceback."""

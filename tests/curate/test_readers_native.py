@@ -1,6 +1,7 @@
 """The native JSON Lines tier (curate.jsonl_native, numba) in front of the msgspec tier: the
 three tiers together give exactly the per-line path's tables, lines really take the native
 tier on the common layouts, and a broken rule of the native tier shows up as a difference."""
+import io
 import json
 import random
 import unicodedata
@@ -263,7 +264,7 @@ def test_word_tests_find_the_first_special_byte():
 def test_lines_are_found_as_bytes_split_finds_them(tmp_path, monkeypatch):
     """The scan finds line ends itself: blank lines of every white space, \\r\\n endings, a
     last line with and without its newline, a file of only blank lines, strings running
-    into the newline or the end of the file (punted, sliced out whole)."""
+    into the newline or the end of the file (punted, sliced out whole, with the newline)."""
     ok = '{"prompt": "p %d", "completion": "c"}'
     bodies = [[ok % 1, "", " \t\x0b\x0c\r", ok % 2 + "\r", ok % 3 + " \t"], [ok % 4, '{"prompt": "open', ok % 5],
               [ok % 6, '{"prompt": "p", "completion": "never closed'], ["", "  ", "\r"], [ok % 7, "{", '"', "}"]]
@@ -271,7 +272,8 @@ def test_lines_are_found_as_bytes_split_finds_them(tmp_path, monkeypatch):
         for end in ("", "\n", "\n\n"):
             raw = ("\n".join(lines) + end).encode()
             taken = read_native(raw, "x", None)
-            want = [(n, line) for n, line in enumerate(raw.split(b"\n"), 1) if line.strip() and b"never" in line
+            # punted lines are handed on as a file iterates them: each with its newline, if any
+            want = [(n, line) for n, line in enumerate(io.BytesIO(raw), 1) if line.strip() and b"never" in line
                     or line.strip() and not line.strip().endswith(b"}")]
             assert [p for p in taken.punted if p in want] == want
             fast, slow = both(tmp_path, monkeypatch, [], raw=raw)
