@@ -31,6 +31,8 @@ from curate import jsonl_native, readers
 from curate import jsonl_native_kernel as kernel
 from curate.jsonl_native import read_native
 from curate.readers import read_inputs
+from tests.curate.test_readers_chunks import captured_strings
+from tests.curate.test_readers_hostile4 import assert_same, read_both
 
 LONG = os.environ.get("CURATE_HOSTILE_LONG") == "1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,24 +53,6 @@ def pc_of(size: int, fill: bytes = b"a") -> bytes:
     body = size - len(pc("", "c"))
     assert body >= 0 and body % len(fill) == 0
     return pc((fill * (body // len(fill))).decode(), "c")
-
-
-def read_both(path, monkeypatch, fmt=None):
-    """(native-first read, per-line read, lines the native tier took)."""
-    before = readers.TIER_LINES["native"]
-    fast = read_inputs([path], fmt)
-    native = readers.TIER_LINES["native"] - before
-    monkeypatch.setattr(readers, "_FAST_JSONL", False)
-    slow = read_inputs([path], fmt)
-    monkeypatch.setattr(readers, "_FAST_JSONL", True)
-    return fast, slow, native
-
-
-def assert_same(fast, slow):
-    assert fast.records.schema == slow.records.schema
-    assert fast.records.to_dicts() == slow.records.to_dicts()
-    assert fast.rejected.to_dicts() == slow.rejected.to_dicts()
-    assert fast.notices == slow.notices
 
 
 def same_as_per_line(tmp_path, monkeypatch, raw: bytes, fmt=None, name="h.jsonl"):
@@ -238,18 +222,6 @@ def test_a_forty_megabyte_line_then_small_ones(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- string views
-
-def captured_strings(monkeypatch) -> list:
-    """The Arrow arrays read_native builds its contents and metas from, as built."""
-    arrays, real = [], jsonl_native._strings
-
-    def spy(*args):
-        arrays.append(real(*args))
-        return arrays[-1]
-
-    monkeypatch.setattr(jsonl_native, "_strings", spy)
-    return arrays
-
 
 # texts of 0, 11-14 bytes (inline up to 12), ASCII and two-byte characters, and metas whose
 # JSON is about 12 bytes ({"m":"12345"} is 13)
