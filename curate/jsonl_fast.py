@@ -29,6 +29,7 @@ every character), then one sha256.
 """
 from __future__ import annotations
 
+import io
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ class _Slow(Exception):
 @dataclass
 class FastRead:
     records: pl.DataFrame  # id, messages, source, meta and _line (the line number), in line order
-    slow: list[int]  # line numbers (1-based) for the per-line path, in order
+    slow: list[tuple[int, bytes]]  # (number, bytes) of the lines for the per-line path, in order
 
 
 @dataclass
@@ -72,8 +73,9 @@ class _Columns:
 
 def read_lines(data: bytes, label: str, fmt: str | None) -> FastRead:
     """Records for the lines of ``data`` (a JSON Lines file's bytes) this path can prove it
-    reads exactly; the other non-blank lines' numbers in ``slow``."""
-    return read_numbered(enumerate(data.split(b"\n"), 1), label, fmt)
+    reads exactly; the other non-blank lines in ``slow``, as a file iterates them (each with
+    its newline, if any: the per-line path parses them so)."""
+    return read_numbered(enumerate(io.BytesIO(data), 1), label, fmt)
 
 
 def read_numbered(lines: Iterable[tuple[int, bytes]], label: str, fmt: str | None) -> FastRead:
@@ -97,7 +99,7 @@ def read_numbered(lines: Iterable[tuple[int, bytes]], label: str, fmt: str | Non
                 raise _Slow
             canon = [[role, _normalise(text)] for role, text in zip(roles, texts)]
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, _Slow):
-            slow.append(lineno)
+            slow.append((lineno, line))
             continue
         cols.lines.append(lineno)
         cols.ids.append(id_of(encode(canon)))

@@ -23,7 +23,6 @@ at a time, with the same result.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -496,7 +495,7 @@ def _expand(path: Path, label: str, walk: _Walk | None = None,
             )
         yield kind, path, label
         return
-    if not path.is_dir():  # a pipe, device or socket: the reader reads a file twice (leftover lines)
+    if not path.is_dir():  # a pipe, device or socket: the reader opens a file twice (its encoding first)
         raise InputError(f"{label}: not a regular file nor a folder (a pipe or device?): save the data to a file first")
     if (path / "kept.parquet").is_file():
         yield "stage", path / "kept.parquet", f"{label}/kept.parquet"
@@ -608,6 +607,25 @@ TIER_LINES = {"native": 0, "msgspec": 0, "per_line": 0}
 _NATIVE_MIN_BYTES = 8 << 20
 
 
+
+def _read_native(path: Path, label: str, fmt: str | None):
+    """The native tier's reading of a file, a chunk at a time (jsonl_native._chunks), not
+    memory-mapped: a map of a file another program truncates meanwhile kills the process
+    (SIGBUS inside the scan, no message); read() gets what is there. Unbuffered: the
+    chunks are read straight into the scan's buffer."""
+    from .jsonl_native import read_native
+
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            return read_native(fh, label, fmt, os.fstat(fh.fileno()).st_size)
+    except MemoryError:  # its buffers are sized for the whole file
+        raise InputError(f"{label}: too big to read in the memory this process may use "
+                         f"({path.stat().st_size:,} bytes)") from None
+    except OSError as e:  # a failing disk between chunks: say which input
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+
 def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
     """A JSON Lines file: the lines the native scan proves it reads exactly are read there,
     the lines it hands on by the msgspec reader where it can prove it, the rest one at a
@@ -615,35 +633,20 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
     if not _FAST_JSONL or out.mapping:
         out.take(_iter_jsonl(path, label), label)
         return
-    from .jsonl_fast import read_numbered
+    from .jsonl_fast import read_lines, read_numbered
 
     _check_text_encoding(path, label)
-    frames, lines = [], None
+    frames, fast = [], None
     if _NATIVE_JSONL and (path.stat().st_size >= _NATIVE_MIN_BYTES or "curate.jsonl_native_kernel" in sys.modules):
-        from .jsonl_native import read_native
-
-        # read a chunk at a time (jsonl_native._chunks), not memory-mapped: a map of a file
-        # another program truncates meanwhile kills the process (SIGBUS inside the scan, no
-        # message); read() gets what is there. Unbuffered: the chunks are read straight
-        # into the scan's buffer.
-        try:
-            with open(path, "rb", buffering=0) as fh:
-                native = read_native(fh, label, out.fmt, os.fstat(fh.fileno()).st_size)
-        except MemoryError:  # its buffers are sized for the whole file
-            raise InputError(f"{label}: too big to read in the memory this process may use "
-                             f"({path.stat().st_size:,} bytes)") from None
-        except OSError as e:  # a failing disk between chunks: say which input
-            if e.filename is None:
-                raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-            raise
+        native = _read_native(path, label, out.fmt)
         frames.append(native.records)
-        lines = native.punted
         TIER_LINES["native"] += native.records.height
+        if native.punted:  # (a file the native tier read whole has none left)
+            fast = read_numbered(native.punted, label, out.fmt)
     else:
-        lines = list(enumerate(io.BytesIO(path.read_bytes()), 1))  # lines as a file iterates them
+        fast = read_lines(path.read_bytes(), label, out.fmt)
     slow = []
-    if lines:  # (a file the native tier read whole has none left)
-        fast = read_numbered(lines, label, out.fmt)
+    if fast is not None:
         frames.append(fast.records)
         slow = fast.slow
         TIER_LINES["msgspec"] += fast.records.height
@@ -651,9 +654,7 @@ def _read_jsonl(out: "_Collector", path: Path, label: str) -> None:
     out.flush()
     if slow:  # the lines the fast tiers hand on, from the bytes they read: never the path
         # again (a file replaced or rewritten meanwhile would give lines of another version)
-        wanted = set(slow)
-        out.take(_parse_lines(((n, line) for n, line in lines if n in wanted), label), label,
-                 sum(f.height for f in frames))
+        out.take(_parse_lines(slow, label), label, sum(f.height for f in frames))
     lines_col = pl.col("source").str.extract(r":(\d+)$").cast(pl.UInt32).alias("_line")
     frames.append(records_frame(out.rows).with_columns(lines_col))
     out.rows.clear()
