@@ -396,3 +396,46 @@ def test_long_a_ten_megabyte_document(tmp_path):
             result = run(df, DedupConfig(methods=methods, verify=verify))
             check_result(df, result)
             assert result.kept.height == (3 if methods == ["exact"] else 2)
+
+
+@pytest.mark.xfail(strict=True, reason="B11: --engine ray, exact: a shuffle partition no text hashed into (any input "
+                   "with fewer distinct texts than 2 x CPUs partitions: one record, all identical) makes "
+                   "ray_shuffle._exact_part index row 0 of an empty table (np.r_[True, ...] has one element): "
+                   "IndexError traceback from `curate dedup --engine ray --method exact`")
+def test_the_ray_exact_reducer_takes_an_empty_partition():
+    pa = pytest.importorskip("pyarrow")
+    from curate.engine.ray_shuffle import ROW, _exact_part
+
+    empty = pa.table({ROW: pa.array([], pa.int64()), "h1": pa.array([], pa.uint64()), "h2": pa.array([], pa.uint64())})
+    assert _exact_part(empty).num_rows == 0
+
+
+@pytest.mark.skipif(not LONG, reason="CURATE_HOSTILE_LONG=1: starts a local Ray instance (~20 s)")
+@pytest.mark.xfail(strict=True, reason="B11 (above): the exact method on Ray raises on these inputs")
+def test_long_ray_and_local_engines_agree_on_degenerate_inputs(monkeypatch):
+    pytest.importorskip("ray")
+    from curate.engine.ray_engine import connect, ray_run
+
+    monkeypatch.setenv("CURATE_RAY_CPUS", "2")
+    monkeypatch.setenv("CURATE_RAY_BLOCK_ROWS", "23")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray = connect()
+    try:
+        failures = []
+        for name in ("one record", "all identical (one star bucket)", "case, width, NFC/NFD variants"):
+            df = EDGE_FRAMES[name]()
+            for methods in (["exact"], ["minhash"], ["exact", "minhash"]):
+                config = DedupConfig(methods=methods)
+                try:
+                    a = ray_run("dedup", config)(df)
+                except Exception as e:  # noqa: BLE001 -- collected, then reported together
+                    failures.append(f"{name} {methods}: {type(e).__name__}")
+                    continue
+                b = run(df, config)
+                if not (a.kept.equals(b.kept) and a.rejected.equals(b.rejected)):
+                    failures.append(f"{name} {methods}: differ")
+        assert not failures, failures
+    finally:
+        import ray as ray_module
+
+        ray_module.shutdown()
