@@ -310,3 +310,24 @@ def test_an_edited_output_hash_is_named_not_called_float_noise(proj):
 def test_a_threshold_on_a_step_that_takes_none_is_refused(proj):
     _pipeline(steps=[{"dedup": {"method": "exact", "threshold": 0.5}}])
     assert "threshold" in one_line_error(cli("run", PIPE))
+
+
+@pytest.mark.xfail(strict=True, reason="B12: an input folder with a symlinked subfolder: the reader reads the files "
+                   "under the link, but hashing.tree_files (Path.rglob, which does not descend into linked folders) "
+                   "leaves them out of the input hash; a change there is served from the stale cached step and the "
+                   "lock's sha256 stays the same")
+def test_a_change_under_a_symlinked_input_folder_reruns_the_build(proj, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    lines = records()
+    (outside / "more.jsonl").write_text("\n".join(lines[:5]).replace("plus", "minus") + "\n")
+    folder = proj / "data" / "all"
+    folder.mkdir()
+    shutil.copy(proj / "data" / "raw.jsonl", folder / "raw.jsonl")
+    os.symlink(outside, folder / "linked")
+    _pipeline(inputs=("data/all",))
+    r = cli("run", PIPE)
+    assert r.exit_code == 0 and f"{N + 5} records in" in r.output, r.output
+    (outside / "more.jsonl").write_text("\n".join(lines[:5]).replace("plus", "times") + "\n")  # same count
+    r = cli("run", PIPE)
+    assert r.exit_code == 0 and "01-dedup   ran" in r.output, r.output
