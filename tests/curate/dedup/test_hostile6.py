@@ -439,3 +439,32 @@ def test_long_ray_and_local_engines_agree_on_degenerate_inputs(monkeypatch):
         import ray as ray_module
 
         ray_module.shutdown()
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "no labelled pairs"),
+    (b'{"a": "x", "b": "y"}\n', "line 1"),
+    (b'{"a": "x", "b": "y", "duplicate": "yes"}\n', "line 1"),
+    (b'{"a": ["hi"], "b": "y", "duplicate": true}\n', "line 1"),
+    (b"null\n", "line 1"),
+    (b"\n\n[1, 2]\n", "line 3"),
+])
+def test_a_bad_calibration_file_is_one_line(tmp_path, content, says):
+    from curate.dedup.calibrate import read_pairs
+
+    (tmp_path / "pairs.jsonl").write_bytes(content)
+    with pytest.raises(ConfigError, match=says):
+        read_pairs(tmp_path / "pairs.jsonl")
+
+
+@pytest.mark.xfail(strict=True, reason="B13: `curate dedup --calibrate PAIRS.jsonl`: invalid UTF-8 (read_text outside "
+                   "the try, which catches OSError only) and a line nested deeper than json can parse "
+                   "(RecursionError) are tracebacks from calibrate.read_pairs")
+@pytest.mark.parametrize("content", [b'\xff\xfe{"a": "x", "b": "y", "duplicate": true}\n',
+                                     b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b', "b": "y", "duplicate": true}\n'])
+def test_an_unreadable_calibration_file_is_one_line(tmp_path, content):
+    from curate.dedup.calibrate import read_pairs
+
+    (tmp_path / "pairs.jsonl").write_bytes(content)
+    with pytest.raises(ConfigError):
+        read_pairs(tmp_path / "pairs.jsonl")
