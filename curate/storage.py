@@ -95,6 +95,28 @@ def output_folder(path):
         upload(local, url)
 
 
+def overlap(out, inputs) -> str | None:
+    """What is wrong with writing into the folder ``out`` while reading ``inputs`` (local
+    paths; URLs are left out): the output folder is, or is inside, an input folder (a later
+    read takes the outputs for records: a folder with a kept.parquet reads as a stage's
+    output, its other files left out), or an input lies inside the output folder (the write
+    replaces it). None when they are apart. By real paths: a link hides neither."""
+    if is_url(out):
+        return None
+    real_out = Path(os.path.realpath(out))
+    for name in inputs:
+        if is_url(name):
+            continue
+        real = Path(os.path.realpath(name))
+        if real_out == real or real.is_dir() and real_out.is_relative_to(real):
+            return f"the output folder is the input {name} or inside it; a later read would take the outputs " \
+                   "for records: choose an output folder outside it"
+        if real.is_relative_to(real_out):
+            return f"the input {name} is inside the output folder, where outputs are written and replaced: " \
+                   "copy it out first, or choose another output folder"
+    return None
+
+
 @contextlib.contextmanager
 def output_file(path):
     """A local file path to write ``path`` to; a URL gets the file when the block ends."""

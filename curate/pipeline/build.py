@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import stages
 from ..config import ConfigError
-from ..storage import cache_folder, download, is_url, upload
+from ..storage import cache_folder, download, is_url, overlap, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
                       output_files, output_hash, sha256_bytes, sha256_json, tree_files, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
@@ -57,6 +57,10 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     remote = is_url(target)
     out = cache_folder(target) if remote else Path(target)  # a URL output is built here, then uploaded
     with _input_copies(pipe, pipeline_path) as sources:
+        # a build replaces and deletes the steps of its folder, and reads every input whole
+        problem = overlap(out, [src for spec, src in zip(pipe.inputs, sources) if not is_url(spec.path)])
+        if problem:
+            raise ConfigError(f"{pipeline_path}: output {target}: {problem}")
         if remote and not (out / "manifest.json").is_file():
             download(target, out)  # reuse the steps already up there
         claim(out)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from .. import stages
-from ..config import load_config
+from ..config import ConfigError, load_config
 from ..layouts.read import FORMATS
 
 
@@ -113,6 +113,9 @@ class Pipeline(Strict):
 
 
 def load_pipeline(path) -> Pipeline:
+    if Path(path).suffix == ".lock":  # its lock would be written over it (lock_path)
+        raise ConfigError(f"{path}: a pipeline file cannot end in .lock, the name of its lock file; "
+                          "rename it (e.g. NAME.yaml)")
     return load_config(Path(path), pipeline_model())
 
 
