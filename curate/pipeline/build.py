@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .. import stages
-from ..compression import DEFAULT
+from ..compression import DEFAULT, parse
 from ..config import ConfigError
 from ..storage import cache_folder, download, is_url, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
@@ -54,7 +54,7 @@ def build(pipeline_path, *, force: bool = False, from_step: str | None = None, o
     pipe = load_pipeline(pipeline_path)
     names = pipe.step_names()
     prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine, embed_store,
-                            compression or pipe.compression)
+                            _codec(compression) if compression else pipe.compression)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
     target = str(output or pipe.output)
     remote = is_url(target)
@@ -173,6 +173,14 @@ def check(pipeline_path) -> Pipeline:
     pipe = load_pipeline(pipeline_path)
     _prepare_all(pipe, Path(pipeline_path), pipe.step_names(), None, "local")
     return pipe
+
+
+def _codec(value: str) -> str:
+    """An override of the pipeline's codec, checked: a bad one is one line."""
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ConfigError(f"compression {e}") from None
 
 
 def _codec_key(prep: Prepared) -> dict:

@@ -98,6 +98,8 @@ def test_a_bad_setting_is_one_line(folder):
         build(path, echo=lambda *_: None)
     assert str(e.value) == ("pipelines/p.yaml: compression: 'zst:3' is not one of zstd[:1-22], lz4, snappy, "
                             "gzip[:0-9], brotli[:0-11], none (did you mean 'zstd'?)")
+    with pytest.raises(ConfigError, match=r"^compression 'snapy' is not one of .* \(did you mean 'snappy'\?\)$"):
+        build(pipeline(), compression="snapy", echo=lambda *_: None)  # the API's override
     res = CliRunner().invoke(main, ["run", str(pipeline()), "--compression", "lz4:1"])
     assert res.exit_code == 2 and res.output == "Error: --compression 'lz4:1': lz4 takes no level (give lz4)\n"
     assert not Path("build").exists()
