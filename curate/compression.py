@@ -7,8 +7,6 @@ No third-party imports here: the command line validates a value before it loads 
 """
 from __future__ import annotations
 
-import difflib
-
 DEFAULT = "zstd:1"
 
 # codec -> (polars' name, (lowest, highest) level or None, the level when none is given).
@@ -42,6 +40,8 @@ def parse(value: str | None) -> str:
     name, sep, level = text.partition(":")
     name = ALIASES.get(name, name)
     if name not in CODECS:
+        import difflib  # only for a bad value: every command imports this module at start-up
+
         hint = difflib.get_close_matches(name, list(CODECS), n=1)
         raise ValueError(f"'{value}' is not one of {described()}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
     _, levels, default = CODECS[name]
