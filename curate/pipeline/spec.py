@@ -6,9 +6,10 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .. import stages
+from ..compression import DEFAULT, parse
 from ..config import ConfigError, load_config
 from ..layouts.read import FORMATS
 
@@ -107,6 +108,14 @@ class Pipeline(Strict):
     output: str
     # where steps run; not part of any cache key: both engines write the same bytes
     engine: Literal["local", "ray"] = "local"
+    # the codec of every step's Parquet files (curate.compression): other bytes, the same
+    # content, so part of a step's cache key (its files are rewritten) but never of the lock
+    compression: str = DEFAULT
+
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _codec(cls, value):
+        return parse(value)  # its ValueError is the one-line message load_config shows
 
     def step_names(self) -> list[str]:
         return [f"{i:02d}-{s.kind}" for i, s in enumerate(self.steps, 1)]
