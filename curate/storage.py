@@ -112,8 +112,8 @@ def overlap(out, inputs) -> str | None:
             return f"the output folder is the input {name} or inside it; a later read would take the outputs " \
                    "for records: choose an output folder outside it"
         if real.is_relative_to(real_out):
-            return f"the input {name} is inside the output folder, where outputs are written and replaced: " \
-                   "copy it out first, or choose another output folder"
+            return f"the input {name} is inside the output folder, whose outputs would replace it or sit " \
+                   "beside it: choose an output folder apart from the inputs"
     return None
 
 
