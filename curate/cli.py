@@ -1,6 +1,7 @@
 """The ``curate`` command: thin wrappers over the library (parse, validate, call, print)."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -170,7 +171,8 @@ def _print_semantic(m: dict) -> None:
         click.echo(f"conflicts: {c['pairs']} pairs ({c['records']} records) have the same prompt and disagreeing "
                    f"answers: {what}")
         for a, b, part, x, y in c["examples"][:3]:
-            click.echo(f"  {a} / {b}: " + (f"answer {x} vs {y}" if part == "answer" else "responses differ"))
+            click.echo(f"  {_shown(a)} / {_shown(b)}: " + (f"answer {_shown(x)} vs {_shown(y)}" if part == "answer"
+                                                            else "responses differ"))
     b = m.get("borderline")
     if b and any(b.get(k) for k in ("removed", "failed_check", "below")):
         click.echo(f"borderline pairs (threshold {b['threshold']}), the text that was embedded side by side:")
@@ -180,12 +182,21 @@ def _print_semantic(m: dict) -> None:
                 _side_by_side(title, row)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+
+
+def _shown(text) -> str:
+    """Record text as the terminal may show it: control characters (ESC, BEL, C1 ...; a
+    record's escape sequence could retitle, clear or script the user's terminal) as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def _side_by_side(title: str, row: dict, width: int = 48, lines: int = 3) -> None:
     import textwrap
 
-    click.echo(f"  [{title}] cosine {row['cosine']:.4f}: {row['verdict']}  ({row['a']} | {row['b']})")
-    left = textwrap.wrap(row["a_text"], width)[:lines]
-    right = textwrap.wrap(row["b_text"], width)[:lines]
+    click.echo(f"  [{title}] cosine {row['cosine']:.4f}: {row['verdict']}  ({_shown(row['a'])} | {_shown(row['b'])})")
+    left = textwrap.wrap(_shown(row["a_text"]), width)[:lines]
+    right = textwrap.wrap(_shown(row["b_text"]), width)[:lines]
     for i in range(max(len(left), len(right))):
         a = left[i] if i < len(left) else ""
         click.echo(f"    {a:<{width}} | {right[i] if i < len(right) else ''}")
