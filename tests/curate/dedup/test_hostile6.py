@@ -479,3 +479,19 @@ def test_an_embedding_store_that_is_a_folder_is_one_line(tmp_path):
     (tmp_path / "store").mkdir()
     with pytest.raises(ConfigError, match="store"):
         CountingEmbedder(tmp_path / "store").embed(["x"])
+
+
+@pytest.mark.xfail(strict=True, reason="B16: `curate dedup --method semantic` prints borderline pairs' text to the "
+                   "terminal as it is: an escape sequence in a record (OSC 'set title', CSI colours, BEL) reaches the "
+                   "user's terminal (dedup._borderline's excerpt / cli._print_semantic do not escape control characters)")
+def test_borderline_pairs_print_no_terminal_escapes(tmp_path, monkeypatch):
+    unit = np.zeros((1, 8), dtype=np.float32)
+    unit[0, 0] = 1.0
+    monkeypatch.setattr(Embedder, "embed", lambda self, texts, encode=None: np.repeat(unit, len(texts), axis=0))
+    path = tmp_path / "esc.jsonl"
+    path.write_text("".join(json.dumps({"messages": convo(f"How {w} I reset my password \x1b]0;PWNED\x07 \x1b[2J?",
+                                                          "Use the reset link.")}) + "\n" for w in ("do", "can")))
+    r = CliRunner().invoke(main, ["dedup", str(path), "-o", str(tmp_path / "out"), "--method", "semantic"])
+    assert r.exit_code == 0, r.output
+    assert "borderline pairs" in r.output
+    assert "\x1b" not in r.output and "\x07" not in r.output
