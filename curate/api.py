@@ -67,17 +67,18 @@ def _options(model, config, command: str):
         where = ".".join(str(x) for x in err["loc"])
         # a typo in a value (--method minhsh) gets the nearest valid one, as a typo in an option name does
         msg = choice_message(err) if err["type"] == "literal_error" else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{command} option {where}: {msg}") from None
+        # a check across options (bands with rows ...) has no field to name
+        raise ConfigError(f"{command} option {where}: {msg}" if where else f"{command} options: {msg}") from None
 
 
 def _run_stage(inputs, out: Path, run, fmt=None, mapping=None, compression: str | None = None) -> dict:
     """Read, run one stage, fold the read rejections in, write the stage folder."""
-    from .storage import filesystem, is_url, overlap
+    from .storage import filesystem, foreign_outputs, is_url, overlap
 
     t0 = time.perf_counter()
     if is_url(out):
         filesystem(str(out))  # an unknown protocol or missing fsspec fails before any work
-    problem = overlap(out, inputs)
+    problem = overlap(out, inputs) or foreign_outputs(out)
     if problem:
         raise ConfigError(f"-o {out}: {problem}")
     return run_on(read_inputs(inputs, fmt, mapping), out, run, t0, compression)

@@ -117,6 +117,29 @@ def overlap(out, inputs) -> str | None:
     return None
 
 
+STAGE_FILES = ("kept.parquet", "rejected.parquet", "stats.json")
+
+
+def foreign_outputs(out) -> str | None:
+    """What in the local folder ``out`` a stage's write would replace that no stage wrote:
+    files named like a stage's outputs beside no stats.json of a stage (a stage writes its
+    stats.json last, with its name under "stage"). None when there is nothing to lose."""
+    if is_url(out) or not Path(out).is_dir():
+        return None
+    present = [name for name in STAGE_FILES if (Path(out) / name).exists()]
+    if not present:
+        return None
+    try:
+        import json
+
+        if isinstance(json.loads((Path(out) / "stats.json").read_text(encoding="utf-8")).get("stage"), str):
+            return None  # an earlier stage's folder: rewritten, as every run does
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"holds {', '.join(present)} that no curate stage wrote (no stats.json of one beside them); " \
+           "choose an empty or new folder"
+
+
 @contextlib.contextmanager
 def output_file(path):
     """A local file path to write ``path`` to; a URL gets the file when the block ends."""
