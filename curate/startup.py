@@ -189,7 +189,11 @@ def _cached_runtime(nrtdynmod) -> None:
         library.enable_object_caching()  # what numba's compile does, keeping the object code
         library.add_ir_module(ir_mod)
         library.finalize()
-        _save(path, pickle.dumps((key, library.serialize_using_object_code())))
+        try:
+            data = pickle.dumps((key, library.serialize_using_object_code()))
+        except Exception:  # noqa: BLE001 - nothing to keep: the next process compiles too
+            return library
+        _save(path, data)
         return library
 
     compile_nrt_functions._curate_cached = True
