@@ -470,11 +470,13 @@ suggest_choices(main)
 
 def run(args=None) -> None:
     """The console command (``curate``, ``python -m curate.cli``): ``main``, without numba's
-    optional scipy and cffi imports, loading cached kernels without numba's context refresh,
-    without numpy's huge-page advice, and without Python's module teardown at the end
-    (curate.startup)."""
+    optional scipy, cffi and yaml imports, loading cached kernels (and numba's runtime module) without
+    numba's context refresh, without numpy's huge-page advice, with fewer garbage collections, and
+    without Python's module teardown at the end (curate.startup)."""
+    startup.fewer_collections()
     startup.skip_numba_extras()
     startup.lean_numba_cache()
+    startup.cached_numba_runtime()
     startup.no_numpy_hugepages()
     try:
         main(args)

@@ -166,3 +166,76 @@ print(numpy._core.multiarray._get_madvise_hugepage())
     late = subprocess.run([sys.executable, "-c", code.replace("from curate import startup", "import numpy\nfrom curate import startup")],
                           capture_output=True, text=True, env=env)
     assert late.stdout.strip() == "False"  # numpy imported first: its setter
+
+
+def test_numba_reads_its_yaml_config_file_only_where_there_is_one(tmp_path):
+    code = """
+import sys
+from curate import startup
+startup.skip_numba_extras()
+import numba
+print("yaml" in sys.modules, numba.config.DISABLE_PERFORMANCE_WARNINGS)
+"""
+    res = python(code, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "0"]  # no config file: yaml (~0.01 CPU-s) not imported
+    (tmp_path / ".numba_config.yaml").write_text("disable_performance_warnings: 1\n")
+    res = python(code, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "1"]  # numba read the file, as without curate.startup
+
+
+GC_RUN = """
+import atexit, gc, sys
+from curate import cli
+raw = {raw!r}
+atexit.register(lambda: print(gc.get_threshold()[0]))  # the quick exit runs the handlers
+{call}
+"""
+
+
+def test_fewer_garbage_collections_in_the_console_command_only(tmp_path):
+    raw = str(REPO / "data/demo/raw.jsonl")
+    library = python(GC_RUN.format(raw=raw, call='cli.main(["filter", raw, "-o", "a"], standalone_mode=False)'),
+                     cwd=tmp_path)
+    assert library.returncode == 0, library.stderr
+    assert library.stdout.split()[-1] == "700"  # Python's default: the library (and CliRunner) as before
+    command = python(GC_RUN.format(raw=raw, call='sys.argv = ["curate", "filter", raw, "-o", "b"]; cli.run()'),
+                     cwd=tmp_path)
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.split()[-1] == "200000"
+    assert (tmp_path / "b/kept.parquet").read_bytes() == (tmp_path / "a/kept.parquet").read_bytes()
+
+
+RUNTIME_RUN = """
+import numpy as np
+from curate import startup
+{setup}
+from numba.core import codegen
+compiled, add = [], codegen.CPUCodeLibrary.add_ir_module
+codegen.CPUCodeLibrary.add_ir_module = lambda self, m: compiled.append(self.name) or add(self, m)
+from curate.dedup.kernels import band_keys_kernel
+sig = np.arange(56, dtype=np.uint32).reshape(2, 28); out = np.empty((2, 4), np.uint64)
+band_keys_kernel(sig, 4, 7, out)
+print(out.tolist())
+print("nrt" in compiled)  # numba's runtime module compiled in this process
+"""
+
+
+def test_numbas_runtime_module_is_compiled_once_then_loaded(tmp_path):
+    env = {**ENV, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(setup="startup.cached_numba_runtime()"):
+        res = subprocess.run([sys.executable, "-c", RUNTIME_RUN.format(setup=setup)], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.splitlines()
+
+    plain = run(setup="")
+    assert plain[1] == "True" and not list((tmp_path / "cache").glob("nrt-*"))
+    first = run()
+    assert first == plain  # compiled, and saved
+    [saved] = (tmp_path / "cache").glob("nrt-*.nbc")
+    assert run() == [plain[0], "False"]  # loaded: the same kernel output
+    saved.write_bytes(b"damaged")
+    assert run() == plain  # unusable: numba's compile again, and saved anew
+    assert run() == [plain[0], "False"]
