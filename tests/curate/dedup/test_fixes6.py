@@ -1,0 +1,57 @@
+"""Fixes of the dedup-side bugs hostile6 found (B3, B4, B7, B11, B13, B14): the edges next to
+each one that its xfail test does not reach."""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from curate.config import ConfigError
+
+from .test_store import CountingEmbedder
+
+TEXTS = [f"text number {i} " + "padding " * 30 for i in range(2000)]
+
+
+def _damaged_store(path):
+    """A store of 2,000 vectors with one page in the middle overwritten: the one-row probe passes."""
+    CountingEmbedder(path).embed(TEXTS)
+    data = bytearray(path.read_bytes())
+    page = 4096 * (len(data) // 4096 // 2)
+    data[page:page + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+
+
+# ---- B3, B14: the embedding store -------------------------------------------------------------
+
+def test_a_damaged_read_only_store_is_one_line_and_left_as_it_was(tmp_path):
+    store = tmp_path / "v.sqlite"
+    _damaged_store(store)
+    before = store.read_bytes()
+    with pytest.raises(ConfigError, match=f"{store}: not a readable embedding store"):
+        CountingEmbedder(store, readonly=True).embed(TEXTS)
+    assert store.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["v.sqlite"]
+
+
+def test_a_path_sqlite_cannot_create_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the embedding store's folder"):
+        CountingEmbedder(tmp_path / "file" / "v.sqlite").embed(["x"])
+    with pytest.raises(ConfigError, match="/proc/curate-x.sqlite: cannot open the embedding store"):
+        CountingEmbedder("/proc/curate-x.sqlite").embed(["x"])
+
+
+@pytest.mark.parametrize("value", ["x'00'", "'text'", "7", "x'0000803f'"])  # 1 byte, TEXT, INTEGER, 1 float
+def test_a_stored_value_of_another_type_or_length_is_computed_again(tmp_path, value):
+    """SQLite columns take any value: a vector that is not 4 x dim bytes was a ValueError from
+    np.frombuffer (1 byte) or a TypeError (text, integer) instead of being computed again."""
+    store = tmp_path / "v.sqlite"
+    texts = ["one", "two"]
+    vectors = CountingEmbedder(store).embed(texts)
+    con = sqlite3.connect(store)
+    con.execute(f"UPDATE vectors SET vector = {value}")
+    con.commit()
+    con.close()
+    emb = CountingEmbedder(store)
+    assert np.array_equal(emb.embed(texts), vectors) and emb.seen == texts
