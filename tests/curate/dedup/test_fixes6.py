@@ -55,3 +55,28 @@ def test_a_stored_value_of_another_type_or_length_is_computed_again(tmp_path, va
     con.close()
     emb = CountingEmbedder(store)
     assert np.array_equal(emb.embed(texts), vectors) and emb.seen == texts
+
+
+# ---- B13: --calibrate PAIRS.jsonl ---------------------------------------------------------------
+
+GOOD = b'{"a": "x", "b": "y", "duplicate": true}\n'
+
+
+@pytest.mark.parametrize("content, says", [
+    (GOOD + GOOD + b'{"a": "\xe9", "b": "y", "duplicate": true}\n', "line 3: not UTF-8 \\(byte 8\\)"),
+    (GOOD + b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b', "b": "y", "duplicate": true}\n', "line 2: nested too deeply"),
+])
+def test_an_unreadable_calibration_line_is_named(tmp_path, content, says):
+    from curate.dedup.calibrate import read_pairs
+
+    (tmp_path / "pairs.jsonl").write_bytes(content)
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'pairs.jsonl'}, {says}"):
+        read_pairs(tmp_path / "pairs.jsonl")
+
+
+def test_a_calibration_file_with_a_bom_and_a_line_separator_in_a_string_is_read(tmp_path):
+    from curate.dedup.calibrate import read_pairs
+
+    (tmp_path / "pairs.jsonl").write_bytes(b"\xef\xbb\xbf" + GOOD + '{"a": "one\u2028two", "b": "y", "duplicate": false}\n'
+                                           .encode())
+    assert read_pairs(tmp_path / "pairs.jsonl") == [(("x", ""), ("y", ""), True), (("one\u2028two", ""), ("y", ""), False)]
