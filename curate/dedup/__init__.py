@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ..config import ConfigError
 from ..stage import StageResult, base_stats
 from ..stages import Stage
 from .clusters import cluster_numbers, cluster_table, components, representatives, star_clusters
@@ -170,6 +171,7 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
     output (clusters, kept members, reasons, tables) is here, shared by every engine."""
     t0 = time.perf_counter()
     backend = backend or LocalBackend()
+    _check_scores(records)
     current = records
     rejected_parts, cluster_parts, method_stats = [], [], []
     for method in config.methods:
@@ -190,6 +192,18 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
     return StageResult(current, rejected, stats, extra={"clusters": pl.concat(cluster_parts)})
 
 
+def _check_scores(records: pl.DataFrame) -> None:
+    """The ``score`` column (the score stage's, or a record table's own) ranks the members of a
+    cluster, so it must hold numbers (or nulls: unscored). Anything else is refused in one line,
+    not parsed: a column of "1.5" and "high" is not what the user thinks it is."""
+    if "score" not in records.columns:
+        return
+    dtype = records.schema["score"]
+    if not (dtype.is_numeric() or dtype == pl.Null):
+        raise ConfigError(f"column 'score' is {dtype}, expected numbers (dedup keeps the highest-scored "
+                          "member of each cluster); cast or rename the column")
+
+
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
@@ -201,7 +215,7 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
     # the row key: identical copies share an id, so the reason and the clusters name the
     # copy kept by its source (file and line), which is unique (curate.record)
     keys = current["source"] if "source" in current.columns else ids
-    scores = current["score"].to_numpy() if "score" in current.columns else None
+    scores = current["score"].cast(pl.Float64).to_numpy() if "score" in current.columns else None
     info: dict = {"method": method, "in": current.height}
     if method == "exact":
         labels = backend.exact_labels(texts.to_list(), config.strip_punct)

@@ -80,3 +80,48 @@ def test_a_calibration_file_with_a_bom_and_a_line_separator_in_a_string_is_read(
     (tmp_path / "pairs.jsonl").write_bytes(b"\xef\xbb\xbf" + GOOD + '{"a": "one\u2028two", "b": "y", "duplicate": false}\n'
                                            .encode())
     assert read_pairs(tmp_path / "pairs.jsonl") == [(("x", ""), ("y", ""), True), (("one\u2028two", ""), ("y", ""), False)]
+
+
+# ---- B4: a score column that is not numbers -----------------------------------------------------
+
+def _scored(scores):
+    import polars as pl
+
+    from tests.helpers import convo, frame
+
+    return frame(*[convo("How do I reset my password today?", "Use the link.")] * len(scores)).with_columns(
+        pl.Series("score", scores))
+
+
+@pytest.mark.parametrize("scores, dtype", [(["1.5", "high", None, "2"], "String"), ([[1.0], [2.0], None, [3.0]],
+                                           "List\\(Float64\\)"), ([True, False, None, True], "Boolean")])
+def test_a_score_column_of_another_type_is_one_line_naming_it(tmp_path, scores, dtype):
+    from click.testing import CliRunner
+
+    from curate.cli import main
+
+    _scored(scores).write_parquet(tmp_path / "t.parquet")
+    r = CliRunner().invoke(main, ["dedup", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "column 'score' is " in r.output and not (tmp_path / "out" / "kept.parquet").exists()
+    import re
+
+    assert re.search(f"column 'score' is {dtype}, expected numbers", r.output), r.output
+
+
+@pytest.mark.parametrize("scores", [[None, None, None], [1, 3, None], [0.5, 2.5, float("nan")]])
+def test_numbers_and_nulls_still_rank_the_members(scores):
+    from decimal import Decimal
+
+    import polars as pl
+
+    from curate.dedup import DedupConfig, run
+
+    df = _scored(scores)
+    kept = run(df, DedupConfig(methods=["exact"])).kept["source"].to_list()
+    best = 1 if scores[1] is not None else 0
+    assert kept == [df["source"][best]]
+    if scores[1] is not None:  # a Decimal column ranks as its numbers do
+        dec = df.with_columns(pl.Series("score", [None if v is None or v != v else Decimal(str(v)) for v in scores],
+                                        dtype=pl.Decimal(10, 2)))
+        assert run(dec, DedupConfig(methods=["exact"])).kept["source"].to_list() == kept
