@@ -232,7 +232,7 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
     rejected = [current[dup_idx].with_columns(
         pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
         _reasons(method, reps[dup_idx], similarity[dup_idx], ids, keys).alias("reason"),
-        _clusters_of(dup_idx, labels, clusters, keys).alias("cluster"))]
+        _clusters_of(dup_idx, labels, clusters).alias("cluster"))]
     drop = is_dup.copy()
     conflict_reasons = info.pop("_conflict_reject", {})
     if conflict_reasons:
@@ -270,13 +270,11 @@ def _reasons(method: str, reps: np.ndarray, similarity: np.ndarray, ids: pl.Seri
     return frame.select(reason).to_series()
 
 
-def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame, keys: pl.Series) -> pl.Series:
-    """Each duplicate's cluster: the cluster-table row of its key. Keys are unique (sources)
-    but where they repeat (ids, or a record table whose sources do) the last row of a key
-    names its cluster, as a dict from the table did."""
-    if clusters["source"].is_duplicated().any():
-        cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list()))
-        return pl.Series([cluster_of[k] for k in keys.gather(dup_idx).to_list()], dtype=pl.Int64)
+def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame) -> pl.Series:
+    """Each duplicate's cluster: the cluster-table row of its row, found by position (the
+    table holds the rows of clusters of two or more, ascending), never by key: keys repeat
+    where a caller's frame repeats sources (the Python API), and a key's last row gave every
+    row of that key its cluster, so a rejected row and the clusters table disagreed."""
     members, _ = cluster_numbers(labels)  # the table's rows, in order
     pos = np.searchsorted(members, dup_idx)
     # every duplicate is a member of a cluster of two or more (where the dict raised a KeyError)

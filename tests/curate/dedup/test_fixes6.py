@@ -125,3 +125,42 @@ def test_numbers_and_nulls_still_rank_the_members(scores):
         dec = df.with_columns(pl.Series("score", [None if v is None or v != v else Decimal(str(v)) for v in scores],
                                         dtype=pl.Decimal(10, 2)))
         assert run(dec, DedupConfig(methods=["exact"])).kept["source"].to_list() == kept
+
+
+# ---- B7: repeated source keys ---------------------------------------------------------------
+
+LONG = ("the quick brown fox jumps over the lazy dog and then keeps running far away from the farm "
+        "house until the sun goes down behind the hills")
+
+
+@pytest.mark.parametrize("methods", [["exact"], ["minhash"], ["exact", "minhash"]])
+def test_every_duplicate_names_its_own_cluster_whatever_the_keys(methods):
+    """All rows share one source ("X"): the rejected rows' clusters are the clusters table's
+    rows for the same rows (by position), and each cluster's duplicates name its kept row."""
+    import polars as pl
+
+    from curate.dedup import DedupConfig, run
+    from curate.record import record_id, records_frame
+    from tests.helpers import convo
+
+    topics = ["alpha", "beta", "gamma"]
+    words = LONG.split()
+    text = {t: " ".join(words[i:] + words[:i]) for i, t in zip((0, 9, 18), topics)}  # far apart for MinHash
+    # per topic: two exact copies and one near copy (a word more)
+    rows = [convo(f"{t} question here", text[t] + (" again" if k == 2 else "")) for k in range(3) for t in topics]
+    df = records_frame([{"id": record_id(m), "messages": m, "source": "X", "meta": "{}"} for m in rows])
+    df = df.with_row_index("row")
+    result = run(df, DedupConfig(methods=methods, threshold=0.7 if "minhash" in methods else None))
+    clusters = result.extra["clusters"]
+    assert result.kept.height == (6 if methods == ["exact"] else 3)
+    assert result.rejected.group_by("rule").agg(pl.col("cluster").n_unique())["cluster"].to_list() == [3] * len(methods)
+    # the rows of a cluster share a topic: a duplicate's cluster is the one of its own kept row
+    topic_of = {r: topics[r % 3] for r in range(9)}
+    for rule, group in result.rejected.group_by("rule"):
+        method = rule[0].removeprefix("dedup.")
+        table = clusters.filter(pl.col("method") == method)
+        by_cluster = {}
+        for row, cluster in group.select("row", "cluster").iter_rows():
+            by_cluster.setdefault(cluster, set()).add(topic_of[row])
+        assert all(len(t) == 1 for t in by_cluster.values()), by_cluster
+        assert set(group["cluster"].to_list()) <= set(table["cluster"].to_list())
