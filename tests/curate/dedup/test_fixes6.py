@@ -164,3 +164,42 @@ def test_every_duplicate_names_its_own_cluster_whatever_the_keys(methods):
             by_cluster.setdefault(cluster, set()).add(topic_of[row])
         assert all(len(t) == 1 for t in by_cluster.values()), by_cluster
         assert set(group["cluster"].to_list()) <= set(table["cluster"].to_list())
+
+
+# ---- B11: the Ray reducers on an empty shuffle partition --------------------------------------
+
+def test_every_ray_reducer_takes_an_empty_partition():
+    """A partition no key hashed into: each reducer gives an empty table (was an IndexError
+    from np.r_[True, ...], one True for no rows, in the exact, band and star reducers)."""
+    pa = pytest.importorskip("pyarrow")
+    from curate.engine.ray_shuffle import ROW, _bucket_part, _exact_part, _large_star, _small_star
+
+    i64, u64 = pa.array([], pa.int64()), pa.array([], pa.uint64())
+    assert _exact_part(pa.table({ROW: i64, "h1": u64, "h2": u64})).num_rows == 0
+    assert _bucket_part(pa.table({ROW: i64, "band": pa.array([], pa.int16()), "key": u64}), n=5).num_rows == 0
+    edges = pa.table({"key": i64, "val": i64})
+    large, broken = _large_star(edges)
+    assert large.num_rows == 0 and broken == 0
+    assert _small_star(edges).num_rows == 0
+
+
+def test_the_ray_exact_reducer_still_groups_as_the_local_engine():
+    pa = pytest.importorskip("pyarrow")
+    from curate.dedup.exact import exact_groups
+    from curate.engine.ray_shuffle import ROW, _exact_keys, _exact_part
+
+    texts = ["a", "b", "a", "c", "b", "a", "d"]
+    table = _exact_keys(pa.table({ROW: pa.array(range(len(texts)), pa.int64()), "text": texts}), False, parts=1)
+    labels = np.arange(len(texts))
+    for shift in (0, 3):  # rows in order, and not
+        t = _exact_part(table.take(np.roll(np.arange(len(texts)), shift)))
+        labels[t.column(ROW).to_numpy()] = t.column("label").to_numpy()
+        assert labels.tolist() == exact_groups(texts, False).tolist() == [0, 1, 0, 3, 1, 0, 6]
+        assert _exact_part(table.slice(6, 1)).num_rows == 0  # a partition of one row: no group
+
+
+def test_unique_shingles_per_document_of_no_hashes():
+    from curate.dedup.minhash import _unique_per_doc
+
+    h, offsets = _unique_per_doc(np.zeros(0, np.uint64), np.zeros(3, np.int64))
+    assert len(h) == 0 and offsets.tolist() == [0, 0, 0]
