@@ -69,8 +69,11 @@ class EmbeddingStore:
         # connect too: SQLite refuses a path it cannot create (/proc/x.sqlite) or read
         with self._errors("open"):
             if self.readonly:
-                # immutable: no -wal/-shm files beside a committed store, no lock taken
-                conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro&immutable=1", uri=True)
+                from urllib.parse import quote
+
+                # immutable: no -wal/-shm files beside a committed store, no lock taken; the path
+                # %-quoted: a '?' or '#' in it cut the URI, and SQLite opened (created) another file
+                conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1", uri=True)
             else:
                 try:
                     self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -203,3 +203,14 @@ def test_unique_shingles_per_document_of_no_hashes():
 
     h, offsets = _unique_per_doc(np.zeros(0, np.uint64), np.zeros(3, np.int64))
     assert len(h) == 0 and offsets.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["a?b.sqlite", "c#d.sqlite", "e%20f.sqlite", "g h.sqlite"])
+def test_a_read_only_store_whose_name_has_uri_characters_is_read(tmp_path, name):
+    """The read-only store is opened by URI: a '?' or '#' in its path cut the URI, so SQLite
+    opened (and created) the file named by the part before it, and replayed nothing."""
+    CountingEmbedder(tmp_path / name).embed(["one", "two"])
+    ro = CountingEmbedder(tmp_path / name, readonly=True)
+    ro.embed(["one", "two"])
+    assert ro.seen == [] and ro.replayed == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [name]
