@@ -2,6 +2,7 @@
 each one that its xfail test does not reach."""
 from __future__ import annotations
 
+import math
 import sqlite3
 
 import numpy as np
@@ -122,7 +123,7 @@ def test_numbers_and_nulls_still_rank_the_members(scores):
     best = 1 if scores[1] is not None else 0
     assert kept == [df["source"][best]]
     if scores[1] is not None:  # a Decimal column ranks as its numbers do
-        dec = df.with_columns(pl.Series("score", [None if v is None or v != v else Decimal(str(v)) for v in scores],
+        dec = df.with_columns(pl.Series("score", [None if v is None or math.isnan(v) else Decimal(str(v)) for v in scores],
                                         dtype=pl.Decimal(10, 2)))
         assert run(dec, DedupConfig(methods=["exact"])).kept["source"].to_list() == kept
 
