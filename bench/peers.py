@@ -28,6 +28,11 @@ filters, on the real datasets (GSM8K, GPTeacher; ../shared/datasets) tiled to ``
 (datatrove on the first ``--slow-records``). rensa's one-call duplicate flags mark every member
 of a shared band bucket, the first copy too, unverified: its removal precision shows that.
 semhash is not run: it embeds with a model2vec model that is not available offline here.
+
+One extra row per table, printed after it and labelled as such: curate with ``--compression none``
+(uncompressed Parquet, ~3x larger files; docs/speed.md "Output compression, session 6"), run
+in the same rounds. It never replaces the default rows, and the "ours is" ratios are the
+default run's.
 """
 from __future__ import annotations
 
@@ -165,6 +170,26 @@ def filter_inputs(n: int, folder: Path, n_peers: int) -> dict[str, Path]:
     return paths
 
 
+def uncompressed(tools: dict, name: str) -> tuple[str, dict]:
+    """``tools`` plus ``name`` again with ``--compression none`` (its label, the tools)."""
+    cmd, src = tools[name]
+    label = f"{name}, --compression none"
+    return label, {**tools, label: (cmd[:-1] + ["--compression", "none"] + cmd[-1:], src)}  # cmd ends with -o
+
+
+def split_extra(result: dict, label: str) -> tuple[dict, dict]:
+    """The default rows and the extra row apart: the table and its ratios are the defaults'."""
+    return {k: v for k, v in result.items() if k != label}, {label: result[label]}
+
+
+def extra_table(extra: dict, result: dict, ours: str) -> None:
+    base = result[ours]["cpu_s"]
+    for name, r in extra.items():
+        print(f"extra, not the default: {name}: {r['docs']} docs, {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} CPU-s "
+              f"({r['docs_per_cpu_s']:,.0f} docs/CPU-s; {r['cpu_s'] / base:.2f}x the default run's CPU-s), "
+              f"load {r['load']}")
+
+
 def table(title: str, result: dict, ours: str) -> None:
     print(f"\n{title}")
     print(f"{'tool':<22} {'docs':>8} {'wall s':>8} {'CPU s':>8} {'docs/s':>9} {'docs/CPU-s':>11} {'ours is':>8}  load")
@@ -207,8 +232,10 @@ def main() -> int:
         print(f"corpus: {len(docs)} docs, planted {kinds}; {report['versions']}", flush=True)
         subprocess.run([py, "-m", "compileall", "-q", str(REPO / "curate")], check=True)  # see the docstring
         timed(dedup_tools(py, args.peer_python, sample, sample)["curate (JSONL in)"][0] + [str(tmp / "warm")], args.cpu)
-        report["dedup"] = rounds(dedup_tools(py, args.peer_python, full, slow), args.rounds, tmp, args.cpu)
+        label, tools = uncompressed(dedup_tools(py, args.peer_python, full, slow), "curate (JSONL in)")
+        report["dedup"], report["extra_dedup"] = split_extra(rounds(tools, args.rounds, tmp, args.cpu), label)
         table("Dedup, MinHash 128 perms, word 5-grams, threshold 0.8 (medians)", report["dedup"], "curate (JSONL in)")
+        extra_table(report["extra_dedup"], report["dedup"], "curate (JSONL in)")
         q_tools = {k: v for k, v in dedup_tools(py, args.peer_python, sample, sample).items() if k != "curate (Parquet in)"}
         report["quality"] = quality(docs[:args.sample], q_tools, tmp, args.cpu)
         print(f"\nquality on the first {args.sample} docs against brute-force Jaccard:")
@@ -221,9 +248,11 @@ def main() -> int:
                      "datatrove Gopher": ([args.peer_python, str(REPO / "bench" / "peers_run.py"), "datatrove_gopher",
                                            str(real["peers"])], real["peers"])}
             timed(tools["curate filter"][0] + [str(tmp / "warm-filter")], args.cpu)  # numba's cache, once
-            report["filter"] = rounds(tools, args.rounds, tmp, args.cpu)
+            label, tools = uncompressed(tools, "curate filter")
+            report["filter"], report["extra_filter"] = split_extra(rounds(tools, args.rounds, tmp, args.cpu), label)
             table(f"Filter, {args.records} real records (default rules / Gopher repetition + quality)",
                   report["filter"], "curate filter")
+            extra_table(report["extra_filter"], report["filter"], "curate filter")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0

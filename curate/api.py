@@ -16,23 +16,40 @@ def stage_options(kind: str, options):
     return _options(stages.get(kind).options, options, kind)
 
 
-def stage_inputs(kind: str, inputs, out: Path, options=None, fmt=None, mapping=None, engine: str = "local") -> dict:
+def stage_inputs(kind: str, inputs, out: Path, options=None, fmt=None, mapping=None, engine: str = "local",
+                 compression: str | None = None) -> dict:
     """Read ``inputs``, run the registered stage ``kind`` with ``options`` (its options model or
-    its fields; the config files it names are loaded first), write ``out``."""
+    its fields; the config files it names are loaded first), write ``out`` (every Parquet file
+    with ``compression``: ``zstd``, ``zstd:N``, ``lz4``, ``snappy``, ``none``...; None: zstd level 1)."""
     stage = stages.get(kind)
+    compression = _compression(compression)
     config = stage.prepare(stage_options(kind, options or {}))  # a bad config file fails before any input is read
-    return _run_stage(inputs, out, stage_runner(kind, config, engine), fmt, mapping)
+    return _run_stage(inputs, out, stage_runner(kind, config, engine), fmt, mapping, compression)
 
 
-def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None, engine: str = "local") -> dict:
+def filter_inputs(inputs, out: Path, rule_files=None, fmt=None, mapping=None, engine: str = "local",
+                  compression: str | None = None) -> dict:
     """Read ``inputs``, apply the rule sets (default ``rules/default.yaml``), write ``out``."""
     rules = [str(p) for p in rule_files] if rule_files else None
-    return stage_inputs("filter", inputs, out, {"rules": rules}, fmt, mapping, engine)
+    return stage_inputs("filter", inputs, out, {"rules": rules}, fmt, mapping, engine, compression)
 
 
-def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
+def dedup_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local",
+                 compression: str | None = None) -> dict:
     """Read ``inputs``, deduplicate with ``config`` (a DedupConfig or its fields), write ``out``."""
-    return stage_inputs("dedup", inputs, out, config, fmt, mapping, engine)
+    return stage_inputs("dedup", inputs, out, config, fmt, mapping, engine, compression)
+
+
+def _compression(value: str | None) -> str | None:
+    """A Parquet codec (curate.compression) checked, or a one-line ConfigError."""
+    from .compression import parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ConfigError(f"compression {e}") from None
 
 
 def _options(model, config, command: str):
@@ -50,28 +67,34 @@ def _options(model, config, command: str):
         where = ".".join(str(x) for x in err["loc"])
         # a typo in a value (--method minhsh) gets the nearest valid one, as a typo in an option name does
         msg = choice_message(err) if err["type"] == "literal_error" else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{command} option {where}: {msg}") from None
+        # a check across options (bands with rows ...) has no field to name
+        raise ConfigError(f"{command} option {where}: {msg}" if where else f"{command} options: {msg}") from None
 
 
-def _run_stage(inputs, out: Path, run, fmt=None, mapping=None) -> dict:
+def _run_stage(inputs, out: Path, run, fmt=None, mapping=None, compression: str | None = None) -> dict:
     """Read, run one stage, fold the read rejections in, write the stage folder."""
-    from .storage import is_url, filesystem
+    from .storage import filesystem, foreign_outputs, is_url, overlap
 
     t0 = time.perf_counter()
     if is_url(out):
         filesystem(str(out))  # an unknown protocol or missing fsspec fails before any work
-    return run_on(read_inputs(inputs, fmt, mapping), out, run, t0)
+    problem = overlap(out, inputs) or foreign_outputs(out)
+    if problem:
+        raise ConfigError(f"-o {out}: {problem}")
+    return run_on(read_inputs(inputs, fmt, mapping), out, run, t0, compression)
 
 
-def format_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
+def format_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local",
+                  compression: str | None = None) -> dict:
     """Read ``inputs``, render and measure them with a chat template, write ``out``
     (``config``: a FormatConfig or its fields)."""
-    return stage_inputs("format", inputs, out, config, fmt, mapping, engine)
+    return stage_inputs("format", inputs, out, config, fmt, mapping, engine, compression)
 
 
-def score_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local") -> dict:
+def score_inputs(inputs, out: Path, config, fmt=None, mapping=None, engine: str = "local",
+                 compression: str | None = None) -> dict:
     """Read ``inputs``, score them with a jury (``config``: a ScoreConfig or its fields), write ``out``."""
-    return stage_inputs("score", inputs, out, config, fmt, mapping, engine)
+    return stage_inputs("score", inputs, out, config, fmt, mapping, engine, compression)
 
 
 def score_plan(inputs, config, fmt=None, mapping=None) -> dict:

@@ -1,13 +1,14 @@
 """The ``curate`` command: thin wrappers over the library (parse, validate, call, print)."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import click
 
 from . import stages, startup, walltime
-from .cliopts import SuggestingChoice, StageCommand, stage_command
+from .cliopts import SuggestingChoice, StageCommand, compression_option, stage_command
 
 
 class UserError(click.ClickException):
@@ -93,11 +94,12 @@ def _stage_cmd(kind: str, doc: str | None = None) -> click.Command:
     @click.argument("inputs", nargs=-1, required=True)
     @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
     @read_options
+    @compression_option()
     @_user_errors
-    def command(inputs, out, options, fmt, mapping, engine):
+    def command(inputs, out, options, fmt, mapping, engine, compression):
         from .api import stage_inputs
 
-        stats = stage_inputs(kind, list(inputs), out, options, fmt, _mapping(mapping), engine)
+        stats = stage_inputs(kind, list(inputs), out, options, fmt, _mapping(mapping), engine, compression)
         walltime.record(out, stats)  # start-up, reading and writing included
         _print_table(stats)
         click.echo(f"wrote {out}/kept.parquet ({stats['kept']}), rejected.parquet ({stats['rejected']}), stats.json")
@@ -131,8 +133,9 @@ def _print_table(stats: dict) -> None:
 @click.option("--target-precision", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="With --calibrate: the precision the suggested threshold must reach.")
 @read_options
+@compression_option()
 @_user_errors
-def dedup_cmd(inputs, out, options, pairs_file, target_precision, fmt, mapping, engine):
+def dedup_cmd(inputs, out, options, pairs_file, target_precision, fmt, mapping, engine, compression):
     """Remove exact and near duplicates; writes OUT/kept, rejected, clusters.parquet and stats.json."""
     from .api import stage_inputs
 
@@ -140,7 +143,7 @@ def dedup_cmd(inputs, out, options, pairs_file, target_precision, fmt, mapping, 
         return _calibrate(pairs_file, options, target_precision)
     if not inputs or not out:
         raise UserError("give INPUTS to deduplicate and -o OUT (or --calibrate PAIRS.jsonl)")
-    stats = stage_inputs("dedup", list(inputs), out, options, fmt, _mapping(mapping), engine)
+    stats = stage_inputs("dedup", list(inputs), out, options, fmt, _mapping(mapping), engine, compression)
     walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     for m in stats["methods"]:
@@ -168,7 +171,8 @@ def _print_semantic(m: dict) -> None:
         click.echo(f"conflicts: {c['pairs']} pairs ({c['records']} records) have the same prompt and disagreeing "
                    f"answers: {what}")
         for a, b, part, x, y in c["examples"][:3]:
-            click.echo(f"  {a} / {b}: " + (f"answer {x} vs {y}" if part == "answer" else "responses differ"))
+            click.echo(f"  {_shown(a)} / {_shown(b)}: " + (f"answer {_shown(x)} vs {_shown(y)}" if part == "answer"
+                                                            else "responses differ"))
     b = m.get("borderline")
     if b and any(b.get(k) for k in ("removed", "failed_check", "below")):
         click.echo(f"borderline pairs (threshold {b['threshold']}), the text that was embedded side by side:")
@@ -178,12 +182,21 @@ def _print_semantic(m: dict) -> None:
                 _side_by_side(title, row)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+
+
+def _shown(text) -> str:
+    """Record text as the terminal may show it: control characters (ESC, BEL, C1 ...; a
+    record's escape sequence could retitle, clear or script the user's terminal) as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def _side_by_side(title: str, row: dict, width: int = 48, lines: int = 3) -> None:
     import textwrap
 
-    click.echo(f"  [{title}] cosine {row['cosine']:.4f}: {row['verdict']}  ({row['a']} | {row['b']})")
-    left = textwrap.wrap(row["a_text"], width)[:lines]
-    right = textwrap.wrap(row["b_text"], width)[:lines]
+    click.echo(f"  [{title}] cosine {row['cosine']:.4f}: {row['verdict']}  ({_shown(row['a'])} | {_shown(row['b'])})")
+    left = textwrap.wrap(_shown(row["a_text"]), width)[:lines]
+    right = textwrap.wrap(_shown(row["b_text"]), width)[:lines]
     for i in range(max(len(left), len(right))):
         a = left[i] if i < len(left) else ""
         click.echo(f"    {a:<{width}} | {right[i] if i < len(right) else ''}")
@@ -212,12 +225,13 @@ def _calibrate(pairs_file: str, options: dict, target: float) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @read_options
+@compression_option()
 @_user_errors
-def format_cmd(inputs, out, options, fmt, mapping, engine):
+def format_cmd(inputs, out, options, fmt, mapping, engine, compression):
     """Render with a chat template, check the loss mask, budget tokens, split train/eval."""
     from .api import stage_inputs
 
-    stats = stage_inputs("format", list(inputs), out, options, fmt, _mapping(mapping), engine)
+    stats = stage_inputs("format", list(inputs), out, options, fmt, _mapping(mapping), engine, compression)
     walltime.record(out, stats)  # start-up, reading and writing included
     _print_table(stats)
     tokens = stats.get("tokens") or {}
@@ -251,8 +265,9 @@ def format_cmd(inputs, out, options, fmt, mapping, engine):
               help="Compare the jury with human scores in this file instead of scoring INPUT.")
 @click.option("--label-field", default="human_score", show_default=True, help="The human score's field in --calibrate.")
 @read_options
+@compression_option()
 @_user_errors
-def score_cmd(inputs, out, options, dry_run, labels, label_field, fmt, mapping, engine):
+def score_cmd(inputs, out, options, dry_run, labels, label_field, fmt, mapping, engine, compression):
     """Score records with a jury of LLM judges; writes OUT/kept, rejected.parquet and stats.json."""
     from . import api
 
@@ -275,7 +290,7 @@ def score_cmd(inputs, out, options, dry_run, labels, label_field, fmt, mapping, 
         return
     if not out:
         raise UserError("missing -o/--out")
-    stats = api.stage_inputs("score", list(inputs), out, options, fmt, _mapping(mapping), engine)
+    stats = api.stage_inputs("score", list(inputs), out, options, fmt, _mapping(mapping), engine, compression)
     walltime.record(out, stats)  # start-up, reading and writing included
     _warn(stats["warnings"])
     _print_table(stats)
@@ -324,14 +339,18 @@ def _print_calibration(report: dict) -> None:
               help="Rerun from this step on (a number, a name like 03-dedup, or a kind used once).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
               help="Override the pipeline's engine (outputs are the same bytes on both).")
+@compression_option(None, "Override the pipeline's compression: the codec of its Parquet files (zstd, zstd:N, lz4, "
+                          "snappy, gzip[:N], brotli[:N], none). Steps built with another one run again; the lock "
+                          "stays the same.")
 @_user_errors
-def run_cmd(pipeline, force, from_step, engine):
+def run_cmd(pipeline, force, from_step, engine, compression):
     """Build PIPELINE (a YAML file) step by step, reusing unchanged steps; writes its .lock file."""
     from .pipeline import build, lock_path
 
     path = lock_path(pipeline)
     before = path.read_bytes() if path.is_file() else None
-    lock = build(Path(pipeline), force=force, from_step=from_step, engine=engine, echo=click.echo)
+    lock = build(Path(pipeline), force=force, from_step=from_step, engine=engine, compression=compression,
+                 echo=click.echo)
     first, last = lock["steps"][0], lock["steps"][-1]
     what = f"{path} unchanged" if before is not None and path.read_bytes() == before else f"wrote {path}"
     click.echo(f"{first['in']} records in, {last['kept']} out; {what}; wrote {_output_of(pipeline)}/manifest.json")
@@ -349,13 +368,15 @@ def _output_of(pipeline) -> str:
               help="Rebuild on this engine instead of the pipeline's.")
 @click.option("--embeddings", type=click.Choice(["replay", "recompute"]), default="replay", show_default=True,
               help="Replay the vectors in the embedding stores the steps name (read only), or compute them all again.")
+@compression_option(None, "Rebuild with this Parquet codec instead of the pipeline's (none: faster to write); "
+                          "the verdict is the same.")
 @_user_errors
-def verify_cmd(pipeline, engine, embeddings):
+def verify_cmd(pipeline, engine, embeddings, compression):
     """Rebuild PIPELINE from its inputs (judge cache and named embedding stores replayed) and compare with its
     lock: exit 0 when identical or when only float values moved within tolerance, 1 when a decision differs."""
     from .pipeline import lock_path, verify
 
-    verdict = verify(Path(pipeline), echo=click.echo, embeddings=embeddings, engine=engine)
+    verdict = verify(Path(pipeline), echo=click.echo, embeddings=embeddings, engine=engine, compression=compression)
     if not verdict.ok:
         click.echo(f"{lock_path(pipeline)}: the rebuild differs from the lock:", err=True)
         for line in verdict.lines + verdict.hints:

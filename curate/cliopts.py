@@ -42,6 +42,29 @@ class Threshold(click.ParamType):
             raise _usage_error(f"{param.opts[-1]} {e}") from None
 
 
+class Compression(click.ParamType):
+    """A Parquet codec (curate.compression), checked as it is parsed: a bad value is one line,
+    exit 2, with the nearest codec."""
+
+    name = "compression"
+
+    def convert(self, value, param, ctx):
+        from .compression import parse
+
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise _usage_error(f"{param.opts[-1]} {e}") from None
+
+
+def compression_option(default: str | None = "zstd", help: str | None = None):
+    """``--compression CODEC[:LEVEL]`` of a command that writes stage tables."""
+    from .compression import HELP
+
+    return click.option("--compression", type=Compression(), default=default, show_default=default is not None,
+                        metavar="CODEC[:LEVEL]", help=help or HELP)
+
+
 def _usage_error(message: str) -> click.ClickException:
     err = click.ClickException(message)
     err.exit_code = 2

@@ -14,14 +14,22 @@ from pathlib import Path
 
 import polars as pl
 
+from .compression import DEFAULT, polars_options
 from .record import REJECT_COLUMNS, to_json
 from .storage import output_folder
 
-# zstd level 1: a quarter less CPU than level 3 for 2% larger files (locks hash the rows, not
-# the bytes, curate.pipeline.content). Row groups of 512^2 rows, polars' documented default,
-# given explicitly: left unset, polars' streaming writer cuts far smaller groups (185,000
-# rows in two), and each group costs ~0.05 CPU-s more to write (docs/speed.md)
-PARQUET_OPTS = dict(compression="zstd", compression_level=1, statistics=True, row_group_size=512 ** 2)
+# Row groups of 512^2 rows, polars' documented default, given explicitly: left unset, polars'
+# streaming writer cuts far smaller groups (185,000 rows in two), and each group costs ~0.05
+# CPU-s more to write (docs/speed.md)
+_LAYOUT = dict(statistics=True, row_group_size=512 ** 2)
+# the default codec, zstd level 1: a quarter less CPU than level 3 for 2% larger files (locks
+# hash the rows, not the bytes, curate.pipeline.content); --compression picks another
+PARQUET_OPTS = {**polars_options(DEFAULT), **_LAYOUT}
+
+
+def parquet_options(compression: str | None = None) -> dict:
+    """polars' write_parquet options for ``compression`` (curate.compression; None: the default)."""
+    return PARQUET_OPTS if compression is None else {**polars_options(compression), **_LAYOUT}
 
 
 @dataclass
@@ -65,11 +73,11 @@ def base_stats(stage: str, kept: pl.DataFrame, rejected: pl.DataFrame, rules: di
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
-def write_parquet(df: pl.DataFrame, path: Path) -> None:
+def write_parquet(df: pl.DataFrame, path: Path, compression: str | None = None) -> None:
     # one chunk: polars' pages follow chunk boundaries, so a table assembled from blocks
     # (the Ray engine, concatenated parts) would otherwise write other bytes for equal data
     try:
-        df.rechunk().write_parquet(path, **PARQUET_OPTS)
+        df.rechunk().write_parquet(path, **parquet_options(compression))
     except pl.exceptions.ComputeError as e:
         # polars reports a failed write (a full disk) as a ComputeError "... (os error 28)":
         # give callers the OSError it is, with the file, like every other write
@@ -80,19 +88,19 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
         raise OSError(code, os.strerror(code), str(path)) from None
 
 
-def write_stage(result: StageResult, out: Path) -> None:
-    write_tables(result, out)
+def write_stage(result: StageResult, out: Path, compression: str | None = None) -> None:
+    write_tables(result, out, compression)
     write_stats(out, result.stats)
 
 
-def write_tables(result: StageResult, out: Path) -> None:
-    """Everything a stage writes but its stats.json."""
+def write_tables(result: StageResult, out: Path, compression: str | None = None) -> None:
+    """Everything a stage writes but its stats.json; every table with ``compression``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_parquet(result.kept, out / "kept.parquet")
-    write_parquet(result.rejected, out / "rejected.parquet")
+    write_parquet(result.kept, out / "kept.parquet", compression)
+    write_parquet(result.rejected, out / "rejected.parquet", compression)
     for name, table in result.extra.items():
-        write_parquet(table, out / f"{name}.parquet")
+        write_parquet(table, out / f"{name}.parquet", compression)
     for name, text in result.files.items():
         (out / name).write_text(text, encoding="utf-8")
 
@@ -102,8 +110,9 @@ def write_stats(out: Path, stats: dict) -> None:
     (Path(out) / "stats.json").write_text(to_json(stats, indent=2, default=None) + "\n")
 
 
-def run_on(read, out: Path, run, t0: float | None = None) -> dict:
-    """Run one stage on records already read; the reader's rejections join the stage's own."""
+def run_on(read, out: Path, run, t0: float | None = None, compression: str | None = None) -> dict:
+    """Run one stage on records already read; the reader's rejections join the stage's own.
+    ``compression``: the codec of every table written (curate.compression; None: the default)."""
     t0 = time.perf_counter() if t0 is None else t0
     t_read = time.perf_counter()  # reading (a caller's t0 is taken before it) ends here
     result = run(read.records)
@@ -124,7 +133,7 @@ def run_on(read, out: Path, run, t0: float | None = None) -> dict:
     stats["seconds"] = round(time.perf_counter() - t0, 4)
     with output_folder(out) as local:  # a URL is written here, then uploaded
         t_write = time.perf_counter()
-        write_tables(StageResult(result.kept, rejected, stats, result.extra, result.files), local)
+        write_tables(StageResult(result.kept, rejected, stats, result.extra, result.files), local, compression)
         stats["write_seconds"] = round(time.perf_counter() - t_write, 4)  # the tables and text files
         write_stats(local, stats)
     return stats

@@ -95,6 +95,51 @@ def output_folder(path):
         upload(local, url)
 
 
+def overlap(out, inputs) -> str | None:
+    """What is wrong with writing into the folder ``out`` while reading ``inputs`` (local
+    paths; URLs are left out): the output folder is, or is inside, an input folder (a later
+    read takes the outputs for records: a folder with a kept.parquet reads as a stage's
+    output, its other files left out), or an input lies inside the output folder (the write
+    replaces it). None when they are apart. By real paths: a link hides neither."""
+    if is_url(out):
+        return None
+    real_out = Path(os.path.realpath(out))
+    for name in inputs:
+        if is_url(name):
+            continue
+        real = Path(os.path.realpath(name))
+        if real_out == real or real.is_dir() and real_out.is_relative_to(real):
+            return f"the output folder is the input {name} or inside it; a later read would take the outputs " \
+                   "for records: choose an output folder outside it"
+        if real.is_relative_to(real_out):
+            return f"the input {name} is inside the output folder, whose outputs would replace it or sit " \
+                   "beside it: choose an output folder apart from the inputs"
+    return None
+
+
+STAGE_FILES = ("kept.parquet", "rejected.parquet", "stats.json")
+
+
+def foreign_outputs(out) -> str | None:
+    """What in the local folder ``out`` a stage's write would replace that no stage wrote:
+    files named like a stage's outputs beside no stats.json of a stage (a stage writes its
+    stats.json last, with its name under "stage"). None when there is nothing to lose."""
+    if is_url(out) or not Path(out).is_dir():
+        return None
+    present = [name for name in STAGE_FILES if (Path(out) / name).exists()]
+    if not present:
+        return None
+    try:
+        import json
+
+        if isinstance(json.loads((Path(out) / "stats.json").read_text(encoding="utf-8")).get("stage"), str):
+            return None  # an earlier stage's folder: rewritten, as every run does
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"holds {', '.join(present)} that no curate stage wrote (no stats.json of one beside them); " \
+           "choose an empty or new folder"
+
+
 @contextlib.contextmanager
 def output_file(path):
     """A local file path to write ``path`` to; a URL gets the file when the block ends."""

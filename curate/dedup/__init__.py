@@ -101,7 +101,11 @@ class DedupConfig(BaseModel):
         if isinstance(v, str):
             v = parse_threshold(v)
         if isinstance(v, (int, float)) and not isinstance(v, bool):  # one number: every method that takes one
-            return {m: float(v) for m in info.data.get("methods", []) if m in DEFAULT_THRESHOLD}
+            methods = info.data.get("methods", [])
+            if methods and not any(m in DEFAULT_THRESHOLD for m in methods):
+                # dropped, the user would believe exact dedup is thresholded
+                raise ValueError(f"one number given, but {', '.join(methods)} takes none (minhash, semantic do)")
+            return {m: float(v) for m in methods if m in DEFAULT_THRESHOLD}
         return {} if v is None else v
 
     @model_validator(mode="after")

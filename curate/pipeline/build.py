@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from .. import stages
+from ..compression import DEFAULT, parse
 from ..config import ConfigError
-from ..storage import cache_folder, download, is_url, upload
+from ..storage import cache_folder, download, is_url, overlap, upload
 from .hashing import (code_version, content_hashes, decision_hashes, display_path, library_versions, output_digests,
                       output_files, output_hash, sha256_bytes, sha256_json, tree_files, tree_hash)
 from .spec import Pipeline, load_pipeline, lock_path
@@ -42,21 +43,27 @@ def lock_text(lock: dict) -> str:
 
 def build(pipeline_path, *, force: bool = False, from_step: str | None = None, output: Path | None = None,
           embed_cache: str | None = None, embed_store: str | None = None, write_lock: bool = True,
-          engine: str | None = None, echo=print) -> dict:
+          engine: str | None = None, compression: str | None = None, echo=print) -> dict:
     """Build the pipeline; returns its lock (also written to ``pipelines/NAME.lock`` unless
     ``write_lock`` is false, or when the lock there already says the same within float
     tolerance: a rebuild on another CPU does not rewrite it). ``output`` overrides the
-    pipeline's output folder, ``engine`` its ``engine:``; ``embed_store`` ``readonly`` or
+    pipeline's output folder, ``engine`` its ``engine:``, ``compression`` its ``compression:``
+    (a step written with another codec runs again); ``embed_store`` ``readonly`` or
     ``none`` changes how semantic steps use the embedding store they name (verify)."""
     pipeline_path = Path(pipeline_path)
     pipe = load_pipeline(pipeline_path)
     names = pipe.step_names()
-    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine, embed_store)
+    prepared = _prepare_all(pipe, pipeline_path, names, embed_cache, engine or pipe.engine, embed_store,
+                            _codec(compression) if compression else pipe.compression)
     start = _step_index(from_step, names, pipeline_path) if from_step else None
     target = str(output or pipe.output)
     remote = is_url(target)
     out = cache_folder(target) if remote else Path(target)  # a URL output is built here, then uploaded
     with _input_copies(pipe, pipeline_path) as sources:
+        # a build replaces and deletes the steps of its folder, and reads every input whole
+        problem = overlap(out, [src for spec, src in zip(pipe.inputs, sources) if not is_url(spec.path)])
+        if problem:
+            raise ConfigError(f"{pipeline_path}: output {target}: {problem}")
         if remote and not (out / "manifest.json").is_file():
             download(target, out)  # reuse the steps already up there
         claim(out)
@@ -111,7 +118,7 @@ def _build(pipe, pipeline_path: Path, names, prepared, start, sources: list[Path
     timings = {}
     for i, (prep, name) in enumerate(zip(prepared, names)):
         rerun = rerun or (start is not None and i >= start)
-        key = {"input": in_hash, "config": prep.config_hash, **env}
+        key = {"input": in_hash, "config": prep.config_hash, **env, **_codec_key(prep)}
         folder = out / name
         rec = None if rerun else _cached(folder, key, echo)
         t0 = time.perf_counter()
@@ -172,12 +179,26 @@ def check(pipeline_path) -> Pipeline:
     return pipe
 
 
+def _codec(value: str) -> str:
+    """An override of the pipeline's codec, checked: a bad one is one line."""
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ConfigError(f"compression {e}") from None
+
+
+def _codec_key(prep: Prepared) -> dict:
+    """The step's codec, in its cache key: a step cached with other bytes is written again.
+    Left out for the default, so the builds made before there was a choice stay cached."""
+    return {} if prep.compression == DEFAULT else {"compression": prep.compression}
+
+
 def _prepare_all(pipe: Pipeline, path: Path, names: list[str], embed_cache, engine: str,
-                 embed_store: str | None = None) -> list[Prepared]:
+                 embed_store: str | None = None, compression: str = DEFAULT) -> list[Prepared]:
     out = []
     for i, (step, name) in enumerate(zip(pipe.steps, names)):
         try:
-            out.append(prepare(step, name, embed_cache, engine, embed_store))
+            out.append(prepare(step, name, embed_cache, engine, embed_store, compression))
         except ConfigError as e:  # name the pipeline and the step, then the file's own message
             raise ConfigError(f"{path}: steps[{i}] ({step.kind}): {e}") from None
     return out
@@ -324,5 +345,8 @@ def _lock_step(prep: Prepared, key: dict, rec: dict) -> dict:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.unlink(missing_ok=True)  # ours if anyone's; a link there (an unpacked archive) is not written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
     os.replace(tmp, path)

@@ -135,12 +135,12 @@ def _step_verdict(a: dict, b: dict) -> tuple[str, list[str], tuple[float, str]]:
         config.append(f"option {key}: {json.dumps(x)} -> {json.dumps(y)}")
     if a.get("config_hash") != b.get("config_hash") and not config:
         config.append(f"config hash {_short(a.get('config_hash'))} -> {_short(b.get('config_hash'))}")
-    if not config and a.get("output_hash") == b.get("output_hash"):
-        return "identical", [], (0.0, "")
     counts = [f"{k} {a.get(k)} -> {b.get(k)}" for k in ("in", "kept", "rejected") if a.get(k) != b.get(k)]
     ra, rb = a.get("rules", {}), b.get("rules", {})
     counts += [f"rejected by {rule}: {ra.get(rule, 0)} -> {rb.get(rule, 0)}"
                for rule in sorted(ra.keys() | rb.keys()) if ra.get(rule, 0) != rb.get(rule, 0)]
+    if not config and not counts and a.get("output_hash") == b.get("output_hash"):
+        return "identical", [], (0.0, "")
     same_decisions = bool(a.get("decisions_hash")) and a.get("decisions_hash") == b.get("decisions_hash")
     values = []
     if not config and not counts and same_decisions:
@@ -152,8 +152,11 @@ def _step_verdict(a: dict, b: dict) -> tuple[str, list[str], tuple[float, str]]:
                 values.append(f"{name}: float values moved by more than {TOLERANCE:g}")
             elif moved >= worst:
                 worst, where = moved, name
-        if not values:
+        if not values and worst > 0:
             return "tolerant", [], (worst, where)
+        if not values:  # no float moved (as far as the lock shows), yet the content hash differs
+            values.append("the same decisions and float values, but other content differs "
+                          "(a text or integer column, or a hash edited in the lock)")
     lines = list(config)
     if a.get("input_hash") != b.get("input_hash"):
         lines.append(f"its input differs ({_short(a.get('input_hash'))} -> {_short(b.get('input_hash'))})")

@@ -39,11 +39,22 @@ def sha256_json(obj) -> str:
 
 
 def tree_files(path: Path) -> list[Path]:
-    """A file, or every file under a folder (sorted, hidden files skipped)."""
+    """A file, or every file under a folder (sorted, hidden files skipped), through linked
+    folders as the reader walks them (curate.readers._expand): a change under a link must
+    change the hash. A folder reached twice (a link back up, or to a sibling) is walked once."""
     path = Path(path)
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    found, seen = [], set()
+    for root, dirs, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a loop of links, or a second way into one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root, f) for f in files if not f.startswith(".") and Path(root, f).is_file()]
+    return sorted(found)
 
 
 def tree_hash(path: Path) -> str:

@@ -36,12 +36,21 @@ def _legacy_build(out: Path) -> bool:
     return any(out.glob("[0-9][0-9]-*/step.json"))
 
 
+def _marker(path: Path) -> bool:
+    """A marker the toolkit wrote: a regular file, not a link (a link named like one, from an
+    unpacked archive, may point at anyone's file: the build lock would truncate it)."""
+    return path.is_file() and not path.is_symlink()
+
+
 def claim(out: Path) -> None:
     """Make sure ``out`` is a build folder (or becomes one): refuse a non-empty folder the
     toolkit did not make, whose files a build would mix with or delete."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: output is a file, not a folder")
-    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()) and not _legacy_build(out):
+    if (out / MARKER).is_symlink():
+        raise ConfigError(f"{out / MARKER}: a symbolic link where `curate run` keeps its build lock; "
+                          "remove it (the build never writes through a link)")
+    if out.is_dir() and not _marker(out / MARKER) and any(out.iterdir()) and not _legacy_build(out):
         raise ConfigError(f"{out}: output folder is not empty and was not made by `curate run` "
                           f"(no {MARKER}); choose an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -49,7 +58,7 @@ def claim(out: Path) -> None:
 
 def is_ours(folder: Path) -> bool:
     """A step folder (or its temporary) the toolkit wrote: marked, or (older builds) with a step record."""
-    return (folder / STEP_MARKER).is_file() or (folder / "step.json").is_file()
+    return _marker(folder / STEP_MARKER) or _marker(folder / "step.json")
 
 
 def mark_step(folder: Path) -> None:
@@ -96,7 +105,12 @@ def locked(out: Path, echo=print, timeout: float | None = None):
     if timeout is None:
         timeout = float(os.environ.get("CURATE_LOCK_TIMEOUT", LOCK_TIMEOUT))
     path = out / MARKER
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link (claim refuses one; this closes the gap between the two)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise ConfigError(f"{path}: a symbolic link where `curate run` keeps its build lock; remove it") from None
     try:
         deadline, told = time.monotonic() + timeout, False
         while True:

@@ -6,10 +6,11 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .. import stages
-from ..config import load_config
+from ..compression import DEFAULT, parse
+from ..config import ConfigError, load_config
 from ..layouts.read import FORMATS
 
 
@@ -107,12 +108,23 @@ class Pipeline(Strict):
     output: str
     # where steps run; not part of any cache key: both engines write the same bytes
     engine: Literal["local", "ray"] = "local"
+    # the codec of every step's Parquet files (curate.compression): other bytes, the same
+    # content, so part of a step's cache key (its files are rewritten) but never of the lock
+    compression: str = DEFAULT
+
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _codec(cls, value):
+        return parse(value)  # its ValueError is the one-line message load_config shows
 
     def step_names(self) -> list[str]:
         return [f"{i:02d}-{s.kind}" for i, s in enumerate(self.steps, 1)]
 
 
 def load_pipeline(path) -> Pipeline:
+    if Path(path).suffix == ".lock":  # its lock would be written over it (lock_path)
+        raise ConfigError(f"{path}: a pipeline file cannot end in .lock, the name of its lock file; "
+                          "rename it (e.g. NAME.yaml)")
     return load_config(Path(path), pipeline_model())
 
 

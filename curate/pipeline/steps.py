@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import stages
+from ..compression import DEFAULT, parse
 from ..engine import stage_runner
 from ..stage import run_on
 from .hashing import display_path, sha256_file, sha256_json
@@ -20,6 +21,7 @@ class Prepared:
     options: dict             # as validated, minus what cannot change the output (cache locations)
     files: dict[str, str]     # config files read -> sha256
     run: Callable             # (ReadResult, out folder) -> stats
+    compression: str = DEFAULT  # the codec it writes with: in the step's cache key, not its config hash
 
     @property
     def config_hash(self) -> str:
@@ -27,18 +29,20 @@ class Prepared:
 
 
 def prepare(step: Step, name: str, embed_cache: str | None = None, engine: str = "local",
-            embed_store: str | None = None) -> Prepared:
+            embed_store: str | None = None, compression: str = DEFAULT) -> Prepared:
     """Validate a step and load every file it reads, before anything runs. ``embed_cache``
     replaces the default embedding cache; ``embed_store`` (``readonly`` or ``none``) says how
-    a semantic step uses the store it names (`curate verify`). The step's hash covers the
+    a semantic step uses the store it names (`curate verify`); ``compression`` is the codec
+    of its Parquet files (curate.compression). The step's hash covers the
     options its stage records and the bytes of the files its config declares (Stage.files)."""
     stage = stages.get(step.kind)
     config = stage.prepare(step.options, embed_cache=embed_cache, embed_store=embed_store)
     files = {display_path(p): sha256_file(p) for p in stage.files(step.options, config)}
     options = stage.recorded(step.options)
     runner = stage_runner(step.kind, config, engine)
-    run = lambda read, out: run_on(read, out, runner)  # noqa: E731
-    return Prepared(name, step.kind, options, dict(sorted(files.items())), run)
+    compression = parse(compression)
+    run = lambda read, out: run_on(read, out, runner, compression=compression)  # noqa: E731
+    return Prepared(name, step.kind, options, dict(sorted(files.items())), run, compression)
 
 
 def read_entries(inputs: list[InputSpec], sources: list[Path] | None = None):

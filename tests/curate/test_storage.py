@@ -81,6 +81,21 @@ def test_stage_commands_read_and_write_s3(s3, tmp_path):
     assert json.loads(s3.cat_file("bkt/out/d/stats.json"))["kept"] == local.height
 
 
+def test_compression_reaches_s3_outputs(s3, tmp_path):
+    """A stage writes its folder locally, then uploads it (curate.storage.output_folder): the
+    codec asked for is the one of the files up there."""
+    import pyarrow.parquet as pq
+
+    res = _curate("dedup", "s3://bkt/raw/sample.jsonl", "-o", "s3://bkt/out/lz4", "--method", "exact,minhash",
+                  "--compression", "lz4")
+    assert res.returncode == 0, res.stderr[-2000:]
+    s3.invalidate_cache()
+    for name in ("kept.parquet", "rejected.parquet", "clusters.parquet"):
+        with s3.open(f"bkt/out/lz4/{name}", "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+        assert meta.num_rows and {meta.row_group(0).column(c).compression for c in range(meta.num_columns)} == {"LZ4"}
+
+
 def test_export_and_report_to_s3(s3, tmp_path):
     assert _curate("filter", "s3://bkt/raw/sample.jsonl", "-o", "s3://bkt/out/f2").returncode == 0
     res = _curate("export", "s3://bkt/out/f2", "--to", "s3://bkt/exports/f2.jsonl", "--format", "openai")

@@ -329,7 +329,7 @@ def test_semantic_on_empty_identical_and_boilerplate_texts(tmp_path):
     assert emb.embedded == embedded and again.stats["methods"][1]["replayed"] > 0
 
 
-# ---- bugs found (xfail, strict) ------------------------------------------------------------------
+# ---- bugs found (xfail, strict, until fixed) ----------------------------------------------------
 
 @pytest.mark.xfail(strict=True, reason="B3: a store damaged past its first rows (a bad page) passes the one-row "
                    "probe in EmbeddingStore._open, then EmbeddingStore.get raises sqlite3.DatabaseError: a traceback")
@@ -367,10 +367,6 @@ def test_repeated_keys_still_give_each_duplicate_its_own_cluster():
     assert result.rejected["cluster"].to_list() == [0, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="B9: `curate dedup DIR -o DIR` (or `-o DIR/out`): the first run writes "
-                   "kept.parquet into DIR; every later run reads DIR as an earlier stage's output (kept.parquet only: "
-                   "the user's files there are silently ignored), or reads DIR/out/kept.parquet beside the user's "
-                   "files (the input doubled, every record its own duplicate)")
 @pytest.mark.parametrize("inside", ["", "out"])
 def test_an_output_folder_in_the_input_folder_does_not_change_the_input(tmp_path, inside):
     folder = tmp_path / "data"
@@ -479,3 +475,46 @@ def test_an_embedding_store_that_is_a_folder_is_one_line(tmp_path):
     (tmp_path / "store").mkdir()
     with pytest.raises(ConfigError, match="store"):
         CountingEmbedder(tmp_path / "store").embed(["x"])
+
+
+def test_borderline_pairs_print_no_terminal_escapes(tmp_path, monkeypatch):
+    unit = np.zeros((1, 8), dtype=np.float32)
+    unit[0, 0] = 1.0
+    monkeypatch.setattr(Embedder, "embed", lambda self, texts, encode=None: np.repeat(unit, len(texts), axis=0))
+    path = tmp_path / "esc.jsonl"
+    path.write_text("".join(json.dumps({"messages": convo(f"How {w} I reset my password \x1b]0;PWNED\x07 \x1b[2J?",
+                                                          "Use the reset link.")}) + "\n" for w in ("do", "can")))
+    r = CliRunner().invoke(main, ["dedup", str(path), "-o", str(tmp_path / "out"), "--method", "semantic"])
+    assert r.exit_code == 0, r.output
+    assert "borderline pairs" in r.output
+    assert "\x1b" not in r.output and "\x07" not in r.output
+
+
+# ---- found beside the hunt (fixed with it) -------------------------------------------------------
+
+@pytest.mark.parametrize("present", [["kept.parquet"], ["stats.json"], ["kept.parquet", "stats.json"]])
+def test_a_users_files_named_like_outputs_are_never_overwritten(tmp_path, present):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"messages": convo("q", TEXT)}) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in present:
+        (out / name).write_text("the user's own file\n")  # a stats.json without a stage's "stage"
+    r = CliRunner().invoke(main, ["dedup", str(path), "-o", str(out)])
+    assert r.exit_code == 2 and "no curate stage wrote" in r.output, r.output
+    assert all((out / name).read_text() == "the user's own file\n" for name in present)
+
+
+def test_a_stage_folder_is_rewritten_run_after_run(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"messages": convo("q", TEXT)}) + "\n")
+    for _ in range(2):
+        r = CliRunner().invoke(main, ["dedup", str(path), "-o", str(tmp_path / "out")])
+        assert r.exit_code == 0, r.output
+
+
+def test_a_check_across_options_names_no_empty_field(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"messages": convo("q", TEXT)}) + "\n")
+    r = CliRunner().invoke(main, ["dedup", str(path), "-o", str(tmp_path / "out"), "--bands", "3"])
+    assert r.exit_code == 2 and "dedup options: give both bands and rows" in r.output, r.output

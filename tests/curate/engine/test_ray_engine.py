@@ -80,6 +80,21 @@ def test_exact_and_minhash_same_bytes(ray_instance, data, tmp_path):
     assert by["exact"]["rejected"] >= 15 and by["minhash"]["rejected"] > 0  # the planted ones were found
 
 
+def test_compression_reaches_the_ray_engine_same_bytes(ray_instance, data, tmp_path):
+    """--compression with --engine ray: the tables the driver writes from the workers' blocks
+    use the codec, and are the local engine's bytes with that codec."""
+    import pyarrow.parquet as pq
+
+    config = {"methods": ["exact", "minhash"], "threshold": {"minhash": 0.7}}
+    local, distributed = _both(tmp_path, lambda out, engine: api.dedup_inputs([data], out, config, engine=engine,
+                                                                              compression="snappy"))
+    for name in ("kept.parquet", "rejected.parquet", "clusters.parquet"):
+        meta = pq.ParquetFile(distributed / name).metadata
+        assert meta.num_rows and {meta.row_group(0).column(c).compression for c in range(meta.num_columns)} == {"SNAPPY"}
+    api.dedup_inputs([data], tmp_path / "default", config, engine="ray")
+    assert output_hashes(tmp_path / "default")["kept.parquet"] != output_hashes(distributed)["kept.parquet"]
+
+
 def test_minhash_clusters_found_on_the_workers_same_bytes(ray_instance, data, tmp_path, monkeypatch):
     """Past DRIVER_EDGES verified pairs the clusters come from large-star/small-star on the
     workers instead of union-find on the driver: the same outputs."""

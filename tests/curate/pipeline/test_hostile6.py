@@ -245,11 +245,8 @@ def test_a_pipeline_that_is_not_yaml_or_not_a_mapping_is_one_line(proj, text):
     one_line_error(cli("run", PIPE))
 
 
-# ---- bugs found (xfail, strict) ------------------------------------------------------------------
+# ---- bugs found (each was a strict xfail until fixed) ----------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="B1: an output folder inside an input folder: the build reads its own "
-                   "(empty, then complete) output folder as input: 'folder has no readable input files', then "
-                   "the input doubled (previous outputs read as records); nothing refuses the overlap")
 def test_an_output_folder_inside_an_input_folder_is_refused_or_left_out(proj):
     _pipeline(inputs=("data",), output="data/build")
     r = cli("run", PIPE)
@@ -262,8 +259,6 @@ def test_an_output_folder_inside_an_input_folder_is_refused_or_left_out(proj):
         assert "output" in line and "no readable input files" not in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="B2: an input inside the output folder (an earlier build's step) is "
-                   "deleted by the build as a stale step before it is read; then 'no such file or folder'")
 def test_a_build_never_deletes_its_own_input(proj):
     assert cli("run", PIPE).exit_code == 0
     _pipeline("pipelines/q.yaml", name="q", inputs=("build/p/02-dedup/kept.parquet",),
@@ -275,8 +270,6 @@ def test_a_build_never_deletes_its_own_input(proj):
     assert r.exit_code == 0 or "output" in one_line_error(r)
 
 
-@pytest.mark.xfail(strict=True, reason="B5: a pipeline file named NAME.lock is its own lock path: `curate run` "
-                   "overwrites the user's pipeline with the lock JSON (then fails to read it)")
 def test_a_pipeline_file_is_never_overwritten_by_its_lock(proj):
     spec = Path("pipelines/z.lock")
     _pipeline(spec, name="z", output="build/z")
@@ -285,8 +278,6 @@ def test_a_pipeline_file_is_never_overwritten_by_its_lock(proj):
     assert spec.read_text() == text
 
 
-@pytest.mark.xfail(strict=True, reason="B6: counts in the lock (in/kept/rejected, rules) are not compared when "
-                   "the output hash matches: a lock edited to say 999 kept verifies as identical")
 @pytest.mark.parametrize("edit", [lambda d: d["steps"][1].update(kept=999),
                                   lambda d: d["steps"][1].update(rules={"dedup.minhash": 0})])
 def test_hand_edited_counts_in_a_lock_do_not_verify(proj, edit):
@@ -295,8 +286,6 @@ def test_hand_edited_counts_in_a_lock_do_not_verify(proj, edit):
     assert cli("verify", PIPE).exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason="B8: a lock whose output hash was edited (decisions and values unchanged) "
-                   "verifies 'within tolerance ... float values moved (largest 0)': nothing moved, the hash differs")
 def test_an_edited_output_hash_is_named_not_called_float_noise(proj):
     assert cli("run", PIPE).exit_code == 0
     _edit_lock(lambda d: d["steps"][1].update(output_hash="0" * 64))
@@ -304,18 +293,11 @@ def test_an_edited_output_hash_is_named_not_called_float_noise(proj):
     assert r.exit_code == 1 or "output hash" in r.output, r.output
 
 
-@pytest.mark.xfail(strict=True, reason="B10: a plain-number threshold on a step whose methods take none "
-                   "(`dedup: {method: exact, threshold: 0.5}`) is dropped silently, where `threshold: {exact: 0.5}` "
-                   "is refused: the user believes exact dedup is thresholded")
 def test_a_threshold_on_a_step_that_takes_none_is_refused(proj):
     _pipeline(steps=[{"dedup": {"method": "exact", "threshold": 0.5}}])
     assert "threshold" in one_line_error(cli("run", PIPE))
 
 
-@pytest.mark.xfail(strict=True, reason="B12: an input folder with a symlinked subfolder: the reader reads the files "
-                   "under the link, but hashing.tree_files (Path.rglob, which does not descend into linked folders) "
-                   "leaves them out of the input hash; a change there is served from the stale cached step and the "
-                   "lock's sha256 stays the same")
 def test_a_change_under_a_symlinked_input_folder_reruns_the_build(proj, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -333,13 +315,25 @@ def test_a_change_under_a_symlinked_input_folder_reruns_the_build(proj, tmp_path
     assert r.exit_code == 0 and "01-dedup   ran" in r.output, r.output
 
 
-@pytest.mark.xfail(strict=True, reason="B15: a `.curate-build` in the output folder that is a symbolic link (a build "
-                   "folder unpacked from someone's archive): outdir.locked opens it following the link and "
-                   "truncates the file it points to (os.open without O_NOFOLLOW, then ftruncate)")
 def test_a_marker_that_is_a_link_never_truncates_its_target(proj, tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("a user's file")
     (proj / "build" / "p").mkdir(parents=True)
     os.symlink(precious, proj / "build" / "p" / ".curate-build")
     cli("run", PIPE)
+    assert precious.read_text() == "a user's file"
+
+
+# ---- found beside the hunt (fixed with it) -------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["p.lock.part", "manifest.json.part"])
+def test_a_part_file_that_is_a_link_is_never_written_through(proj, tmp_path, name):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("a user's file")
+    assert cli("run", PIPE).exit_code == 0  # the build folder exists (and is ours)
+    where = proj / ("pipelines" if name.startswith("p.lock") else "build/p") / name
+    os.symlink(precious, where)
+    (proj / "pipelines" / "p.lock").unlink()  # so the lock is written again (an unchanged one is not)
+    r = cli("run", PIPE, "--force")
+    assert r.exit_code == 0, r.output
     assert precious.read_text() == "a user's file"
