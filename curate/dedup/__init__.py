@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ..config import ConfigError
 from ..stage import StageResult, base_stats
 from ..stages import Stage
 from .clusters import cluster_numbers, cluster_table, components, representatives, star_clusters
@@ -174,6 +175,7 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
     output (clusters, kept members, reasons, tables) is here, shared by every engine."""
     t0 = time.perf_counter()
     backend = backend or LocalBackend()
+    _check_scores(records)
     current = records
     rejected_parts, cluster_parts, method_stats = [], [], []
     for method in config.methods:
@@ -194,6 +196,18 @@ def run(records: pl.DataFrame, config: DedupConfig, embedder=None, backend=None)
     return StageResult(current, rejected, stats, extra={"clusters": pl.concat(cluster_parts)})
 
 
+def _check_scores(records: pl.DataFrame) -> None:
+    """The ``score`` column (the score stage's, or a record table's own) ranks the members of a
+    cluster, so it must hold numbers (or nulls: unscored). Anything else is refused in one line,
+    not parsed: a column of "1.5" and "high" is not what the user thinks it is."""
+    if "score" not in records.columns:
+        return
+    dtype = records.schema["score"]
+    if not (dtype.is_numeric() or dtype == pl.Null):
+        raise ConfigError(f"column 'score' is {dtype}, expected numbers (dedup keeps the highest-scored "
+                          "member of each cluster); cast or rename the column")
+
+
 def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedder, backend):
     """One method on the survivors of the ones before: (survivors, rejected tables, clusters, stats)."""
     t = time.perf_counter()
@@ -205,7 +219,7 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
     # the row key: identical copies share an id, so the reason and the clusters name the
     # copy kept by its source (file and line), which is unique (curate.record)
     keys = current["source"] if "source" in current.columns else ids
-    scores = current["score"].to_numpy() if "score" in current.columns else None
+    scores = current["score"].cast(pl.Float64).to_numpy() if "score" in current.columns else None
     info: dict = {"method": method, "in": current.height}
     if method == "exact":
         labels = backend.exact_labels(texts.to_list(), config.strip_punct)
@@ -222,7 +236,7 @@ def _one_method(method: str, current: pl.DataFrame, config: DedupConfig, embedde
     rejected = [current[dup_idx].with_columns(
         pl.lit("dedup").alias("stage"), pl.lit(f"dedup.{method}").alias("rule"),
         _reasons(method, reps[dup_idx], similarity[dup_idx], ids, keys).alias("reason"),
-        _clusters_of(dup_idx, labels, clusters, keys).alias("cluster"))]
+        _clusters_of(dup_idx, labels, clusters).alias("cluster"))]
     drop = is_dup.copy()
     conflict_reasons = info.pop("_conflict_reject", {})
     if conflict_reasons:
@@ -260,13 +274,11 @@ def _reasons(method: str, reps: np.ndarray, similarity: np.ndarray, ids: pl.Seri
     return frame.select(reason).to_series()
 
 
-def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame, keys: pl.Series) -> pl.Series:
-    """Each duplicate's cluster: the cluster-table row of its key. Keys are unique (sources)
-    but where they repeat (ids, or a record table whose sources do) the last row of a key
-    names its cluster, as a dict from the table did."""
-    if clusters["source"].is_duplicated().any():
-        cluster_of = dict(zip(clusters["source"].to_list(), clusters["cluster"].to_list()))
-        return pl.Series([cluster_of[k] for k in keys.gather(dup_idx).to_list()], dtype=pl.Int64)
+def _clusters_of(dup_idx: np.ndarray, labels: np.ndarray, clusters: pl.DataFrame) -> pl.Series:
+    """Each duplicate's cluster: the cluster-table row of its row, found by position (the
+    table holds the rows of clusters of two or more, ascending), never by key: keys repeat
+    where a caller's frame repeats sources (the Python API), and a key's last row gave every
+    row of that key its cluster, so a rejected row and the clusters table disagreed."""
     members, _ = cluster_numbers(labels)  # the table's rows, in order
     pos = np.searchsorted(members, dup_idx)
     # every duplicate is a member of a cluster of two or more (where the dict raised a KeyError)

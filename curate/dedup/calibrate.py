@@ -39,18 +39,26 @@ def _text(prompt: str, response: str, on: str) -> str:
 def read_pairs(path: str | Path) -> list[tuple[tuple[str, str], tuple[str, str], bool]]:
     pairs = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"--calibrate: cannot read {path}: {e.strerror or e}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+    # lines of bytes, each decoded on its own: a byte that is not UTF-8 is named by its line
+    # (and a U+2028 inside a JSON string does not cut a line, as str.splitlines would)
+    for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        if not raw.strip():
             continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"--calibrate {path}, line {n}: not UTF-8 (byte {e.start + 1})") from None
         try:
             row = json.loads(line)
             label = row["duplicate"]
             if not isinstance(label, bool):
                 raise ValueError("'duplicate' must be true or false")
             pairs.append((_sides(row["a"]), _sides(row["b"]), label))
+        except RecursionError:  # json's parser recurses once per level of nesting
+            raise ConfigError(f"--calibrate {path}, line {n}: nested too deeply to read") from None
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"--calibrate {path}, line {n}: expected {{\"a\": ..., \"b\": ..., "
                               f"\"duplicate\": true|false}} ({e})") from None

@@ -193,7 +193,8 @@ def _unique_per_doc(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray
     doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     order = np.lexsort((hashes, doc))
     h, d = hashes[order], doc[order]
-    keep = np.r_[True, (h[1:] != h[:-1]) | (d[1:] != d[:-1])]
+    keep = np.ones(len(h), dtype=bool)  # not np.r_[True, ...]: one True too many for no hashes
+    keep[1:] = (h[1:] != h[:-1]) | (d[1:] != d[:-1])
     h, d = h[keep], d[keep]
     counts = np.bincount(d, minlength=len(offsets) - 1)
     return h, np.r_[0, np.cumsum(counts)]

@@ -13,6 +13,7 @@ import hashlib
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,27 +61,61 @@ class EmbeddingStore:
     def _open(self):
         if self._conn is not None:
             return self._conn
-        if self.readonly:
-            if not self.path.is_file():
-                return None
-            # immutable: no -wal/-shm files beside a committed store, no lock taken
-            conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro&immutable=1", uri=True)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        try:
+        if self.readonly and not self.path.is_file():
+            return None
+        if self.path.is_dir():
+            raise ConfigError(f"{self.path}: not a readable embedding store (a folder; name a file in it, "
+                              f"e.g. {self.path / 'vectors.sqlite'})")
+        # connect too: SQLite refuses a path it cannot create (/proc/x.sqlite) or read
+        with self._errors("open"):
+            if self.readonly:
+                from urllib.parse import quote
+
+                # immutable: no -wal/-shm files beside a committed store, no lock taken; the path
+                # %-quoted: a '?' or '#' in it cut the URI, and SQLite opened (created) another file
+                conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1", uri=True)
+            else:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise ConfigError(f"{self.path}: cannot create the embedding store's folder "
+                                      f"({e.strerror or e})") from None
+                conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        with self._errors("read", conn):
             if not self.readonly:
                 _retry(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
                        or conn.execute("PRAGMA journal_mode=WAL"))
                 _retry(lambda: conn.execute("CREATE TABLE IF NOT EXISTS vectors "
                                             "(key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vector BLOB NOT NULL)"))
             conn.execute("SELECT key, dim, vector FROM vectors LIMIT 1").fetchall()
-        except sqlite3.DatabaseError as e:
-            conn.close()
-            raise ConfigError(f"{self.path}: not a readable embedding store ({e}); move it away or delete it "
-                              "and the vectors are computed again") from None
         self._conn = conn
         return conn
+
+    @contextmanager
+    def _errors(self, doing: str, conn=None):
+        """Every SQLite error while the store is used is one line naming the file, never a
+        traceback (docs/hostile-input.md): the probe in ``_open`` reads one row, so a page
+        damaged further in fails only when a query reaches it, in ``get`` or ``put``. Nothing
+        is deleted or rewritten: the user moves the file away (a read-only store stays as committed)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:  # OperationalError, IntegrityError... are DatabaseErrors
+            if conn is not None:
+                conn.close()
+                if conn is self._conn:
+                    self._conn = None
+            raise ConfigError(self._says(doing, e)) from None
+
+    def _says(self, doing: str, e: sqlite3.DatabaseError) -> str:
+        text = " ".join(str(e).split())
+        if "locked" in text or "busy" in text:
+            return f"{self.path}: embedding store locked by another process for over 60 s ({text}); try again"
+        if doing == "open":
+            return f"{self.path}: cannot open the embedding store ({text})"
+        if doing == "write" and isinstance(e, sqlite3.OperationalError):  # disk full, read-only file system...
+            return f"{self.path}: cannot write to the embedding store ({text})"
+        return (f"{self.path}: not a readable embedding store ({text}); move it away or delete it "
+                "and the vectors are computed again")
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
         conn = self._open()
@@ -88,13 +123,15 @@ class EmbeddingStore:
         if conn is None:
             return out
         unique = list(dict.fromkeys(keys))
-        for i in range(0, len(unique), 500):
-            chunk = unique[i:i + 500]
-            rows = conn.execute(f"SELECT key, dim, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            for key, dim, blob in rows:
-                vec = np.frombuffer(blob, dtype="<f4")
-                if vec.shape == (dim,):
-                    out[key] = vec
+        with self._errors("read", conn):
+            for i in range(0, len(unique), 500):
+                chunk = unique[i:i + 500]
+                rows = conn.execute(f"SELECT key, dim, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})",
+                                    chunk)
+                for key, dim, blob in rows:
+                    # a value of another type or size (SQLite columns take any) is computed again
+                    if isinstance(blob, bytes) and isinstance(dim, int) and len(blob) == 4 * dim > 0:
+                        out[key] = np.frombuffer(blob, dtype="<f4")
         return out
 
     def put(self, vectors: dict[str, np.ndarray]) -> None:
@@ -111,7 +148,8 @@ class EmbeddingStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        _retry(write)
+        with self._errors("write", conn):
+            _retry(write)
 
     def close(self):
         if self._conn is not None:

@@ -11,6 +11,19 @@ import numpy as np
 ROW = "_row"
 
 
+def _run_starts(*columns: np.ndarray) -> np.ndarray:
+    """True where a run of equal values (in all ``columns``, sorted) begins. Empty for no
+    rows: a shuffle partition may get none (fewer distinct keys than partitions), where
+    ``np.r_[True, ...]`` gave one True and a reducer indexed row 0 of an empty table."""
+    n = len(columns[0])
+    new = np.zeros(n, dtype=bool)
+    if n:
+        new[0] = True
+        for c in columns:
+            new[1:] |= c[1:] != c[:-1]
+    return new
+
+
 def _parts(n_rows: int, cpus: int) -> int:
     """Shuffle partitions: two per CPU, more when each would pass a million rows."""
     return int(max(2 * cpus, min(1024, -(-n_rows // 1_000_000))))
@@ -74,7 +87,7 @@ def _exact_part(table):
     rows, h1, h2 = (table.column(c).to_numpy() for c in (ROW, "h1", "h2"))
     order = np.lexsort((rows, h2, h1))
     rows, h1, h2 = rows[order], h1[order], h2[order]
-    new = np.r_[True, (h1[1:] != h1[:-1]) | (h2[1:] != h2[:-1])]
+    new = _run_starts(h1, h2)
     first = rows[np.flatnonzero(new)][np.cumsum(new) - 1]
     in_group = np.isin(first, first[first != rows])
     return pa.table({ROW: pa.array(rows[in_group], pa.int64()), "label": pa.array(first[in_group], pa.int64())})
@@ -131,7 +144,7 @@ def _bucket_part(table, n: int):
     else:
         order = np.argsort(key, kind="stable")
     rows, band, key = rows[order], band[order], key[order]
-    starts = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
+    starts = _run_starts(band, key)
     pairs = np.unique(np.concatenate([np.zeros(0, np.int64)] + bucket_pairs(starts, rows, n)))
     return pa.table({"pair": pa.array(pairs, pa.int64())})
 
@@ -263,9 +276,9 @@ def _groups(table):
     key, val = table.column("key").to_numpy(), table.column("val").to_numpy()
     order = np.lexsort((val, key))
     key, val = key[order], val[order]
-    keep = np.r_[True, (key[1:] != key[:-1]) | (val[1:] != val[:-1])]
+    keep = _run_starts(key, val)
     key, val = key[keep], val[keep]
-    start = np.r_[True, key[1:] != key[:-1]]
+    start = _run_starts(key)
     group = np.cumsum(start) - 1
     first = val[np.flatnonzero(start)]  # the smallest neighbour of each node
     return key, val, start, group, first
