@@ -2,8 +2,8 @@
 ASCII fast paths against the normalised path, record tables against JSONL, scores, repeated
 sources, option edges, and the embedding store damaged or shared.
 
-Tests marked ``xfail(strict=True)`` are bugs found by this hunt: each fails now and passes
-once the bug is fixed (then drop the mark). ``CURATE_HOSTILE_LONG=1`` runs the long hunts."""
+The tests under "bugs found" are the bugs this hunt found: each was a strict xfail until
+its fix landed (session 6). ``CURATE_HOSTILE_LONG=1`` runs the long hunts."""
 from __future__ import annotations
 
 import json
@@ -331,8 +331,6 @@ def test_semantic_on_empty_identical_and_boilerplate_texts(tmp_path):
 
 # ---- bugs found (xfail, strict, until fixed) ----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="B3: a store damaged past its first rows (a bad page) passes the one-row "
-                   "probe in EmbeddingStore._open, then EmbeddingStore.get raises sqlite3.DatabaseError: a traceback")
 def test_a_store_with_a_damaged_page_is_one_line(tmp_path):
     store = tmp_path / "v.sqlite"
     texts = _store(store)
@@ -344,8 +342,6 @@ def test_a_store_with_a_damaged_page_is_one_line(tmp_path):
         CountingEmbedder(store).embed(texts)
 
 
-@pytest.mark.xfail(strict=True, reason="B4: a record table with a non-numeric score column (strings, lists) "
-                   "makes `curate dedup` raise ValueError from np.asarray(scores, float64) in clusters.representatives")
 @pytest.mark.parametrize("scores", [["1.5", "high", None, "2"], [[1.0], [2.0], None, [3.0]]])
 def test_a_non_numeric_score_column_is_one_line_or_ignored(tmp_path, scores):
     df = texts_frame(*[("How do I reset my password today?", TEXT)] * 4).with_columns(pl.Series("score", scores))
@@ -355,9 +351,6 @@ def test_a_non_numeric_score_column_is_one_line_or_ignored(tmp_path, scores):
     assert r.exit_code in (0, 2), r.output
 
 
-@pytest.mark.xfail(strict=True, reason="B7: run() on a frame whose source keys repeat (the Python API; the "
-                   "readers make them unique) gives a duplicate the cluster of the last row of its key "
-                   "(_clusters_of), not its own: the rejected row and the clusters table disagree")
 def test_repeated_keys_still_give_each_duplicate_its_own_cluster():
     a, b = convo("alpha question here", TEXT), convo("beta question here", TEXT + " beta")
     rows = [(a, "P"), (a, "X"), (b, "Q"), (b, "X")]
@@ -397,10 +390,6 @@ def test_long_a_ten_megabyte_document(tmp_path):
             assert result.kept.height == (3 if methods == ["exact"] else 2)
 
 
-@pytest.mark.xfail(strict=True, reason="B11: --engine ray, exact: a shuffle partition no text hashed into (any input "
-                   "with fewer distinct texts than 2 x CPUs partitions: one record, all identical) makes "
-                   "ray_shuffle._exact_part index row 0 of an empty table (np.r_[True, ...] has one element): "
-                   "IndexError traceback from `curate dedup --engine ray --method exact`")
 def test_the_ray_exact_reducer_takes_an_empty_partition():
     pa = pytest.importorskip("pyarrow")
     from curate.engine.ray_shuffle import ROW, _exact_part
@@ -410,7 +399,6 @@ def test_the_ray_exact_reducer_takes_an_empty_partition():
 
 
 @pytest.mark.skipif(not LONG, reason="CURATE_HOSTILE_LONG=1: starts a local Ray instance (~20 s)")
-@pytest.mark.xfail(strict=True, reason="B11 (above): the exact method on Ray raises on these inputs")
 def test_long_ray_and_local_engines_agree_on_degenerate_inputs(monkeypatch):
     pytest.importorskip("ray")
     from curate.engine.ray_engine import connect, ray_run
@@ -456,9 +444,6 @@ def test_a_bad_calibration_file_is_one_line(tmp_path, content, says):
         read_pairs(tmp_path / "pairs.jsonl")
 
 
-@pytest.mark.xfail(strict=True, reason="B13: `curate dedup --calibrate PAIRS.jsonl`: invalid UTF-8 (read_text outside "
-                   "the try, which catches OSError only) and a line nested deeper than json can parse "
-                   "(RecursionError) are tracebacks from calibrate.read_pairs")
 @pytest.mark.parametrize("content", [b'\xff\xfe{"a": "x", "b": "y", "duplicate": true}\n',
                                      b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b', "b": "y", "duplicate": true}\n'])
 def test_an_unreadable_calibration_file_is_one_line(tmp_path, content):
@@ -469,8 +454,6 @@ def test_an_unreadable_calibration_file_is_one_line(tmp_path, content):
         read_pairs(tmp_path / "pairs.jsonl")
 
 
-@pytest.mark.xfail(strict=True, reason="B14: `--embeddings FOLDER` (or a path SQLite cannot create, /proc/x.sqlite): "
-                   "sqlite3.connect in EmbeddingStore._open is outside its try: an OperationalError traceback")
 def test_an_embedding_store_that_is_a_folder_is_one_line(tmp_path):
     (tmp_path / "store").mkdir()
     with pytest.raises(ConfigError, match="store"):

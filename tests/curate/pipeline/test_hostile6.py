@@ -2,8 +2,8 @@
 the inputs or hold the user's files, hand-edited locks, broken pipeline files, leftovers of
 a killed build, a copied project, two pipelines sharing one folder.
 
-Tests marked ``xfail(strict=True)`` are bugs found by this hunt: each fails now and passes
-once the bug is fixed (then drop the mark)."""
+The tests under "bugs found" are the bugs this hunt found: each was a strict xfail until
+its fix landed (session 6)."""
 from __future__ import annotations
 
 import json
