@@ -247,7 +247,7 @@ def _id_strings(digits: np.ndarray, n: int):
 
     from .jsonl_native_kernel import ID_HEX
 
-    per = VIEW_LIMIT // ID_HEX  # ids a data buffer
+    per = max(1, VIEW_LIMIT // ID_HEX)  # ids a data buffer (at least one: tests set tiny limits)
     views = np.empty((n, 4), np.uint32)
     views[:, 0] = ID_HEX
     views[:, 1] = digits.view(np.uint32)[::ID_HEX // 4]
