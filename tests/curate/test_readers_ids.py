@@ -68,7 +68,7 @@ def test_hash_ids_is_id_of_for_every_length():
     if not sha:
         pytest.skip("no libcrypto SHA256 to call here")
     rng = random.Random(3)
-    pieces = [rng.randbytes(n) for n in range(0, 300)] + [rng.randbytes(n) for n in (1000, 4095, 65536, 1 << 20)]
+    pieces = [rng.randbytes(n) for n in range(300)] + [rng.randbytes(n) for n in (1000, 4095, 65536, 1 << 20)]
     canon = np.frombuffer(b"".join(pieces), np.uint8)
     off = np.zeros(len(pieces) + 1, np.int64)
     off[1:] = np.cumsum([len(p) for p in pieces])
@@ -132,7 +132,7 @@ def test_ids_are_views_over_one_buffer_split_at_the_limit(tmp_path, monkeypatch,
     VIEW_LIMIT bytes (32-bit offsets), the same table."""
     monkeypatch.setattr(jsonl_native, "VIEW_LIMIT", limit)
     arrays = captured_ids(monkeypatch)
-    lines = [pc("p%d " % i + "z" * (i % 30), "c" * (i % 17)) for i in range(300)]
+    lines = [pc(f"p{i} " + "z" * (i % 30), "c" * (i % 17)) for i in range(300)]
     fast, slow = both(tmp_path, monkeypatch, lines)
     assert_same(fast, slow)
     (ids,) = arrays
