@@ -10,8 +10,9 @@ libcrypto's ``SHA256`` (the library hashlib uses, :func:`sha256_address`) and wr
 as hex digits into one buffer (where that library cannot be found, Python hashes the chunk
 with :func:`curate.record.id_of` between calls into the same buffer). Python then builds the
 record table from the buffers (Arrow, no per-record object; the strings, ids included, as
-``string_view`` arrays, which polars takes without a copy). Runs of plain bytes are checked and copied 8 at a time. Every
-other line goes on by number, its bytes copied out of the chunk, to the msgspec tier
+``string_view`` arrays, which polars takes without a copy). Runs of plain bytes are checked
+and copied 8 at a time. Every other line goes on by number, its bytes copied out of the
+chunk, to the msgspec tier
 (:mod:`curate.jsonl_fast`), whose leftovers go to the per-line path, so the three tiers give
 the per-line path's table byte for byte (tests/curate/test_readers_native.py,
 tests/curate/test_readers_chunks.py).
