@@ -141,9 +141,11 @@ def stages(folder: Path) -> None:
             setattr(m, n, f)
     native = spent["read_native"]
     print(f"\nsteps of one native read ({total:.2f} s end to end):")
-    for what, s in [("scan (numba kernel)", spent["scan"]), ("ids (sha256 loop)", spent["_ids"]),
+    ids = spent.get("_ids", 0.0)  # (0 where the scan hashes the ids itself: jsonl_native.sha256_address)
+    for what, s in [("scan (numba kernel)" + (", ids hashed in it" if jsonl_native.sha256_address() else ""), spent["scan"]),
+                    ("ids (Python's sha256 loop)", ids),
                     ("record table from the buffers (_table)", spent["_table"]),
-                    ("file reads, hand-on list (read_native rest)", native - spent["scan"] - spent["_ids"] - spent["_table"]),
+                    ("file reads, hand-on list (read_native rest)", native - spent["scan"] - ids - spent["_table"]),
                     ("msgspec tier (read_numbered)", spent.get("read_numbered", 0.0)),
                     ("file open, merge in line order (_read_jsonl rest)", spent["_read_jsonl"] - native - spent.get("read_numbered", 0.0)),
                     ("folder walk, sources, concat (rest)", total - spent["_read_jsonl"])]:

@@ -176,7 +176,7 @@ def _table(cols: _Columns, label: str) -> pl.DataFrame:
     than pyarrow's converter for non-ASCII text), zero-copy to Arrow."""
     return record_table(pl.Series(cols.roles, dtype=pl.String).to_arrow(),
                         pl.Series(cols.contents, dtype=pl.String).to_arrow(), _offsets(cols.offsets),
-                        cols.ids, pl.Series(cols.metas, dtype=pl.String), cols.lines, label)
+                        pl.Series(cols.ids, dtype=pl.String), pl.Series(cols.metas, dtype=pl.String), cols.lines, label)
 
 
 class _ArrowArray:
@@ -196,7 +196,7 @@ def arrow_series(array) -> pl.Series:
     return pl.Series(_ArrowArray(array))
 
 
-def record_table(roles, contents, offsets, ids, metas: pl.Series, lines, label: str) -> pl.DataFrame:
+def record_table(roles, contents, offsets, ids: pl.Series, metas: pl.Series, lines, label: str) -> pl.DataFrame:
     """The record table (id, messages, source, meta, _line) of a fast tier: the turns' roles
     and contents (Arrow string arrays) cut into records by ``offsets`` (Arrow int64), as one
     Arrow list-of-struct column: no per-record object. Both fast tiers build theirs here."""
@@ -210,7 +210,7 @@ def record_table(roles, contents, offsets, ids, metas: pl.Series, lines, label: 
         [roles, contents, pa.nulls(n, pa.int64()), pa.nulls(n, pa.string_view()), pa.nulls(n, pa.string_view())],
         names=["role", "content", "weight", "name", "tool_calls"])
     messages = arrow_series(pa.LargeListArray.from_arrays(offsets, turns))
-    table = pl.DataFrame({"id": pl.Series(ids, dtype=pl.String), "messages": messages, "meta": metas,
+    table = pl.DataFrame({"id": ids, "messages": messages, "meta": metas,
                           "_line": pl.Series(lines, dtype=pl.UInt32)})
     return table.select("id", pl.col("messages").cast(MESSAGE_TYPE),
                         source=pl.lit(f"{label}:") + pl.col("_line").cast(pl.String), meta="meta", _line="_line")

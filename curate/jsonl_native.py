@@ -5,11 +5,14 @@ process if another program truncated the file meanwhile), finds the lines and wr
 every line it can *prove* it reads exactly as the per-line path would, the role codes, the
 decoded contents, the ``meta`` JSON and :func:`curate.record.record_id`'s canonical JSON
 straight into flat buffers. It runs a chunk at a time: the canonical JSON goes to one reused
-4 MB buffer that Python hashes between calls (one sha256 loop over its slices), so it is
-never all in memory. Python then builds the record table from the buffers (Arrow, no
-per-record object; the strings as ``string_view`` arrays whose views the scan writes, which
-polars takes without a copy). Runs of plain bytes are checked and copied 8 at a time. Every
-other line goes on by number, its bytes copied out of the chunk, to the msgspec tier
+4 MB buffer, never all in memory, which the scan hashes at the end of each call by calling
+libcrypto's ``SHA256`` (the library hashlib uses, :func:`sha256_address`) and writes the ids
+as hex digits into one buffer (where that library cannot be found, Python hashes the chunk
+with :func:`curate.record.id_of` between calls into the same buffer). Python then builds the
+record table from the buffers (Arrow, no per-record object; the strings, ids included, as
+``string_view`` arrays, which polars takes without a copy). Runs of plain bytes are checked
+and copied 8 at a time. Every other line goes on by number, its bytes copied out of the
+chunk, to the msgspec tier
 (:mod:`curate.jsonl_fast`), whose leftovers go to the per-line path, so the three tiers give
 the per-line path's table byte for byte (tests/curate/test_readers_native.py,
 tests/curate/test_readers_chunks.py).
@@ -33,6 +36,8 @@ What the scan proves, and punts on (punting is always safe):
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import io
 import unicodedata
 from dataclasses import dataclass
@@ -58,6 +63,12 @@ CHUNK = 16 << 20  # the file is read this many bytes at a time, into one reused 
 # the most bytes a data buffer of a string_view array spans (Arrow C++ reads its offsets and
 # lengths as signed 32-bit integers)
 VIEW_LIMIT = (1 << 31) - 1
+# the scan hashes the ids itself (libcrypto's SHA256 from compiled code); False: Python does, a
+# chunk at a time (tests compare the two)
+NATIVE_SHA = True
+# inputs sha256_address checks libcrypto's SHA256 on against hashlib (empty, one block, the
+# padding's edges, several blocks)
+SHA_PROBES = (b"", b"abc", b"x" * 55, b"y" * 56, b"z" * 64, bytes(range(256)) * 5)
 
 
 @dataclass
@@ -120,6 +131,33 @@ def nfc_table() -> np.ndarray:
     return flags
 
 
+@lru_cache(maxsize=1)
+def sha256_address() -> int:
+    """The address of the one-shot ``SHA256(data, size, digest)`` of the libcrypto that
+    hashlib's OpenSSL module loaded (found in /proc/self/maps: Linux), for the scan to call
+    per record; 0 where there is none, or where it does not give hashlib's digests (then
+    Python hashes the ids, with :func:`curate.record.id_of`). Either way the ids are the
+    same: sha256 is sha256, and the probes check this library against hashlib."""
+    try:
+        import _hashlib  # noqa: F401  (hashlib's OpenSSL module: it maps libcrypto)
+
+        with open("/proc/self/maps") as fh:
+            paths = sorted({parts[5].strip() for line in fh
+                            if len(parts := line.split(maxsplit=5)) == 6 and "/libcrypto" in parts[5]})
+    except (ImportError, OSError):
+        return 0
+    for path in paths:
+        try:
+            fn = ctypes.CDLL(path).SHA256  # already loaded: the same library, no second copy
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p]
+        digest = ctypes.create_string_buffer(32)
+        if all(fn(p, len(p), digest) and digest.raw == hashlib.sha256(p).digest() for p in SHA_PROBES):
+            return ctypes.cast(fn, ctypes.c_void_p).value or 0
+    return 0
+
+
 def read_native(source, label: str, fmt: str | None, size: int | None = None) -> NativeRead:
     """Records for the lines of ``source`` (a JSON Lines file opened for binary reading, or
     its bytes; ``size``: the file's size, to size the buffers) the scan proves it reads
@@ -130,14 +168,16 @@ def read_native(source, label: str, fmt: str | None, size: int | None = None) ->
         source, size = io.BytesIO(source), len(source)
     # built even for an ASCII file (15 ms): a \u escape can hold any character, and
     # searching for one costs more (about 1 ms a MB where backslashes are common)
-    tables = (-1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:])
-    at, out, ids, punted = np.zeros(11, np.int64), k.buffers(size or 0), [], []
+    sha = sha256_address() if NATIVE_SHA else 0
+    tables = (-1 if fmt is None else FORMATS.index(fmt), *_tables()[:8], nfc_table(), *_tables()[8:], sha)
+    at, out, punted = np.zeros(11, np.int64), k.buffers(size or 0), []
     at[k.AT_LIMIT] = VIEW_LIMIT
     for buf, final in _chunks(source, size or 0):
         at[k.AT_START], n = 0, len(buf)
         while at[k.AT_START] < n or final and at[k.AT_START] == n:  # a call per 2 MB of canonical JSON
             out = k.scan(buf, final, *tables, at, out)
-            ids += _ids(out[9], out[8][:at[k.AT_CHUNK] + 1])
+            if not sha:
+                _ids(out[9], out[8][:at[k.AT_CHUNK] + 1], out[16], at[k.AT_REC] - at[k.AT_CHUNK])
         # the chunk's buffer is reused: the punted lines' bytes are copied out, each with its
         # newline where it has one, as a file's lines iterate (the per-line path parses them)
         punted += [(line, buf[s:min(e + 1, n)].tobytes()) for line, s, e in out[7][:at[k.AT_PUNT]].tolist()]
@@ -146,6 +186,7 @@ def read_native(source, label: str, fmt: str | None, size: int | None = None) ->
     nrec, nturns = at[k.AT_REC], at[k.AT_TURN]
     contents = _strings(toff[:nturns + 1], content[:at[k.AT_CONTENT]], out[12], out[13], at[k.AT_CBUF])
     metas = _strings(meta_off[:nrec + 1], meta[:at[k.AT_META]], out[14], out[15], at[k.AT_MBUF])
+    ids = _id_strings(out[16][:k.ID_HEX * nrec], nrec)
     return NativeRead(_table(label, lines[:nrec], ids, rec_turns[:nrec + 1], roles[:nturns], contents, metas), punted)
 
 
@@ -186,11 +227,36 @@ def _fill(fh, buf: bytearray, fill: int) -> tuple[int, bool]:
     return fill, False
 
 
-def _ids(canon: np.ndarray, off: np.ndarray) -> list[str]:
-    """record.id_of of each canonical slice (hashlib uses the CPU's SHA instructions where
-    it has them; one call a record, on a view: no copy)."""
+def _ids(canon: np.ndarray, off: np.ndarray, ids: np.ndarray, r0: int) -> None:
+    """What the scan's :func:`~curate.jsonl_native_kernel.hash_ids` writes, where it cannot
+    call libcrypto: record.id_of of each canonical slice canon[off[i]:off[i + 1]] (one
+    hashlib call a record, on a view: no copy), as hex digits one after another at
+    ids[ID_HEX * r0] on."""
+    from .jsonl_native_kernel import ID_HEX
+
     mv = memoryview(canon)
-    return [id_of(mv[a:b]) for a, b in pairwise(off.tolist())]
+    digits = "".join([id_of(mv[a:b]) for a, b in pairwise(off.tolist())]).encode("ascii")
+    ids[ID_HEX * r0:ID_HEX * r0 + len(digits)] = np.frombuffer(digits, np.uint8)
+
+
+def _id_strings(digits: np.ndarray, n: int):
+    """n ids of ID_HEX hex digits each, one after another in ``digits``, as a ``string_view``
+    array over that buffer (views built by numpy: length, first 4 bytes, buffer index,
+    offset; a new data buffer every VIEW_LIMIT bytes), which polars takes without a copy (a
+    list of Python strings cost ~0.04 CPU-s and ~4.7k fresh pages per 200k ids)."""
+    import pyarrow as pa
+
+    from .jsonl_native_kernel import ID_HEX
+
+    per = max(1, VIEW_LIMIT // ID_HEX)  # ids a data buffer (at least one: tests set tiny limits)
+    views = np.empty((n, 4), np.uint32)
+    views[:, 0] = ID_HEX
+    views[:, 1] = digits.view(np.uint32)[::ID_HEX // 4]
+    index = np.arange(n, dtype=np.int64)
+    views[:, 2] = index // per
+    views[:, 3] = index % per * ID_HEX
+    data = [pa.py_buffer(digits[a:a + ID_HEX * per]) for a in range(0, ID_HEX * n, ID_HEX * per)]
+    return pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views)] + data)
 
 
 def _table(label, lines, ids, rec_turns, roles, contents, metas) -> pl.DataFrame:
@@ -200,7 +266,7 @@ def _table(label, lines, ids, rec_turns, roles, contents, metas) -> pl.DataFrame
 
     n = len(lines)
     offsets = pa.Array.from_buffers(pa.int64(), n + 1, [None, pa.py_buffer(rec_turns)])
-    return record_table(_role_views(roles), contents, offsets, ids, arrow_series(metas), lines, label)
+    return record_table(_role_views(roles), contents, offsets, arrow_series(ids), arrow_series(metas), lines, label)
 
 
 def _strings(offsets: np.ndarray, data: np.ndarray, views: np.ndarray, bounds: np.ndarray, nbuf: int):

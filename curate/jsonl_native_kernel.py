@@ -75,6 +75,45 @@ def _low_byte(typingctx, mask):
     return sig, codegen
 
 
+@intrinsic
+def _sha256(typingctx, fn, src, spos, count, dst, dpos):
+    """libcrypto's one-shot ``SHA256(src + spos, count, dst + dpos)`` called through its
+    address ``fn`` (an int64, :func:`curate.jsonl_native.sha256_address`): the compression
+    code hashlib itself runs (SHA-NI where the CPU has it), called from here with no Python
+    object per record. The address is an argument, not a symbol, so numba's cache holds no
+    link to a library. No bounds check: the callers' buffers are sized."""
+    sig = types.void(fn, src, spos, count, dst, dpos)
+
+    def codegen(context, builder, signature, args):
+        f, sr, sp, n, d, dp = args
+        sa = context.make_array(signature.args[1])(context, builder, sr)
+        da = context.make_array(signature.args[4])(context, builder, d)
+        byte_ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(byte_ptr, [byte_ptr, ir.IntType(64), byte_ptr])
+        builder.call(builder.inttoptr(f, fnty.as_pointer()), [builder.gep(sa.data, [sp]), n, builder.gep(da.data, [dp])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+ID_HEX = 32  # an id: the first 32 hex digits of the sha256 of record_id's canonical JSON (record.id_of)
+
+
+@nb.njit(cache=True, nogil=True, **_NO_RC)
+def hash_ids(sha, canon, canon_off, n, ids, r0, md):
+    """record.id_of of the canonical JSON slices canon[canon_off[c]:canon_off[c + 1]], c < n,
+    as ID_HEX lowercase hex digits each at ids[ID_HEX * (r0 + c)] on (the ids one after
+    another, no separator); ``sha``: libcrypto's SHA256 (see _sha256), ``md`` 32 bytes of
+    scratch for its digest."""
+    for c in range(n):
+        _sha256(sha, canon, canon_off[c], canon_off[c + 1] - canon_off[c], md, 0)
+        p = ID_HEX * (r0 + c)
+        for j in range(ID_HEX // 2):
+            hi, lo = md[j] >> 4, md[j] & 15
+            ids[p + 2 * j] = hi + 48 if hi < 10 else hi + 87  # 0-9, a-f as hexdigest writes them
+            ids[p + 2 * j + 1] = lo + 48 if lo < 10 else lo + 87
+
+
 @nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
 def _ws(buf, i, e):
     """Past JSON white space (no newline inside a line)."""
@@ -928,7 +967,7 @@ def buffers(n):
             np.empty((16, 3), np.int64), canon_off, np.empty(2 * CANON_CHUNK + 1024, np.uint8),
             np.empty(3 * (MAXT + 4), np.int64), np.empty(1024, np.uint8),
             np.empty(16 * (2 * cap + MAXT + 4), np.uint8), np.empty(64, np.int64), np.empty(16 * cap, np.uint8),
-            np.empty(64, np.int64))
+            np.empty(64, np.int64), np.empty(ID_HEX * cap, np.uint8))
 
 
 @nb.njit(cache=True, nogil=True, **_NO_RC, inline="always")
@@ -979,7 +1018,7 @@ def _views(off, data, i0, i1, views, bounds, nbuf, limit):
 
 @nb.njit(cache=True, nogil=True)
 def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_fmt, nfc, words, rolenames, rolenoff,
-         at, out):
+         sha, at, out):
     """The lines of a JSON Lines buffer (the pieces ``bytes.split(b"\n")`` gives, found here
     as the parse goes; a chunk of a file: complete lines, the last one's newline its last
     byte, unless ``final``, where the piece after the last newline is a line too: the
@@ -987,10 +1026,12 @@ def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_f
     JSON passes CANON_CHUNK (a reused buffer: hashed by the caller between calls, so the
     ids' input is never all in memory at once): blank lines skipped, the ones proven read
     exactly written to the buffers ``out`` (see :func:`buffers`), the others' numbers
-    (1-based) and spans in ``punt``. Returns ``out`` (arrays that ran out replaced by bigger
-    copies); ``at`` is updated. See jsonl_native."""
+    (1-based) and spans in ``punt``. Where ``sha`` is libcrypto's SHA256 (not 0), the call's
+    records' ids are hashed here at its end (:func:`hash_ids`); else the caller hashes the
+    chunk's canonical JSON into ``ids`` (grown here for it). Returns ``out`` (arrays that
+    ran out replaced by bigger copies); ``at`` is updated. See jsonl_native."""
     (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch,
-     cviews, cbounds, mviews, mbounds) = out
+     cviews, cbounds, mviews, mbounds, ids) = out
     ks, ke, kid = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     vt, vs, ve, vf = np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64), np.empty(MAXK, np.int64)
     tks, tke = np.empty(2 * MAXT, np.int64), np.empty(2 * MAXT, np.int64)
@@ -1067,5 +1108,8 @@ def scan(buf, final, fmt, names, noff, rnames, roff, rcode, rfmt, sig_key, sig_f
     cbounds, mbounds = _grow(cbounds, 2 * (at[AT_CBUF] + ntu - t_call + 1)), _grow(mbounds, 2 * (at[AT_MBUF] + nrec - r_call + 1))
     at[AT_CBUF] = _views(toff, content, t_call, ntu, cviews, cbounds, at[AT_CBUF], at[AT_LIMIT])
     at[AT_MBUF] = _views(meta_off, meta, r_call, nrec, mviews, mbounds, at[AT_MBUF], at[AT_LIMIT])
+    ids = _grow(ids, ID_HEX * nrec)
+    if sha != 0:  # the ids of this call's records, while their canonical JSON is in the cache
+        hash_ids(sha, canon, canon_off, chunk, ids, r_call, np.empty(32, np.uint8))
     return (rec_line, rec_turns, roles, toff, content, meta_off, meta, punt, canon_off, canon, raw, scratch,
-            cviews, cbounds, mviews, mbounds)
+            cviews, cbounds, mviews, mbounds, ids)
