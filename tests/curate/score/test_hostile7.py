@@ -208,3 +208,26 @@ def test_dry_run_on_an_empty_file_and_on_bad_records(judge_server, tmp_path):
     r = CliRunner().invoke(main, ["score", str(bad), "--jury", str(jury), "--dry-run"])
     assert r.exit_code == 0, r.output
     assert "1 calls to make" in r.output and judge_server.stats()["calls"] == 0
+
+
+# ------------------------------------------------------------------ a cache shared by processes (long)
+@pytest.mark.skipif(not __import__("os").environ.get("CURATE_HOSTILE_LONG"), reason="CURATE_HOSTILE_LONG=1: 3 processes")
+def test_three_processes_sharing_one_cache_agree(judge_server, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(300)))
+    jury = write_jury(tmp_path, [api_judge(judge_server)], concurrency=8)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]), HF_HUB_OFFLINE="1")
+    runs = [subprocess.Popen([sys.executable, "-m", "curate.cli", "score", str(data), "-o", str(tmp_path / f"o{k}"),
+                              "--jury", str(jury)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for k in range(3)]
+    for p in runs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
+    scores = [pl.read_parquet(tmp_path / f"o{k}" / "kept.parquet")["score"].to_list() for k in range(3)]
+    assert scores[0] == scores[1] == scores[2] and len(scores[0]) == 300
+    r = CliRunner().invoke(main, ["score", str(data), "--jury", str(jury), "--dry-run"])
+    assert "0 calls to make, 300 cached" in r.output, r.output
