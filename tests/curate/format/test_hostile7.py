@@ -258,3 +258,33 @@ def test_truncating_a_long_conversation_renders_few_prefixes(tok, tiny_model, mo
     r = run(frame(convo(*turns)), cfg(tiny_model, max_tokens=80, on_overflow="truncate"), tokenizer=tok)
     assert r.kept.height == 1
     assert len(calls) <= 20, f"{len(calls)} renders for 100 assistant turns"
+
+
+# ------------------------------------------------------------------ train.jsonl through train sft's loader
+def test_train_jsonl_round_trips_through_train_sfts_loader_with_the_same_masks(tok, tiny_model, tmp_path):
+    import polars as pl
+
+    from train.data import encode as train_encode
+    from train.data import read_conversations
+
+    answers = ODD_ANSWERS + ["fine"] * 8
+    convs = [convo(f"q{i}", a) for i, a in enumerate(answers)]
+    convs.append([{"role": "system", "content": " sys "}, {"role": "user", "content": "\tq "},
+                  {"role": "assistant", "content": "A", "weight": 0}, {"role": "user", "content": "q2"},
+                  {"role": "assistant", "content": "  B  ", "weight": 1}])
+    convs.append(convo("q", "an answer " * 5, "a question " * 40, "an answer " * 40))  # cut to its first pair
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs))
+    r = CliRunner().invoke(main, ["format", str(data), "-o", str(tmp_path / "o"), "--tokenizer", str(tiny_model),
+                                  "--max-tokens", "120", "--on-overflow", "truncate"])
+    assert r.exit_code == 0, r.output
+    kept = pl.read_parquet(tmp_path / "o" / "train.parquet")
+    rejected = pl.read_parquet(tmp_path / "o" / "rejected.parquet")
+    assert kept.height + rejected.height == len(convs)
+    assert len(kept["messages"][-1]) == 2 and not (set(rejected["rule"].to_list()) - {"format.no_train_tokens"})
+    conversations, sources = read_conversations(tmp_path / "o" / "train.jsonl")
+    assert len(conversations) == kept.height
+    template = (tmp_path / "o" / "template.jinja").read_text()
+    rows = train_encode(conversations, sources, template, tok, 4096, "train")
+    assert [len(x["input_ids"]) for x in rows] == kept["n_tokens"].to_list()
+    assert [sum(t != -100 for t in x["labels"]) for x in rows] == kept["n_train_tokens"].to_list()
