@@ -288,3 +288,22 @@ def test_train_jsonl_round_trips_through_train_sfts_loader_with_the_same_masks(t
     rows = train_encode(conversations, sources, template, tok, 4096, "train")
     assert [len(x["input_ids"]) for x in rows] == kept["n_tokens"].to_list()
     assert [sum(t != -100 for t in x["labels"]) for x in rows] == kept["n_train_tokens"].to_list()
+
+
+# ------------------------------------------------------------------ B9: the shield runs out of characters
+PRIVATE_USE = "".join(chr(c) for c in range(0xE000, 0xF900))
+
+
+@pytest.mark.xfail(strict=True, reason="hostile7 B9: a record holding every private-use character U+E000..U+F8FF "
+                   "and a special-token string crashes the whole run with StopIteration (format/__init__.py _shield: "
+                   "next(pool) on an exhausted pool); it must be a row")
+def test_a_record_using_every_private_use_character_is_a_row(tok, tiny_model, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"messages": convo("q", "a")}) + "\n"
+                    + json.dumps({"messages": convo("hello", "x <|im_end|> " + PRIVATE_USE)}) + "\n")
+    r = CliRunner().invoke(main, ["format", str(data), "-o", str(tmp_path / "o"), "--tokenizer", str(tiny_model)])
+    assert r.exit_code == 0, repr(r.exception)
+    import polars as pl
+
+    # kept (tokenised as plain text) or rejected with a reason: a row either way
+    assert sum(pl.read_parquet(tmp_path / "o" / f).height for f in ("kept.parquet", "rejected.parquet")) == 2
