@@ -231,3 +231,23 @@ def test_three_processes_sharing_one_cache_agree(judge_server, tmp_path):
     assert scores[0] == scores[1] == scores[2] and len(scores[0]) == 300
     r = CliRunner().invoke(main, ["score", str(data), "--jury", str(jury), "--dry-run"])
     assert "0 calls to make, 300 cached" in r.output, r.output
+
+
+# ------------------------------------------------------------------ B10: a cache path naming a user's file
+@pytest.mark.xfail(strict=True, reason="hostile7 B10: a jury whose cache: names an existing file that is no database "
+                   "(here the input JSONL itself; a typo away from any user file) has it renamed to NAME.corrupt-TIME "
+                   "and an SQLite database written in its place (curate/score/cache.py _move_aside treats 'file is not "
+                   "a database' as a corrupt cache); only a file that was an SQLite database should be moved aside")
+def test_a_cache_path_naming_the_input_leaves_the_input_alone(judge_server, tmp_path):
+    data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
+    before = data.read_bytes()
+    jury = write_jury(tmp_path, [api_judge(judge_server)], cache=str(data))
+    r = score(tmp_path, data, jury)
+    assert data.read_bytes() == before and not list(tmp_path.glob("in.jsonl.corrupt-*")), r.output
+
+
+@pytest.mark.parametrize("cache", ["/dev/null", "", "/proc/version"])
+def test_a_cache_path_that_cannot_hold_a_database_is_one_line(judge_server, tmp_path, cache):
+    data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
+    jury = write_jury(tmp_path, [api_judge(judge_server)], cache=cache)
+    assert "judge cache" in one_line_error(score(tmp_path, data, jury))
