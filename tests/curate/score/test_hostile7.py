@@ -251,3 +251,18 @@ def test_a_cache_path_that_cannot_hold_a_database_is_one_line(judge_server, tmp_
     data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
     jury = write_jury(tmp_path, [api_judge(judge_server)], cache=cache)
     assert "judge cache" in one_line_error(score(tmp_path, data, jury))
+
+
+# ------------------------------------------------------------------ B11: keys an HTTP header cannot carry
+@pytest.mark.xfail(strict=True, reason="hostile7 B11: an API key with a carriage return (a key file with CRLF read by "
+                   "KEY=$(cat key.txt)), a newline or non-ASCII characters is a traceback, exit 1 (aiohttp's ValueError "
+                   "'Forbidden control character', UnicodeEncodeError whose repr holds 'Bearer <key>'): "
+                   "curate/score/jury.py api_key checks only that the variable is set")
+@pytest.mark.parametrize("key", ["Zq9LocalSecret0123\r", "Zq9Local\nSecret0123", "Zq9Lokal-\u043a\u043b\u044e\u0447"])
+def test_a_key_no_header_can_carry_is_one_line(judge_server, tmp_path, key):
+    data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
+    jury = write_jury(tmp_path, [api_judge(judge_server, api_key_env="H7_KEY")], retries=0)
+    r = score(tmp_path, data, jury, env={"H7_KEY": key})
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), repr(r.exception)
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "H7_KEY" in last and key.strip() not in r.output
