@@ -80,3 +80,20 @@ def test_a_stats_json_with_counts_that_are_not_numbers_is_one_line(step, tmp_pat
     stats = (step / "stats.json").read_text()
     (step / "stats.json").write_text(re.sub(r'"in": \d+', f'"in": {value}', stats, count=1))
     assert "stats.json" in one_line_error(report(step.parent, tmp_path / "r.html"))
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("CURATE_HOSTILE_LONG"), reason="CURATE_HOSTILE_LONG=1: a 2 MB record")
+def test_a_format_step_with_a_huge_hostile_answer_gives_a_small_escaped_page(tiny_model, tmp_path):
+    data = tmp_path / "in.jsonl"
+    big = "word " * 400_000 + "</pre><script>x()</script>"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "<b>q</b>"},
+                                             {"role": "assistant", "content": big}]}) + "\n"
+                    + json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                               {"role": "assistant", "content": "there"}]}) + "\n")
+    r = CliRunner().invoke(main, ["format", str(data), "-o", str(tmp_path / "b" / "format"), "--tokenizer",
+                                  str(tiny_model)])
+    assert r.exit_code == 0, r.output
+    r = report(tmp_path / "b", tmp_path / "r.html")
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    assert len(page) < 200_000 and "<script>x()" not in page and "<b>q" not in page
