@@ -266,3 +266,19 @@ def test_a_key_no_header_can_carry_is_one_line(judge_server, tmp_path, key):
     assert r.exit_code == 2 and isinstance(r.exception, SystemExit), repr(r.exception)
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "H7_KEY" in last and key.strip() not in r.output
+
+
+def test_two_runs_with_and_without_retries_write_the_same_bytes(judge_server, tmp_path):
+    from tests.helpers import output_hashes
+
+    # the first run meets a 500 on every third record (retried), the second none: same outputs
+    data = records(tmp_path / "in.jsonl", [(f"q{i}" + (" @500=1" if i % 3 == 0 else ""), "a") for i in range(30)])
+    hashes = []
+    for k in range(2):
+        jury = write_jury(tmp_path, [api_judge(judge_server), api_judge(judge_server, "b", model="m2")],
+                          cache=str(tmp_path / f"c{k}.sqlite"))
+        r = CliRunner().invoke(main, ["score", str(data), "-o", str(tmp_path / f"o{k}"), "--jury", str(jury),
+                                      "--min-score", "3"])
+        assert r.exit_code == 0, r.output
+        hashes.append(output_hashes(tmp_path / f"o{k}"))
+    assert hashes[0] == hashes[1] and set(hashes[0]) == {"kept.parquet", "rejected.parquet"}
