@@ -54,8 +54,6 @@ def test_min_score_edges(judge_server, tmp_path):
         assert got.height + pl.read_parquet(tmp_path / "out" / "rejected.parquet").height == 3
 
 
-@pytest.mark.xfail(strict=True, reason="hostile7 B2: --min-score nan is accepted and rejects nothing (score < nan is "
-                   "always false): a threshold that can never fire should be refused in one line")
 def test_min_score_nan_is_refused(judge_server, tmp_path):
     data = records(tmp_path / "in.jsonl", [("q0 @score=1", "a"), ("q1 @score=3", "a")])
     jury = write_jury(tmp_path, [api_judge(judge_server)])
@@ -81,9 +79,6 @@ def test_a_bad_jury_is_one_line_before_any_call(judge_server, tmp_path, change):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="hostile7 B3: timeout_s: .inf passes the jury check (gt=0) and then crashes "
-                   "in aiohttp's ceil_timeout with OverflowError, a traceback, exit 1 (curate/score/jury.py Jury."
-                   "timeout_s has no upper bound / finiteness check)")
 def test_an_infinite_timeout_is_refused_in_one_line(judge_server, tmp_path):
     data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
     jury = write_jury(tmp_path, [api_judge(judge_server)], timeout_s=float("inf"))
@@ -118,9 +113,6 @@ def test_a_rubric_that_fails_as_jinja_is_one_line(judge_server, tmp_path, body):
     assert "r.j2" in error and judge_server.stats()["calls"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="hostile7 B4: a rubric that raises a Python error while rendering "
-                   "(ZeroDivisionError, the sandbox's OverflowError for range(10**9)) is a traceback, exit 1: "
-                   "curate/score/rubric.py render_prompts catches jinja2.TemplateError only")
 @pytest.mark.parametrize("body", ["{{ 1 / (response | length) }}", "{{ range(10**9) | list | length }}"])
 def test_a_rubric_that_fails_with_a_python_error_is_one_line(judge_server, tmp_path, body):
     data = records(tmp_path / "in.jsonl", [("q @score=2", "")])
@@ -177,9 +169,6 @@ def not_found_server():
     srv.server_close()
 
 
-@pytest.mark.xfail(strict=True, reason="hostile7 B5: an error message is cut to 200 characters (one_line in "
-                   "curate/score/remote.py _message) before the key is scrubbed (JudgeFatal(self._scrub(...))), "
-                   "so a key that straddles the cut is printed in part (its first 12 characters here)")
 def test_a_key_straddling_the_cut_of_an_error_message_is_not_printed_in_part(not_found_server, tmp_path):
     data = records(tmp_path / "in.jsonl", [("q", "a")])
     jury = write_jury(tmp_path, [api_judge(not_found_server, api_key_env="H7_KEY")], retries=0)
@@ -234,10 +223,6 @@ def test_three_processes_sharing_one_cache_agree(judge_server, tmp_path):
 
 
 # ------------------------------------------------------------------ B10: a cache path naming a user's file
-@pytest.mark.xfail(strict=True, reason="hostile7 B10: a jury whose cache: names an existing file that is no database "
-                   "(here the input JSONL itself; a typo away from any user file) has it renamed to NAME.corrupt-TIME "
-                   "and an SQLite database written in its place (curate/score/cache.py _move_aside treats 'file is not "
-                   "a database' as a corrupt cache); only a file that was an SQLite database should be moved aside")
 def test_a_cache_path_naming_the_input_leaves_the_input_alone(judge_server, tmp_path):
     data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
     before = data.read_bytes()
@@ -254,10 +239,6 @@ def test_a_cache_path_that_cannot_hold_a_database_is_one_line(judge_server, tmp_
 
 
 # ------------------------------------------------------------------ B11: keys an HTTP header cannot carry
-@pytest.mark.xfail(strict=True, reason="hostile7 B11: an API key with a carriage return (a key file with CRLF read by "
-                   "KEY=$(cat key.txt)), a newline or non-ASCII characters is a traceback, exit 1 (aiohttp's ValueError "
-                   "'Forbidden control character', UnicodeEncodeError whose repr holds 'Bearer <key>'): "
-                   "curate/score/jury.py api_key checks only that the variable is set")
 @pytest.mark.parametrize("key", ["Zq9LocalSecret0123\r", "Zq9Local\nSecret0123", "Zq9Lokal-\u043a\u043b\u044e\u0447"])
 def test_a_key_no_header_can_carry_is_one_line(judge_server, tmp_path, key):
     data = records(tmp_path / "in.jsonl", [("q @score=2", "a")])
