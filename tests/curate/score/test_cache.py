@@ -182,7 +182,7 @@ def test_a_corrupt_cache_found_by_many_processes_is_moved_once(tmp_path):
     path = tmp_path / "c.sqlite"
     corrupt(path, "pages")
     assert _race(ctx, path, procs) == []
-    aside = [p for p in tmp_path.glob("c.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    aside = [p for p in tmp_path.glob("c.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm", "-journal"))]
     assert len(aside) == 1
     got = JudgeCache(path).get_many([cache_key("m", f"p{n}", {}) for n in range(procs)])
     assert sorted(v["score"] for v in got.values()) == list(range(procs))
