@@ -165,7 +165,7 @@ def test_a_corrupt_cache_is_moved_aside_and_rebuilt(judge_server, tmp_path, caps
     res = run(frame(convo("q @score=4", "x")), ScoreConfig(jury=str(jury)))
     assert res.kept["score"].to_list() == [4.0]
     aside = sorted(tmp_path.glob("cache.sqlite.corrupt-*"))
-    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))] == [aside[0].name]
+    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm", "-journal"))] == [aside[0].name]
     assert aside[0].read_bytes() == before  # the user's file, byte for byte
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "judge cache" in err and aside[0].name in err
