@@ -45,8 +45,10 @@ def installed(tmp_path_factory) -> Path:
     # this environment's packages, as plain path entries: their .pth files (the editable
     # install of this checkout among them) are not run
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # without PYTHONPATH: a checkout on it (with its egg-info) reads as sft-curate already installed
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install", "-q",
-                    "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True)
+                    "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True, env=clean)
     return env_dir / "bin"
 
 

@@ -8,10 +8,11 @@ judges that answered), ``scores`` (one value per judge, null where it failed) an
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import ConfigError
 from ..stage import StageResult, base_stats, split
@@ -31,6 +32,13 @@ class ScoreConfig(BaseModel):
     limit: int | None = Field(None, ge=0, description="Score only the first N records (the rest are rejected as "
                               "not scored).")
     cache: str | None = Field(None, description="Judge cache file (overrides the jury's 'cache').")
+
+    @field_validator("min_score")
+    @classmethod
+    def _a_number(cls, v):
+        if v is not None and math.isnan(v):  # no score is below nan: a threshold that never fires
+            raise ValueError("is nan: give a number")
+        return v
 
     def load(self) -> Jury:
         jury = self.jury if isinstance(self.jury, Jury) else load_jury(self.jury)

@@ -6,10 +6,11 @@ rest without a call. A stored answer is replayed only if it is still a score on 
 scale (a hand-edited or foreign row is asked again, never trusted). WAL mode and a busy timeout let several processes share one file;
 one connection per thread inside a process.
 
-A file SQLite finds corrupt (not a database, a malformed page) is moved aside to
-NAME.corrupt-TIME, never deleted, and an empty cache takes its place, with one line on
+A database SQLite finds corrupt (a malformed page, a damaged file that still starts as an
+SQLite database) is moved aside to NAME.corrupt-TIME, never deleted, and an empty cache takes its place, with one line on
 stderr saying so; anything else that stops the cache (a folder in its place, a database of
-another schema, no permission) is a one-line ConfigError naming the file.
+another schema, no permission, a file that is no SQLite database at all) is a one-line
+ConfigError naming the file.
 """
 from __future__ import annotations
 
@@ -115,6 +116,11 @@ class JudgeCache:
                 return step()
             except sqlite3.DatabaseError as e:
                 if attempt == 0 and _corrupt(e):
+                    if not _was_sqlite(self.path):
+                        # a file that never was a database (the cache path naming an input, a
+                        # typo away from a user's file) is not ours to move: said, left alone
+                        raise ConfigError(f"judge cache {self.path}: the file there is not an SQLite database, "
+                                          "nor a judge cache: point the jury's cache at another file") from None
                     self._move_aside(e)
                     continue
                 raise ConfigError(f"judge cache {self.path}: {_why(e)}") from None
@@ -219,6 +225,16 @@ def _corrupt(e: sqlite3.DatabaseError) -> bool:
     name = getattr(e, "sqlite_errorname", "")
     return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or (
         type(e) is sqlite3.DatabaseError and ("not a database" in str(e) or "malformed" in str(e)))
+
+
+def _was_sqlite(path: Path) -> bool:
+    """Whether ``path`` starts as every SQLite database does (its 16-byte header string): a
+    corrupt cache does, a user's file in its place does not."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _why(e: sqlite3.DatabaseError) -> str:

@@ -71,7 +71,8 @@ class Jury(BaseModel):
     quorum: int = Field(1, ge=1)
     concurrency: int = Field(16, ge=1, le=4096)  # requests in flight to openai judges, all judges together
     retries: int = Field(3, ge=0, le=20)
-    timeout_s: float = Field(60.0, gt=0)        # a request's deadline, connecting to the last byte of its reply
+    # a request's deadline, connecting to the last byte of its reply (finite: aiohttp rounds it to a time)
+    timeout_s: float = Field(60.0, gt=0, le=86_400, allow_inf_nan=False)
     max_response_bytes: int = Field(4_000_000, ge=1024)  # a longer reply is a too_large failure
     backoff_s: float = Field(0.5, ge=0)          # first retry delay; doubles each attempt, with jitter
     max_chars: int = Field(8000, ge=100)         # per message shown to a judge; longer ones are cut in the middle
@@ -138,6 +139,11 @@ def api_key(judge: Judge) -> str:
     value = os.environ.get(judge.api_key_env)
     if not value:
         raise ConfigError(f"judge {judge.name}: environment variable {judge.api_key_env} is not set (api_key_env)")
+    if any(not 0x21 <= ord(c) <= 0x7E for c in value):
+        # a header cannot carry it (aiohttp's error would print it); the key itself is never shown
+        raise ConfigError(f"judge {judge.name}: the value of {judge.api_key_env} holds a character an HTTP header "
+                          "cannot carry (white space such as a CR or newline from a key file, or a non-ASCII "
+                          "character): set the bare key")
     return value
 
 

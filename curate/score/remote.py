@@ -296,7 +296,7 @@ class RemoteJudge:
         if status == 404:
             raise JudgeFatal(self._scrub(
                 f"judge {self.judge.name}: HTTP 404 from {self.judge.base_url} for model "
-                f"'{self.judge.model}': {_message(data, status)}")) from None
+                f"'{self.judge.model}': {_message(data, status, self._scrub)}")) from None
         if status == 429:
             return "rate_limited", _retry_after(headers), True
         if status >= 500:
@@ -376,8 +376,9 @@ def _aiohttp_errors() -> tuple:
     return (aiohttp.ClientError,)  # what the aiohttp transport does not map to httpx's errors
 
 
-def _message(data: bytes, status: int) -> str:
-    """The message of an error reply (OpenAI's {"error": {"message"}} and the usual others), on one line."""
+def _message(data: bytes, status: int, scrub_text) -> str:
+    """The message of an error reply (OpenAI's {"error": {"message"}} and the usual others), on
+    one line: scrubbed (``scrub_text``) before it is cut, so no cut leaves part of a key."""
     text = data.decode("utf-8", errors="replace")
     msg = None
     try:
@@ -390,7 +391,7 @@ def _message(data: bytes, status: int) -> str:
             inner if isinstance(inner, str) else body.get("message") or body.get("detail"))
     if not isinstance(msg, str) or not msg.strip():
         msg = text if text.strip() and body is None else f"HTTP {status}"
-    return one_line(msg)
+    return one_line(scrub_text(msg))
 
 
 async def score_remote(jobs: list[tuple[int, str]], judges: dict[int, Judge], jury: Jury,

@@ -43,5 +43,9 @@ def render_prompts(messages_column: list[list[dict]], rubric_source: str, rubric
                                    response=last("assistant"), scale_min=lo, scale_max=hi, mode=mode)
         except jinja2.TemplateError as e:
             raise ConfigError(f"{rubric_name}: rubric failed to render: {e}") from None
+        except (ArithmeticError, ValueError, TypeError, LookupError, AttributeError, MemoryError) as e:
+            # a Python error raised by the template's own expressions (1 / 0, the sandbox's
+            # range limit): the rubric's fault, as a Jinja error is
+            raise ConfigError(f"{rubric_name}: rubric failed to render: {type(e).__name__}: {e}") from None
         out.append(text.strip())
     return out

@@ -158,14 +158,14 @@ def corrupt(path, how):
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("how", ["garbage", "pages", "truncated"])
+@pytest.mark.parametrize("how", ["pages", "truncated"])
 def test_a_corrupt_cache_is_moved_aside_and_rebuilt(judge_server, tmp_path, capsys, how):
     jury = write_jury(tmp_path, [api_judge(judge_server)])
     before = corrupt(tmp_path / "cache.sqlite", how)
     res = run(frame(convo("q @score=4", "x")), ScoreConfig(jury=str(jury)))
     assert res.kept["score"].to_list() == [4.0]
     aside = sorted(tmp_path.glob("cache.sqlite.corrupt-*"))
-    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))] == [aside[0].name]
+    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm", "-journal"))] == [aside[0].name]
     assert aside[0].read_bytes() == before  # the user's file, byte for byte
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "judge cache" in err and aside[0].name in err
@@ -180,12 +180,22 @@ def test_a_corrupt_cache_found_by_many_processes_is_moved_once(tmp_path):
     ctx = mp.get_context("fork")
     procs = 6
     path = tmp_path / "c.sqlite"
-    corrupt(path, "garbage")
+    corrupt(path, "pages")
     assert _race(ctx, path, procs) == []
-    aside = [p for p in tmp_path.glob("c.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    aside = [p for p in tmp_path.glob("c.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm", "-journal"))]
     assert len(aside) == 1
     got = JudgeCache(path).get_many([cache_key("m", f"p{n}", {}) for n in range(procs)])
     assert sorted(v["score"] for v in got.values()) == list(range(procs))
+
+
+def test_a_file_that_never_was_a_database_is_one_line_and_left_alone(tmp_path):
+    # not a cache that went bad (those keep SQLite's header): someone's file at the cache's path
+    path = tmp_path / "c.sqlite"
+    before = corrupt(path, "garbage")
+    with pytest.raises(ConfigError) as e:
+        JudgeCache(path).get_many([cache_key("m", "p", {})])
+    assert str(path) in str(e.value) and "not an SQLite database" in str(e.value) and "\n" not in str(e.value)
+    assert path.read_bytes() == before and list(tmp_path.glob("*.corrupt-*")) == []
 
 
 def test_a_database_of_another_kind_is_one_line_and_left_alone(tmp_path):
@@ -222,7 +232,7 @@ def test_a_corrupt_cache_through_the_cli(judge_server, tmp_path):
 
     data = write_records(tmp_path / "in.jsonl")
     jury = write_jury(tmp_path, [api_judge(judge_server)])
-    corrupt(tmp_path / "cache.sqlite", "garbage")
+    corrupt(tmp_path / "cache.sqlite", "pages")
     r = CliRunner().invoke(main, ["score", str(data), "-o", str(tmp_path / "out"), "--jury", str(jury)])
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output and "moved aside to cache.sqlite.corrupt-" in r.output
