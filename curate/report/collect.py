@@ -29,6 +29,9 @@ DUPLICATES_SHOWN = 6    # duplicates per cluster shown open; up to MORE_DUPLICAT
 MORE_DUPLICATES = 30
 FULL_TEXT = 4000        # characters of a record shown in full (side by side, samples)
 SAMPLES = 4             # kept records of a format step shown as rendered for training
+# The counts _read_manifest indexes and sorts by in a step folder's stats.json: a hand-edited
+# "many" or 1e400 would be a ValueError/OverflowError traceback from int() otherwise.
+STEP_STATS_SHAPE = {"in?": int, "kept?": int, "rejected?": int, "rules?": dict}
 
 
 def read_table(path: Path, **kwargs):
@@ -80,7 +83,7 @@ def _read_manifest(build: Path) -> dict:
                           "writes a build, `curate filter/dedup/score/format -o FOLDER` a step folder")
     steps = []
     for f in folders:
-        st = read_json(f / "stats.json", "step's stats.json", dict)
+        st = read_json(f / "stats.json", "step's stats.json", STEP_STATS_SHAPE)
         kind = str(st.get("stage") or ("dedup" if (f / "clusters.parquet").is_file() else "filter"))
         steps.append({"step": f.name if f != build else build.name, "kind": kind, "in": int(st.get("in", 0)),
                       "kept": int(st.get("kept", 0)), "rejected": int(st.get("rejected", 0)),
