@@ -471,7 +471,50 @@ def _no_system(table: pl.DataFrame) -> int:
 
 
 def _truncate(template, messages, tok, max_tokens):
-    """The longest prefix ending on an assistant turn that fits, or None."""
+    """The longest prefix ending on an assistant turn that fits, or None: what
+    :func:`_truncate_linear` finds, by bisection over the prefixes (O(log turns) renders, not
+    O(turns)). Bisection assumes each longer prefix only adds tokens after a shorter one's (so a
+    prefix fits exactly when every shorter one does); where a tried prefix says otherwise (the
+    template refuses it, it trains nothing, or its token ids do not begin with a shorter tried
+    prefix's: the template rewrites earlier turns), the linear search decides. (A template that
+    rewrites earlier turns only at lengths bisection does not try would still escape the check.)"""
+    ends = [k for k in range(1, len(messages)) if messages[k - 1]["role"] == "assistant"]
+    seen: dict[int, tuple] = {}  # index in ends -> (token ids, the prefix's rendering)
+
+    def fits(i: int) -> bool | None:  # None: bisection cannot decide here
+        k = ends[i]
+        (text, spans, plain), = _render(template, [messages[:k]], tok)
+        if text is None or not spans:
+            return None
+        ids = _tokens(tok, [text], [plain]).ids(0)
+        seen[i] = (ids, (messages[:k], text, spans, plain))
+        return len(ids) <= max_tokens
+
+    if not ends:
+        return None
+    # the longest first, as the linear search: it often fits, and its ids are the far end of the
+    # chain the check below compares (a template rendering long conversations otherwise shows there)
+    top = fits(len(ends) - 1)
+    if top is None:
+        return _truncate_linear(template, messages, tok, max_tokens)
+    if top:
+        return seen[len(ends) - 1][1]
+    lo, hi = -1, len(ends) - 1  # ends[lo] fits (or none is tried yet), ends[hi] does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        ok = fits(mid)
+        if ok is None:
+            return _truncate_linear(template, messages, tok, max_tokens)
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    tried = [seen[i][0] for i in sorted(seen)]
+    if any(list(b[:len(a)]) != list(a) for a, b in zip(tried, tried[1:])):
+        return _truncate_linear(template, messages, tok, max_tokens)
+    return seen[lo][1] if lo >= 0 else None
+
+
+def _truncate_linear(template, messages, tok, max_tokens):
+    """The longest prefix ending on an assistant turn that fits, or None, trying each from the
+    longest down: exact on any template, O(turns) renders (the reference for :func:`_truncate`)."""
     for k in range(len(messages) - 1, 0, -1):
         if messages[k - 1]["role"] != "assistant":
             continue
