@@ -182,6 +182,15 @@ def _piecewise(tokenizer, text: str, plain) -> tuple[list[int], list[int | None]
     return ids, owner
 
 
+# Characters a disguise may use: the Basic Multilingual Plane's private-use area first (the
+# disguises every earlier run used), then the two supplementary private-use planes, so that a
+# record holding all 6,400 of the first (hostile, or a font's glyph table) still gets one.
+PRIVATE_USE = ((0xE000, 0xF900), (0xF0000, 0xFFFFE), (0x100000, 0x10FFFE))
+NO_DISGUISE = ("it holds special-token text and every private-use character (U+E000..U+F8FF and the "
+               "supplementary private-use planes), so that text cannot be told apart from the template's own "
+               "special tokens")
+
+
 def _shield(conversations: list[list[dict]], template: str, tokenizer):
     """Messages with every special-token string in their content replaced by a run of one
     private-use character of the same length (one character per token string, absent from the
@@ -200,8 +209,13 @@ def _shield(conversations: list[list[dict]], template: str, tokenizer):
             tables.append(None)
             continue
         used = set(template).union(*(set(c) for c in contents if isinstance(c, str)))
-        pool = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in used)
-        runs = {token: next(pool) * len(token) for token in sorted(found)}
+        pool = (chr(c) for a, z in PRIVATE_USE for c in range(a, z) if chr(c) not in used)
+        picked = [next(pool, None) for _ in found]
+        if None in picked:  # a record holding ~137,000 private-use characters: its row, not the run's end
+            out.append(messages)
+            tables.append(NO_DISGUISE)
+            continue
+        runs = {token: ch * len(token) for token, ch in zip(sorted(found), picked)}
         out.append([dict(m, content=pattern.sub(lambda x: runs[x.group(0)], m["content"]))
                     if isinstance(m, dict) and isinstance(m.get("content"), str) else m for m in messages])
         tables.append({run: token for token, run in runs.items()})
@@ -228,6 +242,9 @@ def _render(template: str, conversations: list[list[dict]], tok) -> list[tuple]:
     out = []
     rendered = _check_turn_fields(template, conversations, many(template, shielded, tok), shielded, tok)
     for (text, spans), table in zip(rendered, tables):
+        if table == NO_DISGUISE:
+            out.append((None, NO_DISGUISE, ()))
+            continue
         if text is None or not table:
             out.append((text, spans, ()))
             continue
@@ -317,7 +334,7 @@ def encode_many(template: str, conversations: list[list[dict]], tokenizer) -> li
     out = []
     for b, (text, spans, _) in enumerate(rendered):
         if text is None:
-            out.append((None, spans if spans == tpl.NOT_PREFIX_CONSISTENT
+            out.append((None, spans if spans in (tpl.NOT_PREFIX_CONSISTENT, NO_DISGUISE)
                         else f"the chat template refuses this conversation: {spans}"))
             continue
         ids = list(enc.ids(b))
@@ -375,7 +392,7 @@ def _measure_all(rendered, texts, messages, enc, eot_ids, template, tok, config:
         if text is None:  # the template refused it: spans holds why
             n_tokens.append(0)
             n_train.append(0)
-            not_measurable = spans == tpl.NOT_PREFIX_CONSISTENT
+            not_measurable = spans in (tpl.NOT_PREFIX_CONSISTENT, NO_DISGUISE)
             rule.append("format.not_measurable" if not_measurable else "format.template_error")
             reason.append(spans if not_measurable else f"the chat template refuses this conversation: {spans}")
             continue
@@ -454,7 +471,50 @@ def _no_system(table: pl.DataFrame) -> int:
 
 
 def _truncate(template, messages, tok, max_tokens):
-    """The longest prefix ending on an assistant turn that fits, or None."""
+    """The longest prefix ending on an assistant turn that fits, or None: what
+    :func:`_truncate_linear` finds, by bisection over the prefixes (O(log turns) renders, not
+    O(turns)). Bisection assumes each longer prefix only adds tokens after a shorter one's (so a
+    prefix fits exactly when every shorter one does); where a tried prefix says otherwise (the
+    template refuses it, it trains nothing, or its token ids do not begin with a shorter tried
+    prefix's: the template rewrites earlier turns), the linear search decides. (A template that
+    rewrites earlier turns only at lengths bisection does not try would still escape the check.)"""
+    ends = [k for k in range(1, len(messages)) if messages[k - 1]["role"] == "assistant"]
+    seen: dict[int, tuple] = {}  # index in ends -> (token ids, the prefix's rendering)
+
+    def fits(i: int) -> bool | None:  # None: bisection cannot decide here
+        k = ends[i]
+        (text, spans, plain), = _render(template, [messages[:k]], tok)
+        if text is None or not spans:
+            return None
+        ids = _tokens(tok, [text], [plain]).ids(0)
+        seen[i] = (ids, (messages[:k], text, spans, plain))
+        return len(ids) <= max_tokens
+
+    if not ends:
+        return None
+    # the longest first, as the linear search: it often fits, and its ids are the far end of the
+    # chain the check below compares (a template rendering long conversations otherwise shows there)
+    top = fits(len(ends) - 1)
+    if top is None:
+        return _truncate_linear(template, messages, tok, max_tokens)
+    if top:
+        return seen[len(ends) - 1][1]
+    lo, hi = -1, len(ends) - 1  # ends[lo] fits (or none is tried yet), ends[hi] does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        ok = fits(mid)
+        if ok is None:
+            return _truncate_linear(template, messages, tok, max_tokens)
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    tried = [seen[i][0] for i in sorted(seen)]
+    if any(list(b[:len(a)]) != list(a) for a, b in zip(tried, tried[1:])):
+        return _truncate_linear(template, messages, tok, max_tokens)
+    return seen[lo][1] if lo >= 0 else None
+
+
+def _truncate_linear(template, messages, tok, max_tokens):
+    """The longest prefix ending on an assistant turn that fits, or None, trying each from the
+    longest down: exact on any template, O(turns) renders (the reference for :func:`_truncate`)."""
     for k in range(len(messages) - 1, 0, -1):
         if messages[k - 1]["role"] != "assistant":
             continue

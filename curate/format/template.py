@@ -467,8 +467,12 @@ def check_template(template: str, original: str | None, tokenizer, probes: list[
         if expected is None:
             continue
         specials = end_of_turn_tokens(tokenizer)
-        # a span of special tokens alone (phi3_training marks the final <|endoftext|>) adds no answer text
-        spans = [(a, b) for a, b in spans if _strip_specials(text[a:b], specials).strip()] or spans
+        # a span of special tokens alone (phi3_training marks the final <|endoftext|>) adds no answer text;
+        # but an empty answer's span is one too ("<|im_end|>" alone): kept where it covers a span prefix
+        # rendering finds, so that an empty turn in a probe record trains its end-of-turn token (as it
+        # does past the probes) instead of failing the run on a count of spans
+        spans = [(a, b) for a, b in spans if _strip_specials(text[a:b], specials).strip()
+                 or any(a <= c and b >= d for c, d in expected)] or spans
         if len(spans) == len(expected) and all(a <= c and b >= d for (a, b), (c, d) in zip(spans, expected)):
             heads = [text[a:c] for (a, _), (c, _) in zip(spans, expected)]
             tails = [text[d:b] for (_, b), (_, d) in zip(spans, expected)]

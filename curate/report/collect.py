@@ -29,6 +29,35 @@ DUPLICATES_SHOWN = 6    # duplicates per cluster shown open; up to MORE_DUPLICAT
 MORE_DUPLICATES = 30
 FULL_TEXT = 4000        # characters of a record shown in full (side by side, samples)
 SAMPLES = 4             # kept records of a format step shown as rendered for training
+# The counts _read_manifest indexes and sorts by in a step folder's stats.json: a hand-edited
+# "many" or 1e400 would be a ValueError/OverflowError traceback from int() otherwise.
+STEP_STATS_SHAPE = {"in?": int, "kept?": int, "rejected?": int, "rules?": dict}
+
+
+def read_table(path: Path, **kwargs):
+    """A parquet file of a step folder, or one line naming it: a file cut short or overwritten
+    (a crash, a full disk, a hand edit) is a polars ComputeError traceback otherwise."""
+    import polars as pl
+
+    return _parquet(pl.read_parquet, path, **kwargs)
+
+
+def read_schema(path: Path):
+    """pl.read_parquet_schema, one line naming the file on failure (as :func:`read_table`)."""
+    import polars as pl
+
+    return _parquet(pl.read_parquet_schema, path)
+
+
+def _parquet(reader, path: Path, **kwargs):
+    import polars as pl
+
+    try:
+        return reader(path, **kwargs)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{path}: cannot read this parquet file (cut short, or not written by curate?): "
+                          f"{why}") from None
 
 
 def full_text(messages, limit: int = FULL_TEXT) -> str:
@@ -54,7 +83,7 @@ def _read_manifest(build: Path) -> dict:
                           "writes a build, `curate filter/dedup/score/format -o FOLDER` a step folder")
     steps = []
     for f in folders:
-        st = read_json(f / "stats.json", "step's stats.json", dict)
+        st = read_json(f / "stats.json", "step's stats.json", STEP_STATS_SHAPE)
         kind = str(st.get("stage") or ("dedup" if (f / "clusters.parquet").is_file() else "filter"))
         steps.append({"step": f.name if f != build else build.name, "kind": kind, "in": int(st.get("in", 0)),
                       "kept": int(st.get("kept", 0)), "rejected": int(st.get("rejected", 0)),
@@ -65,8 +94,6 @@ def _read_manifest(build: Path) -> dict:
 
 
 def collect(build: Path, train_dirs: list[Path] | None = None) -> dict:
-    import polars as pl
-
     from ..jsonfile import read_json
 
     build = Path(build)
@@ -75,7 +102,7 @@ def collect(build: Path, train_dirs: list[Path] | None = None) -> dict:
     for s in manifest["steps"]:
         folder = s.get("_folder") or build / s["step"]
         stats = read_json(folder / "stats.json", "step's stats.json", dict)
-        rejected = pl.read_parquet(folder / "rejected.parquet")
+        rejected = read_table(folder / "rejected.parquet")
         timing = manifest.get("build", {}).get(s["step"], {})
         step = {**{k: s[k] for k in ("step", "kind", "in", "kept", "rejected", "rules", "options")},
                 "seconds": stats.get("seconds"), "examples": _examples(rejected),
@@ -118,13 +145,13 @@ def _examples(rejected) -> dict[str, list[dict]]:
 def _clusters(folder: Path, stats: dict) -> dict:
     import polars as pl
 
-    clusters = pl.read_parquet(folder / "clusters.parquet")
+    clusters = read_table(folder / "clusters.parquet")
     # rows are told apart by source (unique), not id (shared by exact copies); a build from
     # before clusters had sources falls back to ids
     key = "source" if "source" in clusters.columns else "id"
     texts = {}
     for name in ("kept.parquet", "rejected.parquet"):
-        t = pl.read_parquet(folder / name, columns=[key, "messages"])
+        t = read_table(folder / name, columns=[key, "messages"])
         texts.update(zip(t[key].to_list(), t["messages"].to_list()))
     sizes = clusters.group_by("cluster", "method").len().sort(["len", "cluster"], descending=[True, False])
     shown = []
@@ -196,12 +223,10 @@ def trained_spans(text: str, messages) -> list[tuple[int, int]]:
 
 
 def _samples(folder: Path, stats: dict) -> list[dict]:
-    import polars as pl
-
-    cols = pl.read_parquet_schema(folder / "kept.parquet")
+    cols = read_schema(folder / "kept.parquet")
     if "text" not in cols:
         return []
-    kept = pl.read_parquet(folder / "kept.parquet", n_rows=SAMPLES * 4,
+    kept = read_table(folder / "kept.parquet", n_rows=SAMPLES * 4,
                            columns=[c for c in ("source", "messages", "text", "n_tokens", "n_train_tokens", "split")
                                     if c in cols])
     rows = [r for r in kept.iter_rows(named=True) if r.get("split") in (None, "train")][:SAMPLES]
@@ -237,9 +262,7 @@ def _format_spans(folder: Path, stats: dict, rows: list[dict]) -> list | None:
 
 
 def _tokens(folder: Path, stats: dict) -> dict:
-    import polars as pl
-
-    kept = pl.read_parquet(folder / "kept.parquet", columns=["n_tokens", "n_train_tokens", "split"])
+    kept = read_table(folder / "kept.parquet", columns=["n_tokens", "n_train_tokens", "split"])
     return {"n_tokens": kept["n_tokens"].to_list(), "n_train_tokens": kept["n_train_tokens"].to_list(),
             "split": dict(zip(*kept.group_by("split").len().sort("split").get_columns())) if kept.height else {},
             "stats": stats.get("tokens") or {}, "template": stats.get("template"), "tokenizer": stats.get("tokenizer"),
