@@ -108,10 +108,6 @@ def test_weights_and_names(tok, tiny_model):
 
 
 # ------------------------------------------------------------------ B1: an empty answer among the probes
-@pytest.mark.xfail(strict=True, reason="hostile7 B1: a record with an empty assistant turn among the first 20 "
-                   "records, beside a non-empty one in the same conversation, makes the whole run a ConfigError with "
-                   "every template (template.py check_template drops the spans whose text is only special tokens "
-                   "and whitespace, then counts fewer spans than prefix rendering); a bad record must be a row")
 @pytest.mark.parametrize("template", [None, "chatml", "mistral", "alpaca"])
 @pytest.mark.parametrize("turns", [("Q", "", "Q2", "A2"), ("Q", "A", "Q2", ""), ("Q", "   ", "Q2", "A2")])
 def test_an_empty_answer_among_the_first_records_is_a_row_not_a_config_error(tok, tiny_model, template, turns):
@@ -244,10 +240,6 @@ def test_two_cli_runs_write_the_same_bytes(tiny_model, tmp_path):
     assert output_hashes(tmp_path / "o1") == output_hashes(tmp_path / "o2")
 
 
-@pytest.mark.xfail(strict=True, reason="hostile7 B8: truncation tries every shorter prefix from the longest down "
-                   "(format/__init__.py _truncate renders and tokenizes each), so one long record costs O(turns^2): "
-                   "1600 turns cut to 80 tokens take 27 s on this machine; the token count grows with the prefix, so a "
-                   "bisection needs O(log turns) renders")
 def test_truncating_a_long_conversation_renders_few_prefixes(tok, tiny_model, monkeypatch):
     import curate.format as fmt
 
@@ -294,9 +286,6 @@ def test_train_jsonl_round_trips_through_train_sfts_loader_with_the_same_masks(t
 PRIVATE_USE = "".join(chr(c) for c in range(0xE000, 0xF900))
 
 
-@pytest.mark.xfail(strict=True, reason="hostile7 B9: a record holding every private-use character U+E000..U+F8FF "
-                   "and a special-token string crashes the whole run with StopIteration (format/__init__.py _shield: "
-                   "next(pool) on an exhausted pool); it must be a row")
 def test_a_record_using_every_private_use_character_is_a_row(tok, tiny_model, tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps({"messages": convo("q", "a")}) + "\n"
