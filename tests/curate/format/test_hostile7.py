@@ -1,6 +1,7 @@
-"""Hostile input for `curate format` (session 7): turn shapes, texts that tokenise oddly at
+"""Hostile input for `curate format` (session 6): turn shapes, texts that tokenise oddly at
 turn boundaries, truncation, the eval split, hostile templates and tokenizer folders.
-Bugs found are strict xfails with the reason; the rest holds."""
+Each bug it found was a strict xfail until its fix landed
+(session 6); the rest holds."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
-"""Hostile build folders for `curate report` (session 7): missing, cut and hand-edited files, and
-record text made to break out of the page. Bugs found are strict xfails with the reason."""
+"""Hostile build folders for `curate report` (session 6): missing, cut and hand-edited files, and
+record text made to break out of the page. Each bug it found was a strict xfail until its fix landed
+(session 6)."""
 from __future__ import annotations
 
 import json

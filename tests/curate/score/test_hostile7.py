@@ -1,7 +1,7 @@
-"""Hostile input for `curate score` (session 7): option edges (--min-score, jury numbers), rubrics
+"""Hostile input for `curate score` (session 6): option edges (--min-score, jury numbers), rubrics
 that fail with Python errors, keys echoed in cut error messages, keys in files written by a
-failing run. Everything runs against real HTTP servers on 127.0.0.1. Bugs found are strict
-xfails with the reason; the rest holds."""
+failing run. Everything runs against real HTTP servers on 127.0.0.1. Each bug it found was a strict xfail until its fix landed
+(session 6); the rest holds."""
 from __future__ import annotations
 
 import json
