@@ -116,12 +116,12 @@ class JudgeCache:
                 return step()
             except sqlite3.DatabaseError as e:
                 if attempt == 0 and _corrupt(e):
-                    if not _was_sqlite(self.path):
-                        # a file that never was a database (the cache path naming an input, a
-                        # typo away from a user's file) is not ours to move: said, left alone
-                        raise ConfigError(f"judge cache {self.path}: the file there is not an SQLite database, "
-                                          "nor a judge cache: point the jury's cache at another file") from None
                     self._move_aside(e)
+                    continue
+                if attempt == 0 and _io_error(e):
+                    # another process set the corrupt file aside under this connection: open
+                    # again, on what is in its place now (a real I/O error fails the second time)
+                    self.close()
                     continue
                 raise ConfigError(f"judge cache {self.path}: {_why(e)}") from None
             except OSError as e:  # sqlite3 reports most of these as OperationalError, but not all
@@ -142,6 +142,12 @@ class JudgeCache:
                 fcntl.flock(folder, fcntl.LOCK_EX)
             if _sound(self.path):
                 return
+            if not _was_sqlite(self.path):
+                # a file that never was a database (the cache path naming an input, a typo away
+                # from a user's file) is not ours to move: said, left alone. Looked at under the
+                # lock: another process's new cache (empty until its first write) is sound above
+                raise ConfigError(f"judge cache {self.path}: the file there is not an SQLite database, "
+                                  "nor a judge cache: point the jury's cache at another file")
             stamp = time.strftime("%Y%m%dT%H%M%S")
             aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
             n = 1
@@ -225,6 +231,10 @@ def _corrupt(e: sqlite3.DatabaseError) -> bool:
     name = getattr(e, "sqlite_errorname", "")
     return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or (
         type(e) is sqlite3.DatabaseError and ("not a database" in str(e) or "malformed" in str(e)))
+
+
+def _io_error(e: sqlite3.DatabaseError) -> bool:
+    return getattr(e, "sqlite_errorname", "").startswith("SQLITE_IOERR") or "disk I/O error" in str(e)
 
 
 def _was_sqlite(path: Path) -> bool:
