@@ -147,16 +147,21 @@ def test_a_file_that_changes_between_chunks(tmp_path, monkeypatch, change):
         assert read.records.height < 400
 
 
-def captured_strings(monkeypatch) -> list:
-    """The Arrow arrays read_native builds its contents and metas from, as built."""
-    arrays, real = [], jsonl_native._strings
+def captured(monkeypatch, name: str) -> list:
+    """What jsonl_native's builder ``name`` returns while read_native runs, as built."""
+    arrays, real = [], getattr(jsonl_native, name)
 
     def spy(*args):
         arrays.append(real(*args))
         return arrays[-1]
 
-    monkeypatch.setattr(jsonl_native, "_strings", spy)
+    monkeypatch.setattr(jsonl_native, name, spy)
     return arrays
+
+
+def captured_strings(monkeypatch) -> list:
+    """The Arrow arrays read_native builds its contents and metas from, as built."""
+    return captured(monkeypatch, "_strings")
 
 
 def view_bytes(array) -> np.ndarray:

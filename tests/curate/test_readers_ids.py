@@ -15,7 +15,7 @@ from curate import jsonl_native, readers
 from curate import jsonl_native_kernel as kernel
 from curate.jsonl_native import read_native, sha256_address
 from curate.record import id_of
-from tests.curate.test_readers_chunks import mixed_file, pc
+from tests.curate.test_readers_chunks import captured, mixed_file, pc
 from tests.curate.test_readers_fast import assert_same, both
 
 
@@ -115,14 +115,7 @@ def test_small_files(tmp_path, monkeypatch, sha_mode, text):
 
 
 def captured_ids(monkeypatch) -> list:
-    arrays, real = [], jsonl_native._id_strings
-
-    def spy(*args):
-        arrays.append(real(*args))
-        return arrays[-1]
-
-    monkeypatch.setattr(jsonl_native, "_id_strings", spy)
-    return arrays
+    return captured(monkeypatch, "_id_strings")
 
 
 @pytest.mark.parametrize("limit", [64, 100, (1 << 31) - 1])
